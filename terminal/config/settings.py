@@ -1,0 +1,196 @@
+"""Typed settings, loaded once at start.
+
+Precedence: defaults < TOML file < environment. The TOML file is, in order,
+``$CARE_CONFIG`` or ``<config dir>/config.toml``. Environment variables use the
+``CARE_`` prefix and ``__`` for nesting, e.g. ``CARE_FACE__ACCEPT_THRESHOLD=0.5``.
+
+Data directory: ``/var/lib/care-terminal`` on a device (when it exists or
+``CARE_DEVICE=1``), otherwise ``$XDG_DATA_HOME/care-terminal``
+(``~/.local/share/care-terminal``). ``CARE_DATA_DIR`` overrides both.
+
+Invalid config raises :class:`terminal.core.errors.ConfigError` with every
+problem listed; the composition root boots into "out of service" with it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from terminal.core.errors import ConfigError
+
+DEVICE_DATA_DIR = Path("/var/lib/care-terminal")
+DEVICE_CONFIG_DIR = Path("/etc/care-terminal")
+
+
+def _on_device() -> bool:
+    flag = os.environ.get("CARE_DEVICE")
+    if flag is not None:
+        return flag not in ("", "0", "false", "no")
+    return DEVICE_DATA_DIR.is_dir()
+
+
+def default_data_dir() -> Path:
+    if _on_device():
+        return DEVICE_DATA_DIR
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "care-terminal"
+
+
+def default_config_file() -> Path:
+    explicit = os.environ.get("CARE_CONFIG")
+    if explicit:
+        return Path(explicit)
+    if _on_device():
+        return DEVICE_CONFIG_DIR / "config.toml"
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "care-terminal" / "config.toml"
+
+
+def default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "care-terminal"
+
+
+class FaceSettings(BaseModel):
+    """Recognition settings. Threshold calibration is documented in README.md."""
+
+    pack: Literal["open", "insightface"] = "open"
+    # Directory of the model pack; empty means <data_dir>/models/<pack>.
+    pack_dir: Path | None = None
+    # Cosine similarity on L2-normalised 512-d embeddings.
+    accept_threshold: float = Field(0.50, ge=-1.0, le=1.0)
+    # Below accept but above this: "uncertain" (needs a second factor).
+    uncertain_threshold: float = Field(0.40, ge=-1.0, le=1.0)
+    # Best identity must beat the second-best identity by this much.
+    min_margin: float = Field(0.08, ge=0.0, le=2.0)
+    min_face_px: int = Field(80, ge=16)
+    max_yaw_deg: float = Field(30.0, gt=0)
+    max_pitch_deg: float = Field(30.0, gt=0)
+    min_sharpness: float = Field(40.0, ge=0)
+    min_brightness: float = Field(50.0, ge=0, le=255)
+    max_brightness: float = Field(210.0, ge=0, le=255)
+    liveness_threshold: float = Field(0.5, ge=0, le=1)
+    intra_op_threads: int = Field(2, ge=1, le=16)
+    enrol_min_images: int = Field(1, ge=1)
+    enrol_max_templates: int = Field(5, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FaceSettings:
+        if self.uncertain_threshold > self.accept_threshold:
+            raise ValueError("face.uncertain_threshold must not exceed face.accept_threshold")
+        if self.min_brightness >= self.max_brightness:
+            raise ValueError("face.min_brightness must be below face.max_brightness")
+        return self
+
+
+class CameraSettings(BaseModel):
+    # "v4l2:0", "/dev/video0", a video file path, or an image folder.
+    source: str = "v4l2:0"
+    width: int = Field(640, ge=160)
+    height: int = Field(480, ge=120)
+    fps: int = Field(15, ge=1, le=60)
+
+
+class CentreSettings(BaseModel):
+    centre_id: str = "demo-centre"
+    centre_name: str = "示范居家养老服务照料中心"
+    device_id: str = "demo-terminal-01"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CARE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    language: Literal["zh_CN", "en"] = "zh_CN"
+    # Path of the AES key file for data at rest; empty means <data_dir>/keys/data.key,
+    # or $CREDENTIALS_DIRECTORY/care-terminal-data-key under systemd.
+    key_file: Path | None = None
+    db_url: str | None = None
+    face: FaceSettings = Field(default_factory=FaceSettings)
+    camera: CameraSettings = Field(default_factory=CameraSettings)
+    centre: CentreSettings = Field(default_factory=CentreSettings)
+
+    # toml file location is resolved at load time (see load_settings)
+    _toml_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = default_config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    # Derived paths -------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "terminal.db"
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.db_path}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def face_pack_dir(self) -> Path:
+        return self.face.pack_dir or (self.models_dir / self.face.pack)
+
+    @property
+    def data_key_file(self) -> Path:
+        if self.key_file:
+            return self.key_file
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if creds and (Path(creds) / "care-terminal-data-key").is_file():
+            return Path(creds) / "care-terminal-data-key"
+        return self.data_dir / "keys" / "data.key"
+
+
+def _format_validation(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        lines.append(f"{loc}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load and validate settings once. Raises ConfigError with every problem."""
+    cfg = default_config_file()
+    if cfg.is_file():
+        try:
+            with cfg.open("rb") as fh:
+                tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {cfg} is not valid TOML: {exc}") from exc
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration ({cfg}): {_format_validation(exc)}") from exc

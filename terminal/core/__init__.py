@@ -1,0 +1,1 @@
+"""The kernel: standard library only (ids, money, clock, events, errors, protocols)."""
