@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from terminal.core.errors import TerminalError
-from terminal.core.protocols import Identification, LivenessDecision
+from terminal.core.protocols import Identification, LivenessDecision, MatchDecision
 
 if TYPE_CHECKING:
     from terminal.config.settings import FaceSettings
@@ -177,16 +177,18 @@ class Gallery:
         total = sum(int(b.shape[0]) for _, b in batches)
         with self._lock:
             self.clear()
-            self._reserve(total)
+            self._reserve(total, exact=True)  # a bulk load knows its size: no slack
             for rid, rows in batches:
                 if not rid:
                     raise GalleryError("resident id must not be empty")
                 self._append(rid, rows)
 
-    def _reserve(self, needed: int) -> None:
+    def _reserve(self, needed: int, exact: bool = False) -> None:
         cap = self.capacity
         if needed <= cap:
             return
+        if exact:
+            cap = needed
         while cap < needed:
             cap *= 2
         mat = np.zeros((cap, self.dim), dtype=np.float32)
@@ -299,9 +301,9 @@ def decide(
     best_score = best.score if best is not None else NO_SCORE
     second_score = ordered[1].score if len(ordered) > 1 else NO_SCORE
 
-    def ident(decision: str, rid: str | None) -> Identification:
+    def ident(decision: MatchDecision, rid: str | None) -> Identification:
         return Identification(
-            decision=decision,  # type: ignore[arg-type]
+            decision=decision,
             resident_id=rid,
             score=best_score,
             second_score=second_score,

@@ -6,6 +6,7 @@ Pure data and functions (no IO). Money is :class:`terminal.core.money.Money`
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,10 +14,9 @@ from datetime import date, datetime, time, tzinfo
 from enum import StrEnum
 from typing import Any
 
+from payment.errors import DomainError, MenuError
 from terminal.core.clock import CHINA_TZ
 from terminal.core.money import Money
-
-from payment.errors import DomainError, MenuError
 
 # --------------------------------------------------------------------------- categories
 
@@ -316,7 +316,7 @@ class SlotWindows:
 
     def __post_init__(self) -> None:
         ordered = sorted(self.windows.values(), key=lambda w: w.start)
-        for a, b in zip(ordered, ordered[1:], strict=False):
+        for a, b in itertools.pairwise(ordered):
             if b.start < a.end:
                 raise DomainError("meal slot windows overlap", code="bad_slot_window")
 
@@ -587,4 +587,6 @@ class PriorMeal:
 
 def subsidised_meals(meals: Iterable[PriorMeal], slot: MealSlot, day: date) -> int:
     """How many non-voided subsidised meals the resident had in ``slot`` on ``day``."""
-    return sum(1 for m in meals if m.slot is slot and m.day == day and m.subsidised and not m.voided)
+    return sum(
+        1 for m in meals if m.slot is slot and m.day == day and m.subsidised and not m.voided
+    )

@@ -62,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return EXIT_OK
     except Exception as exc:
         log.exception("internal_error", command=args.command, exc_type=type(exc).__name__)
         if os.environ.get("CARE_DEBUG"):

@@ -414,20 +414,14 @@ class PrinterStatus:
     answered: frozenset[StatusKind] = field(default_factory=frozenset)
 
     def merge(self, other: PrinterStatus) -> PrinterStatus:
-        """Combine answers; a known value in ``other`` wins over unknown here."""
-        vals = {}
-        for name in (
-            "online",
-            "cover_open",
-            "paper_out",
-            "paper_near_end",
-            "error",
-            "cutter_error",
-            "unrecoverable_error",
-            "recoverable_error",
-        ):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            vals[name] = theirs if theirs is not None else mine
+        """Combine answers; the worse report wins (a problem flag set by either,
+        offline if either says so), unknown only when neither said."""
+        vals: dict[str, bool | None] = {}
+        for name in _PROBLEM_FLAGS:
+            a, b = getattr(self, name), getattr(other, name)
+            vals[name] = None if a is None and b is None else bool(a) or bool(b)
+        a, b = self.online, other.online
+        vals["online"] = None if a is None and b is None else (a is not False and b is not False)
         return PrinterStatus(**vals, answered=self.answered | other.answered)
 
     @property
@@ -447,6 +441,17 @@ class PrinterStatus:
         if self.online is False:
             return "offline"
         return None
+
+
+_PROBLEM_FLAGS = (
+    "cover_open",
+    "paper_out",
+    "paper_near_end",
+    "error",
+    "cutter_error",
+    "unrecoverable_error",
+    "recoverable_error",
+)
 
 
 def parse_status(kind: StatusKind | int, value: int) -> PrinterStatus | None:

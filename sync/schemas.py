@@ -1,0 +1,175 @@
+"""Load the published data spec (``sync/spec/openapi.yaml``) and validate messages.
+
+Both sides use this module: the terminal validates every reply it gets (and,
+by default, every request it sends) and the reference platform validates
+every request and every reply it makes. Validation uses JSON Schema draft
+2020-12 (the dialect of OpenAPI 3.1) through ``jsonschema``.
+
+Error texts name the failing location and rule but never echo field values,
+so they are safe to log, to store as a dead-letter reason and to send back to
+a device (a value could be a name or a card number).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from terminal.core.errors import TerminalError
+
+SPEC_PATH: Final = Path(__file__).with_name("spec") / "openapi.yaml"
+_BASE_URI: Final = "urn:care-terminal:sync-spec"
+
+RECORD_KINDS: Final = (
+    "meal_transaction",
+    "wallet_topup",
+    "meal_void",
+    "meal_refund",
+    "footfall_hourly",
+    "attendance",
+    "enrolment",
+    "unenrolment",
+    "heartbeat",
+    "ota_status",
+)
+PAYLOAD_SCHEMAS: Final = {
+    "meal_transaction": "MealTransaction",
+    "wallet_topup": "WalletTopup",
+    "meal_void": "MealVoid",
+    "meal_refund": "MealRefund",
+    "footfall_hourly": "FootfallHourly",
+    "attendance": "Attendance",
+    "enrolment": "Enrolment",
+    "unenrolment": "Unenrolment",
+    "heartbeat": "Heartbeat",
+    "ota_status": "OtaStatus",
+}
+DATASET_KINDS: Final = (
+    "roster",
+    "consent_changes",
+    "subsidy_policy",
+    "menu",
+    "terminal_config",
+    "centre_info",
+)
+STREAMS: Final = ("kiosk", "agent")
+
+
+class SchemaViolation(TerminalError):
+    """A message does not match the published spec. ``problems`` lists where and
+    which rule failed (never the offending values)."""
+
+    code = "schema_invalid"
+
+    def __init__(self, what: str, problems: list[str]) -> None:
+        self.what = what
+        self.problems = problems
+        shown = "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else "")
+        super().__init__(f"{what} does not match the data spec: {shown}")
+
+
+@cache
+def spec() -> dict[str, Any]:
+    """The parsed OpenAPI document."""
+    with SPEC_PATH.open("rb") as fh:
+        doc = yaml.safe_load(fh)
+    if not isinstance(doc, dict):  # pragma: no cover - the file is part of the package
+        raise TerminalError(f"{SPEC_PATH} is not a mapping")
+    return doc
+
+
+def spec_version() -> str:
+    return str(spec()["info"]["version"])
+
+
+def schema_names() -> list[str]:
+    return sorted(spec()["components"]["schemas"])
+
+
+@cache
+def _registry() -> Registry[Any]:
+    resource = DRAFT202012.create_resource(spec())
+    return Registry().with_resource(_BASE_URI, resource)
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    """A compiled validator for ``#/components/schemas/<name>``."""
+    if name not in spec()["components"]["schemas"]:
+        raise KeyError(f"no schema {name!r} in the data spec")
+    return Draft202012Validator(
+        {"$ref": f"{_BASE_URI}#/components/schemas/{name}"}, registry=_registry()
+    )
+
+
+def _describe(err: ValidationError) -> str:
+    where = err.json_path
+    rule = str(err.validator)
+    if rule == "required" and isinstance(err.instance, Mapping):
+        wanted = err.validator_value if isinstance(err.validator_value, list) else []
+        missing = [str(k) for k in wanted if k not in err.instance]
+        return f"{where}: missing {', '.join(missing)}"
+    if rule == "additionalProperties" and isinstance(err.instance, Mapping):
+        allowed = err.schema.get("properties", {}) if isinstance(err.schema, Mapping) else {}
+        extra = sorted(str(k) for k in err.instance if k not in allowed)[:5]
+        return f"{where}: unexpected field(s) {', '.join(extra)}"
+    if rule == "type":
+        return f"{where}: must be of type {err.validator_value}"
+    if rule in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
+        return f"{where}: violates {rule} {err.validator_value}"
+    if rule in ("enum", "const"):
+        return f"{where}: not an allowed value"
+    if rule == "pattern":
+        return f"{where}: does not match the required format"
+    return f"{where}: fails '{rule}'"
+
+
+def _leaf_errors(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:
+    for err in errors:
+        if err.context and err.validator in ("oneOf", "anyOf"):
+            # Report the branch that got furthest, not "matches none of".
+            best = max(err.context, key=lambda e: len(e.absolute_path))
+            yield best
+        else:
+            yield err
+
+
+def problems(name: str, instance: Any, limit: int = 10) -> list[str]:
+    """Value-free descriptions of why ``instance`` fails schema ``name`` ([] if valid)."""
+    v = validator(name)
+    out: list[str] = []
+    for err in _leaf_errors(v.iter_errors(instance)):
+        out.append(_describe(err))
+        if len(out) >= limit:
+            break
+    return sorted(set(out))
+
+
+def is_valid(name: str, instance: Any) -> bool:
+    return bool(validator(name).is_valid(instance))
+
+
+def validate(name: str, instance: Any, what: str | None = None) -> None:
+    """Raise :class:`SchemaViolation` unless ``instance`` matches schema ``name``."""
+    if validator(name).is_valid(instance):
+        return
+    raise SchemaViolation(what or name, problems(name, instance))
+
+
+def validate_payload(kind: str, payload: Any) -> None:
+    """Check a record payload of ``kind`` (for the modules that build records)."""
+    if kind not in PAYLOAD_SCHEMAS:
+        raise SchemaViolation(f"record kind {kind!r}", ["unknown record kind"])
+    validate(PAYLOAD_SCHEMAS[kind], payload, f"{kind} payload")
+
+
+def validate_record(envelope: Any) -> None:
+    validate("RecordEnvelope", envelope, "record")

@@ -1,0 +1,148 @@
+"""Face commands: ``enroll``, ``identify``, ``face compare``, ``face eval``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from terminal.app.cli import emit
+from terminal.app.services import Services
+from terminal.core.errors import TerminalError
+from terminal.db.engine import write_session
+from terminal.db.roster import audit
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    e = sub.add_parser("enroll", help="enrol a resident from 1-5 face images (consent recorded)")
+    e.add_argument("--resident-id", required=True)
+    e.add_argument("--name", required=True)
+    e.add_argument("--no-face-pay-consent", action="store_true",
+                   help="enrol for attendance only (face payment not consented)")
+    e.add_argument("--attendance-consent", action="store_true")
+    e.add_argument("--allow-duplicate-face", action="store_true",
+                   help="enrol even if the face already matches another resident")
+    e.add_argument("--staff", default="cli", help="staff id recorded in the audit trail")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("images", nargs="+", type=Path)
+    e.set_defaults(handler=cmd_enroll)
+
+    i = sub.add_parser("identify", help="who is the (largest) face in this image?")
+    i.add_argument("image", type=Path)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(handler=cmd_identify)
+
+    f = sub.add_parser("face", help="face tools: compare two images, evaluate on a pairs list")
+    fsub = f.add_subparsers(dest="action", required=True)
+    c = fsub.add_parser("compare", help="similarity of the largest faces of two images")
+    c.add_argument("image_a", type=Path)
+    c.add_argument("image_b", type=Path)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=cmd_compare)
+    ev = fsub.add_parser("eval", help="ROC AUC and TAR@FAR on a folder of images and a pairs CSV (a,b,same)")
+    ev.add_argument("--images", required=True, type=Path)
+    ev.add_argument("--pairs", required=True, type=Path)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(handler=cmd_eval)
+
+
+def _engine_only(svc: Services):  # type: ignore[no-untyped-def]
+    from face.recognise import Recogniser
+
+    return Recogniser.from_settings(svc.settings.face_pack_dir, svc.settings.face)
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    from face.pipeline import load_image
+
+    return load_image(path)
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from face.enrol import apply_to_gallery, enrol
+
+    if len(args.images) > 10:
+        raise TerminalError("give at most 10 images; the best 5 are kept")
+    svc = Services()
+    try:
+        rec = svc.recogniser
+        loaded = []
+        for p in args.images:
+            try:
+                loaded.append((str(p), _load(p), None))
+            except TerminalError as exc:
+                loaded.append((str(p), None, str(exc)))
+        plan = rec.plan_enrolment(loaded)
+        now = svc.clock.now()
+        with write_session(svc.db.sessions) as session:
+            ids = enrol(
+                session, svc.roster, svc.templates, svc.outbox, rec, plan,
+                args.resident_id, args.name, now,
+                consent_face_pay=not args.no_face_pay_consent,
+                consent_attendance=args.attendance_consent,
+                allow_duplicate_face=args.allow_duplicate_face,
+            )
+            audit(session, now, args.staff, "enrol", args.resident_id, {"templates": len(ids)})
+        apply_to_gallery(rec, args.resident_id, plan)
+        doc = {
+            "resident_id": args.resident_id,
+            "templates": len(ids),
+            "used": [{"image": c.source, "quality": round(c.quality, 3), "note": c.problem} for c in plan.chosen],
+            "rejected": [{"image": c.source, "reason": c.problem} for c in plan.rejected],
+        }
+        lines = [f"enrolled {args.resident_id} with {len(ids)} template(s)"]
+        lines += [f"  skipped {c.source}: {c.problem}" for c in plan.rejected]
+        emit(args, doc, "\n".join(lines))
+        return 0
+    finally:
+        svc.close()
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    svc = Services()
+    try:
+        image = _load(args.image)
+        result = svc.recogniser.identify(image)
+        doc = result.as_dict()
+        ident = result.identification
+        if ident.decision == "identified":
+            with svc.db.sessions() as session:
+                info = svc.roster.find(session, ident.resident_id or "")
+            doc["name_masked"] = info.name_masked if info else None
+        text = f"{ident.decision}: {ident.resident_id or '-'} (score {ident.score:.3f}, second {ident.second_score:.3f})"
+        if result.faces_found > 1:
+            text += f"\nnote: {result.faces_found} faces found; used the largest"
+        if not result.quality_ok:
+            text += f"\nquality: {result.quality_text_en} / {result.quality_text_zh}"
+        emit(args, doc, text)
+        return 0 if ident.decision == "identified" else 1
+    finally:
+        svc.close()
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    svc = Services()
+    rec = _engine_only(svc)
+    a = rec.embed_primary(_load(args.image_a))
+    b = rec.embed_primary(_load(args.image_b))
+    sim = float(a.embedding @ b.embedding)
+    s = svc.settings.face
+    decision = "same" if sim >= s.accept_threshold else ("uncertain" if sim >= s.uncertain_threshold else "different")
+    doc = {
+        "similarity": round(sim, 4),
+        "decision": decision,
+        "threshold": s.accept_threshold,
+        "uncertain_threshold": s.uncertain_threshold,
+        "faces_found": {"a": a.faces_found, "b": b.faces_found},
+    }
+    emit(args, doc, f"{decision} (similarity {sim:.3f}, threshold {s.accept_threshold})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from face.eval import evaluate
+
+    svc = Services()
+    rec = _engine_only(svc)
+    doc = evaluate(args.images, args.pairs, rec.engine)
+    emit(args, doc)
+    return 0

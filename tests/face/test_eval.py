@@ -1,0 +1,224 @@
+"""Verification metrics (pure, hand-computed tables), pairs CSV parsing, and
+``evaluate`` with the real model pack on the shared test faces."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from face.eval import (
+    EvalError,
+    Pair,
+    metrics,
+    pairs_from_labels,
+    parse_pairs,
+    rates_at,
+    read_pairs,
+    resolve_images,
+    roc_auc,
+    score_pairs,
+    tar_at_far,
+    write_pairs,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def faces_dir() -> Path:
+    base = os.environ.get("CARE_TESTDATA")
+    root = Path(base) if base else REPO.parent / "shared" / "testdata"
+    return root / "faces" if (root / "faces").is_dir() else root
+
+
+def auc_brute(scores: np.ndarray, same: np.ndarray) -> float:
+    pos = scores[same][:, None]
+    neg = scores[~same][None, :]
+    return float(((pos > neg) + 0.5 * (pos == neg)).mean())
+
+
+# ------------------------------------------------------------------ AUC
+
+
+@pytest.mark.parametrize(
+    ("pos", "neg", "auc"),
+    [
+        ([0.9, 0.8, 0.4], [0.7, 0.3, 0.2, 0.1], 11 / 12),  # 4 + 4 + 3 of 12 pairs ordered
+        ([0.9, 0.8], [0.1, 0.2], 1.0),
+        ([0.1, 0.2], [0.9, 0.8], 0.0),
+        ([0.5], [0.5], 0.5),  # a tie counts half
+        ([0.5, 0.6], [0.5, 0.4], 3.5 / 4),  # (0.5,0.5)=0.5, (0.5,0.4)=1, 0.6 beats both
+        ([0.3, 0.3, 0.3], [0.3, 0.3], 0.5),
+    ],
+)
+def test_auc_hand_computed(pos, neg, auc) -> None:
+    scores = np.array(pos + neg)
+    same = np.array([True] * len(pos) + [False] * len(neg))
+    assert roc_auc(scores, same) == pytest.approx(auc)
+    # order of the pairs does not matter
+    perm = np.random.default_rng(0).permutation(scores.size)
+    assert roc_auc(scores[perm], same[perm]) == pytest.approx(auc)
+
+
+def test_auc_matches_pairwise_definition_with_many_ties() -> None:
+    rng = np.random.default_rng(7)
+    scores = np.round(rng.normal(size=3000), 1)  # rounding forces lots of ties
+    same = rng.random(3000) < 0.3
+    scores[same] += 0.5
+    assert roc_auc(scores, same) == pytest.approx(auc_brute(scores, same), abs=1e-12)
+
+
+@pytest.mark.parametrize("same", [[True, True], [False, False], []])
+def test_auc_undefined_without_both_classes(same) -> None:
+    assert roc_auc(np.full(len(same), 0.5), np.array(same, dtype=bool)) is None
+
+
+# ------------------------------------------------------------------ TAR at FAR
+
+NEG_100 = [i / 100 for i in range(100)]  # 0.00 .. 0.99
+POS_4 = [0.995, 0.985, 0.95, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("pos", "neg", "far", "above", "tar", "fa", "meaningful"),
+    [
+        # 100 impostors, FAR 1e-2: one may pass (0.99); threshold just above 0.98
+        (POS_4, NEG_100, 1e-2, 0.98, 0.5, 1, True),
+        # FAR 1e-3 with 100 impostors: none may pass -> just above 0.99, flagged
+        (POS_4, NEG_100, 1e-3, 0.99, 0.25, 0, False),
+        # ties at the cut are all rejected: two impostors at 0.8 and one allowed
+        ([0.85, 0.8, 0.7], [0.8, 0.8] + [0.1] * 98, 1e-2, 0.8, 1 / 3, 0, True),
+        # 1000 impostors allow 10 at FAR 1e-2
+        ([0.999, 0.5], [i / 1000 for i in range(1000)], 1e-2, 0.989, 0.5, 10, True),
+    ],
+)
+def test_tar_at_far_hand_computed(pos, neg, far, above, tar, fa, meaningful) -> None:
+    scores = np.array(pos + neg)
+    same = np.array([True] * len(pos) + [False] * len(neg))
+    p = tar_at_far(scores, same, far)
+    assert p.threshold is not None
+    assert p.threshold > above and p.threshold == pytest.approx(above, abs=1e-12)
+    assert p.tar == pytest.approx(tar)
+    assert p.false_accepts == fa
+    assert p.far == pytest.approx(fa / len(neg)) and p.far <= far
+    assert p.negatives == len(neg)
+    assert p.meaningful is meaningful
+    assert ("needs at least" in p.note) is (not meaningful)
+
+
+def test_tar_at_far_without_impostors_or_genuines() -> None:
+    only_pos = tar_at_far(np.array([0.9, 0.8]), np.array([True, True]), 1e-2)
+    assert only_pos.threshold is None and only_pos.tar is None and not only_pos.meaningful
+    assert "no different-person pairs" in only_pos.note
+    only_neg = tar_at_far(np.array([0.1, 0.2]), np.array([False, False]), 1e-2)
+    assert only_neg.tar is None and only_neg.threshold is not None
+    with pytest.raises(EvalError):
+        tar_at_far(np.array([0.1]), np.array([False]), 0.0)
+
+
+def test_rates_at_threshold_and_metrics_bundle() -> None:
+    scores = np.array([0.9, 0.6, 0.45, 0.5, 0.2, 0.1])
+    same = np.array([True, True, True, False, False, False])
+    r = rates_at(scores, same, 0.5)
+    assert r == {
+        "threshold": 0.5,
+        "tar": pytest.approx(2 / 3),
+        "far": pytest.approx(1 / 3),
+        "genuine_rejected": 1,
+        "impostors_accepted": 1,
+    }
+    m = metrics(scores, same, accept_threshold=0.5)
+    assert m["auc"] == pytest.approx(8 / 9)  # 0.45 loses to 0.5 only
+    assert [p["far_target"] for p in m["tar_at_far"]] == [1e-2, 1e-3, 1e-4]
+    assert all(not p["meaningful"] for p in m["tar_at_far"])  # 3 impostors only
+    assert m["genuine_scores"]["min"] == pytest.approx(0.45)
+    assert m["impostor_scores"]["max"] == pytest.approx(0.5)
+    json.dumps(m, allow_nan=False)  # strict JSON: no NaN anywhere
+
+
+def test_score_pairs_gram_and_chunked_agree(monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    e = rng.standard_normal((50, 512)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    ia = rng.integers(0, 50, 20_000)
+    ib = rng.integers(0, 50, 20_000)
+    want = np.sum(e[ia].astype(np.float64) * e[ib], axis=1)
+    np.testing.assert_allclose(score_pairs(e, ia, ib), want, atol=1e-5)
+    monkeypatch.setattr("face.eval.GRAM_MAX_IMAGES", 10)  # force the chunked path
+    np.testing.assert_allclose(score_pairs(e, ia, ib), want, atol=1e-5)
+
+
+# ------------------------------------------------------------------ CSV input
+
+
+def test_parse_pairs_accepts_spellings_order_and_blank_lines() -> None:
+    text = (
+        "same,b,a,comment\n1,x.jpg,y.jpg,\nFALSE,p.png,q.png,hi\n\ntrue , r.jpg , s.jpg,\nno,t,u,\n"
+    )
+    assert parse_pairs(text) == [
+        Pair("y.jpg", "x.jpg", True),
+        Pair("q.png", "p.png", False),
+        Pair("s.jpg", "r.jpg", True),
+        Pair("u", "t", False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("   \n\n", "is empty"),
+        ("a,b,same\n", "no pairs"),
+        ("a,b\nx,y\n", "missing column(s) same"),
+        ("left,right,label\nx,y,1\n", "missing column(s) a, b, same"),
+        ("a,b,same\nx,y,maybe\n", "line 2: 'same' must be 1/0/true/false"),
+        ("a,b,same\nx,y\n", "line 2: expected 3 columns"),
+        ("a,b,same\nx,,1\n", "line 2: empty image name"),
+    ],
+)
+def test_parse_pairs_errors(text: str, message: str) -> None:
+    with pytest.raises(EvalError) as err:
+        parse_pairs(text, source="pairs.csv")
+    assert message in str(err.value)
+    assert str(err.value).startswith("pairs.csv")
+
+
+def test_read_pairs_file_errors_and_bom(tmp_path: Path) -> None:
+    with pytest.raises(EvalError, match="not found"):
+        read_pairs(tmp_path / "nope.csv")
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffa,b,same\nx,y,1\n".encode())
+    assert read_pairs(bom) == [Pair("x", "y", True)]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"a,b,same\n\xe9,y,1\n")
+    with pytest.raises(EvalError, match="not UTF-8"):
+        read_pairs(latin)
+
+
+def test_unknown_and_escaping_image_names_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "ok.jpg").write_bytes(b"x")
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    assert resolve_images(tmp_path / "imgs", ["ok.jpg"]) == {
+        "ok.jpg": (tmp_path / "imgs" / "ok.jpg").resolve()
+    }
+    with pytest.raises(EvalError) as err:
+        resolve_images(tmp_path / "imgs", ["ok.jpg", "missing.jpg", "../secret.jpg"])
+    assert "2 image(s)" in str(err.value) and "missing.jpg" in str(err.value)
+
+
+def test_pairs_from_labels_round_trip(tmp_path: Path) -> None:
+    pairs = pairs_from_labels(faces_dir() / "labels.csv")
+    n = 15
+    assert len(pairs) == n * (n - 1) // 2
+    assert (
+        sum(p.same for p in pairs) == 6 + 1 + 3 + 3 + 1
+    )  # obama 4, biden 2, alex 3, kit 3, rose 2
+    out = tmp_path / "pairs.csv"
+    assert write_pairs(pairs, out) == len(pairs)
+    assert read_pairs(out) == pairs
+    assert not math.isnan(len(pairs))
