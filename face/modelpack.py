@@ -45,7 +45,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -434,7 +434,11 @@ def _parse_manifest(root: Path) -> PackManifest:
     if dup:
         raise ModelPackError(f"{mpath} assigns role {sorted(dup)[0]} to several files")
     lic = doc.get("licences") or {}
-    licences = {str(k): {str(a): str(b) for a, b in v.items()} for k, v in lic.items() if isinstance(v, dict)}
+    licences = {
+        str(k): {str(a): str(b) for a, b in v.items()}
+        for k, v in lic.items()
+        if isinstance(v, dict)
+    }
     notes = tuple(str(n) for n in doc.get("notes") or ())
     return PackManifest(
         kind=kind,
@@ -518,7 +522,9 @@ class _Fetcher:
                 )
             cmd = [exe, "pack", src.spec, "--pack-destination", str(cache_dir), "--silent"]
         else:
-            exe = shutil.which(self.python) or (self.python if Path(self.python).is_file() else None)
+            exe = shutil.which(self.python) or (
+                self.python if Path(self.python).is_file() else None
+            )
             if exe is None:
                 raise ModelPackError(
                     f"Python/pip is not available and {src.archive} is not in the cache "
@@ -566,107 +572,132 @@ class _Fetcher:
         return target
 
 
-@contextlib.contextmanager
-def _open_member(archive: Path, member: str, max_bytes: int) -> Iterator[tuple[IO[bytes], int]]:
-    """Open one allow-listed regular-file member of a .tgz or .whl/.zip for
-    reading. Never extracts anything by the archive's own names."""
-    if archive.suffix == ".tgz" or archive.name.endswith(".tar.gz"):
-        try:
-            tf = tarfile.open(archive, mode="r:gz")  # noqa: SIM115 - closed below
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise ModelPackError(f"{archive.name} is not a readable archive ({exc})") from exc
-        try:
-            try:
-                info = tf.getmember(member)
-            except KeyError:
-                raise ModelPackError(f"{archive.name} has no {member}") from None
-            if not info.isreg():
-                raise ModelPackError(f"{archive.name}: {member} is not a regular file")
-            if info.size > max_bytes:
-                raise ModelPackError(f"{archive.name}: {member} is implausibly large")
-            fh = tf.extractfile(info)
-            if fh is None:
-                raise ModelPackError(f"{archive.name}: cannot read {member}")
-            yield fh, info.size
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise ModelPackError(f"{archive.name} is corrupt ({exc})") from exc
-        finally:
-            tf.close()
-    else:
-        try:
-            zf = zipfile.ZipFile(archive)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ModelPackError(f"{archive.name} is not a readable archive ({exc})") from exc
-        try:
-            try:
-                zinfo = zf.getinfo(member)
-            except KeyError:
-                raise ModelPackError(f"{archive.name} has no {member}") from None
-            if zinfo.is_dir():
-                raise ModelPackError(f"{archive.name}: {member} is not a regular file")
-            if zinfo.file_size > max_bytes:
-                raise ModelPackError(f"{archive.name}: {member} is implausibly large")
-            with zf.open(zinfo) as fh:
-                yield fh, zinfo.file_size
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise ModelPackError(f"{archive.name} is corrupt ({exc})") from exc
-        finally:
-            zf.close()
+MemberSink = Callable[[str, IO[bytes], int], None]
 
 
-def _copy_member(archive: Path, member: str, dest: Path, expected_sha: str) -> int:
-    """Stream one member into ``dest``; refuse it (and delete ``dest``) unless
-    its sha256 is the expected one. Returns the size."""
-    h = hashlib.sha256()
-    size = 0
+def _read_members(archive: Path, wanted: Mapping[str, int], sink: MemberSink) -> None:
+    """Hand each allow-listed member of a .tgz or .whl/.zip to ``sink`` as a
+    stream, in one pass over the archive. ``wanted`` maps member path -> max
+    size. Nothing is ever extracted by the archive's own names; links,
+    directories, devices and oversized members are refused."""
+    seen: set[str] = set()
+
+    def check(name: str, regular: bool, size: int) -> None:
+        if not regular:
+            raise ModelPackError(f"{archive.name}: {name} is not a regular file")
+        if size > wanted[name]:
+            raise ModelPackError(f"{archive.name}: {name} is implausibly large")
+        if name in seen:
+            raise ModelPackError(f"{archive.name} holds {name} twice")
+        seen.add(name)
+
     try:
-        with _open_member(archive, member, MAX_MEMBER_BYTES) as (src, declared):
-            with dest.open("wb") as out:
-                while block := src.read(1 << 20):
-                    size += len(block)
-                    if size > declared:
-                        raise ModelPackError(f"{archive.name}: {member} is longer than declared")
-                    h.update(block)
-                    out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
+        if archive.name.endswith((".tgz", ".tar.gz")):
+            # Stream mode: a single sequential pass, no seeking back in the gzip.
+            with tarfile.open(archive, mode="r|gz") as tf:
+                for info in tf:
+                    if info.name not in wanted:
+                        continue
+                    check(info.name, info.isreg(), info.size)
+                    fh = tf.extractfile(info)
+                    if fh is None:
+                        raise ModelPackError(f"{archive.name}: cannot read {info.name}")
+                    sink(info.name, fh, info.size)
+        else:
+            with zipfile.ZipFile(archive) as zf:
+                for name in wanted:
+                    try:
+                        zinfo = zf.getinfo(name)
+                    except KeyError:
+                        continue
+                    check(name, not zinfo.is_dir() and not _zip_is_link(zinfo), zinfo.file_size)
+                    with zf.open(zinfo) as fh:
+                        sink(name, fh, zinfo.file_size)
     except ModelPackError:
-        dest.unlink(missing_ok=True)
         raise
-    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError) as exc:
-        dest.unlink(missing_ok=True)
-        raise ModelPackError(f"{archive.name} is corrupt ({exc})") from exc
-    digest = h.hexdigest()
-    if digest != expected_sha:
-        dest.unlink(missing_ok=True)
-        raise _HashMismatch(
-            f"{member} in {archive.name} has sha256 {digest[:16]}..., expected "
-            f"{expected_sha[:16]}...; refusing the pack"
-        )
-    return size
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ModelPackError(f"{archive.name} is not a readable archive ({exc})") from exc
+    missing = sorted(set(wanted) - seen)
+    if missing:
+        raise ModelPackError(f"{archive.name} has no {missing[0]}")
+
+
+def _zip_is_link(zinfo: zipfile.ZipInfo) -> bool:
+    mode = zinfo.external_attr >> 16
+    return (mode & 0o170000) == 0o120000
 
 
 class _HashMismatch(ModelPackError):
     pass
 
 
-def _read_licence(archive: Path, member: str) -> str:
-    with _open_member(archive, member, MAX_LICENCE_BYTES) as (fh, _):
-        return fh.read(MAX_LICENCE_BYTES).decode("utf-8", errors="replace").strip()
+def _copy_stream(src: IO[bytes], declared: int, dest: Path, expected_sha: str, label: str) -> int:
+    """Stream into ``dest``; refuse it (and delete ``dest``) unless its sha256
+    is the expected one. Returns the size."""
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with dest.open("wb") as out:
+            while block := src.read(1 << 20):
+                size += len(block)
+                if size > declared:
+                    raise ModelPackError(f"{label} is longer than declared")
+                h.update(block)
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+    except ModelPackError:
+        dest.unlink(missing_ok=True)
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        dest.unlink(missing_ok=True)
+        raise ModelPackError(f"{label} is corrupt ({exc})") from exc
+    digest = h.hexdigest()
+    if digest != expected_sha:
+        dest.unlink(missing_ok=True)
+        raise _HashMismatch(
+            f"{label} has sha256 {digest[:16]}..., expected {expected_sha[:16]}...; "
+            "refusing the pack"
+        )
+    return size
 
 
 def _stage_open_pack(staging: Path, archives: Mapping[str, Path]) -> PackManifest:
+    sizes: dict[str, int] = {}
+    licence_texts: dict[str, str] = {}
+    for key, src in SOURCES.items():
+        archive = archives[key]
+        by_member = {src.member_prefix + f.path: f for f in OPEN_PACK_FILES if f.source == key}
+        wanted = {m: MAX_MEMBER_BYTES for m in by_member}
+        wanted[src.licence_member] = MAX_LICENCE_BYTES
+
+        def sink(
+            name: str,
+            fh: IO[bytes],
+            size: int,
+            *,
+            _by: Mapping[str, OpenFile] = by_member,
+            _archive: Path = archive,
+            _src: PackageSource = src,
+        ) -> None:
+            if name == _src.licence_member:
+                text = fh.read(MAX_LICENCE_BYTES).decode("utf-8", errors="replace").strip()
+                licence_texts[_src.spec] = text
+                return
+            spec = _by[name]
+            label = f"{name} in {_archive.name}"
+            sizes[spec.name] = _copy_stream(fh, size, staging / spec.name, spec.sha256, label)
+
+        _read_members(archive, wanted, sink)
+
     files: list[PackFile] = []
     for spec in OPEN_PACK_FILES:
         src = SOURCES[spec.source]
-        size = _copy_member(
-            archives[spec.source], src.member_prefix + spec.path, staging / spec.name, spec.sha256
-        )
         files.append(
             PackFile(
                 name=spec.name,
                 sha256=spec.sha256,
-                size=size,
+                size=sizes[spec.name],
                 role=spec.role,
                 format=spec.format,
                 preprocessing=spec.preprocessing,
@@ -675,13 +706,13 @@ def _stage_open_pack(staging: Path, archives: Mapping[str, Path]) -> PackManifes
             )
         )
     licences: dict[str, dict[str, str]] = {}
-    for key, src in SOURCES.items():
+    for src in SOURCES.values():
         licences[src.spec] = {
             "spdx": src.spdx,
             "registry": src.registry,
             "file": src.licence_member.removeprefix(src.member_prefix),
             "note": src.licence_note,
-            "text": _read_licence(archives[key], src.licence_member),
+            "text": licence_texts.get(src.spec, ""),
         }
     manifest = PackManifest(
         kind="open",
@@ -802,7 +833,7 @@ def _onnx_io(path: Path) -> tuple[list[list[int | str]], int]:
 
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a model"
+    except Exception as exc:
         raise ModelPackError(f"{path.name} is not a readable ONNX model ({exc})") from exc
     inits = {i.name for i in model.graph.initializer}
     shapes: list[list[int | str]] = []
@@ -954,8 +985,15 @@ def _insightface_manifest(
             scrfd[0],
             "detector",
             "scrfd",
-            {"input_size": [640, 640], "colour": "RGB", "mean": 127.5, "std": 128.0,
-             "score_threshold": 0.5, "nms_iou": 0.4, "loader": "insightface.model_zoo"},
+            {
+                "input_size": [640, 640],
+                "colour": "RGB",
+                "mean": 127.5,
+                "std": 128.0,
+                "score_threshold": 0.5,
+                "nms_iou": 0.4,
+                "loader": "insightface.model_zoo",
+            },
         )
     if recog:
         for p, f in list(files.items()):
@@ -965,8 +1003,12 @@ def _insightface_manifest(
             recog[0],
             "embedding",
             "arcface",
-            {"input_size": [112, 112], "colour": "RGB", "alignment": "arcface_112",
-             "loader": "insightface.model_zoo (ArcFaceONNX: mean/std from the graph)"},
+            {
+                "input_size": [112, 112],
+                "colour": "RGB",
+                "alignment": "arcface_112",
+                "loader": "insightface.model_zoo (ArcFaceONNX: mean/std from the graph)",
+            },
         )
     for p in rest:
         if p not in files:
@@ -1010,7 +1052,9 @@ def _unused(f: PackFile) -> PackFile:
     )
 
 
-def list_packs(models_dir: Path | str, *, verify: Callable[[Path], PackManifest] = verify_pack) -> list[PackInfo]:
+def list_packs(
+    models_dir: Path | str, *, verify: Callable[[Path], PackManifest] = verify_pack
+) -> list[PackInfo]:
     """Every pack folder under ``models_dir`` with its verification status."""
     root = Path(models_dir)
     if not root.is_dir():
@@ -1022,7 +1066,9 @@ def list_packs(models_dir: Path | str, *, verify: Callable[[Path], PackManifest]
         except ModelPackError as exc:
             kind = "unknown"
             with contextlib.suppress(Exception):
-                kind = str(json.loads((d / MANIFEST_NAME).read_text("utf-8")).get("kind", "unknown"))
+                kind = str(
+                    json.loads((d / MANIFEST_NAME).read_text("utf-8")).get("kind", "unknown")
+                )
             out.append(PackInfo(d.name, d, kind, "invalid", str(exc), ""))
         else:
             out.append(PackInfo(d.name, d, m.kind, "ok", "", m.licence_summary))

@@ -183,7 +183,7 @@ class UltraFaceDetector:
         if self.letterbox:
             s = min(self.in_w / w, self.in_h / h)
             nw, nh = max(1, round(w * s)), max(1, round(h * s))
-            canvas = np.full((self.in_h, self.in_w, 3), 127, dtype=np.uint8)
+            canvas: np.ndarray = np.full((self.in_h, self.in_w, 3), 127, dtype=np.uint8)
             canvas[:nh, :nw] = cv2.resize(image_bgr, (nw, nh), interpolation=cv2.INTER_AREA)
             sx = sy = s
         else:
@@ -260,7 +260,11 @@ class CenterFaceDetector:
         thr = self.score_threshold if score_threshold is None else score_threshold
         ys, xs = np.nonzero(heat[0, 0] > thr)
         if len(ys) == 0:
-            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+            return (
+                np.zeros((0, 4), np.float32),
+                np.zeros((0,), np.float32),
+                np.zeros((0, 5, 2), np.float32),
+            )
         s0 = np.exp(scale[0, 0, ys, xs]) * 4
         s1 = np.exp(scale[0, 1, ys, xs]) * 4
         o0 = offset[0, 0, ys, xs]
@@ -305,7 +309,11 @@ class ScrfdDetector:
             self.model.det_thresh = score_threshold
         dets, kps = self.model.detect(image_bgr, input_size=self.input_size)
         if dets is None or len(dets) == 0:
-            return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+            return (
+                np.zeros((0, 4), np.float32),
+                np.zeros((0,), np.float32),
+                np.zeros((0, 5, 2), np.float32),
+            )
         return (
             dets[:, :4].astype(np.float32),
             dets[:, 4].astype(np.float32),
@@ -332,9 +340,9 @@ class Landmark68Model:
         cx, cy, side = square_box(box, "height")
         crop = crop_square(gray, cx, cy, side, self.size).astype(np.float32)
         x = ((crop - self.mean) / self.std)[None, None]
-        out = self.session.run(None, {self.input_name: x})[0].reshape(68, 2)
+        out = np.asarray(self.session.run(None, {self.input_name: x})[0]).reshape(68, 2)
         pts = out * side + np.array([cx - side / 2.0, cy - side / 2.0])
-        return pts.astype(np.float32)
+        return np.asarray(pts, dtype=np.float32)
 
 
 class ArcFaceEmbedder:
@@ -432,13 +440,15 @@ def load_with_model_zoo(path: Path, opts: ort.SessionOptions) -> Any:
     """
     try:
         from insightface.model_zoo.model_zoo import ModelRouter
-    except Exception as exc:  # noqa: BLE001 - a broken install must not crash the terminal
+    except Exception as exc:
         raise ModelPackError(f"insightface is not usable ({exc})") from exc
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             model = ModelRouter(str(path)).get_model(sess_options=opts, providers=PROVIDERS)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelPackError(f"model {path.name} could not be loaded by insightface ({exc})") from exc
+    except Exception as exc:
+        raise ModelPackError(
+            f"model {path.name} could not be loaded by insightface ({exc})"
+        ) from exc
     if model is None:
         raise ModelPackError(f"insightface's model_zoo cannot route {path.name}")
     return model

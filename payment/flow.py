@@ -81,7 +81,7 @@ class LivenessPolicy:
     reject_below: float = 0.10
     clearly_good_match: float = 0.60
     always_challenge: bool = False
-    challenges: tuple[str, ...] = ("blink", "turn_left", "turn_right")
+    challenges: tuple[str, ...] = ("blink", "turn")
     max_challenge_attempts: int = 2
 
     def __post_init__(self) -> None:

@@ -77,11 +77,26 @@ class FaceSettings(BaseModel):
     min_face_px: int = Field(80, ge=16)
     max_yaw_deg: float = Field(30.0, gt=0)
     max_pitch_deg: float = Field(30.0, gt=0)
-    min_sharpness: float = Field(40.0, ge=0)
+    max_roll_deg: float = Field(35.0, gt=0)
+    # Variance of the Laplacian on the aligned 112x112 grey face (see face/quality.py).
+    min_sharpness: float = Field(60.0, ge=0)
     min_brightness: float = Field(50.0, ge=0, le=255)
     max_brightness: float = Field(210.0, ge=0, le=255)
+    # A second face at least this fraction of the largest face's width -> "one person please".
+    multi_face_ratio: float = Field(0.7, gt=0, le=1.0)
+    # Passive model (fr_liveness) live probability needed by the passive signal.
     liveness_threshold: float = Field(0.5, ge=0, le=1)
+    # Liveness signals that must all pass: passive model, active challenge, IR camera.
+    liveness_passive: bool = True
+    liveness_challenge: Literal["none", "blink", "turn", "blink_or_turn"] = "blink_or_turn"
+    liveness_ir: bool = False
+    # Seconds the senior has for the active challenge.
+    liveness_challenge_seconds: float = Field(6.0, gt=0, le=60)
     intra_op_threads: int = Field(2, ge=1, le=16)
+    # onnxruntime graph optimisation; "all" measured fastest on x86, re-measure on the Pi.
+    graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
+    # Detector of an open pack: fr_detect + 68 landmarks, or CenterFace (5 landmarks, slower).
+    detector: Literal["default", "centerface"] = "default"
     enrol_min_images: int = Field(1, ge=1)
     enrol_max_templates: int = Field(5, ge=1, le=20)
 
@@ -108,6 +123,45 @@ class CentreSettings(BaseModel):
     device_id: str = "demo-terminal-01"
 
 
+class SyncSettings(BaseModel):
+    """Sync with the district platform (see sync/README.md)."""
+
+    # Base URL of the district platform; the reference server listens on 127.0.0.1:8470.
+    platform_url: str = "http://127.0.0.1:8470"
+    # Records per upload batch (the spec allows up to 2000).
+    batch_size: int = Field(500, ge=1, le=2000)
+    timeout_s: float = Field(30.0, gt=0, le=600)
+    # Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt)).
+    backoff_base_s: float = Field(1.0, gt=0)
+    backoff_cap_s: float = Field(300.0, gt=0)
+    # Longest Retry-After the terminal honours (a bad header cannot park it for days).
+    max_retry_after_s: float = Field(3600.0, ge=0)
+    # Agent loop: pause when the queue is empty, pull and heartbeat periods.
+    idle_interval_s: float = Field(15.0, gt=0)
+    pull_interval_s: float = Field(300.0, gt=0)
+    heartbeat_interval_s: float = Field(600.0, gt=0)
+    # Empty means <data_dir>/sync.db.
+    sync_db_url: str | None = None
+    # Device Ed25519 key; empty means <data_dir>/keys/device_ed25519.pem.
+    device_key_file: Path | None = None
+    # TLS: CA bundle for the platform certificate (empty: system store); client
+    # certificate and key for mutual TLS (both or neither).
+    tls_ca_file: Path | None = None
+    tls_client_cert: Path | None = None
+    tls_client_key: Path | None = None
+    # The kiosk writes camera/printer health here for the heartbeat; empty means
+    # <data_dir>/run/kiosk_health.json.
+    health_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> SyncSettings:
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            raise ValueError("sync.tls_client_cert and sync.tls_client_key go together")
+        if self.backoff_base_s > self.backoff_cap_s:
+            raise ValueError("sync.backoff_base_s must not exceed sync.backoff_cap_s")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CARE_",
@@ -127,6 +181,7 @@ class Settings(BaseSettings):
     face: FaceSettings = Field(default_factory=FaceSettings)
     camera: CameraSettings = Field(default_factory=CameraSettings)
     centre: CentreSettings = Field(default_factory=CentreSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
 
     # toml file location is resolved at load time (see load_settings)
     _toml_file: Path | None = None
@@ -154,6 +209,18 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.db_path}"
+
+    @property
+    def sync_db_url(self) -> str:
+        return self.sync.sync_db_url or f"sqlite:///{self.data_dir / 'sync.db'}"
+
+    @property
+    def device_key_file(self) -> Path:
+        return self.sync.device_key_file or (self.data_dir / "keys" / "device_ed25519.pem")
+
+    @property
+    def kiosk_health_file(self) -> Path:
+        return self.sync.health_file or (self.data_dir / "run" / "kiosk_health.json")
 
     @property
     def models_dir(self) -> Path:

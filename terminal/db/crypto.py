@@ -10,6 +10,8 @@ use), or a systemd credential (``LoadCredentialEncrypted=care-terminal-data-key`
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import stat
@@ -59,6 +61,7 @@ class FieldCipher:
         if len(key) != KEY_BYTES:
             raise KeyError_("data key must be 32 bytes")
         self._aead = AESGCM(key)
+        self._index_key = hmac.new(key, b"care-terminal/v1/blind-index", hashlib.sha256).digest()
 
     @staticmethod
     def _aad(table: str, record_id: str, field: str) -> bytes:
@@ -84,3 +87,9 @@ class FieldCipher:
 
     def decrypt_text(self, blob: bytes, *, table: str, record_id: str, field: str) -> str:
         return self.decrypt(blob, table=table, record_id=record_id, field=field).decode("utf-8")
+
+    def blind_index(self, value: str, *, field: str) -> str:
+        """Keyed hash for equality lookups of an encrypted field (e.g. find a
+        resident by ID-card number) without storing the value in clear."""
+        msg = f"{field}\x00{value.strip().upper()}".encode()
+        return hmac.new(self._index_key, msg, hashlib.sha256).hexdigest()

@@ -120,8 +120,9 @@ class RosterStore:
             row.phone_last4 = phone_last4
         if id_number is not None:
             row.id_number_enc = self._cipher.encrypt_text(
-                id_number, table="residents", record_id=rid, field="id_number"
+                id_number.strip().upper(), table="residents", record_id=rid, field="id_number"
             )
+            row.id_number_index = self._cipher.blind_index(id_number, field="id_number")
         if consent_face_pay is not None or consent_attendance is not None:
             if consent_face_pay is not None:
                 row.consent_face_pay = consent_face_pay
@@ -160,6 +161,11 @@ class RosterStore:
             if card_id in json.loads(row.card_ids):
                 return _info(row)
         return None
+
+    def by_id_number(self, session: Session, id_number: str) -> ResidentInfo | None:
+        index = self._cipher.blind_index(id_number, field="id_number")
+        row = session.scalar(select(ResidentRow).where(ResidentRow.id_number_index == index))
+        return _info(row) if row else None
 
     def deactivate(self, session: Session, resident_id: str, now: datetime) -> None:
         row = session.get(ResidentRow, resident_id)

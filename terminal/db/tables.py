@@ -39,6 +39,7 @@ class ResidentRow(Base):
     name_enc: Mapped[bytes] = mapped_column(LargeBinary)
     name_masked: Mapped[str] = mapped_column(String(64))
     id_number_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    id_number_index: Mapped[str | None] = mapped_column(String(64), nullable=True)
     phone_last4: Mapped[str | None] = mapped_column(String(4), nullable=True)
     categories: Mapped[str] = mapped_column(Text, default="[]")
     card_ids: Mapped[str] = mapped_column(Text, default="[]")

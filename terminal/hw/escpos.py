@@ -273,8 +273,9 @@ class EscPosBuilder:
         return self.line(char * self.line_columns)
 
     # -- paper
-    def cut(self, *, partial: bool = True, feed: int = 3) -> Self:
-        """``GS V m n`` (function B): feed ``feed`` lines past the cutter, then cut."""
+    def cut(self, *, partial: bool = True, feed: int = 0) -> Self:
+        """``GS V m n`` (function B): feed to the cutting position plus ``feed``
+        motion units (dots), then cut. Printers without a cutter ignore it."""
         if not 0 <= feed <= 255:
             raise ValueError("feed must be 0..255")
         self._buf += bytes([GS, 0x56, 0x42 if partial else 0x41, feed])
@@ -336,7 +337,12 @@ def render_receipt(
     cut: bool = True,
     tail_feed: int = 3,
 ) -> bytes:
-    """ESC/POS bytes for one receipt: init, Chinese mode, content, feed and cut."""
+    """ESC/POS bytes for one receipt: init, Chinese mode, content, feed and cut.
+
+    ``tail_feed`` lines are fed before the cut so the last line clears the tear
+    bar on printers without a cutter (many 58 mm models); set it to 0 for
+    printers with a cutter to save paper. ``cut`` sends ``GS V B 0``.
+    """
     b = EscPosBuilder(columns, charset=charset).init()
     b.align("center")
     if doc.banner:
@@ -370,10 +376,30 @@ def render_receipt(
                 b.line(doc.verify_label)
             b.bold().size(2, 2).line(doc.verify_code).size(1, 1).bold(False)
         b.align("left")
-    if cut:
-        b.cut(partial=True, feed=tail_feed)
-    elif tail_feed:
+    if tail_feed:
         b.feed(tail_feed)
+    if cut:
+        b.cut(partial=True)
+    return b.build()
+
+
+def render_lines(
+    lines: Iterable[str],
+    *,
+    charset: Charset = "gb18030",
+    cut: bool = True,
+    tail_feed: int = 3,
+) -> bytes:
+    """ESC/POS bytes for text already laid out by the caller, one line each
+    (init, Chinese mode, the lines, feed and cut). Lines wider than the paper are
+    wrapped by the printer; lay them out with :func:`text_width`."""
+    b = EscPosBuilder(charset=charset).init()
+    for ln in lines:
+        b.line(ln)
+    if tail_feed:
+        b.feed(tail_feed)
+    if cut:
+        b.cut(partial=True)
     return b.build()
 
 

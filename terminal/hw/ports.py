@@ -50,6 +50,7 @@ from terminal.hw.escpos import (
     ReceiptDoc,
     StatusKind,
     parse_status_answers,
+    render_lines,
     render_receipt,
     status_request,
 )
@@ -193,6 +194,9 @@ class SerialPortOwner:
         self._stop = threading.Event()
         self._queue: deque[WriteTicket] = deque()
         self._ser: serial.SerialBase | None = None
+        # Guards ``_ser`` against a wake-up racing the close (a closed pipe fd
+        # could be reused by another file before ``cancel_read`` writes to it).
+        self._ser_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._status = PortStatus(name=name, url=config.url, state="stopped", since=clock())
 
@@ -260,12 +264,12 @@ class SerialPortOwner:
 
     # -- internals
     def _wake(self) -> None:
-        ser = self._ser
-        if ser is None:
-            return
-        # best effort: the read times out anyway
-        with contextlib.suppress(Exception):
-            ser.cancel_read()
+        with self._ser_lock:
+            if self._ser is None:
+                return
+            # best effort: the read times out anyway
+            with contextlib.suppress(Exception):
+                self._ser.cancel_read()
 
     def _set_status(self, **changes: object) -> None:
         with self._changed:
@@ -331,21 +335,23 @@ class SerialPortOwner:
                 self._stop.wait(self.backoff.delay(failures))
                 continue
             failures = 0
-            self._ser = ser
+            with self._ser_lock:
+                self._ser = ser
             with self._lock:
                 self._queue.clear()  # nothing can be queued while disconnected
+            if self.handler is not None:
+                self._call(self.handler.on_connect, self._clock())
             st = self.status()
             self._set_status(state="connected", connects=st.connects + 1, failures=0)
             log.info("port_connected", port=self.name, url=self.config.url)
-            if self.handler is not None:
-                self._call(self.handler.on_connect, self._clock())
             error: str | None = None
             try:
                 self._serve(ser)
             except Exception as exc:  # SerialException/OSError: the port went away
                 error = _describe(exc)
             finally:
-                self._ser = None
+                with self._ser_lock:
+                    self._ser = None
                 with contextlib.suppress(Exception):  # the device may already be gone
                     ser.close()
             if self._stop.is_set():
@@ -456,6 +462,8 @@ class Printer:
         *,
         columns: int = COLUMNS_58MM,
         charset: Charset = "gb18030",
+        cut: bool = True,
+        tail_feed: int = 3,
         query_status: bool = True,
         status_timeout: float = 0.5,
         write_timeout: float = 3.0,
@@ -465,6 +473,8 @@ class Printer:
     ) -> None:
         self.columns = columns
         self.charset: Charset = charset
+        self.cut = cut
+        self.tail_feed = tail_feed
         self.query_status_enabled = query_status
         self.status_timeout = status_timeout
         self.write_timeout = write_timeout
@@ -525,7 +535,24 @@ class Printer:
     def print_receipt(self, doc: ReceiptDoc) -> PrintResult:
         """Render and print; never raises (a bad document gives outcome ``failed``)."""
         try:
-            payload = render_receipt(doc, columns=self.columns, charset=self.charset)
+            payload = render_receipt(
+                doc,
+                columns=self.columns,
+                charset=self.charset,
+                cut=self.cut,
+                tail_feed=self.tail_feed,
+            )
+        except Exception as exc:
+            log.warning("receipt_render_failed", error=type(exc).__name__)
+            return PrintResult("failed", message="the receipt could not be rendered")
+        return self.print_bytes(payload)
+
+    def print_lines(self, lines: Sequence[str]) -> PrintResult:
+        """Print text lines laid out by the caller; never raises."""
+        try:
+            payload = render_lines(
+                list(lines), charset=self.charset, cut=self.cut, tail_feed=self.tail_feed
+            )
         except Exception as exc:
             log.warning("receipt_render_failed", error=type(exc).__name__)
             return PrintResult("failed", message="the receipt could not be rendered")
@@ -658,7 +685,13 @@ class IdCardReader:
                 self._apply(*self.poller.on_frame(item, now))
             else:
                 self.frame_errors += 1
-                log.warning("card_frame_error", kind=item.kind, dropped=item.dropped)
+                if self.frame_errors & (self.frame_errors - 1) == 0:  # 1, 2, 4, 8 ...: no flood
+                    log.warning(
+                        "card_frame_error",
+                        kind=item.kind,
+                        dropped=item.dropped,
+                        total=self.frame_errors,
+                    )
                 self._apply(*self.poller.on_frame_error(item, now))
 
     def _apply(self, send: bytes | None, events: Sequence[CardEvent]) -> None:

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
-import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import pytest
 from face.eval import (
     EvalError,
     Pair,
+    evaluate,
     metrics,
     pairs_from_labels,
     parse_pairs,
@@ -25,11 +26,12 @@ from face.eval import (
     tar_at_far,
     write_pairs,
 )
+from terminal.core.errors import NoFaceError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def faces_dir() -> Path:
+def _faces() -> Path:
     base = os.environ.get("CARE_TESTDATA")
     root = Path(base) if base else REPO.parent / "shared" / "testdata"
     return root / "faces" if (root / "faces").is_dir() else root
@@ -212,7 +214,7 @@ def test_unknown_and_escaping_image_names_are_refused(tmp_path: Path) -> None:
 
 
 def test_pairs_from_labels_round_trip(tmp_path: Path) -> None:
-    pairs = pairs_from_labels(faces_dir() / "labels.csv")
+    pairs = pairs_from_labels(_faces() / "labels.csv")
     n = 15
     assert len(pairs) == n * (n - 1) // 2
     assert (
@@ -221,4 +223,113 @@ def test_pairs_from_labels_round_trip(tmp_path: Path) -> None:
     out = tmp_path / "pairs.csv"
     assert write_pairs(pairs, out) == len(pairs)
     assert read_pairs(out) == pairs
-    assert not math.isnan(len(pairs))
+
+
+# ------------------------------------------------------------------ with the real models
+
+
+def find_pack() -> Path:
+    """The open model pack built by ``care-terminal models fetch``: $CARE_TEST_PACK,
+    else ``var/models/open`` beside the repository."""
+    env = os.environ.get("CARE_TEST_PACK")
+    pack = Path(env) if env else REPO.parent / "var" / "models" / "open"
+    assert (pack / "manifest.json").is_file(), (
+        f"open model pack missing at {pack}; run `care-terminal models fetch` or set CARE_TEST_PACK"
+    )
+    return pack
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from face.pipeline import FaceEngine
+
+    return FaceEngine.from_pack(find_pack())
+
+
+@pytest.fixture
+def eval_set(tmp_path: Path) -> tuple[Path, Path, list[Pair]]:
+    """The shared faces plus an image without a face and a corrupt file, and every
+    pair of them (same = same identity in labels.csv)."""
+    import cv2
+
+    images = tmp_path / "photos"
+    shutil.copytree(_faces(), images, ignore=shutil.ignore_patterns("*.csv"))
+    blank = np.full((240, 320, 3), 128, np.uint8)
+    cv2.putText(blank, "no face here", (20, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
+    assert cv2.imwrite(str(images / "wall.png"), blank)
+    (images / "broken.jpg").write_bytes(b"\xff\xd8 truncated jpeg")
+    pairs = pairs_from_labels(_faces() / "labels.csv")
+    pairs += [Pair("wall.png", pairs[0].a, False), Pair("broken.jpg", pairs[0].b, False)]
+    csv_path = tmp_path / "pairs.csv"
+    write_pairs(pairs, csv_path)
+    return images, csv_path, pairs
+
+
+def test_evaluate_real_models_on_shared_faces(engine, eval_set) -> None:
+    images, csv_path, pairs = eval_set
+    calls: list[str] = []
+
+    def counting(path: Path) -> np.ndarray:
+        calls.append(path.name)
+        return engine.embed_file(path)
+
+    report = evaluate(images, csv_path, engine, accept_threshold=0.5, embed=counting)
+    json.dumps(report, allow_nan=False)
+
+    # every distinct image embedded exactly once
+    assert sorted(calls) == sorted(set(calls)) and len(calls) == 17
+    assert report["images"] == 17 and report["images_embedded"] == 15
+    reasons = {f["image"]: f for f in report["images_without_face"]}
+    assert set(reasons) == {"wall.png", "broken.jpg"}
+    assert reasons["wall.png"]["code"] == "no_face"
+    assert reasons["broken.jpg"]["code"] == "bad_image"
+    assert all(f["reason"] for f in reasons.values())
+
+    assert report["pairs"] == len(pairs) == 107
+    assert report["pairs_scored"] == 105 and report["pairs_skipped"] == 2
+    assert report["genuine_pairs"] == 14 and report["impostor_pairs"] == 91
+    # the open models separate the shared faces completely at the default threshold
+    assert report["auc"] == 1.0
+    assert report["at_accept_threshold"]["genuine_rejected"] == 0
+    assert report["at_accept_threshold"]["impostors_accepted"] == 0
+    assert report["genuine_scores"]["min"] > 0.5 > report["impostor_scores"]["max"]
+    far2 = report["tar_at_far"][0]
+    assert far2["far_target"] == 1e-2 and far2["tar"] == 1.0
+    assert far2["meaningful"] is False and "needs at least 100" in far2["note"]
+    assert report["pairs_per_second"] > 0  # reported, not asserted against a target
+
+
+def test_evaluate_default_embedder_and_bad_inputs(engine, eval_set, tmp_path: Path) -> None:
+    images, _, _ = eval_set
+    small = tmp_path / "small.csv"
+    small.write_text(
+        "a,b,same\nfr_obama_obama.jpg,fr_obama_obama2.jpg,1\nfr_obama_obama.jpg,fr_biden_biden.jpg,0\n"
+    )
+    report = evaluate(images, small, engine)  # engine.embed_file
+    assert report["pairs_scored"] == 2 and report["auc"] == 1.0
+    assert "at_accept_threshold" not in report
+
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("a,b,same\nfr_obama_obama.jpg,nobody.jpg,1\n")
+    with pytest.raises(EvalError, match=r"nobody\.jpg"):
+        evaluate(images, unknown, engine)
+    with pytest.raises(EvalError, match="images folder not found"):
+        evaluate(tmp_path / "nope", small, engine)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(EvalError, match="empty"):
+        evaluate(images, empty, engine)
+
+
+def test_evaluate_with_no_usable_pair(tmp_path: Path) -> None:
+    (tmp_path / "x.jpg").write_bytes(b"not an image")
+    (tmp_path / "y.jpg").write_bytes(b"not an image")
+    (tmp_path / "p.csv").write_text("a,b,same\nx.jpg,y.jpg,0\n")
+
+    def refuse(path: Path) -> np.ndarray:
+        raise NoFaceError("no face found in the image")
+
+    report = evaluate(tmp_path, tmp_path / "p.csv", None, embed=refuse)
+    assert report["pairs_scored"] == 0 and report["auc"] is None
+    assert len(report["images_without_face"]) == 2
+    json.dumps(report, allow_nan=False)

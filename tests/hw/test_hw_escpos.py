@@ -18,6 +18,7 @@ from terminal.hw.escpos import (
     layout_two_columns,
     parse_status,
     parse_status_answers,
+    render_lines,
     render_receipt,
     status_request,
     text_width,
@@ -50,7 +51,7 @@ def sample_doc(**kw: object) -> ReceiptDoc:
 def test_receipt_starts_with_init_and_chinese_mode_and_ends_with_cut() -> None:
     out = render_receipt(sample_doc())
     assert out.startswith(b"\x1b@\x1c&")  # ESC @, FS &
-    assert out.endswith(b"\x1dVB\x03")  # GS V B 3: feed 3, partial cut
+    assert out.endswith(b"\x1bd\x03\x1dVB\x00")  # ESC d 3 (feed 3 lines), GS V B 0 (cut)
     assert ZHANG_SAN_GB in out
     assert "幸福里照料中心".encode("gb18030") in out
     assert b"01JH8Z3Q4W5E6R7T8Y9V0A1B2C" in out
@@ -90,6 +91,8 @@ def test_verify_code_large_after_label_and_optional_parts() -> None:
     bare = render_receipt(ReceiptDoc(title="X"), cut=False, tail_feed=2)
     assert b"\x1dV" not in bare
     assert bare.endswith(b"\x1bd\x02")
+    cutter = render_receipt(ReceiptDoc(title="X"), tail_feed=0)
+    assert cutter.endswith(b"\x1bE\x00\x1ba\x00\x1dVB\x00")
 
 
 @pytest.mark.parametrize(
@@ -172,7 +175,7 @@ def test_builder_commands_exact() -> None:
         .two_column("ab", "cd")
         .size()
         .feed(4)
-        .cut(partial=False, feed=0)
+        .cut(partial=False, feed=24)
         .status_request(StatusKind.PAPER_SENSOR)
     )
     assert b.build() == (
@@ -185,7 +188,7 @@ def test_builder_commands_exact() -> None:
         + b"cd\n"  # 16 columns at double width
         + b"\x1d!\x00\x1c!\x00"
         + b"\x1bd\x04"
-        + b"\x1dVA\x00"
+        + b"\x1dVA\x18"
         + b"\x10\x04\x04"
     )
     with pytest.raises(ValueError):
@@ -244,3 +247,14 @@ def test_status_answers_skip_noise_and_worst_wins() -> None:
     assert not PrinterStatus().known
     assert parse_status_answers(kinds, [0x12, 0x16, 0x12]).problem == "cover_open"
     assert parse_status_answers(kinds, [0x1A, 0x12, 0x12]).problem == "offline"
+
+
+def test_render_lines_for_pre_laid_out_text() -> None:
+    out = render_lines(["  幸福里照料中心", "实付" + " " * 26 + "7.00", "a\x1bb"], tail_feed=0)
+    assert out == (
+        b"\x1b@\x1c&"
+        + "  幸福里照料中心\n".encode("gb18030")
+        + ("实付" + " " * 26 + "7.00\n").encode("gb18030")
+        + b"a b\n"
+        + b"\x1dVB\x00"
+    )

@@ -39,7 +39,7 @@ from terminal.hw.ports import (
 
 FAST = Backoff(initial=0.02, maximum=0.1)
 ZHANG_SAN_GB = "张三".encode("gb18030")
-CUT = b"\x1dVB\x03"
+CUT = b"\x1bd\x03\x1dVB\x00"
 DOC = ReceiptDoc(
     title="幸福里照料中心",
     header=["2026-01-05 11:32"],
@@ -158,6 +158,10 @@ def test_receipt_arrives_on_the_pty(pty_peer: PtyPeer) -> None:
         assert got.startswith(b"\x1b@\x1c&")
         assert ZHANG_SAN_GB in got and "幸福里照料中心".encode("gb18030") in got
         assert len(got) == result.bytes_written
+        lines = printer.print_lines(["  就餐小票", "实付" + " " * 26 + "7.00"])
+        assert lines.ok
+        more = pty_peer.read_until(lambda b: b.endswith(CUT))
+        assert "就餐小票\n".encode("gb18030") in more
     finally:
         printer.stop()
 

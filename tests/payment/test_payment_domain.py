@@ -263,30 +263,64 @@ def test_menu_order_rejects(selection: list[tuple[str, int]], code: str) -> None
         ({"items": []}, "'date' is required"),
         ({"date": "2026-13-01", "items": []}, "YYYY-MM-DD"),
         ({"date": "2026-01-05", "items": {}}, "items must be a list"),
-        ({"date": "2026-01-05", "items": [{"item_id": "A", "name": "x", "slots": ["lunch"]}]},
-         "'price_fen' is required"),
-        ({"date": "2026-01-05",
-          "items": [{"item_id": "A", "name": "x", "price_fen": 1.5, "slots": ["lunch"]}]},
-         "non-negative integer"),
-        ({"date": "2026-01-05",
-          "items": [{"item_id": "A", "name": "x", "price_fen": -1, "slots": ["lunch"]}]},
-         "non-negative integer"),
-        ({"date": "2026-01-05",
-          "items": [{"item_id": "A", "name": "x", "price_fen": 1, "slots": ["tea"]}]},
-         "unknown meal slot"),
-        ({"date": "2026-01-05",
-          "items": [{"item_id": "A", "name": "x", "price_fen": 1, "slots": []}]},
-         "at least one slot"),
-        ({"date": "2026-01-05",
-          "items": [{"item_id": "A", "name": "x", "price_fen": 1, "slots": ["lunch"], "x": 1}]},
-         "unknown field"),
-        ({"date": "2026-01-05",
-          "items": [{"item_id": "A", "name": "x", "price_fen": 1, "slots": ["lunch"]},
-                    {"item_id": "A", "name": "y", "price_fen": 1, "slots": ["lunch"]}]},
-         "unique"),
-        ({"date": "2026-01-05",
-          "items": [{"item_id": "A", "name": " ", "price_fen": 1, "slots": ["lunch"]}]},
-         "name is required"),
+        (
+            {"date": "2026-01-05", "items": [{"item_id": "A", "name": "x", "slots": ["lunch"]}]},
+            "'price_fen' is required",
+        ),
+        (
+            {
+                "date": "2026-01-05",
+                "items": [{"item_id": "A", "name": "x", "price_fen": 1.5, "slots": ["lunch"]}],
+            },
+            "non-negative integer",
+        ),
+        (
+            {
+                "date": "2026-01-05",
+                "items": [{"item_id": "A", "name": "x", "price_fen": -1, "slots": ["lunch"]}],
+            },
+            "non-negative integer",
+        ),
+        (
+            {
+                "date": "2026-01-05",
+                "items": [{"item_id": "A", "name": "x", "price_fen": 1, "slots": ["tea"]}],
+            },
+            "unknown meal slot",
+        ),
+        (
+            {
+                "date": "2026-01-05",
+                "items": [{"item_id": "A", "name": "x", "price_fen": 1, "slots": []}],
+            },
+            "at least one slot",
+        ),
+        (
+            {
+                "date": "2026-01-05",
+                "items": [
+                    {"item_id": "A", "name": "x", "price_fen": 1, "slots": ["lunch"], "x": 1}
+                ],
+            },
+            "unknown field",
+        ),
+        (
+            {
+                "date": "2026-01-05",
+                "items": [
+                    {"item_id": "A", "name": "x", "price_fen": 1, "slots": ["lunch"]},
+                    {"item_id": "A", "name": "y", "price_fen": 1, "slots": ["lunch"]},
+                ],
+            },
+            "unique",
+        ),
+        (
+            {
+                "date": "2026-01-05",
+                "items": [{"item_id": "A", "name": " ", "price_fen": 1, "slots": ["lunch"]}],
+            },
+            "name is required",
+        ),
     ],
 )
 def test_menu_rejects(doc: dict[str, object], message: str) -> None:

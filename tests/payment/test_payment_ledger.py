@@ -45,10 +45,24 @@ T0 = datetime(2026, 1, 5, 11, 0, tzinfo=CHINA_TZ)
 DAY = date(2026, 1, 5)
 
 
-def charge(eid: str, rid: str = "R1", list_fen: int = 1500, sub_fen: int = 500,
-           slot: MealSlot = MealSlot.LUNCH, at: datetime = T0) -> LedgerEntry:
-    return make_charge(eid, rid, at, slot=slot, day=DAY, list_amount=Money(list_fen),
-                       subsidy=Money(sub_fen), method=VerificationMethod.FACE)
+def charge(
+    eid: str,
+    rid: str = "R1",
+    list_fen: int = 1500,
+    sub_fen: int = 500,
+    slot: MealSlot = MealSlot.LUNCH,
+    at: datetime = T0,
+) -> LedgerEntry:
+    return make_charge(
+        eid,
+        rid,
+        at,
+        slot=slot,
+        day=DAY,
+        list_amount=Money(list_fen),
+        subsidy=Money(sub_fen),
+        method=VerificationMethod.FACE,
+    )
 
 
 def topup(eid: str, rid: str = "R1", fen: int = 5000) -> LedgerEntry:
@@ -58,18 +72,28 @@ def topup(eid: str, rid: str = "R1", fen: int = 5000) -> LedgerEntry:
 def test_postings_are_balanced_double_entry() -> None:
     c = charge("C1")
     assert {leg.account: leg.amount.fen for leg in c.legs} == {
-        wallet_account("R1"): 1000, SUBSIDY_RECEIVABLE: 500, REVENUE: -1500}
+        wallet_account("R1"): 1000,
+        SUBSIDY_RECEIVABLE: 500,
+        REVENUE: -1500,
+    }
     assert c.amount == Money(1000) and c.due == Money(1000) and c.wallet_delta == Money(-1000)
     t = topup("T1")
-    assert {leg.account: leg.amount.fen for leg in t.legs} == {CASH: 5000,
-                                                               wallet_account("R1"): -5000}
+    assert {leg.account: leg.amount.fen for leg in t.legs} == {
+        CASH: 5000,
+        wallet_account("R1"): -5000,
+    }
     v = make_void("V1", c, T0, reason="wrong person", staff_id="S1")
     assert {leg.account: leg.amount.fen for leg in v.legs} == {
-        wallet_account("R1"): -1000, SUBSIDY_RECEIVABLE: -500, REVENUE: 1500}
+        wallet_account("R1"): -1000,
+        SUBSIDY_RECEIVABLE: -500,
+        REVENUE: 1500,
+    }
     assert v.ref_id == "C1" and v.wallet_delta == Money(1000)
     r = make_refund("F1", c, T0, amount=Money(300), reason="dish missing", staff_id="S1")
-    assert {leg.account: leg.amount.fen for leg in r.legs} == {REVENUE: 300,
-                                                               wallet_account("R1"): -300}
+    assert {leg.account: leg.amount.fen for leg in r.legs} == {
+        REVENUE: 300,
+        wallet_account("R1"): -300,
+    }
     for e in (c, t, v, r):
         assert sum(leg.amount.fen for leg in e.legs) == 0
 
@@ -85,8 +109,12 @@ def test_fully_subsidised_and_free_charges() -> None:
 
 
 def test_ledger_balances_and_views() -> None:
-    entries = [topup("T1", fen=5000), topup("T2", "R2", fen=800), charge("C1"),
-               charge("C2", "R2", list_fen=800, sub_fen=0, slot=MealSlot.BREAKFAST)]
+    entries = [
+        topup("T1", fen=5000),
+        topup("T2", "R2", fen=800),
+        charge("C1"),
+        charge("C2", "R2", list_fen=800, sub_fen=0, slot=MealSlot.BREAKFAST),
+    ]
     ledger = Ledger(entries)
     assert ledger.wallet_balance("R1") == Money(4000)
     assert ledger.wallet_balance("R2") == Money(0)
@@ -101,15 +129,24 @@ def test_ledger_balances_and_views() -> None:
     assert -acc[wallet_account("R1")].fen - acc[wallet_account("R2")].fen == 4000
     meals = ledger.prior_meals("R1", DAY)
     assert [(m.record_id, m.slot, m.subsidised, m.voided) for m in meals] == [
-        ("C1", MealSlot.LUNCH, True, False)]
+        ("C1", MealSlot.LUNCH, True, False)
+    ]
     assert prior_meals(entries, "R2")[0].subsidised is False
 
 
 def test_void_refund_rules() -> None:
     ledger = Ledger([topup("T1"), charge("C1"), charge("C2", list_fen=1000, sub_fen=0)])
     assert ledger.refundable("C1") == Money(1000)
-    ledger.append(make_refund("F1", ledger.get("C1") or charge("x"), T0, amount=Money(400),
-                              reason="cold", staff_id="S1"))
+    ledger.append(
+        make_refund(
+            "F1",
+            ledger.get("C1") or charge("x"),
+            T0,
+            amount=Money(400),
+            reason="cold",
+            staff_id="S1",
+        )
+    )
     assert ledger.refundable("C1") == Money(600)
     c1 = ledger.get("C1")
     assert c1 is not None
@@ -144,33 +181,62 @@ def _bad(entry: LedgerEntry, **changes: object) -> LedgerEntry:
 
 BAD_APPENDS = [
     ("duplicate id", lambda: topup("T1"), "duplicate_entry"),
-    ("void unknown charge",
-     lambda: make_void("V9", charge("C404"), T0, reason="x", staff_id="S1"), "unknown_charge"),
-    ("void a top-up", lambda: _bad(make_void("V9", charge("T1"), T0, reason="x", staff_id="S1"),
-                                   ref_id="T1"), "not_a_charge"),
-    ("charge beyond balance", lambda: charge("C9", list_fen=6000, sub_fen=0),
-     "insufficient_balance"),
+    (
+        "void unknown charge",
+        lambda: make_void("V9", charge("C404"), T0, reason="x", staff_id="S1"),
+        "unknown_charge",
+    ),
+    (
+        "void a top-up",
+        lambda: _bad(make_void("V9", charge("T1"), T0, reason="x", staff_id="S1"), ref_id="T1"),
+        "not_a_charge",
+    ),
+    (
+        "charge beyond balance",
+        lambda: charge("C9", list_fen=6000, sub_fen=0),
+        "insufficient_balance",
+    ),
     ("unbalanced legs", lambda: _bad(topup("T9"), legs=(Leg(CASH, Money(5000)),)), "unbalanced"),
-    ("charge legs disagree with amounts", lambda: _bad(charge("C9"), subsidy=Money(400)),
-     "unbalanced"),
-    ("foreign account",
-     lambda: _bad(topup("T9"), legs=(Leg(CASH, Money(10)), Leg("wallet:R2", Money(-10)))),
-     "bad_account"),
-    ("zero leg", lambda: _bad(topup("T9"), legs=(*topup("T9").legs, Leg(CASH, Money(0)))),
-     "entry_malformed"),
+    (
+        "charge legs disagree with amounts",
+        lambda: _bad(charge("C9"), subsidy=Money(400)),
+        "unbalanced",
+    ),
+    (
+        "foreign account",
+        lambda: _bad(topup("T9"), legs=(Leg(CASH, Money(10)), Leg("wallet:R2", Money(-10)))),
+        "bad_account",
+    ),
+    (
+        "zero leg",
+        lambda: _bad(topup("T9"), legs=(*topup("T9").legs, Leg(CASH, Money(0)))),
+        "entry_malformed",
+    ),
     ("naive time", lambda: _bad(topup("T9"), at=datetime(2026, 1, 5, 11, 0)), "entry_malformed"),
     ("charge without slot", lambda: _bad(charge("C9"), slot=None), "entry_malformed"),
-    ("void for another resident",
-     lambda: _bad(make_void("V9", charge("C1"), T0, reason="x", staff_id="S1"),
-                  resident_id="R2", legs=make_void("V9", charge("C1", "R2"), T0, reason="x",
-                                                   staff_id="S1").legs), "bad_ref"),
-    ("void not mirroring",
-     lambda: _bad(make_void("V9", charge("C1", sub_fen=400), T0, reason="x", staff_id="S1")),
-     "bad_void"),
+    (
+        "void for another resident",
+        lambda: _bad(
+            make_void("V9", charge("C1"), T0, reason="x", staff_id="S1"),
+            resident_id="R2",
+            legs=make_void("V9", charge("C1", "R2"), T0, reason="x", staff_id="S1").legs,
+        ),
+        "bad_ref",
+    ),
+    (
+        "void not mirroring",
+        lambda: _bad(make_void("V9", charge("C1", sub_fen=400), T0, reason="x", staff_id="S1")),
+        "bad_void",
+    ),
     ("topup amount mismatch", lambda: _bad(topup("T9"), amount=Money(1)), "bad_amount"),
-    ("refund without reason",
-     lambda: _bad(make_refund("F9", charge("C1"), T0, amount=Money(1), reason="x",
-                              staff_id="S1"), reason=" "), "reason_required"),
+    (
+        "refund without reason",
+        lambda: _bad(
+            make_refund("F9", charge("C1"), T0, amount=Money(1), reason="x", staff_id="S1"),
+            reason=" ",
+        ),
+        "reason_required",
+    ),
     ("topup without staff", lambda: _bad(topup("T9"), staff_id=None), "staff_required"),
 ]
 
@@ -196,10 +262,14 @@ def test_ledger_rejects(name: str, make: object, code: str) -> None:
         (lambda: charge("C", list_fen=100, sub_fen=101), "bad_amount"),
         (lambda: make_void("V", charge("C"), T0, reason="", staff_id="S"), "reason_required"),
         (lambda: make_void("V", topup("T"), T0, reason="x", staff_id="S"), "void_not_charge"),
-        (lambda: make_refund("F", charge("C"), T0, amount=Money(0), reason="x", staff_id="S"),
-         "bad_amount"),
-        (lambda: make_refund("F", charge("C"), T0, amount=Money(1), reason="x", staff_id=""),
-         "staff_required"),
+        (
+            lambda: make_refund("F", charge("C"), T0, amount=Money(0), reason="x", staff_id="S"),
+            "bad_amount",
+        ),
+        (
+            lambda: make_refund("F", charge("C"), T0, amount=Money(1), reason="x", staff_id=""),
+            "staff_required",
+        ),
     ],
 )
 def test_builders_reject(build: object, code: str) -> None:
@@ -236,8 +306,12 @@ def test_validate_new_entry_for_a_store() -> None:
 
 def test_entry_dict_round_trip() -> None:
     c = charge("C1")
-    entries = [c, topup("T1"), make_void("V1", c, T0, reason="误扣", staff_id="S1"),
-               make_refund("F1", c, T0, amount=Money(5), reason="x", staff_id="S1")]
+    entries = [
+        c,
+        topup("T1"),
+        make_void("V1", c, T0, reason="误扣", staff_id="S1"),
+        make_refund("F1", c, T0, amount=Money(5), reason="x", staff_id="S1"),
+    ]
     for e in entries:
         assert LedgerEntry.from_dict(e.to_dict()) == e
     with pytest.raises(LedgerError) as err:
@@ -263,8 +337,7 @@ def test_kinds_are_append_only_records() -> None:
     c1 = ledger.get("C1")
     assert c1 is not None
     ledger.append(make_void("V1", c1, T0 + timedelta(minutes=1), reason="x", staff_id="S1"))
-    assert [e.kind for e in ledger.entries] == [EntryKind.TOPUP, EntryKind.CHARGE,
-                                                EntryKind.VOID]
+    assert [e.kind for e in ledger.entries] == [EntryKind.TOPUP, EntryKind.CHARGE, EntryKind.VOID]
     assert ledger.get("C1") == c1  # the charge itself is untouched
     assert ledger.compensations("C1")[0].entry_id == "V1"
 
@@ -298,17 +371,30 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(rid=st.sampled_from(RESIDENTS), fen=st.integers(1, 20_000))
     def top_up(self, rid: str, fen: int) -> None:
-        self.ledger.append(make_topup(self._id("T"), rid, self._at(), amount=Money(fen),
-                                      staff_id="S1"))
+        self.ledger.append(
+            make_topup(self._id("T"), rid, self._at(), amount=Money(fen), staff_id="S1")
+        )
         self.model[rid] += fen
 
-    @rule(target=charges, rid=st.sampled_from(RESIDENTS), list_fen=st.integers(0, 3000),
-          sub_pct=st.integers(0, 100), slot=st.sampled_from(list(MealSlot)))
+    @rule(
+        target=charges,
+        rid=st.sampled_from(RESIDENTS),
+        list_fen=st.integers(0, 3000),
+        sub_pct=st.integers(0, 100),
+        slot=st.sampled_from(list(MealSlot)),
+    )
     def charge(self, rid: str, list_fen: int, sub_pct: int, slot: MealSlot) -> str:
         sub = list_fen * sub_pct // 100
-        entry = make_charge(self._id("C"), rid, self._at(), slot=slot, day=DAY,
-                            list_amount=Money(list_fen), subsidy=Money(sub),
-                            method=VerificationMethod.CARD)
+        entry = make_charge(
+            self._id("C"),
+            rid,
+            self._at(),
+            slot=slot,
+            day=DAY,
+            list_amount=Money(list_fen),
+            subsidy=Money(sub),
+            method=VerificationMethod.CARD,
+        )
         due = list_fen - sub
         if due > self.model[rid]:
             before = self.ledger.entries
@@ -340,8 +426,7 @@ class LedgerMachine(RuleBasedStateMachine):
         c = self.ledger.get(cid) if cid else None
         if c is None:
             return
-        r = make_refund(self._id("F"), c, self._at(), amount=Money(fen), reason="t",
-                        staff_id="S1")
+        r = make_refund(self._id("F"), c, self._at(), amount=Money(fen), reason="t", staff_id="S1")
         done = self.refunded.get(cid, 0)
         if cid in self.voided or done + fen > c.amount.fen:
             with pytest.raises(LedgerError):
@@ -357,8 +442,9 @@ class LedgerMachine(RuleBasedStateMachine):
             c = self.ledger.get(cid)
             assert c is not None
             with pytest.raises(LedgerError) as err:
-                self.ledger.append(make_void(self._id("V"), c, self._at(), reason="t",
-                                             staff_id="S1"))
+                self.ledger.append(
+                    make_void(self._id("V"), c, self._at(), reason="t", staff_id="S1")
+                )
             assert err.value.code == "already_voided"
 
     @invariant()
@@ -366,8 +452,12 @@ class LedgerMachine(RuleBasedStateMachine):
         entries = self.ledger.entries
         derived = wallet_balances(entries)
         for rid in RESIDENTS:
-            from_legs = -sum(leg.amount.fen for e in entries for leg in e.legs
-                             if leg.account == wallet_account(rid))
+            from_legs = -sum(
+                leg.amount.fen
+                for e in entries
+                for leg in e.legs
+                if leg.account == wallet_account(rid)
+            )
             assert self.ledger.wallet_balance(rid).fen == from_legs == self.model[rid]
             assert derived.get(rid, Money(0)).fen == from_legs
             assert from_legs >= 0
@@ -381,7 +471,8 @@ class LedgerMachine(RuleBasedStateMachine):
         # cash in = wallets + revenue kept + subsidy claimed
         wallets = sum(self.model.values())
         assert acc.get(CASH, Money(0)).fen + acc.get(SUBSIDY_RECEIVABLE, Money(0)).fen == (
-            wallets - acc.get(REVENUE, Money(0)).fen)
+            wallets - acc.get(REVENUE, Money(0)).fen
+        )
 
     @invariant()
     def replay_verifies(self) -> None:
@@ -390,6 +481,5 @@ class LedgerMachine(RuleBasedStateMachine):
             assert res.ok and res.checked == len(self.ledger.entries)
 
 
-LedgerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40,
-                                           deadline=None)
+LedgerMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 TestLedgerMachine = LedgerMachine.TestCase

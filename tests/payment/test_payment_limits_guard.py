@@ -32,8 +32,14 @@ LIMITS = ExposureLimits(Money(5000), Money(10_000), Money(50_000))
         (3000, 9000, 49_000, "staff_required", LimitReason.OVER_RESIDENT_UNSYNCED, 12_000),
     ],
 )
-def test_check_limits(amount: int, resident: int, terminal: int, result: str,
-                      reason: LimitReason | None, would_be: int | None) -> None:
+def test_check_limits(
+    amount: int,
+    resident: int,
+    terminal: int,
+    result: str,
+    reason: LimitReason | None,
+    would_be: int | None,
+) -> None:
     chk = check_limits(Money(amount), Exposure(Money(resident), Money(terminal)), LIMITS)
     assert chk.result == result and chk.reason is reason
     assert chk.ok is (result == "ok")
@@ -47,9 +53,11 @@ def test_limits_from_dict() -> None:
     assert lim.max_per_transaction == Money(3000)
     assert lim.max_unsynced_per_resident == ExposureLimits().max_unsynced_per_resident
     assert ExposureLimits.from_dict(LIMITS.to_dict()) == LIMITS
-    for bad, msg in (({"max_per_transaction_fen": -1}, "non-negative"),
-                     ({"max_per_transaction_fen": "50"}, "non-negative"),
-                     ({"max_per_txn": 1}, "unknown field")):
+    for bad, msg in (
+        ({"max_per_transaction_fen": -1}, "non-negative"),
+        ({"max_per_transaction_fen": "50"}, "non-negative"),
+        ({"max_per_txn": 1}, "unknown field"),
+    ):
         with pytest.raises(LimitsError, match=msg):
             ExposureLimits.from_dict(bad)
     with pytest.raises(LimitsError):
@@ -59,8 +67,15 @@ def test_limits_from_dict() -> None:
 DAY = date(2026, 1, 5)
 
 
-def meal(rid: str, hh: int, mm: int, slot: MealSlot = MealSlot.LUNCH, sub: bool = True,
-         voided: bool = False, day: date = DAY) -> PriorMeal:
+def meal(
+    rid: str,
+    hh: int,
+    mm: int,
+    slot: MealSlot = MealSlot.LUNCH,
+    sub: bool = True,
+    voided: bool = False,
+    day: date = DAY,
+) -> PriorMeal:
     at = datetime(day.year, day.month, day.day, hh, mm, tzinfo=CHINA_TZ)
     return PriorMeal(rid, at, slot, day, sub, voided)
 
@@ -71,20 +86,31 @@ def meal(rid: str, hh: int, mm: int, slot: MealSlot = MealSlot.LUNCH, sub: bool 
         ([], MealSlot.LUNCH, None, False, "ok", None, None),
         ([meal("A", 11, 5)], MealSlot.LUNCH, None, False, "already_paid", "11:05", "A"),
         ([meal("A", 11, 5)], MealSlot.DINNER, None, False, "ok", None, None),
-        ([meal("A", 11, 5, day=date(2026, 1, 4))], MealSlot.LUNCH, None, False, "ok", None,
-         None),
+        ([meal("A", 11, 5, day=date(2026, 1, 4))], MealSlot.LUNCH, None, False, "ok", None, None),
         ([meal("A", 11, 5, voided=True)], MealSlot.LUNCH, None, False, "ok", None, None),
         ([meal("A", 11, 5, sub=False)], MealSlot.LUNCH, None, False, "ok", None, None),
-        ([meal("A", 11, 5, sub=False)], MealSlot.LUNCH, None, True, "already_paid", "11:05",
-         "A"),
-        ([meal("A", 11, 5), meal("B", 12, 40)], MealSlot.LUNCH, None, False, "already_paid",
-         "12:40", "B"),
+        ([meal("A", 11, 5, sub=False)], MealSlot.LUNCH, None, True, "already_paid", "11:05", "A"),
+        (
+            [meal("A", 11, 5), meal("B", 12, 40)],
+            MealSlot.LUNCH,
+            None,
+            False,
+            "already_paid",
+            "12:40",
+            "B",
+        ),
         ([meal("A", 11, 5)], MealSlot.LUNCH, "S7", False, "ok", "11:05", "A"),
     ],
 )
-def test_duplicate_guard(meals: list[PriorMeal], slot: MealSlot, override: str | None,
-                         any_meal: bool, result: str, hhmm: str | None,
-                         record: str | None) -> None:
+def test_duplicate_guard(
+    meals: list[PriorMeal],
+    slot: MealSlot,
+    override: str | None,
+    any_meal: bool,
+    result: str,
+    hhmm: str | None,
+    record: str | None,
+) -> None:
     g = check_duplicate(meals, slot=slot, day=DAY, staff_override=override, any_meal=any_meal)
     assert (g.result, g.paid_at_hhmm, g.record_id) == (result, hhmm, record)
     assert g.overridden_by == (override if record else None)
@@ -94,6 +120,7 @@ def test_duplicate_guard_reports_local_time() -> None:
     from datetime import UTC
 
     at = datetime(2026, 1, 5, 3, 5, tzinfo=UTC)  # 11:05 in Beijing
-    g = check_duplicate([PriorMeal("A", at, MealSlot.LUNCH, DAY, True)], slot=MealSlot.LUNCH,
-                        day=DAY)
+    g = check_duplicate(
+        [PriorMeal("A", at, MealSlot.LUNCH, DAY, True)], slot=MealSlot.LUNCH, day=DAY
+    )
     assert g.paid_at_hhmm == "11:05"

@@ -29,19 +29,33 @@ POLICY_DOC: dict[str, Any] = {
     "version": 3,
     "effective_from": "2026-01-01",
     "rules": [
-        {"category": "age_80_89", "slots": ["lunch"], "type": "fixed", "amount_fen": 300,
-         "limit_per_day": 1, "floor_fen": 100},
+        {
+            "category": "age_80_89",
+            "slots": ["lunch"],
+            "type": "fixed",
+            "amount_fen": 300,
+            "limit_per_day": 1,
+            "floor_fen": 100,
+        },
         {"category": "age_90_plus", "slot": "lunch", "type": "fixed", "amount_fen": 750},
-        {"category": "低保", "slot": "lunch", "type": "percent", "basis_points": 5000,
-         "cap_fen": 800},
-        {"category": "tekun", "slot": "*", "type": "percent", "basis_points": 10000,
-         "limit_per_day": 2},
+        {
+            "category": "低保",
+            "slot": "lunch",
+            "type": "percent",
+            "basis_points": 5000,
+            "cap_fen": 800,
+        },
+        {
+            "category": "tekun",
+            "slot": "*",
+            "type": "percent",
+            "basis_points": 10000,
+            "limit_per_day": 2,
+        },
         {"category": "disabled", "slot": "breakfast", "type": "percent", "basis_points": 3333},
-        {"category": "none", "slot": "lunch", "type": "fixed", "amount_fen": 100,
-         "floor_fen": 0},
+        {"category": "none", "slot": "lunch", "type": "fixed", "amount_fen": 100, "floor_fen": 0},
         {"category": "age_70_79", "slot": "dinner", "type": "fixed", "amount_fen": 0},
-        {"category": "dibian", "slot": "lunch", "type": "fixed", "amount_fen": 500,
-         "cap_fen": 0},
+        {"category": "dibian", "slot": "lunch", "type": "fixed", "amount_fen": 500, "cap_fen": 0},
     ],
 }
 POLICY = parse_policy(POLICY_DOC)
@@ -70,56 +84,213 @@ class Case:
 
 
 CASES = [
-    Case("fixed", frozenset({C.AGE_80_89}), (set_meal(1500),), 300, 1200, Outcome.APPLIED,
-         C.AGE_80_89),
+    Case(
+        "fixed",
+        frozenset({C.AGE_80_89}),
+        (set_meal(1500),),
+        300,
+        1200,
+        Outcome.APPLIED,
+        C.AGE_80_89,
+    ),
     Case("percent", frozenset({C.DIBAO}), (set_meal(1500),), 750, 750, Outcome.APPLIED, C.DIBAO),
-    Case("percent capped", frozenset({C.DIBAO}), (set_meal(2000),), 800, 1200, Outcome.APPLIED,
-         C.DIBAO, capped=True),
-    Case("floor keeps 1 yuan", frozenset({C.AGE_80_89}), (set_meal(350),), 250, 100,
-         Outcome.APPLIED, C.AGE_80_89, floored=True),
-    Case("price at floor", frozenset({C.AGE_80_89}), (set_meal(100),), 0, 100,
-         Outcome.BELOW_FLOOR, None),
-    Case("price under floor", frozenset({C.AGE_80_89}), (set_meal(60),), 0, 60,
-         Outcome.BELOW_FLOOR, None),
-    Case("limit reached", frozenset({C.AGE_80_89}), (set_meal(1500),), 0, 1500,
-         Outcome.LIMIT_REACHED, None, before=1),
-    Case("best of several", frozenset({C.AGE_80_89, C.DIBAO}), (set_meal(1500),), 750, 750,
-         Outcome.APPLIED, C.DIBAO),
-    Case("several, best is fixed", frozenset({C.AGE_90_PLUS, C.DIBAO}), (set_meal(1200),), 750,
-         450, Outcome.APPLIED, C.AGE_90_PLUS),
-    Case("tie goes to priority", frozenset({C.AGE_90_PLUS, C.DIBAO}), (set_meal(1500),), 750,
-         750, Outcome.APPLIED, C.DIBAO),
-    Case("other category has a higher limit", frozenset({C.TEKUN, C.DIBAO}), (set_meal(1500),),
-         1500, 0, Outcome.APPLIED, C.TEKUN, before=1),
-    Case("all limits reached", frozenset({C.TEKUN, C.DIBAO}), (set_meal(1500),), 0, 1500,
-         Outcome.LIMIT_REACHED, None, before=2),
+    Case(
+        "percent capped",
+        frozenset({C.DIBAO}),
+        (set_meal(2000),),
+        800,
+        1200,
+        Outcome.APPLIED,
+        C.DIBAO,
+        capped=True,
+    ),
+    Case(
+        "floor keeps 1 yuan",
+        frozenset({C.AGE_80_89}),
+        (set_meal(350),),
+        250,
+        100,
+        Outcome.APPLIED,
+        C.AGE_80_89,
+        floored=True,
+    ),
+    Case(
+        "price at floor",
+        frozenset({C.AGE_80_89}),
+        (set_meal(100),),
+        0,
+        100,
+        Outcome.BELOW_FLOOR,
+        None,
+    ),
+    Case(
+        "price under floor",
+        frozenset({C.AGE_80_89}),
+        (set_meal(60),),
+        0,
+        60,
+        Outcome.BELOW_FLOOR,
+        None,
+    ),
+    Case(
+        "limit reached",
+        frozenset({C.AGE_80_89}),
+        (set_meal(1500),),
+        0,
+        1500,
+        Outcome.LIMIT_REACHED,
+        None,
+        before=1,
+    ),
+    Case(
+        "best of several",
+        frozenset({C.AGE_80_89, C.DIBAO}),
+        (set_meal(1500),),
+        750,
+        750,
+        Outcome.APPLIED,
+        C.DIBAO,
+    ),
+    Case(
+        "several, best is fixed",
+        frozenset({C.AGE_90_PLUS, C.DIBAO}),
+        (set_meal(1200),),
+        750,
+        450,
+        Outcome.APPLIED,
+        C.AGE_90_PLUS,
+    ),
+    Case(
+        "tie goes to priority",
+        frozenset({C.AGE_90_PLUS, C.DIBAO}),
+        (set_meal(1500),),
+        750,
+        750,
+        Outcome.APPLIED,
+        C.DIBAO,
+    ),
+    Case(
+        "other category has a higher limit",
+        frozenset({C.TEKUN, C.DIBAO}),
+        (set_meal(1500),),
+        1500,
+        0,
+        Outcome.APPLIED,
+        C.TEKUN,
+        before=1,
+    ),
+    Case(
+        "all limits reached",
+        frozenset({C.TEKUN, C.DIBAO}),
+        (set_meal(1500),),
+        0,
+        1500,
+        Outcome.LIMIT_REACHED,
+        None,
+        before=2,
+    ),
     Case("zero price", frozenset({C.DIBAO}), (set_meal(0),), 0, 0, Outcome.ZERO_PRICE, None),
-    Case("only non-subsidisable", frozenset({C.DIBAO}), (DRINK,), 0, 300, Outcome.ZERO_PRICE,
-         None),
-    Case("extras not subsidised", frozenset({C.DIBAO}), (set_meal(1500), DRINK), 750, 1050,
-         Outcome.APPLIED, C.DIBAO),
-    Case("quantity counts", frozenset({C.DIBAO}), (set_meal(500, 2),), 500, 500,
-         Outcome.APPLIED, C.DIBAO),
-    Case("no rule for slot", frozenset({C.AGE_80_89}), (set_meal(1500),), 0, 1500,
-         Outcome.NO_RULE, None, slot=MealSlot.DINNER),
-    Case("no rule for category", frozenset({C.AGE_60_69}), (set_meal(1500),), 0, 1500,
-         Outcome.NO_RULE, None),
-    Case("no category means none", frozenset(), (set_meal(1500),), 100, 1400, Outcome.APPLIED,
-         C.NONE),
-    Case("percentage rounds down", frozenset({C.DISABLED}), (set_meal(100),), 33, 67,
-         Outcome.APPLIED, C.DISABLED, slot=MealSlot.BREAKFAST),
-    Case("percentage rounds to zero", frozenset({C.DISABLED}), (set_meal(2),), 0, 2,
-         Outcome.ROUNDED_TO_ZERO, None, slot=MealSlot.BREAKFAST),
-    Case("rule grants 0", frozenset({C.AGE_70_79}), (set_meal(1500),), 0, 1500,
-         Outcome.NOTHING_GRANTED, None, slot=MealSlot.DINNER),
-    Case("cap 0", frozenset({C.DIBIAN}), (set_meal(1500),), 0, 1500, Outcome.NOTHING_GRANTED,
-         None),
-    Case("fixed above price", frozenset({C.AGE_90_PLUS}), (set_meal(500),), 500, 0,
-         Outcome.APPLIED, C.AGE_90_PLUS),
-    Case("fixed above price with floor", frozenset({C.AGE_80_89}), (set_meal(200),), 100, 100,
-         Outcome.APPLIED, C.AGE_80_89, floored=True),
-    Case("100 percent", frozenset({C.TEKUN}), (set_meal(1234),), 1234, 0, Outcome.APPLIED,
-         C.TEKUN, slot=MealSlot.DINNER),
+    Case("only non-subsidisable", frozenset({C.DIBAO}), (DRINK,), 0, 300, Outcome.ZERO_PRICE, None),
+    Case(
+        "extras not subsidised",
+        frozenset({C.DIBAO}),
+        (set_meal(1500), DRINK),
+        750,
+        1050,
+        Outcome.APPLIED,
+        C.DIBAO,
+    ),
+    Case(
+        "quantity counts",
+        frozenset({C.DIBAO}),
+        (set_meal(500, 2),),
+        500,
+        500,
+        Outcome.APPLIED,
+        C.DIBAO,
+    ),
+    Case(
+        "no rule for slot",
+        frozenset({C.AGE_80_89}),
+        (set_meal(1500),),
+        0,
+        1500,
+        Outcome.NO_RULE,
+        None,
+        slot=MealSlot.DINNER,
+    ),
+    Case(
+        "no rule for category",
+        frozenset({C.AGE_60_69}),
+        (set_meal(1500),),
+        0,
+        1500,
+        Outcome.NO_RULE,
+        None,
+    ),
+    Case(
+        "no category means none", frozenset(), (set_meal(1500),), 100, 1400, Outcome.APPLIED, C.NONE
+    ),
+    Case(
+        "percentage rounds down",
+        frozenset({C.DISABLED}),
+        (set_meal(100),),
+        33,
+        67,
+        Outcome.APPLIED,
+        C.DISABLED,
+        slot=MealSlot.BREAKFAST,
+    ),
+    Case(
+        "percentage rounds to zero",
+        frozenset({C.DISABLED}),
+        (set_meal(2),),
+        0,
+        2,
+        Outcome.ROUNDED_TO_ZERO,
+        None,
+        slot=MealSlot.BREAKFAST,
+    ),
+    Case(
+        "rule grants 0",
+        frozenset({C.AGE_70_79}),
+        (set_meal(1500),),
+        0,
+        1500,
+        Outcome.NOTHING_GRANTED,
+        None,
+        slot=MealSlot.DINNER,
+    ),
+    Case("cap 0", frozenset({C.DIBIAN}), (set_meal(1500),), 0, 1500, Outcome.NOTHING_GRANTED, None),
+    Case(
+        "fixed above price",
+        frozenset({C.AGE_90_PLUS}),
+        (set_meal(500),),
+        500,
+        0,
+        Outcome.APPLIED,
+        C.AGE_90_PLUS,
+    ),
+    Case(
+        "fixed above price with floor",
+        frozenset({C.AGE_80_89}),
+        (set_meal(200),),
+        100,
+        100,
+        Outcome.APPLIED,
+        C.AGE_80_89,
+        floored=True,
+    ),
+    Case(
+        "100 percent",
+        frozenset({C.TEKUN}),
+        (set_meal(1234),),
+        1234,
+        0,
+        Outcome.APPLIED,
+        C.TEKUN,
+        slot=MealSlot.DINNER,
+    ),
 ]
 
 
@@ -154,8 +325,14 @@ def test_quote_table(case: Case) -> None:
 
 
 def test_quote_explains_why_not() -> None:
-    q = quote(policy=POLICY, categories={C.AGE_80_89, C.AGE_60_69}, slot=MealSlot.LUNCH,
-              lines=(set_meal(1500),), balance_before=Money(0), subsidised_before=1)
+    q = quote(
+        policy=POLICY,
+        categories={C.AGE_80_89, C.AGE_60_69},
+        slot=MealSlot.LUNCH,
+        lines=(set_meal(1500),),
+        balance_before=Money(0),
+        subsidised_before=1,
+    )
     by_cat = {e.category: e.outcome for e in q.evaluations}
     assert by_cat == {C.AGE_80_89: Outcome.LIMIT_REACHED, C.AGE_60_69: Outcome.NO_RULE}
     text = "\n".join(q.explain())
@@ -164,21 +341,38 @@ def test_quote_explains_why_not() -> None:
 
 
 def test_quote_without_policy() -> None:
-    q = quote(policy=None, categories={C.DIBAO}, slot=MealSlot.LUNCH, lines=(set_meal(1500),),
-              balance_before=Money(2000))
-    assert (q.subsidy.fen, q.due.fen, q.outcome, q.policy_id) == (0, 1500, Outcome.NO_POLICY,
-                                                                   None)
+    q = quote(
+        policy=None,
+        categories={C.DIBAO},
+        slot=MealSlot.LUNCH,
+        lines=(set_meal(1500),),
+        balance_before=Money(2000),
+    )
+    assert (q.subsidy.fen, q.due.fen, q.outcome, q.policy_id) == (0, 1500, Outcome.NO_POLICY, None)
     assert q.evaluations == ()
 
 
 @pytest.mark.parametrize(
     ("balance", "overdraft", "ok", "shortfall"),
-    [(750, 0, True, 0), (749, 0, False, 1), (0, 0, False, 750), (0, 1000, True, 0),
-     (-250, 1000, True, 0), (-300, 1000, False, 50), (-300, 500, False, 550)],
+    [
+        (750, 0, True, 0),
+        (749, 0, False, 1),
+        (0, 0, False, 750),
+        (0, 1000, True, 0),
+        (-250, 1000, True, 0),
+        (-300, 1000, False, 50),
+        (-300, 500, False, 550),
+    ],
 )
 def test_quote_funds(balance: int, overdraft: int, ok: bool, shortfall: int) -> None:
-    q = quote(policy=POLICY, categories={C.DIBAO}, slot=MealSlot.LUNCH, lines=(set_meal(1500),),
-              balance_before=Money(balance), overdraft_limit=Money(overdraft))
+    q = quote(
+        policy=POLICY,
+        categories={C.DIBAO},
+        slot=MealSlot.LUNCH,
+        lines=(set_meal(1500),),
+        balance_before=Money(balance),
+        overdraft_limit=Money(overdraft),
+    )
     assert q.due.fen == 750
     assert (q.funds_ok, q.shortfall.fen) == (ok, shortfall)
 
@@ -260,8 +454,14 @@ def test_policy_rejects_non_object() -> None:
 
 
 def test_select_policy_by_date_and_version() -> None:
-    p1 = parse_policy({**POLICY_DOC, "version": 1, "effective_from": "2025-01-01",
-                       "effective_until": "2025-12-31"})
+    p1 = parse_policy(
+        {
+            **POLICY_DOC,
+            "version": 1,
+            "effective_from": "2025-01-01",
+            "effective_until": "2025-12-31",
+        }
+    )
     p2 = parse_policy({**POLICY_DOC, "version": 2, "effective_from": "2026-01-01"})
     p3 = parse_policy({**POLICY_DOC, "version": 3, "effective_from": "2026-01-01"})
     p4 = parse_policy({**POLICY_DOC, "version": 4, "effective_from": "2026-03-01"})
@@ -280,18 +480,28 @@ CATS = st.frozensets(st.sampled_from(list(SeniorCategory)), max_size=4)
 @given(
     cats=CATS,
     slot=st.sampled_from(list(MealSlot)),
-    prices=st.lists(st.tuples(st.integers(0, 5000), st.integers(1, 3), st.booleans()),
-                    min_size=0, max_size=4),
+    prices=st.lists(
+        st.tuples(st.integers(0, 5000), st.integers(1, 3), st.booleans()), min_size=0, max_size=4
+    ),
     before=st.integers(0, 3),
     balance=st.integers(-1000, 10_000),
 )
-def test_quote_invariants(cats: frozenset[SeniorCategory], slot: MealSlot,
-                          prices: list[tuple[int, int, bool]], before: int,
-                          balance: int) -> None:
-    lines = tuple(OrderLine(f"I{i}", "菜", Money(p), q, s) for i, (p, q, s) in
-                  enumerate(prices))
-    q = quote(policy=POLICY, categories=cats, slot=slot, lines=lines,
-              balance_before=Money(balance), subsidised_before=before)
+def test_quote_invariants(
+    cats: frozenset[SeniorCategory],
+    slot: MealSlot,
+    prices: list[tuple[int, int, bool]],
+    before: int,
+    balance: int,
+) -> None:
+    lines = tuple(OrderLine(f"I{i}", "菜", Money(p), q, s) for i, (p, q, s) in enumerate(prices))
+    q = quote(
+        policy=POLICY,
+        categories=cats,
+        slot=slot,
+        lines=lines,
+        balance_before=Money(balance),
+        subsidised_before=before,
+    )
     assert 0 <= q.subsidy.fen <= q.eligible.fen <= q.list_total.fen
     assert q.due.fen == q.list_total.fen - q.subsidy.fen >= 0
     assert q.balance_after.fen == balance - q.due.fen

@@ -1,0 +1,287 @@
+"""Line crossing with hysteresis: the pure core of footfall counting.
+
+No IO, no clock, no OpenCV: positions and times come in as arguments, events
+come out. Table-driven tests in ``tests/footfall/test_counting.py`` pin down
+every rule below.
+
+Geometry
+    A counting line is a segment ``a -> b`` in pixels. The signed distance of a
+    point from the line is positive on the *inside* side (chosen by
+    configuration: ``below``/``above``/``left``/``right``). Around the line is
+    a dead band of half-width ``hysteresis`` pixels.
+
+Per-track state machine (one :class:`TrackState` per tracker id)
+    * An observation beyond ``+hysteresis`` is in zone IN, beyond
+      ``-hysteresis`` in zone OUT, anything closer is in the BAND and changes
+      nothing (a person lingering on the line, swaying or half-stepping, never
+      produces an event).
+    * A zone must be seen on ``confirm_frames`` observations in a row (BAND
+      observations neither extend nor break the run; only the opposite zone
+      breaks it) before it becomes the track's *established* side. One-frame
+      glitches of the box therefore never count.
+    * The first established side is where the track starts: no event (a
+      person who is first seen already inside was not seen entering).
+    * A change of established side is one crossing: OUT -> IN is ``in``,
+      IN -> OUT is ``out``. A U-turn inside the band never establishes the far
+      side, so it is not counted; a person who really steps through and back
+      is one entry and one exit, which is what happened.
+    * Observations whose box touches the frame border (within
+      ``edge_margin`` px) are ignored: a box cut off by the image edge has a
+      biased centre, and tracks are born and die there.
+    * Observations outside the segment's extent (projected beyond its ends by
+      more than ``extent_margin`` of its length) are ignored: people walking
+      past beside the door do not count.
+
+Line placement (:func:`validate_line`)
+    A line whose band does not fit inside the frame (with the edge margin) is
+    refused: with the line at the frame edge, people appear already across it
+    and crossings would be counted from tracks being born and dying.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Literal
+
+InsideSide = Literal["below", "above", "left", "right"]
+Direction = Literal["in", "out"]
+
+
+class CountingConfigError(ValueError):
+    """A counting line or counter parameter that cannot work (message fit to show)."""
+
+
+class Zone(IntEnum):
+    OUT = -1
+    BAND = 0
+    IN = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LineSpec:
+    """A counting line in *normalised* frame coordinates (0..1), independent of
+    the camera resolution, as it is configured."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    inside: InsideSide = "below"
+    hysteresis: float = 0.06  # half-width of the dead band, as a fraction of the frame height
+    edge_margin: float = 0.02  # fraction of the frame height
+    extent_margin: float = 0.0  # allowed overshoot beyond the segment ends, fraction of its length
+
+    def to_pixels(self, width: int, height: int) -> CountingLine:
+        return CountingLine(
+            ax=self.x1 * width,
+            ay=self.y1 * height,
+            bx=self.x2 * width,
+            by=self.y2 * height,
+            inside=self.inside,
+            hysteresis=self.hysteresis * height,
+            edge_margin=self.edge_margin * height,
+            extent_margin=self.extent_margin,
+        )
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {
+            "x1": self.x1,
+            "y1": self.y1,
+            "x2": self.x2,
+            "y2": self.y2,
+            "inside": self.inside,
+            "hysteresis": self.hysteresis,
+            "edge_margin": self.edge_margin,
+            "extent_margin": self.extent_margin,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CountingLine:
+    """A counting line in pixels with its inside side."""
+
+    ax: float
+    ay: float
+    bx: float
+    by: float
+    inside: InsideSide = "below"
+    hysteresis: float = 30.0
+    edge_margin: float = 8.0
+    extent_margin: float = 0.0
+
+    @property
+    def length(self) -> float:
+        return math.hypot(self.bx - self.ax, self.by - self.ay)
+
+    def normal(self) -> tuple[float, float]:
+        """Unit normal pointing to the inside side."""
+        dx, dy = self.bx - self.ax, self.by - self.ay
+        n = math.hypot(dx, dy)
+        if n < 1e-9:
+            raise CountingConfigError("the counting line has no length (both ends are the same point)")
+        nx, ny = -dy / n, dx / n  # one of the two normals
+        if self.inside in ("below", "above"):
+            if abs(ny) < 0.2:
+                raise CountingConfigError(
+                    "the counting line is (nearly) vertical: choose inside = left or right"
+                )
+            want_down = self.inside == "below"
+            if (ny > 0) != want_down:
+                nx, ny = -nx, -ny
+        else:
+            if abs(nx) < 0.2:
+                raise CountingConfigError(
+                    "the counting line is (nearly) horizontal: choose inside = below or above"
+                )
+            want_right = self.inside == "right"
+            if (nx > 0) != want_right:
+                nx, ny = -nx, -ny
+        return nx, ny
+
+    def signed_distance(self, x: float, y: float) -> float:
+        nx, ny = self.normal()
+        return (x - self.ax) * nx + (y - self.ay) * ny
+
+    def along(self, x: float, y: float) -> float:
+        """Position of the point's projection along the segment (0 at a, 1 at b)."""
+        dx, dy = self.bx - self.ax, self.by - self.ay
+        n2 = dx * dx + dy * dy
+        return ((x - self.ax) * dx + (y - self.ay) * dy) / n2 if n2 > 0 else 0.0
+
+
+def validate_line(line: CountingLine, width: int, height: int) -> None:
+    """Refuse a line that cannot be counted reliably in a ``width x height`` frame.
+
+    The band (line +- hysteresis) plus the edge margin must fit inside the frame
+    on both sides of the segment's midpoint, the band must be at least 4 px
+    wide, and the segment must reach at least 1/5 of the frame.
+    """
+    if width <= 0 or height <= 0:
+        raise CountingConfigError("frame size must be positive")
+    if line.hysteresis < 4.0:
+        raise CountingConfigError(
+            f"the counting band is too narrow ({line.hysteresis:.1f} px; at least 4 px): "
+            "raise footfall hysteresis"
+        )
+    if line.edge_margin < 0:
+        raise CountingConfigError("the edge margin must not be negative")
+    nx, ny = line.normal()
+    if line.length < min(width, height) / 5:
+        raise CountingConfigError("the counting line is too short (at least 1/5 of the frame)")
+    mx, my = (line.ax + line.bx) / 2, (line.ay + line.by) / 2
+    reach = line.hysteresis + line.edge_margin + 1.0
+    for sign in (1.0, -1.0):
+        px, py = mx + sign * nx * reach, my + sign * ny * reach
+        if not (0.0 <= px < width and 0.0 <= py < height):
+            raise CountingConfigError(
+                "the counting line is too close to the frame edge: its band "
+                f"(+-{line.hysteresis:.0f} px plus a {line.edge_margin:.0f} px margin) "
+                "must lie inside the picture on both sides; move the line towards the middle"
+            )
+
+
+def box_touches_edge(box: Iterable[float], width: int, height: int, margin: float) -> bool:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return x1 <= margin or y1 <= margin or x2 >= width - 1 - margin or y2 >= height - 1 - margin
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A counted crossing of one track."""
+
+    track_id: int
+    direction: Direction
+    t: float  # the observation time that confirmed it (seconds, caller's time base)
+
+
+@dataclass(slots=True)
+class TrackState:
+    established: Zone | None = None
+    pending: Zone | None = None
+    pending_count: int = 0
+    last_t: float = 0.0
+    crossings: int = 0
+
+
+@dataclass
+class LineCounter:
+    """Counts crossings of one line by many tracks.
+
+    Call :meth:`observe` for every confirmed track observation (its anchor
+    point and whether its box touches the frame border), and :meth:`prune`
+    now and then to forget tracks that ended.
+    """
+
+    line: CountingLine
+    confirm_frames: int = 2
+    track_ttl: float = 5.0  # seconds without observations before a track's state is dropped
+    tracks: dict[int, TrackState] = field(default_factory=dict)
+    count_in: int = 0
+    count_out: int = 0
+
+    def __post_init__(self) -> None:
+        if self.confirm_frames < 1:
+            raise CountingConfigError("confirm_frames must be at least 1")
+        self.line.normal()  # validates the inside side against the line's orientation
+
+    def zone_of(self, x: float, y: float) -> Zone | None:
+        """The zone of a point, or None when it is beside the segment."""
+        along = self.line.along(x, y)
+        m = self.line.extent_margin
+        if along < -m or along > 1.0 + m:
+            return None
+        d = self.line.signed_distance(x, y)
+        if d >= self.line.hysteresis:
+            return Zone.IN
+        if d <= -self.line.hysteresis:
+            return Zone.OUT
+        return Zone.BAND
+
+    def observe(
+        self, track_id: int, x: float, y: float, t: float, *, at_edge: bool = False
+    ) -> Crossing | None:
+        state = self.tracks.get(track_id)
+        if state is None:
+            state = self.tracks[track_id] = TrackState(last_t=t)
+        state.last_t = t
+        if at_edge:
+            return None
+        zone = self.zone_of(x, y)
+        if zone is None or zone is Zone.BAND:
+            return None
+        if state.pending is zone:
+            state.pending_count += 1
+        else:
+            state.pending, state.pending_count = zone, 1
+        if state.pending_count < self.confirm_frames or state.established is zone:
+            return None
+        previous = state.established
+        state.established = zone
+        if previous is None:
+            return None
+        state.crossings += 1
+        if zone is Zone.IN:
+            self.count_in += 1
+            return Crossing(track_id, "in", t)
+        self.count_out += 1
+        return Crossing(track_id, "out", t)
+
+    def prune(self, now: float, alive: Iterable[int] = ()) -> list[int]:
+        """Drop tracks not observed for ``track_ttl`` seconds (unless in ``alive``)."""
+        keep = set(alive)
+        gone = [
+            tid
+            for tid, s in self.tracks.items()
+            if tid not in keep and now - s.last_t > self.track_ttl
+        ]
+        for tid in gone:
+            del self.tracks[tid]
+        return gone
+
+    def reset(self) -> None:
+        self.tracks.clear()
+        self.count_in = 0
+        self.count_out = 0

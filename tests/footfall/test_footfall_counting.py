@@ -1,0 +1,155 @@
+"""Table-driven tests of the pure line counter (face/footfall/counting.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from face.footfall.counting import (
+    CountingConfigError,
+    CountingLine,
+    LineCounter,
+    LineSpec,
+    box_touches_edge,
+    validate_line,
+)
+
+W, H = 640, 480
+# Horizontal line across the middle, inside = below, band +-30 px.
+LINE = CountingLine(ax=40, ay=240, bx=600, by=240, inside="below", hysteresis=30, edge_margin=8)
+
+
+def run(ys: list[float], *, confirm: int = 2, xs: list[float] | None = None,
+        edges: set[int] | None = None, line: CountingLine = LINE) -> list[str]:
+    counter = LineCounter(line, confirm_frames=confirm)
+    out: list[str] = []
+    for i, y in enumerate(ys):
+        x = xs[i] if xs else 320.0
+        ev = counter.observe(7, x, y, t=i / 15, at_edge=bool(edges and i in edges))
+        if ev is not None:
+            assert ev.track_id == 7
+            out.append(ev.direction)
+    return out
+
+
+CASES = [
+    # name, y positions (one per frame), expected events
+    ("walk in", [100, 130, 160, 190, 220, 250, 280, 310, 340], ["in"]),
+    ("walk out", [340, 310, 280, 250, 220, 190, 160, 130], ["out"]),
+    ("born inside, walks deeper", [300, 330, 360, 400], []),
+    ("born on the line, walks in", [240, 250, 280, 300, 330], []),
+    ("u-turn inside the band", [150, 180, 210, 235, 260, 265, 240, 200, 170, 140], []),
+    ("linger on the line with jitter",
+     [150, 160, 200, 215, 262, 218, 266, 214, 265, 219, 262, 216, 180, 150], []),
+    ("linger then go through", [150, 170, 215, 262, 218, 266, 214, 265, 300, 320, 340], ["in"]),
+    ("one-frame glitch across is not a crossing", [150, 160, 300, 160, 150, 140], []),
+    ("in, then really out again", [150, 180, 300, 320, 340, 300, 200, 150, 120], ["in", "out"]),
+    ("in, out, in (three real crossings)",
+     [150, 160, 300, 310, 150, 140, 300, 310], ["in", "out", "in"]),
+    ("pause in the band then continue", [150, 170] + [240] * 20 + [300, 320], ["in"]),
+    ("band frames do not break confirmation", [150, 160, 300, 250, 310], ["in"]),
+]
+
+
+@pytest.mark.parametrize(("name", "ys", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_crossing_rules(name: str, ys: list[float], expected: list[str]) -> None:
+    assert run(ys) == expected
+
+
+@pytest.mark.parametrize(
+    ("confirm", "ys", "expected"),
+    [
+        (1, [150, 300], ["in"]),
+        (2, [150, 160, 300], []),  # only one frame inside: not confirmed
+        (3, [150, 160, 170, 300, 310], []),
+        (3, [150, 160, 170, 300, 310, 320], ["in"]),
+    ],
+)
+def test_confirm_frames(confirm: int, ys: list[float], expected: list[str]) -> None:
+    assert run(ys, confirm=confirm) == expected
+
+
+def test_edge_observations_are_ignored() -> None:
+    # Frames 2..5 are flagged as touching the frame edge: the jump across happens
+    # there and must not count; the track later is simply established inside.
+    ys = [150, 160, 300, 310, 320, 330, 340, 350]
+    assert run(ys, edges={0, 1}) == []  # never established outside -> no entry
+    assert run(ys, edges={2, 3, 4, 5}) == ["in"]  # outside established, inside confirmed later
+
+
+def test_beside_the_segment_is_ignored() -> None:
+    short = CountingLine(ax=200, ay=240, bx=440, by=240, inside="below", hysteresis=30)
+    xs = [100.0] * 8  # walking past left of the door
+    assert run([150, 170, 200, 260, 290, 310, 330, 350], xs=xs, line=short) == []
+    xs = [300.0] * 8
+    assert run([150, 170, 200, 260, 290, 310, 330, 350], xs=xs, line=short) == ["in"]
+
+
+@pytest.mark.parametrize(
+    ("inside", "line", "path", "expected"),
+    [
+        ("above", (40, 240, 600, 240), [(320, 350), (320, 340), (320, 150), (320, 140)], ["in"]),
+        ("right", (320, 40, 320, 440), [(100, 240), (110, 240), (500, 240), (510, 240)], ["in"]),
+        ("left", (320, 40, 320, 440), [(100, 240), (110, 240), (500, 240), (510, 240)], ["out"]),
+        # endpoints given the other way round: same meaning
+        ("below", (600, 240, 40, 240), [(320, 150), (320, 160), (320, 300), (320, 310)], ["in"]),
+        # oblique line
+        ("below", (40, 180, 600, 300), [(320, 120), (320, 130), (320, 330), (320, 340)], ["in"]),
+    ],
+)
+def test_direction_configuration(inside: str, line: tuple[float, ...], path: list[tuple[float, float]],
+                                 expected: list[str]) -> None:
+    cl = CountingLine(*line, inside=inside, hysteresis=30)  # type: ignore[arg-type]
+    counter = LineCounter(cl, confirm_frames=2)
+    events = [counter.observe(1, x, y, t=i) for i, (x, y) in enumerate(path)]
+    assert [e.direction for e in events if e] == expected
+
+
+def test_tracks_are_independent_and_counts_add_up() -> None:
+    counter = LineCounter(LINE, confirm_frames=2)
+    for i, y in enumerate([150, 160, 300, 310]):
+        counter.observe(1, 320, y, t=i)
+        counter.observe(2, 200, 500 - y, t=i)  # the other way
+    assert (counter.count_in, counter.count_out) == (1, 1)
+
+
+def test_prune_forgets_old_tracks_only() -> None:
+    counter = LineCounter(LINE, confirm_frames=1, track_ttl=2.0)
+    counter.observe(1, 320, 150, t=0.0)
+    counter.observe(2, 320, 150, t=3.0)
+    assert counter.prune(now=4.0) == [1]
+    assert set(counter.tracks) == {2}
+    assert counter.prune(now=10.0, alive=[2]) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (CountingLine(40, 5, 600, 5, hysteresis=30), "frame edge"),
+        (CountingLine(40, 470, 600, 470, hysteresis=30), "frame edge"),
+        (CountingLine(40, 240, 600, 240, hysteresis=2), "too narrow"),
+        (CountingLine(300, 240, 320, 240, hysteresis=30), "too short"),
+        (CountingLine(320, 40, 320, 440, inside="below", hysteresis=30), "vertical"),
+        (CountingLine(40, 240, 600, 240, inside="left", hysteresis=30), "horizontal"),
+        (CountingLine(100, 100, 100, 100, hysteresis=30), "no length"),
+    ],
+)
+def test_bad_lines_are_refused(line: CountingLine, message: str) -> None:
+    with pytest.raises(CountingConfigError, match=message):
+        validate_line(line, W, H)
+
+
+def test_good_line_and_spec_scaling() -> None:
+    spec = LineSpec(0.05, 0.5, 0.95, 0.5, inside="below", hysteresis=0.06, edge_margin=0.02)
+    line = spec.to_pixels(W, H)
+    validate_line(line, W, H)
+    assert line.ay == 240 and line.hysteresis == pytest.approx(28.8)
+    assert spec.as_dict()["inside"] == "below"
+
+
+@pytest.mark.parametrize(
+    ("box", "touches"),
+    [((100, 100, 200, 200), False), ((0, 100, 50, 200), True), ((600, 400, 639, 479), True),
+     ((10, 10, 630, 470), False)],
+)
+def test_box_touches_edge(box: tuple[float, ...], touches: bool) -> None:
+    assert box_touches_edge(box, W, H, margin=8) is touches
