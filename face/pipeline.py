@@ -22,6 +22,7 @@ An engine is not safe for concurrent calls; give each thread its own or lock.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -52,16 +53,23 @@ MAX_FACES = 10  # faces analysed per frame, largest first
 # Images
 
 
-def _header_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from the file header without decoding the pixels."""
+def _header_size(path: Path, name: str) -> tuple[int, int] | None:
+    """Width and height from the file header without decoding the pixels
+    (None when Pillow does not know the format; OpenCV then tries)."""
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow ships with insightface
         return None
     try:
-        with Image.open(path) as im:
-            return int(im.size[0]), int(im.size[1])
-    except Exception:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError:
+        raise ImageError(
+            f"image {name} is too large (more than {MAX_PIXELS // 1_000_000} megapixels)"
+        ) from None
+    except Exception:  # unknown to Pillow: let OpenCV try
         return None
 
 
@@ -127,7 +135,7 @@ def load_image(path: Path | str) -> np.ndarray:
         raise ImageError(f"image file {name} is empty")
     if st.st_size > MAX_FILE_BYTES:
         raise ImageError(f"image file {name} is too large ({st.st_size // (1024 * 1024)} MB)")
-    size = _header_size(p)
+    size = _header_size(p, name)
     if size is not None:
         w, h = size
         if w * h > MAX_PIXELS:

@@ -19,6 +19,8 @@ from terminal.db.roster import RosterStore
 if TYPE_CHECKING:
     from face.recognise import Recogniser
     from face.store import TemplateStore
+    from payment.flow import FlowConfig
+    from payment.store import PaymentStore
 
 
 class Services:
@@ -58,6 +60,49 @@ class Services:
         with self.db.sessions() as session:
             rec.load_gallery(self.templates.load_all(session, pack_id=rec.pack_id))
         return rec
+
+    @cached_property
+    def flow_config(self) -> FlowConfig:
+        from payment.domain import SlotWindows
+        from payment.flow import FlowConfig, LivenessPolicy
+        from payment.limits import ExposureLimits
+        from terminal.core.money import Money
+
+        p = self.settings.payment
+        f = self.settings.face
+        return FlowConfig(
+            centre_name=self.settings.centre.centre_name,
+            slot_windows=SlotWindows.from_dict(dict(p.slot_windows)),
+            liveness=LivenessPolicy(
+                clearly_live=p.liveness_clearly_live,
+                reject_below=p.liveness_reject_below,
+                # "clearly good": the accept threshold plus the identity margin again
+                clearly_good_match=min(1.0, f.accept_threshold + f.min_margin),
+                always_challenge=p.liveness_always_challenge,
+            ),
+            limits=ExposureLimits(
+                max_per_transaction=Money(p.max_per_transaction_fen),
+                max_unsynced_per_resident=Money(p.max_unsynced_per_resident_fen),
+                max_unsynced_per_terminal=Money(p.max_unsynced_per_terminal_fen),
+            ),
+            large_amount=Money(p.large_amount_fen),
+            overdraft_limit=Money(p.overdraft_limit_fen),
+            duplicate_guard_any_meal=p.duplicate_guard_any_meal,
+        )
+
+    @cached_property
+    def payment(self) -> PaymentStore:
+        from payment.store import PaymentStore
+
+        return PaymentStore(
+            self.db.sessions,
+            self.outbox,
+            self.roster,
+            device_id=self.settings.centre.device_id,
+            centre_id=self.settings.centre.centre_id,
+            clock=self.clock,
+            config=self.flow_config,
+        )
 
     def close(self) -> None:
         if "db" in self.__dict__:

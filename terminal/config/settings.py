@@ -117,6 +117,27 @@ class CameraSettings(BaseModel):
     fps: int = Field(15, ge=1, le=60)
 
 
+class PaymentSettings(BaseModel):
+    """Meal payment limits and windows (subsidy policies and menus are data, not config)."""
+
+    # "HH:MM-HH:MM" per slot, centre-local time.
+    slot_windows: dict[Literal["breakfast", "lunch", "dinner"], str] = Field(
+        default_factory=lambda: {"breakfast": "06:30-09:00", "lunch": "10:30-13:30", "dinner": "16:30-19:00"}
+    )
+    max_per_transaction_fen: int = Field(5000, ge=0)
+    max_unsynced_per_resident_fen: int = Field(20000, ge=0)
+    max_unsynced_per_terminal_fen: int = Field(500000, ge=0)
+    # Face payments at or above this amount also need phone last-4 or a card tap.
+    large_amount_fen: int = Field(2000, ge=0)
+    overdraft_limit_fen: int = Field(0, ge=0)
+    duplicate_guard_any_meal: bool = False
+    # Passive liveness score at or above which no active challenge is asked when
+    # the match is also clearly good; below reject_below the attempt fails at once.
+    liveness_clearly_live: float = Field(0.90, ge=0, le=1)
+    liveness_reject_below: float = Field(0.10, ge=0, le=1)
+    liveness_always_challenge: bool = False
+
+
 class CentreSettings(BaseModel):
     centre_id: str = "demo-centre"
     centre_name: str = "示范居家养老服务照料中心"
@@ -181,6 +202,7 @@ class Settings(BaseSettings):
     face: FaceSettings = Field(default_factory=FaceSettings)
     camera: CameraSettings = Field(default_factory=CameraSettings)
     centre: CentreSettings = Field(default_factory=CentreSettings)
+    payment: PaymentSettings = Field(default_factory=PaymentSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
 
     # toml file location is resolved at load time (see load_settings)

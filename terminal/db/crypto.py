@@ -26,7 +26,7 @@ _VERSION = b"\x01"
 KEY_BYTES = 32
 
 
-class KeyError_(StorageError):  # noqa: N801 - avoid shadowing builtins.KeyError
+class DataKeyError(StorageError):
     code = "data_key_invalid"
 
 
@@ -36,15 +36,15 @@ def load_or_create_key(path: Path, create: bool = True) -> bytes:
     if path.exists():
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
-            raise KeyError_(
+            raise DataKeyError(
                 f"data key {path} is readable by others (mode {mode:o}); run chmod 600 on it"
             )
         data = path.read_bytes()
         if len(data) != KEY_BYTES:
-            raise KeyError_(f"data key {path} has {len(data)} bytes, expected {KEY_BYTES}")
+            raise DataKeyError(f"data key {path} has {len(data)} bytes, expected {KEY_BYTES}")
         return data
     if not create:
-        raise KeyError_(f"data key {path} is missing")
+        raise DataKeyError(f"data key {path} is missing")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = secrets.token_bytes(KEY_BYTES)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -59,7 +59,7 @@ def load_or_create_key(path: Path, create: bool = True) -> bytes:
 class FieldCipher:
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
-            raise KeyError_("data key must be 32 bytes")
+            raise DataKeyError("data key must be 32 bytes")
         self._aead = AESGCM(key)
         self._index_key = hmac.new(key, b"care-terminal/v1/blind-index", hashlib.sha256).digest()
 

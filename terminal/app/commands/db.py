@@ -37,9 +37,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             "revision": current_revision(db.engine),
             "head": head_revision(),
             "journal_mode": pragma(db.engine, "journal_mode"),
-            "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(pragma(db.engine, "synchronous")),
+            "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(
+                pragma(db.engine, "synchronous")
+            ),
             "outbox": stats,
-            "chain": "ok" if problem is None else {"seq": problem.seq, "record_id": problem.record_id, "problem": problem.problem},
+            "chain": "ok"
+            if problem is None
+            else {"seq": problem.seq, "record_id": problem.record_id, "problem": problem.problem},
         }
         emit(args, doc)
         return 0 if problem is None and db.boot.ok else 2

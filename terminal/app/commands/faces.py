@@ -16,12 +16,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = sub.add_parser("enroll", help="enrol a resident from 1-5 face images (consent recorded)")
     e.add_argument("--resident-id", required=True)
     e.add_argument("--name", required=True)
-    e.add_argument("--no-face-pay-consent", action="store_true",
-                   help="enrol for attendance only (face payment not consented)")
+    e.add_argument(
+        "--no-face-pay-consent",
+        action="store_true",
+        help="enrol for attendance only (face payment not consented)",
+    )
     e.add_argument("--attendance-consent", action="store_true")
-    e.add_argument("--allow-duplicate-face", action="store_true",
-                   help="enrol even if the face already matches another resident")
+    e.add_argument(
+        "--allow-duplicate-face",
+        action="store_true",
+        help="enrol even if the face already matches another resident",
+    )
     e.add_argument("--staff", default="cli", help="staff id recorded in the audit trail")
+    e.add_argument(
+        "--category",
+        action="append",
+        default=None,
+        help="senior category, repeatable (age_80_89, dibao, 低保, ...)",
+    )
+    e.add_argument(
+        "--card", action="append", default=None, help="IC / resident card id, repeatable"
+    )
+    e.add_argument("--phone-last4")
     e.add_argument("--json", action="store_true")
     e.add_argument("images", nargs="+", type=Path)
     e.set_defaults(handler=cmd_enroll)
@@ -38,7 +54,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("image_b", type=Path)
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=cmd_compare)
-    ev = fsub.add_parser("eval", help="ROC AUC and TAR@FAR on a folder of images and a pairs CSV (a,b,same)")
+    ev = fsub.add_parser(
+        "eval", help="ROC AUC and TAR@FAR on a folder of images and a pairs CSV (a,b,same)"
+    )
     ev.add_argument("--images", required=True, type=Path)
     ev.add_argument("--pairs", required=True, type=Path)
     ev.add_argument("--json", action="store_true")
@@ -75,18 +93,38 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         now = svc.clock.now()
         with write_session(svc.db.sessions) as session:
             ids = enrol(
-                session, svc.roster, svc.templates, svc.outbox, rec, plan,
-                args.resident_id, args.name, now,
+                session,
+                svc.roster,
+                svc.templates,
+                svc.outbox,
+                rec,
+                plan,
+                args.resident_id,
+                args.name,
+                now,
                 consent_face_pay=not args.no_face_pay_consent,
                 consent_attendance=args.attendance_consent,
                 allow_duplicate_face=args.allow_duplicate_face,
             )
+            if args.category or args.card or args.phone_last4:
+                svc.roster.upsert(
+                    session,
+                    args.resident_id,
+                    args.name,
+                    now,
+                    categories=args.category,
+                    card_ids=args.card,
+                    phone_last4=args.phone_last4,
+                )
             audit(session, now, args.staff, "enrol", args.resident_id, {"templates": len(ids)})
         apply_to_gallery(rec, args.resident_id, plan)
         doc = {
             "resident_id": args.resident_id,
             "templates": len(ids),
-            "used": [{"image": c.source, "quality": round(c.quality, 3), "note": c.problem} for c in plan.chosen],
+            "used": [
+                {"image": c.source, "quality": round(c.quality, 3), "note": c.problem}
+                for c in plan.chosen
+            ],
             "rejected": [{"image": c.source, "reason": c.problem} for c in plan.rejected],
         }
         lines = [f"enrolled {args.resident_id} with {len(ids)} template(s)"]
@@ -126,7 +164,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     b = rec.embed_primary(_load(args.image_b))
     sim = float(a.embedding @ b.embedding)
     s = svc.settings.face
-    decision = "same" if sim >= s.accept_threshold else ("uncertain" if sim >= s.uncertain_threshold else "different")
+    decision = (
+        "same"
+        if sim >= s.accept_threshold
+        else ("uncertain" if sim >= s.uncertain_threshold else "different")
+    )
     doc = {
         "similarity": round(sim, 4),
         "decision": decision,

