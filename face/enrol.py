@@ -46,9 +46,17 @@ def enrol(
                 f"this face already matches resident {other}; un-enrol them first or check the person",
                 code="face_already_enrolled",
             )
-    roster.upsert(session, rid, name, now, consent_face_pay=consent_face_pay,
-                  consent_attendance=consent_attendance)
-    ids = templates.replace(session, rid, vectors, [c.quality for c in plan.chosen], recogniser.pack_id, now)
+    roster.upsert(
+        session,
+        rid,
+        name,
+        now,
+        consent_face_pay=consent_face_pay,
+        consent_attendance=consent_attendance,
+    )
+    ids = templates.replace(
+        session, rid, vectors, [c.quality for c in plan.chosen], recogniser.pack_id, now
+    )
     outbox.append(
         session,
         "enrolment",
@@ -84,8 +92,13 @@ def unenrol(
     roster.get(session, resident_id)  # NotFound with a clear message
     removed = templates.delete(session, resident_id)
     roster.deactivate(session, resident_id, now)
-    outbox.append(session, "unenrolment", new_ulid(),
-                  {"resident_id": resident_id, "templates_deleted": removed}, now)
+    outbox.append(
+        session,
+        "unenrolment",
+        new_ulid(),
+        {"resident_id": resident_id, "templates_deleted": removed},
+        now,
+    )
     if recogniser is not None:
         recogniser.gallery.remove(resident_id)
     return removed

@@ -269,7 +269,7 @@ def score_pairs(embeddings: np.ndarray, ia: np.ndarray, ib: np.ndarray) -> np.nd
     e = np.ascontiguousarray(embeddings, dtype=np.float32)
     if e.shape[0] <= GRAM_MAX_IMAGES:
         gram = e @ e.T
-        return gram[ia, ib]
+        return np.asarray(gram[ia, ib], dtype=np.float32)
     out = np.empty(ia.shape[0], dtype=np.float32)
     for i in range(0, ia.shape[0], _CHUNK):
         a = e[ia[i : i + _CHUNK]]

@@ -135,9 +135,11 @@ def eye_aspect_ratio(landmarks68: np.ndarray) -> float:
 class BlinkChallenge:
     """Passes when the EAR goes open -> closed -> open within ``max_closed_s``.
 
-    "Open" is the median EAR of the frames seen so far (most frames have open
-    eyes); closed means below ``close_ratio`` of it, reopened means back above
-    ``reopen_ratio`` of it.
+    "Open" is the 75th percentile of the EAR over the frames seen so far (most
+    frames have open eyes, and a long closure does not drag it down); closed
+    means below ``close_ratio`` of it, reopened means back above
+    ``reopen_ratio`` of it. EAR is invariant to moving, scaling and rotating
+    the face in the image, so waving a photo does not blink.
     """
 
     name = "blink"
@@ -146,10 +148,12 @@ class BlinkChallenge:
         self,
         *,
         close_ratio: float = 0.72,
-        reopen_ratio: float = 0.9,
+        reopen_ratio: float = 0.88,
         max_closed_s: float = 0.8,
         min_frames: int = 4,
+        open_percentile: float = 75.0,
     ) -> None:
+        self.open_percentile = open_percentile
         self.close_ratio = close_ratio
         self.reopen_ratio = reopen_ratio
         self.max_closed_s = max_closed_s
@@ -167,7 +171,7 @@ class BlinkChallenge:
     def _evaluate(self) -> None:
         if len(self.samples) < self.min_frames:
             return
-        base = float(np.median([e for _, e in self.samples]))
+        base = float(np.percentile([e for _, e in self.samples], self.open_percentile))
         if base <= 1e-6:
             return
         state = "wait_open"

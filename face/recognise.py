@@ -49,11 +49,19 @@ class IdentifyResult:
             "faces_found": self.faces_found,
             "note": "several faces found; used the largest" if self.faces_found > 1 else None,
             "box": [round(v, 1) for v in self.box],
-            "quality": {"ok": self.quality_ok, "reason": self.quality_reason,
-                        "text_en": self.quality_text_en, "text_zh": self.quality_text_zh},
-            "liveness": None if live is None else {
-                "live": live.live, "method": live.method,
-                "signals": {k: round(v, 4) for k, v in live.signals.items()}, "reason": live.reason,
+            "quality": {
+                "ok": self.quality_ok,
+                "reason": self.quality_reason,
+                "text_en": self.quality_text_en,
+                "text_zh": self.quality_text_zh,
+            },
+            "liveness": None
+            if live is None
+            else {
+                "live": live.live,
+                "method": live.method,
+                "signals": {k: round(v, 4) for k, v in live.signals.items()},
+                "reason": live.reason,
             },
         }
 
@@ -116,7 +124,9 @@ class Recogniser:
     def _liveness(self, image: np.ndarray, primary: PrimaryFace) -> LivenessDecision:
         score = self.engine.passive_liveness(image, primary.observation.face)
         if score is None:
-            return LivenessDecision(live=False, method="none", reason="no liveness model in the pack")
+            return LivenessDecision(
+                live=False, method="none", reason="no liveness model in the pack"
+            )
         live = score >= self.settings.liveness_threshold
         return LivenessDecision(
             live=live,
@@ -134,7 +144,9 @@ class Recogniser:
         q = primary.observation.quality
         if not q.ok and ident.decision == "identified":
             # A poor frame never identifies on its own; the kiosk asks for a better one.
-            ident = decide_with(top, self.settings.model_copy(update={"accept_threshold": 2.0}), liveness)
+            ident = decide_with(
+                top, self.settings.model_copy(update={"accept_threshold": 2.0}), liveness
+            )
         face = primary.observation.face
         return IdentifyResult(
             identification=ident,
@@ -152,14 +164,18 @@ class Recogniser:
             return self.engine.primary(image, require_quality=False)
 
     # -- enrolment -------------------------------------------------------------------
-    def plan_enrolment(self, images: Sequence[tuple[str, np.ndarray | None, str | None]]) -> EnrolPlan:
+    def plan_enrolment(
+        self, images: Sequence[tuple[str, np.ndarray | None, str | None]]
+    ) -> EnrolPlan:
         """Rank candidate images/frames and keep the best ``enrol_max_templates``.
         ``images`` are (label, image or None, load problem)."""
         plan = EnrolPlan()
         good: list[EnrolCandidate] = []
         for label, image, problem in images:
             if image is None:
-                plan.rejected.append(EnrolCandidate(label, None, 0.0, problem or "unreadable image"))
+                plan.rejected.append(
+                    EnrolCandidate(label, None, 0.0, problem or "unreadable image")
+                )
                 continue
             try:
                 with self._lock:
@@ -172,14 +188,25 @@ class Recogniser:
                 continue
             obs = obs_all[0]
             if obs.embedding is None or not obs.quality.ok:
-                plan.rejected.append(EnrolCandidate(label, None, 0.0, f"quality: {obs.quality.text_en}"))
+                plan.rejected.append(
+                    EnrolCandidate(label, None, 0.0, f"quality: {obs.quality.text_en}")
+                )
                 continue
-            good.append(EnrolCandidate(label, obs.embedding, quality_score(obs),
-                                       "several faces; used the largest" if len(obs_all) > 1 else None))
+            good.append(
+                EnrolCandidate(
+                    label,
+                    obs.embedding,
+                    quality_score(obs),
+                    "several faces; used the largest" if len(obs_all) > 1 else None,
+                )
+            )
         good.sort(key=lambda c: c.quality, reverse=True)
         keep = self.settings.enrol_max_templates
         plan.chosen = good[:keep]
-        plan.rejected.extend(EnrolCandidate(c.source, None, c.quality, "not among the best frames") for c in good[keep:])
+        plan.rejected.extend(
+            EnrolCandidate(c.source, None, c.quality, "not among the best frames")
+            for c in good[keep:]
+        )
         return plan
 
     def check_not_someone_else(self, resident_id: str, vectors: Sequence[np.ndarray]) -> str | None:

@@ -81,7 +81,9 @@ class TemplateStore:
         return ids
 
     def delete(self, session: Session, resident_id: str) -> int:
-        result = session.execute(delete(FaceTemplateRow).where(FaceTemplateRow.resident_id == resident_id))
+        result = session.execute(
+            delete(FaceTemplateRow).where(FaceTemplateRow.resident_id == resident_id)
+        )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def count(self, session: Session, resident_id: str | None = None) -> int:
@@ -93,17 +95,23 @@ class TemplateStore:
     def load_all(self, session: Session, pack_id: str | None = None) -> list[StoredTemplate]:
         """Decrypt every template (for the in-memory gallery). Templates made with
         another model pack are skipped: embeddings of different models do not compare."""
-        stmt = select(FaceTemplateRow).order_by(FaceTemplateRow.resident_id, FaceTemplateRow.template_id)
+        stmt = select(FaceTemplateRow).order_by(
+            FaceTemplateRow.resident_id, FaceTemplateRow.template_id
+        )
         if pack_id is not None:
             stmt = stmt.where(FaceTemplateRow.pack_id == pack_id)
         out = []
         for row in session.scalars(stmt):
-            raw = self._cipher.decrypt(row.template_enc, table=_TABLE, record_id=row.template_id, field="template")
+            raw = self._cipher.decrypt(
+                row.template_enc, table=_TABLE, record_id=row.template_id, field="template"
+            )
             vec = np.frombuffer(raw, dtype=np.float32).copy()
             out.append(StoredTemplate(row.template_id, row.resident_id, vec, row.quality))
         return out
 
     def stale_pack_residents(self, session: Session, pack_id: str) -> list[str]:
         """Residents whose templates were made with another pack (need re-enrolment)."""
-        stmt = select(FaceTemplateRow.resident_id).where(FaceTemplateRow.pack_id != pack_id).distinct()
+        stmt = (
+            select(FaceTemplateRow.resident_id).where(FaceTemplateRow.pack_id != pack_id).distinct()
+        )
         return list(session.scalars(stmt))

@@ -463,6 +463,13 @@ class SyncStore:
                 if dl is not None:
                     dl.quarantine = outcome
 
+    def add_dead_letter(self, d: DeadLetter) -> None:
+        with write_session(self.sessions) as s:
+            if s.get(DeadLetterRow, (d.stream, d.seq)) is None:
+                s.add(DeadLetterRow(stream=d.stream, seq=d.seq, record_id=d.record_id, kind=d.kind,
+                                    reason=d.reason, detail=d.detail, dead_at=d.dead_at,
+                                    quarantine="pending"))
+
     def rewind(self, stream: str, acked_seq: int, acked_hash: str, reason: str, now: datetime) -> None:
         """Move the high-water mark (back when the platform lost records, forward when
         the platform proved it holds them); logged by the caller."""

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sync import schemas
 from sync.client import PlatformClient, PlatformError
 from sync.retry import BackoffPolicy, next_delay
 from sync.store import DeadLetter, PendingRecord, ResultEntry, SyncStore
@@ -99,6 +100,7 @@ class Uploader:
         self.batch_size = batch_size
         self.policy = policy or BackoffPolicy()
         self.rand = rand
+        self._head_checked = False
 
     # ------------------------------------------------------------------------------
     def _epoch(self) -> float:
@@ -159,17 +161,42 @@ class Uploader:
             env["quarantine"] = {"reason": dead.reason, "detail": dead.detail, "dead_at": dead.dead_at}
         return env
 
+    def _precheck(self, envelopes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], DeadLetter | None]:
+        """Send only the records that pass the spec locally. A record that fails is
+        cut from the batch; when it is the first one it becomes a dead letter."""
+        for i, env in enumerate(envelopes):
+            if "quarantine" in env or schemas.is_valid("RecordEnvelope", env):
+                continue
+            if i > 0:
+                return envelopes[:i], None
+            problems = schemas.problems("RecordEnvelope", env)
+            return [], DeadLetter(
+                self.stream, env["seq"], env["record_id"], env["kind"], "schema_invalid",
+                ("refused by the terminal before upload: " + "; ".join(problems[:3]))[:500],
+                rfc3339(self.clock.now()), "pending",
+            )
+        return envelopes, None
+
     def _hash_at(self, seq: int) -> str | None:
         if seq == 0:
             return GENESIS
         row = self.source.read_one(seq)
         return row.hash if row else None
 
-    def _resync(self, report: UploadReport) -> bool:
-        """Align the high-water mark with the platform's head after a seq_gap.
-        Returns False when the stream had to be blocked."""
+    def _resync(self, report: UploadReport, only_forward: bool = False) -> bool:
+        """Align the high-water mark with the platform's head (after a seq_gap, or
+        at the start with no acknowledgement state). Returns False when the stream
+        had to be blocked or nothing could be learnt."""
         head = self.client.stream_head(self.device_id, self.stream)
         platform_last = int(head["next_seq"]) - 1
+        current = self.store.stream_state(self.stream).acked_seq
+        if only_forward and platform_last <= current:
+            return True
+        if platform_last == current:
+            self._fail(report, PlatformError(
+                f"platform reported a sequence gap but its head is at our mark {current}",
+                retryable=True, error="seq_gap"), 0)
+            return False
         local = self._hash_at(platform_last)
         now = self.clock.now()
         if local is None or local != head["head_hash"]:
@@ -207,6 +234,16 @@ class Uploader:
             if not rows:
                 report.drained = True
                 break
+            if state.acked_seq == 0 and not self._head_checked:
+                # Fresh or lost sync.db: ask where the platform stands before resending.
+                self._head_checked = True
+                try:
+                    if not self._resync(report, only_forward=True):
+                        break
+                except PlatformError as err:
+                    self._fail(report, err, state.attempts)
+                    break
+                continue
             if rows[0].seq != state.acked_seq + 1:
                 self._fail(report, f"local outbox is missing seq {state.acked_seq + 1}", state.attempts)
                 break
@@ -216,6 +253,15 @@ class Uploader:
                 break
             dead = self.store.dead_letter_map(self.stream, state.acked_seq)
             envelopes = [self._envelope(r, dead.get(r.seq)) for r in rows]
+            envelopes, local_dead = self._precheck(envelopes)
+            if local_dead is not None:
+                # The first record breaks the spec: dead-letter it here; the next
+                # round sends it as a quarantined record.
+                self.store.add_dead_letter(local_dead)
+                report.dead_lettered += 1
+                log.warning("record_dead_lettered", stream=self.stream, seq=local_dead.seq,
+                            reason=local_dead.reason)
+                continue
             report.batches += 1
             report.sent += len(envelopes)
             try:

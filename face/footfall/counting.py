@@ -121,7 +121,9 @@ class CountingLine:
         dx, dy = self.bx - self.ax, self.by - self.ay
         n = math.hypot(dx, dy)
         if n < 1e-9:
-            raise CountingConfigError("the counting line has no length (both ends are the same point)")
+            raise CountingConfigError(
+                "the counting line has no length (both ends are the same point)"
+            )
         nx, ny = -dy / n, dx / n  # one of the two normals
         if self.inside in ("below", "above"):
             if abs(ny) < 0.2:

@@ -49,8 +49,9 @@ class FaceBoxDetector:
     name = "face"
     gives_faces = True
 
-    def __init__(self, engine: FaceEngine, score_threshold: float | None = None,
-                 min_face_px: float = 20.0) -> None:
+    def __init__(
+        self, engine: FaceEngine, score_threshold: float | None = None, min_face_px: float = 20.0
+    ) -> None:
         self.engine = engine
         self.score_threshold = score_threshold
         self.min_face_px = float(min_face_px)
@@ -67,8 +68,14 @@ class FaceBoxDetector:
             None if kps is None else np.asarray(kps, np.float32)[keep],
         )
 
-    def face_for(self, frame_bgr: np.ndarray, box: np.ndarray, score: float,
-                 kps: np.ndarray | None = None, gray: np.ndarray | None = None) -> DetectedFace:
+    def face_for(
+        self,
+        frame_bgr: np.ndarray,
+        box: np.ndarray,
+        score: float,
+        kps: np.ndarray | None = None,
+        gray: np.ndarray | None = None,
+    ) -> DetectedFace:
         """A :class:`DetectedFace` with 5 landmarks for one box (runs the
         68-point model when the detector gives no landmarks)."""
         from face.align import landmarks68_to_5
@@ -83,7 +90,9 @@ class FaceBoxDetector:
         if gray is None:
             gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
         lm68 = lm.predict(gray, box)
-        return DetectedFace(box=box, score=float(score), kps=landmarks68_to_5(lm68), landmarks68=lm68)
+        return DetectedFace(
+            box=box, score=float(score), kps=landmarks68_to_5(lm68), landmarks68=lm68
+        )
 
     def embed(self, frame_bgr: np.ndarray, face: DetectedFace) -> np.ndarray:
         return self.engine.embed(frame_bgr, face)

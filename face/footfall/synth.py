@@ -68,7 +68,12 @@ def _soft_ellipse(side: int) -> np.ndarray:
 
 
 def cut_sprite(
-    image: np.ndarray, box: Sequence[float], key: str, identity: str, *, scale: float = 1.8,
+    image: np.ndarray,
+    box: Sequence[float],
+    key: str,
+    identity: str,
+    *,
+    scale: float = 1.8,
     side_px: int = 200,
 ) -> Sprite:
     """Square cut-out ``scale`` times the face box around its centre, resampled
@@ -93,7 +98,9 @@ def default_face_images(testdata: Path | None = None) -> list[tuple[Path, str]]:
     import os
 
     root = testdata or Path(
-        os.environ.get("CARE_TESTDATA", Path(__file__).resolve().parents[2].parent / "shared" / "testdata")
+        os.environ.get(
+            "CARE_TESTDATA", Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
+        )
     )
     faces = root / "faces"
     out: list[tuple[Path, str]] = []
@@ -122,7 +129,10 @@ FaceFinder = Callable[[np.ndarray], list[tuple[np.ndarray, float]]]
 
 
 def build_sprites(
-    images: Sequence[tuple[Path, str]], find_faces: FaceFinder, *, min_face_px: int = 60,
+    images: Sequence[tuple[Path, str]],
+    find_faces: FaceFinder,
+    *,
+    min_face_px: int = 60,
     max_per_image: int = 6,
 ) -> dict[str, Sprite]:
     """Cut every usable face out of the images. ``find_faces(image)`` returns
@@ -138,7 +148,9 @@ def build_sprites(
         faces.sort(key=lambda f: -(f[0][2] - f[0][0]))
         if not faces:
             continue
-        if len(faces) == 1 or (faces[1][0][2] - faces[1][0][0]) < 0.5 * (faces[0][0][2] - faces[0][0][0]):
+        if len(faces) == 1 or (faces[1][0][2] - faces[1][0][0]) < 0.5 * (
+            faces[0][0][2] - faces[0][0][0]
+        ):
             sprites[path.name] = cut_sprite(image, faces[0][0], path.name, identity)
         else:
             for k, (box, _) in enumerate(faces[:max_per_image]):
@@ -248,20 +260,30 @@ def standard_scenes(sprite_keys: Sequence[str], identities: Mapping[str, str]) -
             # 2. plain exit
             Actor(pick(1), _wp((2.0, 470, bot), (6.5, 450, top))),
             # 3. U-turn: comes to 12 px past the line, turns back out
-            Actor(pick(2), _wp((5.0, 300, top), (7.5, 300, 252), (8.0, 300, 252), (10.5, 290, top))),
+            Actor(
+                pick(2), _wp((5.0, 300, top), (7.5, 300, 252), (8.0, 300, 252), (10.5, 290, top))
+            ),
             # 4. lingers on the line (sway +-12 px) for 6 s, then walks in
-            Actor(pick(3), _wp((8.0, 540, top), (10.0, 540, 240), (16.0, 540, 240), (18.5, 520, bot)),
-                  sway=((10.0, 16.0),)),
+            Actor(
+                pick(3),
+                _wp((8.0, 540, top), (10.0, 540, 240), (16.0, 540, 240), (18.5, 520, bot)),
+                sway=((10.0, 16.0),),
+            ),
             # 5. lingers on the line, then goes back out
-            Actor(pick(4), _wp((12.0, 120, top), (14.0, 130, 236), (19.0, 130, 236), (21.5, 110, top)),
-                  sway=((14.0, 19.0),)),
+            Actor(
+                pick(4),
+                _wp((12.0, 120, top), (14.0, 130, 236), (19.0, 130, 236), (21.5, 110, top)),
+                sway=((14.0, 19.0),),
+            ),
             # 6. two people crossing together, side by side
             Actor(pick(5), _wp((20.0, 250, top), (24.5, 260, bot))),
             Actor(pick(6), _wp((20.2, 390, top), (24.7, 380, bot))),
             # 7. a pillar hides a person around the line for ~0.6 s
             Actor(pick(7), _wp((26.0, 450, top), (30.0, 450, bot))),
             # 8. pause 2.5 s well before the line, then continue in
-            Actor(pick(8), _wp((29.0, 160, top), (30.5, 170, 150), (33.0, 170, 150), (35.5, 180, bot))),
+            Actor(
+                pick(8), _wp((29.0, 160, top), (30.5, 170, 150), (33.0, 170, 150), (35.5, 180, bot))
+            ),
             # 9. appears at the bottom edge inside and leaves again at the bottom: no crossing
             Actor(pick(9), _wp((33.0, 520, bot), (35.0, 500, 400), (37.0, 480, bot))),
             # 10. walks out and right back in a little later (one exit, one entry)
@@ -269,8 +291,18 @@ def standard_scenes(sprite_keys: Sequence[str], identities: Mapping[str, str]) -
             Actor(pick(0), _wp((39.5, 300, top), (42.0, 310, bot))),
         ),
         occluders=(Occluder(400, 180, 500, 300, t0=26.0, t1=30.0),),
-        notes=("entry", "exit", "u-turn", "linger-then-in", "linger-then-back", "two-together",
-               "occlusion", "pause", "edge-only", "out-and-back-in"),
+        notes=(
+            "entry",
+            "exit",
+            "u-turn",
+            "linger-then-in",
+            "linger-then-back",
+            "two-together",
+            "occlusion",
+            "pause",
+            "edge-only",
+            "out-and-back-in",
+        ),
     )
     b = Scene(
         name="entrance_b",
@@ -291,17 +323,30 @@ def standard_scenes(sprite_keys: Sequence[str], identities: Mapping[str, str]) -
             # a fast walker (2 s through the frame)
             Actor(pick(4), _wp((14.0, 320, top), (16.0, 320, bot))),
             # hesitates on the line twice (sway), then goes in
-            Actor(pick(5), _wp((20.0, 280, top), (22.0, 280, 244), (27.0, 280, 244), (29.5, 280, bot)),
-                  sway=((22.0, 27.0),), sway_px=14.0),
+            Actor(
+                pick(5),
+                _wp((20.0, 280, top), (22.0, 280, 244), (27.0, 280, 244), (29.5, 280, bot)),
+                sway=((22.0, 27.0),),
+                sway_px=14.0,
+            ),
             # U-turn from inside: comes up to the line and goes back in (no crossing)
-            Actor(pick(6), _wp((23.0, 560, bot), (25.5, 560, 232), (26.0, 560, 232), (28.5, 560, bot))),
+            Actor(
+                pick(6), _wp((23.0, 560, bot), (25.5, 560, 232), (26.0, 560, 232), (28.5, 560, bot))
+            ),
             # trolley passes in front of two people walking in
             Actor(pick(7), _wp((33.0, 120, top), (37.5, 140, bot))),
             Actor(pick(8), _wp((34.0, 300, top), (38.5, 300, bot))),
         ),
         occluders=(Occluder(80, 210, 360, 290, t0=35.0, t1=36.0, colour=(90, 90, 120)),),
-        notes=("repeat-visits", "in-out-in", "two-leaving", "fast", "linger-then-in",
-               "u-turn-from-inside", "moving-occluder"),
+        notes=(
+            "repeat-visits",
+            "in-out-in",
+            "two-leaving",
+            "fast",
+            "linger-then-in",
+            "u-turn-from-inside",
+            "moving-occluder",
+        ),
     )
     return [a, b]
 
@@ -324,17 +369,27 @@ def _background(w: int, h: int, seed: int) -> np.ndarray:
         x = int(rng.integers(0, w - 60))
         y = int(rng.integers(int(h * 0.4), h - 40))
         c = tuple(int(v) for v in rng.integers(90, 200, 3))
-        cv2.rectangle(img, (x, y), (x + int(rng.integers(30, 90)), y + int(rng.integers(10, 40))), c, -1)
+        cv2.rectangle(
+            img, (x, y), (x + int(rng.integers(30, 90)), y + int(rng.integers(10, 40))), c, -1
+        )
     noise = rng.normal(0, 4, (h, w, 3))
     return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
 
 
-def _paste(frame: np.ndarray, sprite: Sprite, cx: float, cy: float, side: int,
-           cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]) -> None:
+def _paste(
+    frame: np.ndarray,
+    sprite: Sprite,
+    cx: float,
+    cy: float,
+    side: int,
+    cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]],
+) -> None:
     key = (sprite.key, side)
     got = cache.get(key)
     if got is None:
-        img = cv2.resize(sprite.image, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+        img = cv2.resize(sprite.image, (side, side), interpolation=cv2.INTER_AREA).astype(
+            np.float32
+        )
         al = cv2.resize(sprite.alpha, (side, side), interpolation=cv2.INTER_LINEAR)[..., None]
         got = (img, al)
         cache[key] = got
@@ -363,6 +418,8 @@ def render_frames(scene: Scene, sprites: Mapping[str, Sprite]) -> Iterator[np.nd
         raise SynthError(f"scene {scene.name} needs face cut-outs that do not exist: {missing}")
     bg = _background(scene.width, scene.height, scene.seed)
     rng = np.random.default_rng(scene.seed + 1)
+    # a small bank of sensor-noise frames, cycled (generating fresh noise per frame is slow)
+    bank = [rng.normal(0, 2.5, bg.shape).astype(np.int16) for _ in range(7)]
     cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     n = round(scene.duration * scene.fps)
     for i in range(n):
@@ -382,8 +439,8 @@ def render_frames(scene: Scene, sprites: Mapping[str, Sprite]) -> Iterator[np.nd
             if occ.t0 <= t <= occ.t1:
                 cv2.rectangle(frame, (occ.x1, occ.y1), (occ.x2, occ.y2), occ.colour, -1)
         gain = 1.0 + 0.03 * math.sin(2 * math.pi * t / 7.0)  # slow light flicker
-        noise = rng.normal(0, 2.5, frame.shape).astype(np.float32)
-        yield np.clip(frame.astype(np.float32) * gain + noise, 0, 255).astype(np.uint8)
+        frame = cv2.convertScaleAbs(frame, alpha=gain)
+        yield np.clip(frame.astype(np.int16) + bank[i % len(bank)], 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- truth
@@ -408,28 +465,36 @@ def truth_events(scene: Scene, clear_frac: float = 0.085) -> list[dict[str, Any]
             if now == 0:
                 continue
             if side != 0 and now != side:
-                events.append({
-                    "frame": i,
-                    "t": round(t, 3),
-                    "actor": idx,
-                    "identity": actor.sprite,
-                    "direction": "in" if now > 0 else "out",
-                })
+                events.append(
+                    {
+                        "frame": i,
+                        "t": round(t, 3),
+                        "actor": idx,
+                        "identity": actor.sprite,
+                        "direction": "in" if now > 0 else "out",
+                    }
+                )
             side = now
     events.sort(key=lambda e: (e["frame"], e["actor"]))
     return events
 
 
-def write_clip(scene: Scene, sprites: Mapping[str, Sprite], out_dir: Path,
-               identities: Mapping[str, str] | None = None) -> tuple[Path, Path]:
+def write_clip(
+    scene: Scene,
+    sprites: Mapping[str, Sprite],
+    out_dir: Path,
+    identities: Mapping[str, str] | None = None,
+) -> tuple[Path, Path]:
     """Render ``scene`` to ``<out_dir>/<name>.avi`` (MJPEG) and its truth to
     ``<name>.truth.json``. Returns both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     video = out_dir / f"{scene.name}.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), scene.fps,
-                             (scene.width, scene.height))
+    writer = cv2.VideoWriter(
+        str(video), cv2.VideoWriter.fourcc(*"MJPG"), scene.fps, (scene.width, scene.height)
+    )
     if not writer.isOpened():
         raise SynthError("OpenCV cannot write MJPEG AVI files here")
+    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 80)
     frames = 0
     try:
         for frame in render_frames(scene, sprites):
@@ -461,8 +526,9 @@ def write_clip(scene: Scene, sprites: Mapping[str, Sprite], out_dir: Path,
     return video, truth_path
 
 
-def make_standard_clips(out_dir: Path, find_faces: FaceFinder,
-                        images: Sequence[tuple[Path, str]] | None = None) -> list[tuple[Path, Path]]:
+def make_standard_clips(
+    out_dir: Path, find_faces: FaceFinder, images: Sequence[tuple[Path, str]] | None = None
+) -> list[tuple[Path, Path]]:
     """Build the standard clips into ``out_dir`` (skips clips already there with
     their truth file)."""
     sprites = build_sprites(images or default_face_images(), find_faces)

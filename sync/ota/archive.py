@@ -23,6 +23,7 @@ module:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
@@ -90,7 +91,9 @@ class _Planned:
     target: str = ""
 
 
-def _plan(tf: tarfile.TarFile, dest: Path, limits: ArchiveLimits, declared: int | None) -> list[_Planned]:
+def _plan(
+    tf: tarfile.TarFile, dest: Path, limits: ArchiveLimits, declared: int | None
+) -> list[_Planned]:
     plan: list[_Planned] = []
     seen: dict[str, str] = {}
     symlinks: set[str] = set()
@@ -110,10 +113,14 @@ def _plan(tf: tarfile.TarFile, dest: Path, limits: ArchiveLimits, declared: int 
             raise _unsafe(f"archive entry {name[:80]!r} appears twice")
         if name in implied_dirs and not m.isdir():
             raise _unsafe(f"archive entry {name[:80]!r} replaces a directory")
-        if m.issparse() or m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE,
-                                          tarfile.SYMTYPE, tarfile.LNKTYPE):
-            kind = ("device" if (m.ischr() or m.isblk()) else "FIFO" if m.isfifo()
-                    else "special")
+        if m.issparse() or m.type not in (
+            tarfile.REGTYPE,
+            tarfile.AREGTYPE,
+            tarfile.DIRTYPE,
+            tarfile.SYMTYPE,
+            tarfile.LNKTYPE,
+        ):
+            kind = "device" if (m.ischr() or m.isblk()) else "FIFO" if m.isfifo() else "special"
             raise _unsafe(f"archive entry {name[:80]!r} is a {kind} file")
         if m.isreg():
             if m.size < 0 or m.size > limits.max_file_bytes:
@@ -139,7 +146,9 @@ def _plan(tf: tarfile.TarFile, dest: Path, limits: ArchiveLimits, declared: int 
                 raise _unsafe(f"archive entry {name[:80]!r} is a hard link")
             target = _norm_name(m.linkname, limits) if m.linkname else ""
             if seen.get(target) != "file":
-                raise _unsafe(f"hard link {name[:80]!r} does not point at an earlier file in the archive")
+                raise _unsafe(
+                    f"hard link {name[:80]!r} does not point at an earlier file in the archive"
+                )
             p = _Planned(m, name, "hardlink", target)
         # No entry may live below (or be written through) a symbolic link.
         parts = name.split("/")
@@ -168,10 +177,8 @@ def _open_dir(root_fd: int, parts: list[str], create: bool) -> int:
     try:
         for part in parts:
             if create:
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
             nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = nfd
@@ -200,18 +207,21 @@ def _copy(src: IO[bytes], fd: int, expected: int) -> int:
 
 
 def safe_extract(
-    archive: Path, dest: Path, limits: ArchiveLimits | None = None, declared_unpacked: int | None = None
+    archive: Path,
+    dest: Path,
+    limits: ArchiveLimits | None = None,
+    declared_unpacked: int | None = None,
 ) -> ExtractReport:
     """Extract ``archive`` (.tar or .tar.gz) into ``dest``, which must not exist.
     On any refusal ``dest`` is removed again and BundleRejected is raised."""
     limits = limits or ArchiveLimits()
-    mode = "r:gz" if archive.name.endswith((".tar.gz", ".tgz")) else "r:"
     if dest.exists() or dest.is_symlink():
         raise _unsafe(f"extraction target {dest} already exists")
     dest.mkdir(mode=0o755, parents=False)
     try:
         try:
-            with tarfile.open(archive, mode) as tf:  # noqa: S202 - members are vetted by _plan
+            gz = archive.name.endswith((".tar.gz", ".tgz"))
+            with tarfile.open(archive, "r:gz") if gz else tarfile.open(archive, "r:") as tf:
                 plan = _plan(tf, dest, limits, declared_unpacked)
                 return _write(tf, plan, dest)
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
@@ -240,8 +250,12 @@ def _write(tf: tarfile.TarFile, plan: list[_Planned], dest: Path) -> ExtractRepo
                 parent = _open_dir(root_fd, parts[:-1], create=True)
                 try:
                     perm = 0o755 if p.member.mode & 0o111 else 0o644
-                    fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                                 perm, dir_fd=parent)
+                    fd = os.open(
+                        parts[-1],
+                        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                        perm,
+                        dir_fd=parent,
+                    )
                     try:
                         src = tf.extractfile(p.member)
                         if src is None:
@@ -269,8 +283,13 @@ def _write(tf: tarfile.TarFile, plan: list[_Planned], dest: Path) -> ExtractRepo
                         st = os.stat(tparts[-1], dir_fd=tparent, follow_symlinks=False)
                         if not stat.S_ISREG(st.st_mode):
                             raise _unsafe(f"hard link {p.name[:80]!r} target is not a file")
-                        os.link(tparts[-1], parts[-1], src_dir_fd=tparent, dst_dir_fd=parent,
-                                follow_symlinks=False)
+                        os.link(
+                            tparts[-1],
+                            parts[-1],
+                            src_dir_fd=tparent,
+                            dst_dir_fd=parent,
+                            follow_symlinks=False,
+                        )
                     finally:
                         os.close(tparent)
             finally:

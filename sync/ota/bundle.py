@@ -53,7 +53,11 @@ from sync.ota.versions import compare_versions, parse_version
 from terminal.core.clock import rfc3339
 
 RESERVED = frozenset({swu.SW_DESCRIPTION, MANIFEST_NAME, SIGNATURE_NAME})
-PAYLOAD_FILE = {"app": "app.tar.gz", "model_pack": "model-pack.tar.gz", "migrations": "migrations.tar.gz"}
+PAYLOAD_FILE = {
+    "app": "app.tar.gz",
+    "model_pack": "model-pack.tar.gz",
+    "migrations": "migrations.tar.gz",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,9 @@ def verify_bundle(
     with path.open("rb") as fh:
         entries = {e.name: e for e in swu.read_swu(fh, size)}
         if MANIFEST_NAME not in entries or SIGNATURE_NAME not in entries:
-            raise BundleRejected("the bundle has no manifest.json / manifest.sig", code="missing_manifest")
+            raise BundleRejected(
+                "the bundle has no manifest.json / manifest.sig", code="missing_manifest"
+            )
         raw = swu.read_entry(fh, entries[MANIFEST_NAME], MAX_MANIFEST_BYTES)
         sig = swu.read_entry(fh, entries[SIGNATURE_NAME], MAX_SIGNATURE_BYTES)
         key_id = verify_signature(raw, sig, trust)
@@ -116,13 +122,17 @@ def verify_bundle(
         listed = {p.name: p for p in manifest.payloads}
         for name in entries:
             if name not in RESERVED and name not in listed:
-                raise BundleRejected(f"bundle entry {name} is not in the manifest", code="unlisted_file")
+                raise BundleRejected(
+                    f"bundle entry {name} is not in the manifest", code="unlisted_file"
+                )
         for p in manifest.payloads:
             if p.name in RESERVED:
                 raise BundleRejected(f"payload name {p.name} is reserved", code="bad_manifest")
             entry = entries.get(p.name)
             if entry is None:
-                raise BundleRejected(f"payload {p.name} is missing from the bundle", code="missing_file")
+                raise BundleRejected(
+                    f"payload {p.name} is missing from the bundle", code="missing_file"
+                )
             if p.size > policy.max_payload_bytes or p.unpacked_size > policy.max_unpacked_bytes:
                 raise BundleRejected(f"payload {p.name} is larger than allowed", code="oversize")
             if entry.size != p.size:
@@ -131,7 +141,9 @@ def verify_bundle(
                     code="length_mismatch",
                 )
             if _sha256_entry(fh, entry) != p.sha256:
-                raise BundleRejected(f"payload {p.name} does not match its SHA-256", code="hash_mismatch")
+                raise BundleRejected(
+                    f"payload {p.name} does not match its SHA-256", code="hash_mismatch"
+                )
     return VerifiedBundle(path=path, manifest=manifest, key_id=key_id, entries=entries)
 
 
@@ -195,8 +207,11 @@ def tar_directory(src: Path, dest: Path) -> int:
         info.mode = 0o755 if (info.isdir() or info.mode & 0o111) else 0o644
         return info
 
-    with dest.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
+    with (
+        dest.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf,
+    ):
         for path in sorted(src.rglob("*")):
             rel = path.relative_to(src).as_posix()
             info = norm(tf.gettarinfo(str(path), arcname=rel))
@@ -256,25 +271,32 @@ def build_bundle(
         payloads.append(Payload(name, role, digest.hexdigest(), tar_path.stat().st_size, unpacked))
         files.append((name, tar_path))
     manifest = Manifest(
-        version=version, counter=counter, created=rfc3339(created), payloads=tuple(payloads),
-        boards={b: tuple(r) for b, r in (boards or {}).items()}, downgrade=downgrade,
-        health_timeout_s=health_timeout_s, notes=notes,
+        version=version,
+        counter=counter,
+        created=rfc3339(created),
+        payloads=tuple(payloads),
+        boards={b: tuple(r) for b, r in (boards or {}).items()},
+        downgrade=downgrade,
+        health_timeout_s=health_timeout_s,
+        notes=notes,
     )
     raw = manifest.encode()
     swdesc = swu.sw_description(version, boards or {}, f"{PRODUCT} {version}")
     entries: list[tuple[str, bytes | Path]] = [
-        (swu.SW_DESCRIPTION, swdesc), (MANIFEST_NAME, raw), (SIGNATURE_NAME, sign_manifest(raw, key, key_id)),
+        (swu.SW_DESCRIPTION, swdesc),
+        (MANIFEST_NAME, raw),
+        (SIGNATURE_NAME, sign_manifest(raw, key, key_id)),
     ]
     try:
         swu.write_swu(dest, entries + files)
     finally:
-        for (_, src), (_, tar_path) in zip(parts, files, strict=True):
-            if src.is_dir() and isinstance(tar_path, Path):
-                tar_path.unlink(missing_ok=True)
+        for (_, src), (_, made) in zip(parts, files, strict=True):
+            if src.is_dir() and isinstance(made, Path):
+                made.unlink(missing_ok=True)
     return manifest
 
 
 def _unpacked_size(tar_path: Path) -> int:
-    mode = "r:gz" if tar_path.name.endswith((".tar.gz", ".tgz")) else "r:"
-    with tarfile.open(tar_path, mode) as tf:  # noqa: S202 - only headers are read
+    gz = tar_path.name.endswith((".tar.gz", ".tgz"))
+    with tarfile.open(tar_path, "r:gz") if gz else tarfile.open(tar_path, "r:") as tf:
         return sum(m.size for m in tf if m.isreg())

@@ -53,8 +53,18 @@ _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BOARD = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TOP_KEYS = frozenset(
-    {"format", "product", "version", "counter", "created", "boards", "payloads", "downgrade",
-     "health_timeout_s", "notes"}
+    {
+        "format",
+        "product",
+        "version",
+        "counter",
+        "created",
+        "boards",
+        "payloads",
+        "downgrade",
+        "health_timeout_s",
+        "notes",
+    }
 )
 _PAYLOAD_KEYS = frozenset({"name", "role", "sha256", "size", "unpacked_size"})
 
@@ -69,8 +79,11 @@ class Payload:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "role": self.role, "sha256": self.sha256,
-            "size": self.size, "unpacked_size": self.unpacked_size,
+            "name": self.name,
+            "role": self.role,
+            "sha256": self.sha256,
+            "size": self.size,
+            "unpacked_size": self.unpacked_size,
         }
 
 
@@ -98,8 +111,11 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "format": FORMAT, "product": self.product, "version": self.version,
-            "counter": self.counter, "created": self.created,
+            "format": FORMAT,
+            "product": self.product,
+            "version": self.version,
+            "counter": self.counter,
+            "created": self.created,
             "boards": {b: list(r) for b, r in self.boards.items()},
             "payloads": [p.to_json() for p in self.payloads],
         }
@@ -113,7 +129,9 @@ class Manifest:
 
     def encode(self) -> bytes:
         """The bytes that go into ``manifest.json`` (and get signed)."""
-        return json.dumps(self.to_json(), ensure_ascii=True, sort_keys=True, indent=1).encode("ascii")
+        return json.dumps(self.to_json(), ensure_ascii=True, sort_keys=True, indent=1).encode(
+            "ascii"
+        )
 
 
 def _bad(msg: str) -> BundleRejected:
@@ -192,8 +210,15 @@ def parse_manifest(raw: bytes) -> Manifest:
     if not isinstance(notes, str) or len(notes) > 2000:
         raise _bad("notes must be a short string")
     return Manifest(
-        version=version, counter=counter, created=created, payloads=tuple(payloads),
-        boards=boards, downgrade=downgrade, health_timeout_s=timeout, notes=notes, product=product,
+        version=version,
+        counter=counter,
+        created=created,
+        payloads=tuple(payloads),
+        boards=boards,
+        downgrade=downgrade,
+        health_timeout_s=timeout,
+        notes=notes,
+        product=product,
     )
 
 
@@ -260,7 +285,9 @@ def verify_signature(raw: bytes, sig_doc: bytes, trust: TrustStore) -> str:
         raise BundleRejected("manifest.sig lacks key_id or sig", code="bad_signature")
     key = trust.keys.get(key_id)
     if key is None:
-        raise BundleRejected(f"manifest is signed by unknown key {key_id[:64]!r}", code="unknown_key")
+        raise BundleRejected(
+            f"manifest is signed by unknown key {key_id[:64]!r}", code="unknown_key"
+        )
     try:
         sig = base64.b64decode(sig_text, validate=True)
         key.verify(sig, SIGNING_LABEL + raw)

@@ -86,21 +86,32 @@ def read_release_json(app_dir: Path, expect_version: str) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BundleRejected("release.json is not valid JSON", code="bad_manifest") from None
     if not isinstance(doc, dict) or doc.get("version") != expect_version:
-        raise BundleRejected("release.json does not name the manifest's version", code="bad_manifest")
+        raise BundleRejected(
+            "release.json does not name the manifest's version", code="bad_manifest"
+        )
     for key in ("migrate", "health"):
         argv = doc.get(key)
         if argv is None:
             continue
-        if (not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv)
-                or argv[0].startswith("/") or ".." in argv[0].split("/")):
-            raise BundleRejected(f"release.json {key} must be a command inside the release",
-                                 code="bad_manifest")
+        if (
+            not isinstance(argv, list)
+            or not argv
+            or not all(isinstance(a, str) for a in argv)
+            or argv[0].startswith("/")
+            or ".." in argv[0].split("/")
+        ):
+            raise BundleRejected(
+                f"release.json {key} must be a command inside the release", code="bad_manifest"
+            )
     return doc
 
 
 def stage_bundle(
-    bundle: VerifiedBundle, releases_dir: Path, limits: ArchiveLimits | None = None,
-    *, protected: frozenset[str] = frozenset(),
+    bundle: VerifiedBundle,
+    releases_dir: Path,
+    limits: ArchiveLimits | None = None,
+    *,
+    protected: frozenset[str] = frozenset(),
 ) -> StagedRelease:
     """Extract the verified bundle into ``releases_dir/<version>-c<counter>``.
 
@@ -113,7 +124,9 @@ def stage_bundle(
     releases_dir.mkdir(parents=True, exist_ok=True)
     name = release_name(m.version, m.counter)
     if name in protected:
-        raise OtaError(f"release {name} is in use and cannot be staged again", code="release_in_use")
+        raise OtaError(
+            f"release {name} is in use and cannot be staged again", code="release_in_use"
+        )
     need = sum(p.size + p.unpacked_size for p in m.payloads) + SPACE_MARGIN
     free = shutil.disk_usage(releases_dir).free
     if free < need:
@@ -128,7 +141,9 @@ def stage_bundle(
             blob = tmp / f".payload-{p.name}"
             copy_entry(bundle, p.name, blob)
             try:
-                safe_extract(blob, tmp / ROLE_DIRS[p.role], limits, declared_unpacked=p.unpacked_size)
+                safe_extract(
+                    blob, tmp / ROLE_DIRS[p.role], limits, declared_unpacked=p.unpacked_size
+                )
             finally:
                 blob.unlink(missing_ok=True)
         read_release_json(tmp / "app", m.version)
@@ -149,8 +164,11 @@ def stage_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return StagedRelease(
-        version=m.version, counter=m.counter, path=final,
-        has_migrations=m.has_migrations, has_model_pack=m.payload("model_pack") is not None,
+        version=m.version,
+        counter=m.counter,
+        path=final,
+        has_migrations=m.has_migrations,
+        has_model_pack=m.payload("model_pack") is not None,
     )
 
 
@@ -180,21 +198,31 @@ class FeedbackTarget:
 
     url: str
     token_file: str | None = None
-    token_kind: str = "TargetToken"
+    token_kind: str = "TargetToken"  # noqa: S105 - the DDI scheme name, not a secret
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "url": self.url, "token_file": self.token_file, "token_kind": self.token_kind,
-            "ca_file": self.ca_file, "cert_file": self.cert_file, "key_file": self.key_file,
+            "url": self.url,
+            "token_file": self.token_file,
+            "token_kind": self.token_kind,
+            "ca_file": self.ca_file,
+            "cert_file": self.cert_file,
+            "key_file": self.key_file,
         }
 
 
 def write_activation_request(
-    spool_dir: Path, staged: StagedRelease, *, action_id: str, from_version: str,
-    health_timeout_s: int, feedback: FeedbackTarget | None, requested_at: str,
+    spool_dir: Path,
+    staged: StagedRelease,
+    *,
+    action_id: str,
+    from_version: str,
+    health_timeout_s: int,
+    feedback: FeedbackTarget | None,
+    requested_at: str,
 ) -> Path:
     """Ask the updater to activate ``staged`` (see deploy/updater)."""
     doc = {

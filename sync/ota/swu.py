@@ -49,7 +49,9 @@ def _header(ino: int, mode: int, size: int, namesize: int) -> bytes:
     return b"070701" + b"".join(b"%08X" % v for v in fields)
 
 
-def sw_description(version: str, boards: Mapping[str, Sequence[str]], description: str = "") -> bytes:
+def sw_description(
+    version: str, boards: Mapping[str, Sequence[str]], description: str = ""
+) -> bytes:
     """A minimal libconfig ``sw-description`` that goosebit and SWUpdate parse.
 
     ``boards`` maps a hardware board name (the DDI config data ``hw_boardname``)
@@ -105,7 +107,9 @@ def read_swu(fh: BinaryIO, file_size: int, *, max_entries: int = MAX_ENTRIES) ->
     pos = 0
     while True:
         if pos + HEADER_LEN > file_size:
-            raise BundleRejected("the bundle ends inside a cpio header (truncated)", code="bad_container")
+            raise BundleRejected(
+                "the bundle ends inside a cpio header (truncated)", code="bad_container"
+            )
         fh.seek(pos)
         head = fh.read(HEADER_LEN)
         if len(head) != HEADER_LEN or head[:6] not in _MAGICS:
@@ -118,7 +122,9 @@ def read_swu(fh: BinaryIO, file_size: int, *, max_entries: int = MAX_ENTRIES) ->
             raise BundleRejected("cpio entry name has a bad length", code="bad_container")
         name_end = pos + HEADER_LEN + namesize
         if name_end > file_size:
-            raise BundleRejected("the bundle ends inside an entry name (truncated)", code="bad_container")
+            raise BundleRejected(
+                "the bundle ends inside an entry name (truncated)", code="bad_container"
+            )
         raw_name = fh.read(namesize)
         if raw_name[-1:] != b"\0" or b"\0" in raw_name[:-1]:
             raise BundleRejected("cpio entry name is not NUL-terminated", code="bad_container")
@@ -141,9 +147,13 @@ def read_swu(fh: BinaryIO, file_size: int, *, max_entries: int = MAX_ENTRIES) ->
         if name in seen:
             raise BundleRejected(f"bundle entry {name} appears twice", code="bad_container")
         if data_off + size > file_size:
-            raise BundleRejected(f"bundle entry {name} runs past the end (truncated)", code="bad_container")
+            raise BundleRejected(
+                f"bundle entry {name} runs past the end (truncated)", code="bad_container"
+            )
         if not entries and name != SW_DESCRIPTION:
-            raise BundleRejected("the first bundle entry must be sw-description", code="bad_container")
+            raise BundleRejected(
+                "the first bundle entry must be sw-description", code="bad_container"
+            )
         seen.add(name)
         entries.append(SwuEntry(name, data_off, size))
         if len(entries) > max_entries:
@@ -176,5 +186,7 @@ def iter_entry(fh: BinaryIO, entry: SwuEntry, chunk: int = _CHUNK) -> Iterator[b
 def read_entry(fh: BinaryIO, entry: SwuEntry, max_size: int) -> bytes:
     """Read a small entry (manifest, signature) whole, refusing big ones."""
     if entry.size > max_size:
-        raise BundleRejected(f"bundle entry {entry.name} is larger than {max_size} bytes", code="oversize")
+        raise BundleRejected(
+            f"bundle entry {entry.name} is larger than {max_size} bytes", code="oversize"
+        )
     return b"".join(iter_entry(fh, entry))

@@ -79,7 +79,9 @@ class WindowPolicy:
     def from_strings(
         cls, allowed: Sequence[str] = (), meal_slots: Sequence[str] = (), tz: tzinfo = CHINA_TZ
     ) -> WindowPolicy:
-        return cls(tuple(Slot.parse(s) for s in allowed), tuple(Slot.parse(s) for s in meal_slots), tz)
+        return cls(
+            tuple(Slot.parse(s) for s in allowed), tuple(Slot.parse(s) for s in meal_slots), tz
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +116,11 @@ def _next_opening(policy: WindowPolicy, local: datetime) -> float:
 
 
 def decide(
-    now: datetime, policy: WindowPolicy, *, payment_active: bool, server_window_available: bool = True
+    now: datetime,
+    policy: WindowPolicy,
+    *,
+    payment_active: bool,
+    server_window_available: bool = True,
 ) -> GateDecision:
     """May activation start at ``now``? Pure."""
     if now.tzinfo is None:

@@ -68,12 +68,15 @@ class FaceSettings(BaseModel):
     pack: Literal["open", "insightface"] = "open"
     # Directory of the model pack; empty means <data_dir>/models/<pack>.
     pack_dir: Path | None = None
-    # Cosine similarity on L2-normalised 512-d embeddings.
+    # Cosine similarity on L2-normalised 512-d embeddings. Defaults calibrated
+    # for the open pack on ../shared/testdata/faces (see notes/calibration.md):
+    # same-identity pairs 0.53..0.85, different identities <= 0.15 (<= 0.38 with
+    # insightface's sample faces). Recalibrate for another pack (`face eval`).
     accept_threshold: float = Field(0.50, ge=-1.0, le=1.0)
     # Below accept but above this: "uncertain" (needs a second factor).
     uncertain_threshold: float = Field(0.40, ge=-1.0, le=1.0)
     # Best identity must beat the second-best identity by this much.
-    min_margin: float = Field(0.08, ge=0.0, le=2.0)
+    min_margin: float = Field(0.10, ge=0.0, le=2.0)
     min_face_px: int = Field(80, ge=16)
     max_yaw_deg: float = Field(30.0, gt=0)
     max_pitch_deg: float = Field(30.0, gt=0)

