@@ -439,6 +439,10 @@ class LivenessCheck:
         return out
 
     def decide(self, now: float) -> LivenessDecision | None:
+        """None while undecided. Decides as soon as every signal other than the
+        passive model has passed (the passive median is judged on the frames
+        seen so far); otherwise at the end of the challenge window, when any
+        signal still failing or undecided makes the attempt fail."""
         results = self._results()
         if not results:
             return LivenessDecision(True, "none", {}, "liveness disabled by configuration")

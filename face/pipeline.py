@@ -470,7 +470,9 @@ class FaceEngine:
             return None
         t0 = time.perf_counter()
         score = self.liveness_model.score(image_bgr, face.box)
-        self.last_timings.liveness_ms += (time.perf_counter() - t0) * 1000.0
+        ms = (time.perf_counter() - t0) * 1000.0
+        self.last_timings.liveness_ms += ms  # added to the timings of the last analyze()
+        self.last_timings.total_ms += ms
         return score
 
     def analyze(self, image_bgr: np.ndarray, *, embed_all: bool = False) -> list[FaceObservation]:

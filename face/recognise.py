@@ -84,10 +84,10 @@ def quality_score(obs: FaceObservation) -> float:
     """One number to rank enrolment frames: larger, sharper, more frontal faces
     with a confident detection rank higher. Only used for ordering."""
     m = getattr(obs.quality, "metrics", {}) or {}
-    size = float(m.get("face_px", m.get("size_px", 0.0)) or 0.0)
+    size = float(m.get("face_px", 0.0) or 0.0)
     sharp = float(m.get("sharpness", 0.0) or 0.0)
-    yaw = abs(float(m.get("yaw_deg", 0.0) or 0.0))
-    pitch = abs(float(m.get("pitch_deg", 0.0) or 0.0))
+    yaw = abs(float(m.get("yaw", 0.0) or 0.0))
+    pitch = abs(float(m.get("pitch", 0.0) or 0.0))
     det = float(obs.face.score)
     frontal = max(0.0, 1.0 - (yaw + pitch) / 90.0)
     return det * frontal * min(size / 160.0, 1.5) * min(sharp / 200.0, 1.5)

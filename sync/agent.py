@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from sync.auth import Signer, client_ssl_context, load_device_key, provision_device_key
 from sync.client import PlatformClient
-from sync.pull import PullOutcome, Puller
+from sync.pull import Puller, PullOutcome
 from sync.retry import BackoffPolicy
 from sync.store import AgentOutbox, KioskOutboxReader, SyncStore, sqlite_file, sync_status
-from sync.uploader import UploadReport, Uploader
+from sync.uploader import Uploader, UploadReport
 from terminal.core.clock import Clock, SystemClock, rfc3339
 from terminal.core.errors import TerminalError
 from terminal.core.ids import new_ulid
@@ -97,8 +97,13 @@ def write_kiosk_health(path: Path, camera_status: str, printer_status: str, now:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(
-        json.dumps({"camera_status": camera_status, "printer_status": printer_status,
-                    "written_at": now.timestamp()}),
+        json.dumps(
+            {
+                "camera_status": camera_status,
+                "printer_status": printer_status,
+                "written_at": now.timestamp(),
+            }
+        ),
         encoding="utf-8",
     )
     os.replace(tmp, path)
@@ -146,9 +151,7 @@ class CycleReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "uploads": [u.to_dict() for u in self.uploads],
-            "pulls": [p.__dict__ if hasattr(p, "__dict__") else
-                      {"kind": p.kind, "status": p.status, "version": p.version, "error": p.error}
-                      for p in self.pulls],
+            "pulls": [asdict(p) for p in self.pulls],
             "heartbeat": self.heartbeat,
             "delegated_to_pid": self.delegated_to_pid,
         }
@@ -183,8 +186,17 @@ class SyncAgent:
         self.kiosk = KioskOutboxReader(terminal_db_url)
         self.agent_outbox = AgentOutbox(store, device_id)
         self.uploaders = [
-            Uploader(store, client, src, device_id, centre_id, clock, batch_size=batch_size,
-                     policy=self.policy, rand=rand)
+            Uploader(
+                store,
+                client,
+                src,
+                device_id,
+                centre_id,
+                clock,
+                batch_size=batch_size,
+                policy=self.policy,
+                rand=rand,
+            )
             for src in (self.kiosk, self.agent_outbox)
         ]
         self.puller = Puller(store, client, centre_id, clock, policy=self.policy, rand=rand)
@@ -208,7 +220,9 @@ class SyncAgent:
         except OSError:
             free = total = 0
         camera, printer = read_kiosk_health(self.health_file, now)
-        last = max((s.last_success_at for s in st.streams.values() if s.last_success_at), default=None)
+        last = max(
+            (s.last_success_at for s in st.streams.values() if s.last_success_at), default=None
+        )
         return {
             "software_version": _software_version(),
             "uptime_s": _uptime_s(),
@@ -240,7 +254,11 @@ class SyncAgent:
     def cycle(self, *, force: bool = False, stop: threading.Event | None = None) -> CycleReport:
         report = CycleReport()
         mono = self.clock.monotonic()
-        if force or self._last_heartbeat is None or mono - self._last_heartbeat >= self.heartbeat_interval_s:
+        if (
+            force
+            or self._last_heartbeat is None
+            or mono - self._last_heartbeat >= self.heartbeat_interval_s
+        ):
             report.heartbeat = self.append_heartbeat()
             self._last_heartbeat = mono
         for up in self.uploaders:
@@ -279,7 +297,9 @@ class SyncAgent:
 
 def policy_from(settings: Settings) -> BackoffPolicy:
     s = settings.sync
-    return BackoffPolicy(base_s=s.backoff_base_s, cap_s=s.backoff_cap_s, max_retry_after_s=s.max_retry_after_s)
+    return BackoffPolicy(
+        base_s=s.backoff_base_s, cap_s=s.backoff_cap_s, max_retry_after_s=s.max_retry_after_s
+    )
 
 
 def build_client(settings: Settings, clock: Clock) -> PlatformClient:
@@ -288,8 +308,13 @@ def build_client(settings: Settings, clock: Clock) -> PlatformClient:
     verify: Any = True
     if s.platform_url.startswith("https://"):
         verify = client_ssl_context(s.tls_ca_file, s.tls_client_cert, s.tls_client_key)
-    return PlatformClient(s.platform_url, Signer(settings.centre.device_id, key), clock,
-                          verify=verify, timeout_s=s.timeout_s)
+    return PlatformClient(
+        s.platform_url,
+        Signer(settings.centre.device_id, key),
+        clock,
+        verify=verify,
+        timeout_s=s.timeout_s,
+    )
 
 
 def build_agent(settings: Settings, clock: Clock | None = None) -> SyncAgent:
@@ -300,10 +325,18 @@ def build_agent(settings: Settings, clock: Clock | None = None) -> SyncAgent:
     store = SyncStore(settings.sync_db_url, cipher)
     s = settings.sync
     return SyncAgent(
-        store, build_client(settings, clock), settings.database_url, settings.centre.device_id,
-        settings.centre.centre_id, clock, batch_size=s.batch_size, policy=policy_from(settings),
-        heartbeat_interval_s=s.heartbeat_interval_s, pull_interval_s=s.pull_interval_s,
-        idle_interval_s=s.idle_interval_s, health_file=settings.kiosk_health_file,
+        store,
+        build_client(settings, clock),
+        settings.database_url,
+        settings.centre.device_id,
+        settings.centre.centre_id,
+        clock,
+        batch_size=s.batch_size,
+        policy=policy_from(settings),
+        heartbeat_interval_s=s.heartbeat_interval_s,
+        pull_interval_s=s.pull_interval_s,
+        idle_interval_s=s.idle_interval_s,
+        health_file=settings.kiosk_health_file,
         disk_path=settings.data_dir,
     )
 
@@ -390,11 +423,23 @@ def _drain_main(argv: list[str] | None = None) -> int:
     clock = SystemClock()
     with writer_lock(args.sync_db):
         store = SyncStore(args.sync_db)
-        client = PlatformClient(args.url, Signer(args.device_id, load_device_key(args.key)), clock,
-                                timeout_s=args.timeout, validate_requests=not args.no_validate_requests)
-        up = Uploader(store, client, KioskOutboxReader(args.terminal_db), args.device_id, args.centre_id,
-                      clock, batch_size=args.batch_size,
-                      policy=BackoffPolicy(base_s=args.backoff_base, cap_s=args.backoff_cap))
+        client = PlatformClient(
+            args.url,
+            Signer(args.device_id, load_device_key(args.key)),
+            clock,
+            timeout_s=args.timeout,
+            validate_requests=not args.no_validate_requests,
+        )
+        up = Uploader(
+            store,
+            client,
+            KioskOutboxReader(args.terminal_db),
+            args.device_id,
+            args.centre_id,
+            clock,
+            batch_size=args.batch_size,
+            policy=BackoffPolicy(base_s=args.backoff_base, cap_s=args.backoff_cap),
+        )
         deadline = time.monotonic() + args.max_seconds
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -89,7 +89,9 @@ def load_device_key(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except ValueError as exc:
-        raise AuthError(f"device key {path} is not a PEM private key", code="device_key_invalid") from exc
+        raise AuthError(
+            f"device key {path} is not a PEM private key", code="device_key_invalid"
+        ) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise AuthError(f"device key {path} is not an Ed25519 key", code="device_key_invalid")
     return key
@@ -105,7 +107,9 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
         raw = base64.b64decode(text.strip(), validate=True)
         return Ed25519PublicKey.from_public_bytes(raw)
     except (ValueError, TypeError) as exc:
-        raise AuthError("not an Ed25519 public key (base64 of 32 bytes)", code="bad_public_key") from exc
+        raise AuthError(
+            "not an Ed25519 public key (base64 of 32 bytes)", code="bad_public_key"
+        ) from exc
 
 
 # -- RFC 9530 / 9421 ---------------------------------------------------------------------
@@ -127,7 +131,11 @@ def signature_params(components: tuple[str, ...], created: int, nonce: str, keyi
 
 
 def signature_base(
-    method: str, path: str, query: str, headers: Mapping[str, str], components: tuple[str, ...],
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    components: tuple[str, ...],
     params: str,
 ) -> bytes:
     """The RFC 9421 signature base. ``headers`` keys are lower-case."""
@@ -158,15 +166,23 @@ class Signer:
     key: Ed25519PrivateKey
 
     def sign(
-        self, method: str, path: str, query: str, body: bytes, headers: Mapping[str, str],
-        created: int, nonce: str | None = None,
+        self,
+        method: str,
+        path: str,
+        query: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        created: int,
+        nonce: str | None = None,
     ) -> dict[str, str]:
         """Return the headers to add: Content-Digest, Signature-Input, Signature.
         ``headers`` are the request's other headers (any case)."""
         lower = {k.lower(): v for k, v in headers.items()}
         lower["content-digest"] = content_digest(body)
         components = _BASE_COMPONENTS + (("idempotency-key",) if "idempotency-key" in lower else ())
-        params = signature_params(components, created, nonce or secrets.token_urlsafe(18), self.device_id)
+        params = signature_params(
+            components, created, nonce or secrets.token_urlsafe(18), self.device_id
+        )
         base = signature_base(method, path, query, lower, components, params)
         sig = base64.b64encode(self.key.sign(base)).decode("ascii")
         return {
@@ -208,7 +224,7 @@ def parse_signature_headers(headers: Mapping[str, str]) -> SignedRequest:
         if required not in params:
             raise AuthError(f"signature parameter {required} is missing")
     if params["alg"] != "ed25519":
-        raise AuthError("only alg=\"ed25519\" is accepted")
+        raise AuthError('only alg="ed25519" is accepted')
     if not params["created"].isdigit():
         raise AuthError("signature parameter created must be an integer")
     if not 16 <= len(params["nonce"]) <= 64:
@@ -240,7 +256,7 @@ class NonceWindow:
         with self._lock:
             horizon = now - 2 * self.window_s
             while self._seen:
-                (k, first) = next(iter(self._seen.items()))
+                (_k, first) = next(iter(self._seen.items()))
                 if first >= horizon and len(self._seen) < self._max:
                     break
                 self._seen.popitem(last=False)
@@ -252,14 +268,22 @@ class NonceWindow:
 
 
 def verify_request(
-    method: str, path: str, query: str, body: bytes, headers: Mapping[str, str],
-    public_key: Ed25519PublicKey, now: int, window_s: int = DEFAULT_WINDOW_S,
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    public_key: Ed25519PublicKey,
+    now: int,
+    window_s: int = DEFAULT_WINDOW_S,
     nonces: NonceWindow | None = None,
 ) -> SignedRequest:
     """Verify a signed request (``headers`` keys lower-case). Raises AuthError with the
     spec's code: digest_mismatch, bad_signature, clock_skew, replayed_request."""
     signed = parse_signature_headers(headers)
-    needed = set(_BASE_COMPONENTS) | ({"idempotency-key"} if "idempotency-key" in headers else set())
+    needed = set(_BASE_COMPONENTS) | (
+        {"idempotency-key"} if "idempotency-key" in headers else set()
+    )
     if not needed <= set(signed.components):
         raise AuthError(f"signature must cover {', '.join(sorted(needed))}")
     if headers.get("content-digest", "").strip() != content_digest(body):
@@ -275,8 +299,12 @@ def verify_request(
             f"(allowed {window_s} s)",
             code="clock_skew",
         )
-    if nonces is not None and not nonces.check_and_add(signed.keyid, signed.nonce, signed.created, now):
-        raise AuthError("this request was already received (replayed nonce)", code="replayed_request")
+    if nonces is not None and not nonces.check_and_add(
+        signed.keyid, signed.nonce, signed.created, now
+    ):
+        raise AuthError(
+            "this request was already received (replayed nonce)", code="replayed_request"
+        )
     return signed
 
 
@@ -289,7 +317,9 @@ def client_ssl_context(
     """TLS context for the platform connection: verify the server against ``ca_file``
     (or the system store) and, for mutual TLS, present ``cert_file``/``key_file``.
     Pass it to httpx as ``verify=``."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file) if ca_file else None)
+    ctx = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=str(ca_file) if ca_file else None
+    )
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if (cert_file is None) != (key_file is None):
         raise AuthError("mutual TLS needs both a client certificate and its key", code="tls_config")
@@ -297,7 +327,9 @@ def client_ssl_context(
         try:
             ctx.load_cert_chain(str(cert_file), str(key_file))
         except (OSError, ssl.SSLError) as exc:
-            raise AuthError(f"cannot load the client certificate: {exc}", code="tls_config") from exc
+            raise AuthError(
+                f"cannot load the client certificate: {exc}", code="tls_config"
+            ) from exc
     return ctx
 
 
@@ -328,4 +360,6 @@ def id_number_hmac(pepper: bytes, id_number: str) -> str:
     """The spec's ``id_number_hmac``: HMAC-SHA256(district pepper, normalised number)."""
     if len(pepper) < 16:
         raise TerminalError("the district pepper must be at least 16 bytes", code="bad_pepper")
-    return hmac.new(pepper, normalise_id_number(id_number).encode("ascii"), hashlib.sha256).hexdigest()
+    return hmac.new(
+        pepper, normalise_id_number(id_number).encode("ascii"), hashlib.sha256
+    ).hexdigest()

@@ -62,7 +62,9 @@ def fill_outbox(db_url: str, device_id: str, records: int, chunk: int = 5000) ->
         db.close()
 
 
-def bench_sync(records: int = 100_000, batch_size: int = 500, work_dir: Path | None = None) -> dict[str, Any]:
+def bench_sync(
+    records: int = 100_000, batch_size: int = 500, work_dir: Path | None = None
+) -> dict[str, Any]:
     device, centre = "bench-01", "bench-centre"
     tmp_ctx = tempfile.TemporaryDirectory(prefix="bench-sync-") if work_dir is None else None
     root = Path(tmp_ctx.name) if tmp_ctx else Path(work_dir)  # type: ignore[arg-type]
@@ -78,19 +80,39 @@ def bench_sync(records: int = 100_000, batch_size: int = 500, work_dir: Path | N
         size1 = _size(term)
         pub = provision_device_key(root / "device.pem")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sync.platform.server", "serve", "--port", "0", "--print-url",
-             "--db", f"sqlite:///{root / 'platform.db'}", "--register", f"{device}:{centre}:{pub}"],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "sync.platform.server",
+                "serve",
+                "--port",
+                "0",
+                "--print-url",
+                "--db",
+                f"sqlite:///{root / 'platform.db'}",
+                "--register",
+                f"{device}:{centre}:{pub}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert proc.stdout is not None
             url = json.loads(proc.stdout.readline())["url"]
             clock = SystemClock()
             store = SyncStore(f"sqlite:///{root / 'sync.db'}")
-            client = PlatformClient(url, Signer(device, load_device_key(root / "device.pem")), clock,
-                                    timeout_s=120)
-            up = Uploader(store, client, KioskOutboxReader(f"sqlite:///{term}"), device, centre, clock,
-                          batch_size=batch_size)
+            client = PlatformClient(
+                url, Signer(device, load_device_key(root / "device.pem")), clock, timeout_s=120
+            )
+            up = Uploader(
+                store,
+                client,
+                KioskOutboxReader(f"sqlite:///{term}"),
+                device,
+                centre,
+                clock,
+                batch_size=batch_size,
+            )
             t1 = time.perf_counter()
             rep = up.run_once()
             drain_s = time.perf_counter() - t1
@@ -108,7 +130,9 @@ def bench_sync(records: int = 100_000, batch_size: int = 500, work_dir: Path | N
             "records_per_second": round(records / drain_s, 1),
             "fill_seconds": round(fill_s, 2),
             "outbox_bytes_per_10000_records": int((size1 - size0) * 10_000 / records),
-            "validation": "jsonschema + jsonschema-rs fast path" if schemas.accelerated() else "jsonschema",
+            "validation": "jsonschema + jsonschema-rs fast path"
+            if schemas.accelerated()
+            else "jsonschema",
             "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
         }
     finally:

@@ -43,7 +43,12 @@ class PlatformError(TerminalError):
     code = "platform_error"
 
     def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool, error: str = "",
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool,
+        error: str = "",
         retry_after: str | None = None,
     ) -> None:
         super().__init__(message)
@@ -117,14 +122,20 @@ class PlatformClient:
         return int(self.clock.now().timestamp()) + self.clock_offset_s
 
     def _send(
-        self, method: str, path: str, query: Mapping[str, str] | None, body: bytes,
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        body: bytes,
         headers: dict[str, str],
     ) -> httpx.Response:
         qs = urlencode(sorted(query.items())) if query else ""
         signed = self.signer.sign(method, path, qs, body, headers, created=self._now_s())
         url = path + ("?" + qs if qs else "")
         try:
-            return self._http.request(method, url, content=body or None, headers={**headers, **signed})
+            return self._http.request(
+                method, url, content=body or None, headers={**headers, **signed}
+            )
         except httpx.TimeoutException as exc:
             raise PlatformError(
                 f"platform timed out ({type(exc).__name__})", retryable=True, error="network"
@@ -135,7 +146,12 @@ class PlatformClient:
             ) from exc
 
     def _request(
-        self, method: str, path: str, *, query: Mapping[str, str] | None = None, body: bytes = b"",
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: bytes = b"",
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         hdrs = dict(headers or {})
@@ -182,7 +198,10 @@ class PlatformClient:
             code, message = str(err["error"]), str(err["message"])
         text = f"platform answered HTTP {status}" + (f" {code}: {message}" if code else "")
         return PlatformError(
-            text, status=status, retryable=retryable, error=code or f"http_{status}",
+            text,
+            status=status,
+            retryable=retryable,
+            error=code or f"http_{status}",
             retry_after=resp.headers.get("Retry-After"),
         )
 
@@ -190,7 +209,9 @@ class PlatformClient:
     def _json(resp: httpx.Response, schema: str, what: str) -> dict[str, Any]:
         ctype = resp.headers.get("Content-Type", "")
         if "json" not in ctype:
-            raise ReplyInvalid(f"{what}: reply is not JSON (Content-Type {ctype!r})", resp.status_code)
+            raise ReplyInvalid(
+                f"{what}: reply is not JSON (Content-Type {ctype!r})", resp.status_code
+            )
         try:
             doc = resp.json()
         except ValueError as exc:
@@ -211,14 +232,22 @@ class PlatformClient:
     ) -> dict[str, Any]:
         """POST one batch; returns the validated BatchResponse whose results match
         the records sent one for one (else :class:`ReplyInvalid`)."""
-        doc = {"device_id": device_id, "centre_id": centre_id, "stream": stream, "records": list(records)}
+        doc = {
+            "device_id": device_id,
+            "centre_id": centre_id,
+            "stream": stream,
+            "records": list(records),
+        }
         if self.validate_requests:
             schemas.validate("BatchRequest", doc, "batch request")
             for rec in records:
                 schemas.validate("RecordEnvelope", rec, f"record seq {rec.get('seq')}")
         body = encode_body(doc)
         resp = self._request(
-            "POST", "/v1/batches", body=body, headers={"Idempotency-Key": body_idempotency_key(body)}
+            "POST",
+            "/v1/batches",
+            body=body,
+            headers={"Idempotency-Key": body_idempotency_key(body)},
         )
         reply = self._json(resp, "BatchResponse", "batch upload")
         results = reply["results"]
@@ -259,4 +288,6 @@ class PlatformClient:
         if doc["kind"] != kind or doc["centre_id"] != centre_id:
             raise ReplyInvalid(f"dataset {kind}: reply is for another kind or centre")
         etag_header = resp.headers.get("ETag", "").strip().strip('"')
-        return DatasetReply(etag=etag_header or str(doc.get("etag") or doc.get("next_cursor")), doc=doc)
+        return DatasetReply(
+            etag=etag_header or str(doc.get("etag") or doc.get("next_cursor")), doc=doc
+        )

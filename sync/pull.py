@@ -51,9 +51,12 @@ def semantic_check(kind: str, data: dict[str, Any]) -> None:
         _unique((c for r in data["residents"] for c in r["card_ids"]), "card id")
     elif kind == "menu":
         _unique((i["item_id"] for i in data["items"]), "menu item_id")
-    elif kind == "subsidy_policy":
-        if data.get("effective_until") and data["effective_until"] < data["effective_from"]:
-            raise SchemaViolation("subsidy_policy", ["effective_until is before effective_from"])
+    elif (
+        kind == "subsidy_policy"
+        and data.get("effective_until")
+        and data["effective_until"] < data["effective_from"]
+    ):
+        raise SchemaViolation("subsidy_policy", ["effective_until is before effective_from"])
 
 
 class Puller:
@@ -74,7 +77,9 @@ class Puller:
         self.policy = policy or BackoffPolicy()
         self.rand = rand
 
-    def pull_all(self, kinds: Iterable[str] = DATASET_KINDS, *, ignore_schedule: bool = False) -> list[PullOutcome]:
+    def pull_all(
+        self, kinds: Iterable[str] = DATASET_KINDS, *, ignore_schedule: bool = False
+    ) -> list[PullOutcome]:
         return [self.pull(k, ignore_schedule=ignore_schedule) for k in kinds]
 
     def pull(self, kind: str, *, ignore_schedule: bool = False) -> PullOutcome:
@@ -109,10 +114,20 @@ class Puller:
         doc = reply.doc
         semantic_check(kind, doc["data"])
         if held is not None and doc["version"] < held.version:
-            raise SchemaViolation(f"dataset {kind}", [f"version {doc['version']} is older than held {held.version}"])
+            raise SchemaViolation(
+                f"dataset {kind}", [f"version {doc['version']} is older than held {held.version}"]
+            )
         self.store.swap_dataset(
-            Dataset(kind=kind, centre_id=doc["centre_id"], version=doc["version"], etag=reply.etag,
-                    cursor=None, issued_at=doc["issued_at"], fetched_at=rfc3339(now), data=doc["data"])
+            Dataset(
+                kind=kind,
+                centre_id=doc["centre_id"],
+                version=doc["version"],
+                etag=reply.etag,
+                cursor=None,
+                issued_at=doc["issued_at"],
+                fetched_at=rfc3339(now),
+                data=doc["data"],
+            )
         )
         log.info("dataset_updated", kind=kind, version=doc["version"])
         return PullOutcome(kind, "updated", doc["version"])
@@ -129,7 +144,9 @@ class Puller:
                 break
             page = reply.doc
             for ch in page["changes"]:
-                prev = consents.get(ch["resident_id"], {"consent_face_pay": False, "consent_attendance": False})
+                prev = consents.get(
+                    ch["resident_id"], {"consent_face_pay": False, "consent_attendance": False}
+                )
                 merged = dict(prev)
                 for key in ("consent_face_pay", "consent_attendance"):
                     if ch.get(key) is not None:
@@ -147,8 +164,15 @@ class Puller:
             return PullOutcome("consent_changes", "unchanged", held.version)
         version = (held.version + 1) if held else 1
         self.store.swap_dataset(
-            Dataset(kind="consent_changes", centre_id=self.centre_id, version=version,
-                    etag=cursor or "0", cursor=cursor, issued_at=rfc3339(now), fetched_at=rfc3339(now),
-                    data={"consents": consents, "applied_changes": applied})
+            Dataset(
+                kind="consent_changes",
+                centre_id=self.centre_id,
+                version=version,
+                etag=cursor or "0",
+                cursor=cursor,
+                issued_at=rfc3339(now),
+                fetched_at=rfc3339(now),
+                data={"consents": consents, "applied_changes": applied},
+            )
         )
         return PullOutcome("consent_changes", "updated", version)

@@ -20,8 +20,8 @@ is refused. A test cross-checks both on valid and mutated messages. Set
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 import os
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -106,7 +106,8 @@ def schema_names() -> list[str]:
 @cache
 def _registry() -> Registry[Any]:
     resource = DRAFT202012.create_resource(spec())
-    return Registry().with_resource(_BASE_URI, resource)
+    registry: Registry[Any] = Registry().with_resource(_BASE_URI, resource)
+    return registry
 
 
 @cache

@@ -257,7 +257,9 @@ class AgentOutbox:
         self._store = store
         self._outbox = Outbox(device_id)
 
-    def append(self, kind: str, record_id: str, payload: dict[str, Any], created_at: datetime) -> Appended:
+    def append(
+        self, kind: str, record_id: str, payload: dict[str, Any], created_at: datetime
+    ) -> Appended:
         with write_session(self._store.sessions) as s:
             return self._outbox.append(s, kind, record_id, payload, created_at)
 
@@ -341,8 +343,14 @@ def _state(row: StreamStateRow) -> StreamState:
 
 def _dead(row: DeadLetterRow) -> DeadLetter:
     return DeadLetter(
-        stream=row.stream, seq=row.seq, record_id=row.record_id, kind=row.kind, reason=row.reason,
-        detail=row.detail, dead_at=row.dead_at, quarantine=row.quarantine,
+        stream=row.stream,
+        seq=row.seq,
+        record_id=row.record_id,
+        kind=row.kind,
+        reason=row.reason,
+        detail=row.detail,
+        dead_at=row.dead_at,
+        quarantine=row.quarantine,
     )
 
 
@@ -396,7 +404,9 @@ class SyncStore:
     def dead_letter_map(self, stream: str, after_seq: int) -> dict[int, DeadLetter]:
         with self.sessions() as s:
             rows = s.scalars(
-                select(DeadLetterRow).where(DeadLetterRow.stream == stream, DeadLetterRow.seq > after_seq)
+                select(DeadLetterRow).where(
+                    DeadLetterRow.stream == stream, DeadLetterRow.seq > after_seq
+                )
             )
             return {r.seq: _dead(r) for r in rows}
 
@@ -409,8 +419,13 @@ class SyncStore:
 
     def results(self, stream: str) -> list[ResultEntry]:
         with self.sessions() as s:
-            rows = s.scalars(select(ResultRow).where(ResultRow.stream == stream).order_by(ResultRow.seq))
-            return [ResultEntry(r.seq, r.record_id, r.result, r.stored_as, r.reason, r.detail) for r in rows]
+            rows = s.scalars(
+                select(ResultRow).where(ResultRow.stream == stream).order_by(ResultRow.seq)
+            )
+            return [
+                ResultEntry(r.seq, r.record_id, r.result, r.stored_as, r.reason, r.detail)
+                for r in rows
+            ]
 
     def apply_batch_outcome(
         self,
@@ -443,8 +458,14 @@ class SyncStore:
                     insert(ResultRow).prefix_with("OR REPLACE"),
                     [
                         {
-                            "stream": stream, "seq": r.seq, "record_id": r.record_id, "result": r.result,
-                            "stored_as": r.stored_as, "reason": r.reason, "detail": r.detail, "at": stamp,
+                            "stream": stream,
+                            "seq": r.seq,
+                            "record_id": r.record_id,
+                            "result": r.result,
+                            "stored_as": r.stored_as,
+                            "reason": r.reason,
+                            "detail": r.detail,
+                            "at": stamp,
                         }
                         for r in results
                     ],
@@ -453,8 +474,14 @@ class SyncStore:
                 if s.get(DeadLetterRow, (stream, d.seq)) is None:
                     s.add(
                         DeadLetterRow(
-                            stream=stream, seq=d.seq, record_id=d.record_id, kind=d.kind, reason=d.reason,
-                            detail=d.detail, dead_at=d.dead_at, quarantine="pending",
+                            stream=stream,
+                            seq=d.seq,
+                            record_id=d.record_id,
+                            kind=d.kind,
+                            reason=d.reason,
+                            detail=d.detail,
+                            dead_at=d.dead_at,
+                            quarantine="pending",
                         )
                     )
             s.flush()
@@ -466,11 +493,22 @@ class SyncStore:
     def add_dead_letter(self, d: DeadLetter) -> None:
         with write_session(self.sessions) as s:
             if s.get(DeadLetterRow, (d.stream, d.seq)) is None:
-                s.add(DeadLetterRow(stream=d.stream, seq=d.seq, record_id=d.record_id, kind=d.kind,
-                                    reason=d.reason, detail=d.detail, dead_at=d.dead_at,
-                                    quarantine="pending"))
+                s.add(
+                    DeadLetterRow(
+                        stream=d.stream,
+                        seq=d.seq,
+                        record_id=d.record_id,
+                        kind=d.kind,
+                        reason=d.reason,
+                        detail=d.detail,
+                        dead_at=d.dead_at,
+                        quarantine="pending",
+                    )
+                )
 
-    def rewind(self, stream: str, acked_seq: int, acked_hash: str, reason: str, now: datetime) -> None:
+    def rewind(
+        self, stream: str, acked_seq: int, acked_hash: str, reason: str, now: datetime
+    ) -> None:
         """Move the high-water mark (back when the platform lost records, forward when
         the platform proved it holds them); logged by the caller."""
         with write_session(self.sessions) as s:
@@ -569,13 +607,21 @@ class SyncStore:
 def _dataset(row: DatasetRow, cipher: FieldCipher | None) -> Dataset:
     if row.encrypted:
         if cipher is None:
-            raise StorageError(f"dataset {row.kind} is encrypted; the data key is needed to read it")
+            raise StorageError(
+                f"dataset {row.kind} is encrypted; the data key is needed to read it"
+            )
         raw = cipher.decrypt(row.doc, table="sync_dataset", record_id=row.kind, field="doc")
     else:
         raw = row.doc
     return Dataset(
-        kind=row.kind, centre_id=row.centre_id, version=row.version, etag=row.etag, cursor=row.cursor,
-        issued_at=row.issued_at, fetched_at=row.fetched_at, data=json.loads(raw.decode("utf-8")),
+        kind=row.kind,
+        centre_id=row.centre_id,
+        version=row.version,
+        etag=row.etag,
+        cursor=row.cursor,
+        issued_at=row.issued_at,
+        fetched_at=row.fetched_at,
+        data=json.loads(raw.decode("utf-8")),
     )
 
 
@@ -615,7 +661,11 @@ class SyncStatus:
 
     @property
     def oldest_unsynced_age_s(self) -> int | None:
-        ages = [s.oldest_unsynced_age_s for s in self.streams.values() if s.oldest_unsynced_age_s is not None]
+        ages = [
+            s.oldest_unsynced_age_s
+            for s in self.streams.values()
+            if s.oldest_unsynced_age_s is not None
+        ]
         return max(ages) if ages else None
 
     @property
@@ -647,10 +697,14 @@ def _age_s(created_at: str | None, now: datetime) -> int | None:
 
 
 def _stream_status(
-    stream: str, reader: KioskOutboxReader | AgentOutbox | None, sync_session: Session | None,
+    stream: str,
+    reader: KioskOutboxReader | AgentOutbox | None,
+    sync_session: Session | None,
     now: datetime,
 ) -> StreamStatus:
-    state: StreamStateRow | None = sync_session.get(StreamStateRow, stream) if sync_session else None
+    state: StreamStateRow | None = (
+        sync_session.get(StreamStateRow, stream) if sync_session else None
+    )
     acked = state.acked_seq if state else 0
     head = reader.head_seq() if reader else 0
     oldest = reader.read_one(acked + 1) if reader and head > acked else None
@@ -659,7 +713,9 @@ def _stream_status(
         dead = [
             _dead(r)
             for r in sync_session.scalars(
-                select(DeadLetterRow).where(DeadLetterRow.stream == stream).order_by(DeadLetterRow.seq)
+                select(DeadLetterRow)
+                .where(DeadLetterRow.stream == stream)
+                .order_by(DeadLetterRow.seq)
             )
         ]
     return StreamStatus(
@@ -695,7 +751,9 @@ def sync_status(terminal_db_url: str, sync_db_url: str, now: datetime) -> SyncSt
                 datasets: dict[str, DatasetInfo] = {}
                 if session is not None:
                     for row in session.scalars(select(DatasetRow).order_by(DatasetRow.kind)):
-                        datasets[row.kind] = DatasetInfo(row.kind, row.version, row.etag, row.fetched_at)
+                        datasets[row.kind] = DatasetInfo(
+                            row.kind, row.version, row.etag, row.fetched_at
+                        )
             except Exception as exc:
                 if "no such table" in str(exc):  # sync.db created but never initialised
                     streams = {
@@ -728,7 +786,9 @@ class _AgentReadOnly:
         return _read_one(self._s, seq)
 
 
-def latest_dataset(sync_db_url: str, kind: str, cipher: FieldCipher | None = None) -> Dataset | None:
+def latest_dataset(
+    sync_db_url: str, kind: str, cipher: FieldCipher | None = None
+) -> Dataset | None:
     """The dataset of ``kind`` currently in force (None before the first pull); read-only."""
     path = sqlite_file(sync_db_url)
     if path is not None and not path.exists():

@@ -123,9 +123,13 @@ class Uploader:
         report.waiting_until = until
         if not retryable:
             report.blocked = text
-        log.warning("upload_failed", stream=self.stream, error=text[:200], retry_in_s=round(delay, 3))
+        log.warning(
+            "upload_failed", stream=self.stream, error=text[:200], retry_in_s=round(delay, 3)
+        )
 
-    def _local_prefix(self, rows: list[PendingRecord], prev_hash: str) -> tuple[list[PendingRecord], str | None]:
+    def _local_prefix(
+        self, rows: list[PendingRecord], prev_hash: str
+    ) -> tuple[list[PendingRecord], str | None]:
         """The rows whose chain verifies locally; and the problem with the first that does not."""
         good: list[PendingRecord] = []
         expected_seq = rows[0].seq if rows else 0
@@ -135,7 +139,12 @@ class Uploader:
             if row.prev_hash != prev_hash:
                 return good, f"local record seq {row.seq} does not link to the previous record"
             digest = record_hash(
-                self.device_id, row.seq, row.prev_hash, row.kind, row.record_id, json.loads(row.payload)
+                self.device_id,
+                row.seq,
+                row.prev_hash,
+                row.kind,
+                row.record_id,
+                json.loads(row.payload),
             )
             if digest != row.hash:
                 return good, f"local record seq {row.seq} fails its hash check"
@@ -158,10 +167,16 @@ class Uploader:
             "payload": json.loads(row.payload),
         }
         if dead is not None:
-            env["quarantine"] = {"reason": dead.reason, "detail": dead.detail, "dead_at": dead.dead_at}
+            env["quarantine"] = {
+                "reason": dead.reason,
+                "detail": dead.detail,
+                "dead_at": dead.dead_at,
+            }
         return env
 
-    def _precheck(self, envelopes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], DeadLetter | None]:
+    def _precheck(
+        self, envelopes: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], DeadLetter | None]:
         """Send only the records that pass the spec locally. A record that fails is
         cut from the batch; when it is the first one it becomes a dead letter."""
         for i, env in enumerate(envelopes):
@@ -171,9 +186,14 @@ class Uploader:
                 return envelopes[:i], None
             problems = schemas.problems("RecordEnvelope", env)
             return [], DeadLetter(
-                self.stream, env["seq"], env["record_id"], env["kind"], "schema_invalid",
+                self.stream,
+                env["seq"],
+                env["record_id"],
+                env["kind"],
+                "schema_invalid",
                 ("refused by the terminal before upload: " + "; ".join(problems[:3]))[:500],
-                rfc3339(self.clock.now()), "pending",
+                rfc3339(self.clock.now()),
+                "pending",
             )
         return envelopes, None
 
@@ -193,9 +213,15 @@ class Uploader:
         if only_forward and platform_last <= current:
             return True
         if platform_last == current:
-            self._fail(report, PlatformError(
-                f"platform reported a sequence gap but its head is at our mark {current}",
-                retryable=True, error="seq_gap"), 0)
+            self._fail(
+                report,
+                PlatformError(
+                    f"platform reported a sequence gap but its head is at our mark {current}",
+                    retryable=True,
+                    error="seq_gap",
+                ),
+                0,
+            )
             return False
         local = self._hash_at(platform_last)
         now = self.clock.now()
@@ -208,12 +234,17 @@ class Uploader:
             )
             return False
         log.warning("upload_resync", stream=self.stream, platform_last=platform_last)
-        self.store.rewind(self.stream, platform_last, local, f"resynced to platform head {platform_last}", now)
+        self.store.rewind(
+            self.stream, platform_last, local, f"resynced to platform head {platform_last}", now
+        )
         return True
 
     # ------------------------------------------------------------------------------
     def run_once(
-        self, *, max_batches: int | None = None, ignore_schedule: bool = False,
+        self,
+        *,
+        max_batches: int | None = None,
+        ignore_schedule: bool = False,
         stop: threading.Event | None = None,
     ) -> UploadReport:
         """Upload until the stream is drained, a failure schedules a retry, the stream
@@ -245,7 +276,9 @@ class Uploader:
                     break
                 continue
             if rows[0].seq != state.acked_seq + 1:
-                self._fail(report, f"local outbox is missing seq {state.acked_seq + 1}", state.attempts)
+                self._fail(
+                    report, f"local outbox is missing seq {state.acked_seq + 1}", state.attempts
+                )
                 break
             rows, problem = self._local_prefix(rows, state.acked_hash)
             if not rows:
@@ -259,23 +292,36 @@ class Uploader:
                 # round sends it as a quarantined record.
                 self.store.add_dead_letter(local_dead)
                 report.dead_lettered += 1
-                log.warning("record_dead_lettered", stream=self.stream, seq=local_dead.seq,
-                            reason=local_dead.reason)
+                log.warning(
+                    "record_dead_lettered",
+                    stream=self.stream,
+                    seq=local_dead.seq,
+                    reason=local_dead.reason,
+                )
                 continue
             report.batches += 1
             report.sent += len(envelopes)
             try:
-                reply = self.client.upload_batch(self.device_id, self.centre_id, self.stream, envelopes)
+                reply = self.client.upload_batch(
+                    self.device_id, self.centre_id, self.stream, envelopes
+                )
             except PlatformError as err:
                 self._fail(report, err, state.attempts)
                 break
-            if not self._settle(report, state.acked_seq, state.acked_hash, envelopes, reply, state.attempts):
+            if not self._settle(
+                report, state.acked_seq, state.acked_hash, envelopes, reply, state.attempts
+            ):
                 break
         return report
 
     def _settle(
-        self, report: UploadReport, acked_seq: int, acked_hash: str, envelopes: list[dict[str, Any]],
-        reply: dict[str, Any], attempts: int,
+        self,
+        report: UploadReport,
+        acked_seq: int,
+        acked_hash: str,
+        envelopes: list[dict[str, Any]],
+        reply: dict[str, Any],
+        attempts: int,
     ) -> bool:
         now = self.clock.now()
         hwm, hwm_hash = acked_seq, acked_hash
@@ -288,7 +334,11 @@ class Uploader:
             seq = env["seq"]
             quarantined = "quarantine" in env
             entry = ResultEntry(
-                seq, env["record_id"], res["result"], res.get("stored_as"), res.get("reason"),
+                seq,
+                env["record_id"],
+                res["result"],
+                res.get("stored_as"),
+                res.get("reason"),
                 res.get("detail"),
             )
             if res["result"] in ("accepted", "duplicate"):
@@ -317,13 +367,23 @@ class Uploader:
                 report.dead_lettered += 1
                 new_dead.append(
                     DeadLetter(
-                        self.stream, seq, env["record_id"], env["kind"], str(res.get("reason")),
-                        res.get("detail"), rfc3339(now), "pending",
+                        self.stream,
+                        seq,
+                        env["record_id"],
+                        env["kind"],
+                        str(res.get("reason")),
+                        res.get("detail"),
+                        rfc3339(now),
+                        "pending",
                     )
                 )
-                log.warning("record_dead_lettered", stream=self.stream, seq=seq, reason=res.get("reason"))
+                log.warning(
+                    "record_dead_lettered", stream=self.stream, seq=seq, reason=res.get("reason")
+                )
             break
-        self.store.apply_batch_outcome(self.stream, hwm, hwm_hash, notable, new_dead, q_updates, now)
+        self.store.apply_batch_outcome(
+            self.stream, hwm, hwm_hash, notable, new_dead, q_updates, now
+        )
         report.acked_seq = hwm
         if blocked:
             self._fail(report, blocked, attempts)

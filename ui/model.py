@@ -107,7 +107,9 @@ class Fault:
     fatal: bool = True
 
 
-KioskUpdate = FlowView | PreviewFrame | IdleInfo | ChallengeView | EnrolProgress | DeviceHealth | Fault
+KioskUpdate = (
+    FlowView | PreviewFrame | IdleInfo | ChallengeView | EnrolProgress | DeviceHealth | Fault
+)
 
 
 # --------------------------------------------------------------------------- staff side

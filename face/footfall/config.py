@@ -29,6 +29,9 @@ class FootfallConfig:
     track_min_frames: int = 3
     # Seconds a lost track is kept for re-association (occlusion).
     lost_seconds: float = 1.5
+    # A track lost mid-picture may come back as a new id within this many
+    # seconds (occlusion) and is then stitched to the old one (0 = never).
+    stitch_seconds: float = 2.0
     # Observations in a row needed to establish a side of the line.
     confirm_frames: int = 2
     # Detector score threshold; None = the pack's own.
@@ -64,6 +67,8 @@ class FootfallConfig:
             problems.append("footfall.track_min_frames and confirm_frames must be at least 1")
         if not 0.0 < self.lost_seconds <= 10.0:
             problems.append("footfall.lost_seconds must be in (0, 10]")
+        if not 0.0 <= self.stitch_seconds <= 10.0:
+            problems.append("footfall.stitch_seconds must be in [0, 10]")
         if not -1.0 <= self.same_person <= 1.0:
             problems.append("footfall.same_person must be a cosine in [-1, 1]")
         if not 0.0 <= self.attendance_margin <= 1.0:

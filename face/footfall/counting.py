@@ -28,6 +28,14 @@ Per-track state machine (one :class:`TrackState` per tracker id)
     * Observations whose box touches the frame border (within
       ``edge_margin`` px) are ignored: a box cut off by the image edge has a
       biased centre, and tracks are born and die there.
+    * Occlusion: a person hidden behind a pillar often comes back as a *new*
+      tracker id. A track born away from the frame border is stitched to a
+      track that was lost (also away from the border) within
+      ``stitch_window`` seconds, when it appears where that track's motion
+      predicts and further along its direction of travel; it then inherits
+      the lost track's side, so the crossing made behind the pillar counts
+      once. Births and deaths at the frame border are never stitched: those
+      are people entering or leaving the picture.
     * Observations outside the segment's extent (projected beyond its ends by
       more than ``extent_margin`` of its length) are ignored: people walking
       past beside the door do not count.
@@ -206,6 +214,22 @@ class TrackState:
     pending_count: int = 0
     last_t: float = 0.0
     crossings: int = 0
+    # motion, for stitching across occlusions (pixels, pixels per second)
+    x: float = math.nan
+    y: float = math.nan
+    vx: float = 0.0
+    vy: float = 0.0
+    size: float = 0.0
+    last_at_edge: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Stitch:
+    """A new tracker id recognised as the continuation of a lost one."""
+
+    new_id: int
+    old_id: int
+    t: float
 
 
 @dataclass
@@ -220,9 +244,12 @@ class LineCounter:
     line: CountingLine
     confirm_frames: int = 2
     track_ttl: float = 5.0  # seconds without observations before a track's state is dropped
+    stitch_window: float = 2.0  # seconds a lost track may come back as a new id (0 = never)
+    stitch_radius: float = 1.5  # gate around the predicted position, in box sizes
     tracks: dict[int, TrackState] = field(default_factory=dict)
     count_in: int = 0
     count_out: int = 0
+    stitches: list[Stitch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.confirm_frames < 1:
@@ -243,11 +270,17 @@ class LineCounter:
         return Zone.BAND
 
     def observe(
-        self, track_id: int, x: float, y: float, t: float, *, at_edge: bool = False
+        self, track_id: int, x: float, y: float, t: float, *, at_edge: bool = False,
+        size: float = 0.0,
     ) -> Crossing | None:
+        """One observation of a confirmed track: its anchor point, the time,
+        whether its box touches the frame border and its size (box height, px;
+        used only to gate occlusion stitching)."""
         state = self.tracks.get(track_id)
         if state is None:
-            state = self.tracks[track_id] = TrackState(last_t=t)
+            state = self._stitch(track_id, x, y, t, at_edge, size) or TrackState(last_t=t)
+            self.tracks[track_id] = state
+        self._move(state, x, y, t, at_edge, size)
         state.last_t = t
         if at_edge:
             return None
@@ -271,6 +304,54 @@ class LineCounter:
         self.count_out += 1
         return Crossing(track_id, "out", t)
 
+    @staticmethod
+    def _move(state: TrackState, x: float, y: float, t: float, at_edge: bool, size: float) -> None:
+        dt = t - state.last_t
+        if not math.isnan(state.x) and dt > 1e-6 and not at_edge and not state.last_at_edge:
+            a = 0.4  # smoothing of the velocity estimate
+            state.vx = (1 - a) * state.vx + a * (x - state.x) / dt
+            state.vy = (1 - a) * state.vy + a * (y - state.y) / dt
+        state.x, state.y = x, y
+        state.last_at_edge = at_edge
+        if size > 0:
+            state.size = size
+
+    def _stitch(self, new_id: int, x: float, y: float, t: float, at_edge: bool,
+                size: float) -> TrackState | None:
+        if self.stitch_window <= 0 or at_edge:
+            return None
+        best: tuple[float, int] | None = None
+        for tid, s in self.tracks.items():
+            gap = t - s.last_t
+            if s.last_at_edge or math.isnan(s.x) or not (0.0 < gap <= self.stitch_window):
+                continue
+            if s.established is None and s.pending is None:
+                continue
+            px, py = s.x + s.vx * gap, s.y + s.vy * gap
+            speed = math.hypot(s.vx, s.vy)
+            gate = self.stitch_radius * max(s.size, size, 1.0) + 0.25 * speed * gap
+            dist = math.hypot(x - px, y - py)
+            if dist > gate:
+                continue
+            if speed > 1e-6 and (x - s.x) * s.vx + (y - s.y) * s.vy < 0:
+                continue  # behind where it was going: not the same walk
+            score = dist / gate
+            if best is None or score < best[0]:
+                best = (score, tid)
+        if best is None:
+            return None
+        old_id = best[1]
+        old = self.tracks.pop(old_id)
+        self.stitches.append(Stitch(new_id, old_id, t))
+        return TrackState(established=old.established, pending=old.pending,
+                          pending_count=old.pending_count, last_t=old.last_t,
+                          crossings=old.crossings, x=old.x, y=old.y, vx=old.vx, vy=old.vy,
+                          size=old.size, last_at_edge=old.last_at_edge)
+
+    def pop_stitches(self) -> list[Stitch]:
+        out, self.stitches = self.stitches, []
+        return out
+
     def prune(self, now: float, alive: Iterable[int] = ()) -> list[int]:
         """Drop tracks not observed for ``track_ttl`` seconds (unless in ``alive``)."""
         keep = set(alive)
@@ -285,5 +366,6 @@ class LineCounter:
 
     def reset(self) -> None:
         self.tracks.clear()
+        self.stitches.clear()
         self.count_in = 0
         self.count_out = 0

@@ -104,6 +104,7 @@ class PipelineStats:
     visits_out: int = 0
     staff_crossings: int = 0
     attendance_records: int = 0
+    stitches: int = 0
     stage_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     def per_frame_ms(self) -> dict[str, float]:
@@ -133,7 +134,8 @@ class FootfallPipeline:
         validate_line(line, self.width, self.height)
         self.line = line
         self.counter = LineCounter(line, confirm_frames=config.confirm_frames,
-                                   track_ttl=config.track_ttl)
+                                   track_ttl=config.track_ttl,
+                                   stitch_window=config.stitch_seconds)
         self.gallery = gallery
         self.accept_threshold = accept_threshold
         self.min_margin = min_margin
@@ -180,7 +182,13 @@ class FootfallPipeline:
             box = tb.box
             cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
             edge = box_touches_edge(box, self.width, self.height, self.line.edge_margin)
-            crossing = self.counter.observe(tb.track_id, cx, cy, ts, at_edge=edge)
+            crossing = self.counter.observe(tb.track_id, cx, cy, ts, at_edge=edge,
+                                            size=float(box[3] - box[1]))
+            for stitch in self.counter.pop_stitches():
+                old = self._tracks.pop(stitch.old_id, None)
+                if old is not None:  # the same person: keep their embeddings and visitor number
+                    self._tracks[stitch.new_id] = old
+                self.stats.stitches += 1
             info = self._tracks.get(tb.track_id)
             if info is None:
                 info = self._tracks[tb.track_id] = _TrackInfo(last_ts=ts)
@@ -224,6 +232,7 @@ class FootfallPipeline:
             "unique_visitors": self.visitors.count if self.identities else None,
             "attendance_records": s.attendance_records,
             "staff_crossings": s.staff_crossings,
+            "occlusion_stitches": s.stitches,
             "embeddings_computed": s.embeds,
             "stage_ms_per_frame": s.per_frame_ms(),
         }

@@ -21,6 +21,7 @@ Library use: ``handle = serve("127.0.0.1", 0, "sqlite:///p.db", Faults(...))``;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import random
@@ -40,7 +41,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sync import schemas
-from sync.auth import DEFAULT_WINDOW_S, AuthError, parse_public_key, server_ssl_context, verify_request
+from sync.auth import (
+    DEFAULT_WINDOW_S,
+    AuthError,
+    parse_public_key,
+    server_ssl_context,
+    verify_request,
+)
 from sync.platform.store import Device, PlatformStore, PlatformStoreError
 from terminal.core.clock import CHINA_TZ
 from terminal.core.log import get_logger
@@ -80,8 +87,14 @@ class Faults:
         self._lock = threading.Lock()
 
     def _rates(self) -> list[float]:
-        return [self.error_rate, self.retry_after_rate, self.reset_rate,
-                self.drop_after_commit_rate, self.bad_reply_rate, self.latency_rate]
+        return [
+            self.error_rate,
+            self.retry_after_rate,
+            self.reset_rate,
+            self.drop_after_commit_rate,
+            self.bad_reply_rate,
+            self.latency_rate,
+        ]
 
     @property
     def total_rate(self) -> float:
@@ -117,8 +130,14 @@ class PlatformHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, addr: tuple[str, int], store: PlatformStore, faults: Faults,
-                 window_s: int = DEFAULT_WINDOW_S, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        store: PlatformStore,
+        faults: Faults,
+        window_s: int = DEFAULT_WINDOW_S,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(addr, _Handler)
         self.store = store
         self.faults = faults
@@ -129,7 +148,9 @@ class PlatformHTTPServer(ThreadingHTTPServer):
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = super().get_request()
         if self.ssl_context is not None:
-            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            sock = self.ssl_context.wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            )
         return sock, addr
 
 
@@ -142,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: PlatformHTTPServer
     server_version = "care-platform-reference/1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return None
 
     # -- responses -------------------------------------------------------------------
@@ -167,10 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, doc, headers)
 
     def _reset(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
         self.close_connection = True
         raise _Reset
 
@@ -188,7 +207,11 @@ class _Handler(BaseHTTPRequestHandler):
         if length is None:
             return b""
         if not length.isdigit() or int(length) > MAX_BODY:
-            self._error(413 if length.isdigit() else 400, "malformed_request", "body too large or bad length")
+            self._error(
+                413 if length.isdigit() else 400,
+                "malformed_request",
+                "body too large or bad length",
+            )
             raise _Reset
         return self.rfile.read(int(length))
 
@@ -212,14 +235,25 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         now = int(time.time()) + self.server.clock_offset_s
         try:
-            signed = verify_request(self.command, parts.path, parts.query, body, headers,
-                                    parse_public_key(device.public_key), now, self.server.window_s)
+            signed = verify_request(
+                self.command,
+                parts.path,
+                parts.query,
+                body,
+                headers,
+                parse_public_key(device.public_key),
+                now,
+                self.server.window_s,
+            )
         except AuthError as exc:
             self._error(401, exc.code, str(exc))
             return None
-        if not self.server.store.remember_nonce(device.device_id, signed.nonce, signed.created, now,
-                                                 self.server.window_s):
-            self._error(401, "replayed_request", "this request was already received (replayed nonce)")
+        if not self.server.store.remember_nonce(
+            device.device_id, signed.nonce, signed.created, now, self.server.window_s
+        ):
+            self._error(
+                401, "replayed_request", "this request was already received (replayed nonce)"
+            )
             return None
         return device
 
@@ -231,7 +265,9 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if kind == "error":
             status = faults.pick([500, 502, 503, 504, 408])
-            self._error(status, "unavailable" if status != 500 else "internal_error", "injected failure")
+            self._error(
+                status, "unavailable" if status != 500 else "internal_error", "injected failure"
+            )
             return "answered"
         if kind == "retry_after":
             if faults.retry_after_http_date:
@@ -240,8 +276,12 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 value = str(faults.retry_after_s)
             status = faults.pick([429, 503])
-            self._error(status, "rate_limited" if status == 429 else "unavailable", "injected back-pressure",
-                        retry_after=value)
+            self._error(
+                status,
+                "rate_limited" if status == 429 else "unavailable",
+                "injected back-pressure",
+                retry_after=value,
+            )
             return "answered"
         if kind == "reset":
             self._reset()
@@ -252,15 +292,13 @@ class _Handler(BaseHTTPRequestHandler):
             super().handle_one_request()
         except _Reset:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.close()
-            except OSError:
-                pass
         except (ConnectionError, ssl.SSLError, TimeoutError):
             self.close_connection = True
 
     # -- routes ----------------------------------------------------------------------
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         body = self._read_body()
         if urlsplit(self.path).path != "/v1/batches":
             self._error(404, "not_found", "no such endpoint")
@@ -299,7 +337,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(409, "centre_mismatch", "the device is registered to another centre")
                 return
             try:
-                answer = store.process_batch(device, doc["stream"], doc["records"], key, body_sha, _now())
+                answer = store.process_batch(
+                    device, doc["stream"], doc["records"], key, body_sha, _now()
+                )
             except PlatformStoreError as exc:
                 self._error(422, exc.code, str(exc))
                 return
@@ -311,9 +351,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, broken)
             return
         schemas.validate("BatchResponse", answer.body, "platform reply")
-        self._send_json(answer.status, answer.body, {"Idempotent-Replayed": "true"} if answer.replayed else None)
+        self._send_json(
+            answer.status, answer.body, {"Idempotent-Replayed": "true"} if answer.replayed else None
+        )
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         body = self._read_body()
         parts = urlsplit(self.path)
         segs = [p for p in parts.path.split("/") if p]
@@ -410,27 +452,46 @@ def serve(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="care-terminal platform", description="Reference district platform server.")
+    p = argparse.ArgumentParser(
+        prog="care-terminal platform", description="Reference district platform server."
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the reference platform on loopback")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8470)
-    s.add_argument("--db", default="sqlite:///platform.db", help="SQLAlchemy URL (SQLite or PostgreSQL)")
+    s.add_argument(
+        "--db", default="sqlite:///platform.db", help="SQLAlchemy URL (SQLite or PostgreSQL)"
+    )
     s.add_argument("--seed", type=Path, help="JSON seed file (devices, datasets, consent changes)")
-    s.add_argument("--register", action="append", default=[], metavar="DEVICE:CENTRE:PUBKEY",
-                   help="register a device public key (repeatable)")
-    s.add_argument("--window-s", type=int, default=DEFAULT_WINDOW_S, help="signature timestamp window")
+    s.add_argument(
+        "--register",
+        action="append",
+        default=[],
+        metavar="DEVICE:CENTRE:PUBKEY",
+        help="register a device public key (repeatable)",
+    )
+    s.add_argument(
+        "--window-s", type=int, default=DEFAULT_WINDOW_S, help="signature timestamp window"
+    )
     s.add_argument("--tls-cert", type=Path)
     s.add_argument("--tls-key", type=Path)
     s.add_argument("--client-ca", type=Path, help="require client certificates from this CA (mTLS)")
-    for name in ("error-rate", "retry-after-rate", "reset-rate", "drop-after-commit-rate",
-                 "bad-reply-rate", "latency-rate"):
+    for name in (
+        "error-rate",
+        "retry-after-rate",
+        "reset-rate",
+        "drop-after-commit-rate",
+        "bad-reply-rate",
+        "latency-rate",
+    ):
         s.add_argument(f"--{name}", type=float, default=0.0)
     s.add_argument("--latency-s", type=float, default=0.05)
     s.add_argument("--retry-after-s", type=int, default=1)
     s.add_argument("--retry-after-http-date", action="store_true")
     s.add_argument("--fault-seed", type=int)
-    s.add_argument("--print-url", action="store_true", help="print the URL as a JSON line when ready")
+    s.add_argument(
+        "--print-url", action="store_true", help="print the URL as a JSON line when ready"
+    )
     return p
 
 
@@ -438,10 +499,16 @@ def main(argv: list[str] | None = None) -> int:
     """``care-terminal platform serve ...``; runs until SIGTERM/SIGINT."""
     args = _parser().parse_args(argv)
     faults = Faults(
-        error_rate=args.error_rate, retry_after_rate=args.retry_after_rate, reset_rate=args.reset_rate,
-        drop_after_commit_rate=args.drop_after_commit_rate, bad_reply_rate=args.bad_reply_rate,
-        latency_rate=args.latency_rate, latency_s=args.latency_s, retry_after_s=args.retry_after_s,
-        retry_after_http_date=args.retry_after_http_date, seed=args.fault_seed,
+        error_rate=args.error_rate,
+        retry_after_rate=args.retry_after_rate,
+        reset_rate=args.reset_rate,
+        drop_after_commit_rate=args.drop_after_commit_rate,
+        bad_reply_rate=args.bad_reply_rate,
+        latency_rate=args.latency_rate,
+        latency_s=args.latency_s,
+        retry_after_s=args.retry_after_s,
+        retry_after_http_date=args.retry_after_http_date,
+        seed=args.fault_seed,
     )
     seed = json.loads(args.seed.read_text(encoding="utf-8")) if args.seed else None
     ctx = None
@@ -450,7 +517,9 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --tls-cert and --tls-key go together", file=sys.stderr)
             return 2
         ctx = server_ssl_context(args.tls_cert, args.tls_key, args.client_ca)
-    handle = serve(args.host, args.port, args.db, faults, seed=seed, window_s=args.window_s, ssl_context=ctx)
+    handle = serve(
+        args.host, args.port, args.db, faults, seed=seed, window_s=args.window_s, ssl_context=ctx
+    )
     for spec in args.register:
         device_id, centre_id, pub = spec.split(":", 2)
         handle.store.register_device(device_id, centre_id, pub, _now())

@@ -45,8 +45,14 @@ from terminal.db.outbox import GENESIS, canonical_json, record_hash
 
 FINAL_REASONS = frozenset(
     {
-        "schema_invalid", "unknown_kind", "amount_mismatch", "hash_mismatch", "chain_broken",
-        "seq_conflict", "idempotency_key_reused", "envelope_mismatch",
+        "schema_invalid",
+        "unknown_kind",
+        "amount_mismatch",
+        "hash_mismatch",
+        "chain_broken",
+        "seq_conflict",
+        "idempotency_key_reused",
+        "envelope_mismatch",
     }
 )
 
@@ -168,14 +174,22 @@ def _money_problem(kind: str, p: dict[str, Any]) -> str | None:
         return "$.payload.subsidy_total_fen is not the sum of the subsidy lines"
     if p["amount_due_fen"] != p["list_total_fen"] - p["subsidy_total_fen"]:
         return "$.payload.amount_due_fen is not list_total_fen - subsidy_total_fen"
-    if p["payment_source"] == "wallet" and p["wallet_after_fen"] != p["wallet_before_fen"] - p["amount_due_fen"]:
+    if (
+        p["payment_source"] == "wallet"
+        and p["wallet_after_fen"] != p["wallet_before_fen"] - p["amount_due_fen"]
+    ):
         return "$.payload.wallet_after_fen is not wallet_before_fen - amount_due_fen"
     return None
 
 
 def _result(
-    rec: dict[str, Any], result: str, *, reason: str | None = None, detail: str | None = None,
-    stored_as: str | None = None, expected: int | None = None,
+    rec: dict[str, Any],
+    result: str,
+    *,
+    reason: str | None = None,
+    detail: str | None = None,
+    stored_as: str | None = None,
+    expected: int | None = None,
 ) -> dict[str, Any]:
     seq = rec.get("seq")
     rid = rec.get("record_id")
@@ -196,26 +210,41 @@ class _BatchContext:
     checked in memory; accepted rows are inserted together at the end."""
 
     def __init__(
-        self, s: Session, device: Device, stream: str, head: StreamRow, records: Sequence[Any], stamp: str
+        self,
+        s: Session,
+        device: Device,
+        stream: str,
+        head: StreamRow,
+        records: Sequence[Any],
+        stamp: str,
     ) -> None:
         self.device, self.stream, self.head, self.stamp = device, stream, head, stamp
         self.rows: list[dict[str, Any]] = []
         seqs = [r["seq"] for r in records if isinstance(r, dict) and isinstance(r.get("seq"), int)]
-        rids = [r["record_id"] for r in records if isinstance(r, dict) and isinstance(r.get("record_id"), str)]
+        rids = [
+            r["record_id"]
+            for r in records
+            if isinstance(r, dict) and isinstance(r.get("record_id"), str)
+        ]
         self.by_seq: dict[int, tuple[str, str, str]] = {}
         old = [q for q in seqs if q < head.next_seq]
         if old:
             for seq, rid, digest, stored_as in s.execute(
-                select(RecordRow.seq, RecordRow.record_id, RecordRow.hash, RecordRow.stored_as).where(
-                    RecordRow.device_id == device.device_id, RecordRow.stream == stream,
-                    RecordRow.seq.in_(old))
+                select(
+                    RecordRow.seq, RecordRow.record_id, RecordRow.hash, RecordRow.stored_as
+                ).where(
+                    RecordRow.device_id == device.device_id,
+                    RecordRow.stream == stream,
+                    RecordRow.seq.in_(old),
+                )
             ):
                 self.by_seq[seq] = (rid, digest, stored_as)
         self.rid_seq: dict[str, int] = {}
         if rids:
             for rid, seq in s.execute(
                 select(RecordRow.record_id, RecordRow.seq).where(
-                    RecordRow.device_id == device.device_id, RecordRow.record_id.in_(rids))
+                    RecordRow.device_id == device.device_id, RecordRow.record_id.in_(rids)
+                )
             ):
                 self.rid_seq[rid] = seq
 
@@ -225,47 +254,85 @@ class _BatchContext:
             rec_d = rec if isinstance(rec, dict) else {}
             detail = "; ".join(schemas.problems("RecordEnvelope", rec)[:3])
             return _result(rec_d, "rejected", reason="schema_invalid", detail=detail)
-        if (rec["device_id"] != device.device_id or rec["centre_id"] != device.centre_id
-                or rec["stream"] != self.stream):
-            return _result(rec, "rejected", reason="envelope_mismatch",
-                           detail="device_id, centre_id or stream differ from the batch")
+        if (
+            rec["device_id"] != device.device_id
+            or rec["centre_id"] != device.centre_id
+            or rec["stream"] != self.stream
+        ):
+            return _result(
+                rec,
+                "rejected",
+                reason="envelope_mismatch",
+                detail="device_id, centre_id or stream differ from the batch",
+            )
         seq: int = rec["seq"]
         if seq < head.next_seq:
             have = self.by_seq.get(seq)
             if have is not None and have[0] == rec["record_id"] and have[1] == rec["hash"]:
                 return _result(rec, "duplicate", stored_as=have[2])
-            return _result(rec, "rejected", reason="seq_conflict",
-                           detail=f"seq {seq} already holds another record")
+            return _result(
+                rec,
+                "rejected",
+                reason="seq_conflict",
+                detail=f"seq {seq} already holds another record",
+            )
         other = self.rid_seq.get(rec["record_id"])
         if other is not None:
-            return _result(rec, "rejected", reason="idempotency_key_reused",
-                           detail=f"record_id already stored at seq {other}")
+            return _result(
+                rec,
+                "rejected",
+                reason="idempotency_key_reused",
+                detail=f"record_id already stored at seq {other}",
+            )
         if seq > head.next_seq:
-            return _result(rec, "rejected", reason="seq_gap", expected=head.next_seq,
-                           detail=f"expected seq {head.next_seq}")
-        digest = record_hash(device.device_id, seq, rec["prev_hash"], rec["kind"], rec["record_id"],
-                             rec["payload"])
+            return _result(
+                rec,
+                "rejected",
+                reason="seq_gap",
+                expected=head.next_seq,
+                detail=f"expected seq {head.next_seq}",
+            )
+        digest = record_hash(
+            device.device_id, seq, rec["prev_hash"], rec["kind"], rec["record_id"], rec["payload"]
+        )
         if digest != rec["hash"]:
-            return _result(rec, "rejected", reason="hash_mismatch",
-                           detail="the recomputed hash differs from the record's hash")
+            return _result(
+                rec,
+                "rejected",
+                reason="hash_mismatch",
+                detail="the recomputed hash differs from the record's hash",
+            )
         if rec["prev_hash"] != head.head_hash:
-            return _result(rec, "rejected", reason="chain_broken",
-                           detail="prev_hash is not the hash of the previous record")
+            return _result(
+                rec,
+                "rejected",
+                reason="chain_broken",
+                detail="prev_hash is not the hash of the previous record",
+            )
         quarantine = rec.get("quarantine")
         if quarantine is None:
             problem = _money_problem(rec["kind"], rec["payload"])
             if problem:
                 return _result(rec, "rejected", reason="amount_mismatch", detail=problem)
         stored_as = "quarantined" if quarantine is not None else "record"
-        self.rows.append({
-            "device_id": device.device_id, "centre_id": device.centre_id, "stream": self.stream,
-            "seq": seq, "record_id": rec["record_id"], "kind": rec["kind"],
-            "created_at": rec["created_at"], "prev_hash": rec["prev_hash"], "hash": rec["hash"],
-            "payload": canonical_json(rec["payload"]), "stored_as": stored_as,
-            "quarantine_reason": quarantine["reason"] if quarantine else None,
-            "quarantine_detail": quarantine.get("detail") if quarantine else None,
-            "received_at": self.stamp,
-        })
+        self.rows.append(
+            {
+                "device_id": device.device_id,
+                "centre_id": device.centre_id,
+                "stream": self.stream,
+                "seq": seq,
+                "record_id": rec["record_id"],
+                "kind": rec["kind"],
+                "created_at": rec["created_at"],
+                "prev_hash": rec["prev_hash"],
+                "hash": rec["hash"],
+                "payload": canonical_json(rec["payload"]),
+                "stored_as": stored_as,
+                "quarantine_reason": quarantine["reason"] if quarantine else None,
+                "quarantine_detail": quarantine.get("detail") if quarantine else None,
+                "received_at": self.stamp,
+            }
+        )
         self.rid_seq[rec["record_id"]] = seq
         head.next_seq = seq + 1
         head.head_hash = rec["hash"]
@@ -285,12 +352,21 @@ class PlatformStore:
         self.engine.dispose()
 
     # -- devices ---------------------------------------------------------------------
-    def register_device(self, device_id: str, centre_id: str, public_key: str, now: datetime) -> None:
+    def register_device(
+        self, device_id: str, centre_id: str, public_key: str, now: datetime
+    ) -> None:
         with self.sessions.begin() as s:
             row = s.get(DeviceRow, device_id)
             if row is None:
-                s.add(DeviceRow(device_id=device_id, centre_id=centre_id, public_key=public_key,
-                                status="active", registered_at=rfc3339(now)))
+                s.add(
+                    DeviceRow(
+                        device_id=device_id,
+                        centre_id=centre_id,
+                        public_key=public_key,
+                        status="active",
+                        registered_at=rfc3339(now),
+                    )
+                )
             else:
                 row.centre_id, row.public_key, row.status = centre_id, public_key, "active"
 
@@ -306,7 +382,9 @@ class PlatformStore:
             return Device(row.device_id, row.centre_id, row.public_key, row.status) if row else None
 
     # -- nonces ----------------------------------------------------------------------
-    def remember_nonce(self, device_id: str, nonce: str, created: int, now: int, window_s: int) -> bool:
+    def remember_nonce(
+        self, device_id: str, nonce: str, created: int, now: int, window_s: int
+    ) -> bool:
         """True if the nonce is new for this device (and is now remembered)."""
         try:
             with self.sessions.begin() as s:
@@ -344,7 +422,12 @@ class PlatformStore:
             return StoredAnswer(row.status, json.loads(row.response), True)
 
     def process_batch(
-        self, device: Device, stream: str, records: Sequence[Any], key: str, body_sha256: str,
+        self,
+        device: Device,
+        stream: str,
+        records: Sequence[Any],
+        key: str,
+        body_sha256: str,
         now: datetime,
     ) -> StoredAnswer:
         """Apply a batch in one transaction and store the answer under ``key``."""
@@ -360,8 +443,13 @@ class PlatformStore:
                     return StoredAnswer(prior.status, json.loads(prior.response), True)
                 head = s.get(StreamRow, (device.device_id, stream), with_for_update=True)
                 if head is None:
-                    head = StreamRow(device_id=device.device_id, stream=stream, next_seq=1,
-                                     head_hash=GENESIS, quarantined=0)
+                    head = StreamRow(
+                        device_id=device.device_id,
+                        stream=stream,
+                        next_seq=1,
+                        head_hash=GENESIS,
+                        quarantined=0,
+                    )
                     s.add(head)
                     s.flush()
                 results = self._apply(s, device, stream, head, records, now)
@@ -373,9 +461,16 @@ class PlatformStore:
                     "head_hash": head.head_hash,
                 }
                 schemas.validate("BatchResponse", body, "platform reply")
-                s.add(IdempotencyRow(device_id=device.device_id, key=key, body_sha256=body_sha256,
-                                     status=200, response=json.dumps(body, ensure_ascii=False),
-                                     created_at=rfc3339(now)))
+                s.add(
+                    IdempotencyRow(
+                        device_id=device.device_id,
+                        key=key,
+                        body_sha256=body_sha256,
+                        status=200,
+                        response=json.dumps(body, ensure_ascii=False),
+                        created_at=rfc3339(now),
+                    )
+                )
                 return StoredAnswer(200, body, False)
         except IntegrityError:
             # A concurrent request with the same key won the race: replay its answer.
@@ -385,7 +480,12 @@ class PlatformStore:
             return answer
 
     def _apply(
-        self, s: Session, device: Device, stream: str, head: StreamRow, records: Sequence[Any],
+        self,
+        s: Session,
+        device: Device,
+        stream: str,
+        head: StreamRow,
+        records: Sequence[Any],
         now: datetime,
     ) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
@@ -393,9 +493,14 @@ class PlatformStore:
         stopped = False
         for rec in records:
             if stopped:
-                results.append(_result(rec if isinstance(rec, dict) else {}, "rejected",
-                                       reason="not_processed",
-                                       detail="an earlier record of this batch was not accepted"))
+                results.append(
+                    _result(
+                        rec if isinstance(rec, dict) else {},
+                        "rejected",
+                        reason="not_processed",
+                        detail="an earlier record of this batch was not accepted",
+                    )
+                )
                 continue
             res = ctx.one(rec)
             results.append(res)
@@ -407,8 +512,13 @@ class PlatformStore:
     # -- reading back (tests, audits) ------------------------------------------------
     def records(self, device_id: str, stream: str = "kiosk") -> list[RecordRow]:
         with self.sessions() as s:
-            return list(s.scalars(select(RecordRow).where(
-                RecordRow.device_id == device_id, RecordRow.stream == stream).order_by(RecordRow.seq)))
+            return list(
+                s.scalars(
+                    select(RecordRow)
+                    .where(RecordRow.device_id == device_id, RecordRow.stream == stream)
+                    .order_by(RecordRow.seq)
+                )
+            )
 
     def record_count(self) -> int:
         with self.sessions() as s:
@@ -422,26 +532,43 @@ class PlatformStore:
                 return f"gap before seq {row.seq}"
             if row.prev_hash != prev:
                 return f"seq {row.seq} does not link to its predecessor"
-            if record_hash(device_id, row.seq, row.prev_hash, row.kind, row.record_id,
-                           json.loads(row.payload)) != row.hash:
+            if (
+                record_hash(
+                    device_id,
+                    row.seq,
+                    row.prev_hash,
+                    row.kind,
+                    row.record_id,
+                    json.loads(row.payload),
+                )
+                != row.hash
+            ):
                 return f"seq {row.seq} hash mismatch"
             prev, expected = row.hash, expected + 1
         return None
 
     # -- datasets --------------------------------------------------------------------
-    def put_dataset(self, centre_id: str, kind: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    def put_dataset(
+        self, centre_id: str, kind: str, data: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
         """Publish a new version (validated against the spec first)."""
         with self.sessions.begin() as s:
             row = s.get(DatasetRow, (centre_id, kind))
             version = (row.version + 1) if row else 1
             digest = hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()[:16]
-            doc = {"kind": kind, "centre_id": centre_id, "version": version,
-                   "etag": f"{kind}-v{version}-{digest}", "issued_at": rfc3339(now), "data": data}
+            doc = {
+                "kind": kind,
+                "centre_id": centre_id,
+                "version": version,
+                "etag": f"{kind}-v{version}-{digest}",
+                "issued_at": rfc3339(now),
+                "data": data,
+            }
             schemas.validate("DatasetDocument", doc, f"dataset {kind}")
             if row is None:
                 row = DatasetRow(centre_id=centre_id, kind=kind)
                 s.add(row)
-            row.version, row.etag, row.issued_at = version, doc["etag"], doc["issued_at"]
+            row.version, row.etag, row.issued_at = version, str(doc["etag"]), str(doc["issued_at"])
             row.data = json.dumps(data, ensure_ascii=False)
             return doc
 
@@ -450,26 +577,44 @@ class PlatformStore:
             row = s.get(DatasetRow, (centre_id, kind))
             if row is None:
                 return None
-            return {"kind": kind, "centre_id": centre_id, "version": row.version, "etag": row.etag,
-                    "issued_at": row.issued_at, "data": json.loads(row.data)}
+            return {
+                "kind": kind,
+                "centre_id": centre_id,
+                "version": row.version,
+                "etag": row.etag,
+                "issued_at": row.issued_at,
+                "data": json.loads(row.data),
+            }
 
     def add_consent_change(self, centre_id: str, change: dict[str, Any]) -> None:
         schemas.validate("ConsentChange", change, "consent change")
         with self.sessions.begin() as s:
-            s.add(ConsentChangeRow(centre_id=centre_id, change=json.dumps(change, ensure_ascii=False)))
+            s.add(
+                ConsentChangeRow(centre_id=centre_id, change=json.dumps(change, ensure_ascii=False))
+            )
 
     def consent_page(self, centre_id: str, cursor: str | None, limit: int = 500) -> dict[str, Any]:
         after = int(cursor) if cursor and cursor.isdigit() else 0
         with self.sessions() as s:
-            rows = list(s.scalars(select(ConsentChangeRow).where(
-                ConsentChangeRow.centre_id == centre_id, ConsentChangeRow.id > after)
-                .order_by(ConsentChangeRow.id).limit(limit + 1)))
+            rows = list(
+                s.scalars(
+                    select(ConsentChangeRow)
+                    .where(ConsentChangeRow.centre_id == centre_id, ConsentChangeRow.id > after)
+                    .order_by(ConsentChangeRow.id)
+                    .limit(limit + 1)
+                )
+            )
         more = len(rows) > limit
         rows = rows[:limit]
         last = rows[-1].id if rows else after
-        return {"kind": "consent_changes", "centre_id": centre_id, "cursor": cursor,
-                "next_cursor": str(last), "has_more": more,
-                "changes": [json.loads(r.change) for r in rows]}
+        return {
+            "kind": "consent_changes",
+            "centre_id": centre_id,
+            "cursor": cursor,
+            "next_cursor": str(last),
+            "has_more": more,
+            "changes": [json.loads(r.change) for r in rows],
+        }
 
     def seed(self, doc: dict[str, Any], now: datetime) -> None:
         """Load devices, datasets and consent changes from a seed document:

@@ -40,10 +40,7 @@ def _type_of(schema: dict[str, Any]) -> str:
         if key in schema:
             return " or ".join(_type_of(s) for s in schema[key])
     t = schema.get("type", "any")
-    if isinstance(t, list):
-        base = " \\| ".join(t)
-    else:
-        base = str(t)
+    base = " \\| ".join(t) if isinstance(t, list) else str(t)
     if base == "array" and isinstance(schema.get("items"), dict):
         return f"array of {_type_of(schema['items'])}"
     if "pattern" in schema and base in ("string", "string \\| null"):
@@ -95,8 +92,10 @@ def _schema_section(name: str, schema: dict[str, Any]) -> list[str]:
         for cond in schema.get("allOf", []) + ([schema] if "if" in schema else []):
             if "if" not in cond:
                 continue
-            out.append(f"- when `{yaml.safe_dump(cond['if'], default_flow_style=True).strip()}`: "
-                       f"`{_esc(yaml.safe_dump(cond.get('then', {}), default_flow_style=True).strip())}`")
+            out.append(
+                f"- when `{yaml.safe_dump(cond['if'], default_flow_style=True).strip()}`: "
+                f"`{_esc(yaml.safe_dump(cond.get('then', {}), default_flow_style=True).strip())}`"
+            )
     out.append("")
     return out
 

@@ -20,12 +20,25 @@ from terminal.db.outbox import Outbox
 
 DEVICE = "dev-01"
 CENTRE = "centre-01"
-KINDS = ("meal_transaction", "wallet_topup", "footfall_hourly", "attendance", "enrolment",
-         "unenrolment", "meal_void", "meal_refund")
+KINDS = (
+    "meal_transaction",
+    "wallet_topup",
+    "footfall_hourly",
+    "attendance",
+    "enrolment",
+    "unenrolment",
+    "meal_void",
+    "meal_refund",
+)
 
 
-def append_records(db_url: str, n: int, start: int = 0, kinds: tuple[str, ...] = KINDS,
-                   payload_override: dict[int, dict] | None = None) -> list[str]:
+def append_records(
+    db_url: str,
+    n: int,
+    start: int = 0,
+    kinds: tuple[str, ...] = KINDS,
+    payload_override: dict[int, dict] | None = None,
+) -> list[str]:
     """Append ``n`` spec-valid records the way the kiosk does (Outbox.append in a
     write session on a real SQLite file). Returns their record ids."""
     db = open_database(db_url)
@@ -55,23 +68,46 @@ class Env:
     platform: PlatformHandle
 
     def client(self, **kw: object) -> PlatformClient:
-        return PlatformClient(self.platform.url, Signer(DEVICE, load_device_key(self.key_path)),
-                              SystemClock(), **kw)  # type: ignore[arg-type]
+        return PlatformClient(
+            self.platform.url, Signer(DEVICE, load_device_key(self.key_path)), SystemClock(), **kw
+        )  # type: ignore[arg-type]
 
-    def uploader(self, client: PlatformClient, store: SyncStore, batch_size: int = 100,
-                 **kw: object) -> Uploader:
+    def uploader(
+        self, client: PlatformClient, store: SyncStore, batch_size: int = 100, **kw: object
+    ) -> Uploader:
         from sync.retry import BackoffPolicy
 
-        return Uploader(store, client, KioskOutboxReader(self.terminal_url), DEVICE, CENTRE, SystemClock(),
-                        batch_size=batch_size, policy=BackoffPolicy(base_s=0.01, cap_s=0.05), **kw)  # type: ignore[arg-type]
+        return Uploader(
+            store,
+            client,
+            KioskOutboxReader(self.terminal_url),
+            DEVICE,
+            CENTRE,
+            SystemClock(),
+            batch_size=batch_size,
+            policy=BackoffPolicy(base_s=0.01, cap_s=0.05),
+            **kw,
+        )  # type: ignore[arg-type]
 
 
 def make_env(tmp_path: Path) -> Env:
     key = tmp_path / "keys" / "device.pem"
     pub = provision_device_key(key)
     handle = serve(
-        "127.0.0.1", 0, f"sqlite:///{tmp_path}/platform.db", Faults(),
-        seed={"devices": [{"device_id": DEVICE, "centre_id": CENTRE, "public_key": pub}],
-              "datasets": demo_datasets(CENTRE)},
+        "127.0.0.1",
+        0,
+        f"sqlite:///{tmp_path}/platform.db",
+        Faults(),
+        seed={
+            "devices": [{"device_id": DEVICE, "centre_id": CENTRE, "public_key": pub}],
+            "datasets": demo_datasets(CENTRE),
+        },
     )
-    return Env(tmp_path, f"sqlite:///{tmp_path}/terminal.db", f"sqlite:///{tmp_path}/sync.db", key, pub, handle)
+    return Env(
+        tmp_path,
+        f"sqlite:///{tmp_path}/terminal.db",
+        f"sqlite:///{tmp_path}/sync.db",
+        key,
+        pub,
+        handle,
+    )

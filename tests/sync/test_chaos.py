@@ -26,19 +26,47 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _drain_cmd(env: Env, batch: int) -> list[str]:
     return [
-        sys.executable, "-m", "sync.agent", "drain",
-        "--terminal-db", env.terminal_url, "--sync-db", env.sync_url, "--url", env.platform.url,
-        "--device-id", DEVICE, "--centre-id", CENTRE, "--key", str(env.key_path),
-        "--batch-size", str(batch), "--backoff-base", "0.02", "--backoff-cap", "0.2",
-        "--timeout", "5", "--max-seconds", "300",
+        sys.executable,
+        "-m",
+        "sync.agent",
+        "drain",
+        "--terminal-db",
+        env.terminal_url,
+        "--sync-db",
+        env.sync_url,
+        "--url",
+        env.platform.url,
+        "--device-id",
+        DEVICE,
+        "--centre-id",
+        CENTRE,
+        "--key",
+        str(env.key_path),
+        "--batch-size",
+        str(batch),
+        "--backoff-base",
+        "0.02",
+        "--backoff-cap",
+        "0.2",
+        "--timeout",
+        "5",
+        "--max-seconds",
+        "300",
     ]
 
 
 def _chaos(env: Env, total: int, kills: int, batch: int, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     faults = Faults(
-        error_rate=0.08, retry_after_rate=0.05, reset_rate=0.07, drop_after_commit_rate=0.08,
-        bad_reply_rate=0.04, latency_rate=0.04, latency_s=0.05, retry_after_s=1, seed=seed,
+        error_rate=0.08,
+        retry_after_rate=0.05,
+        reset_rate=0.07,
+        drop_after_commit_rate=0.08,
+        bad_reply_rate=0.04,
+        latency_rate=0.04,
+        latency_s=0.05,
+        retry_after_s=1,
+        seed=seed,
     )
     assert faults.total_rate >= 0.30
     env.platform.server.faults = faults
@@ -48,15 +76,18 @@ def _chaos(env: Env, total: int, kills: int, batch: int, seed: int) -> dict[str,
     for _ in range(kills):
         append_records(env.terminal_url, chunk, start=made)  # the kiosk keeps writing
         made += chunk
-        proc = subprocess.Popen(_drain_cmd(env, batch), cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _drain_cmd(env, batch), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         time.sleep(rng.uniform(0.6, 2.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
         proc.communicate(timeout=30)
     append_records(env.terminal_url, total - made, start=made)
-    final = subprocess.run(_drain_cmd(env, batch), cwd=REPO, capture_output=True, text=True, timeout=600)
+    final = subprocess.run(
+        _drain_cmd(env, batch), cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert final.returncode == 0, final.stderr[-2000:]
     assert killed >= max(1, kills // 2), "the uploader was hardly ever killed mid-run"
     return {"killed": killed, **faults.counts}
@@ -65,7 +96,10 @@ def _chaos(env: Env, total: int, kills: int, batch: int, seed: int) -> dict[str,
 def _assert_exact(env: Env, total: int) -> None:
     db = open_database(env.terminal_url)
     with db.sessions() as s:
-        local = [(r.seq, r.record_id, r.hash) for r in s.scalars(select(OutboxRow).order_by(OutboxRow.seq))]
+        local = [
+            (r.seq, r.record_id, r.hash)
+            for r in s.scalars(select(OutboxRow).order_by(OutboxRow.seq))
+        ]
         assert verify_outbox(s, DEVICE) is None
     db.close()
     assert len(local) == total

@@ -53,23 +53,38 @@ def test_upload_then_replay_is_all_duplicates_and_chain_valid(env: Env) -> None:
 def _raw_post(env: Env, body: bytes, key: str) -> httpx.Response:
     signer = Signer(DEVICE, load_device_key(env.key_path))
     headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
-    headers.update(signer.sign("POST", "/v1/batches", "", body, headers, created=int(NOW.timestamp())))
+    headers.update(
+        signer.sign("POST", "/v1/batches", "", body, headers, created=int(NOW.timestamp()))
+    )
     return httpx.post(env.platform.url + "/v1/batches", content=body, headers=headers)
 
 
-def _envelope(seq: int, prev: str, kind: str = "meal_transaction", payload: dict | None = None) -> dict:
+def _envelope(
+    seq: int, prev: str, kind: str = "meal_transaction", payload: dict | None = None
+) -> dict:
     from terminal.db.outbox import record_hash
 
     rid = f"01JAAAAAAAAAAAAAAAAAAAA{seq:03d}"
     payload = payload or sample_payload(kind, seq, NOW)
-    return {"device_id": DEVICE, "centre_id": CENTRE, "stream": "kiosk", "seq": seq, "record_id": rid,
-            "kind": kind, "created_at": "2026-01-05T11:30:00.000+08:00", "prev_hash": prev,
-            "hash": record_hash(DEVICE, seq, prev, kind, rid, payload), "payload": payload}
+    return {
+        "device_id": DEVICE,
+        "centre_id": CENTRE,
+        "stream": "kiosk",
+        "seq": seq,
+        "record_id": rid,
+        "kind": kind,
+        "created_at": "2026-01-05T11:30:00.000+08:00",
+        "prev_hash": prev,
+        "hash": record_hash(DEVICE, seq, prev, kind, rid, payload),
+        "payload": payload,
+    }
 
 
 def test_idempotency_key_same_body_replays_and_different_body_is_422(env: Env) -> None:
     rec = _envelope(1, "0" * 64)
-    body = encode_body({"device_id": DEVICE, "centre_id": CENTRE, "stream": "kiosk", "records": [rec]})
+    body = encode_body(
+        {"device_id": DEVICE, "centre_id": CENTRE, "stream": "kiosk", "records": [rec]}
+    )
     key = body_idempotency_key(body)
     first = _raw_post(env, body, key)
     again = _raw_post(env, body, key)  # a new signature/nonce, same key and body
@@ -78,8 +93,14 @@ def test_idempotency_key_same_body_replays_and_different_body_is_422(env: Env) -
     assert first.json()["results"][0]["result"] == "accepted"
     assert again.headers.get("Idempotent-Replayed") == "true"
     schemas.validate("BatchResponse", first.json())
-    other = encode_body({"device_id": DEVICE, "centre_id": CENTRE, "stream": "kiosk",
-                         "records": [_envelope(2, rec["hash"])]})
+    other = encode_body(
+        {
+            "device_id": DEVICE,
+            "centre_id": CENTRE,
+            "stream": "kiosk",
+            "records": [_envelope(2, rec["hash"])],
+        }
+    )
     reused = _raw_post(env, other, key)
     assert reused.status_code == 422
     assert reused.json()["error"] == "idempotency_key_reused"
@@ -101,7 +122,9 @@ def test_replayed_signed_request_and_stale_or_forged_signatures_are_refused(env:
     stale = signer.sign("GET", path, "", b"", {}, created=int(NOW.timestamp()) - 3600)
     r = httpx.get(env.platform.url + path, headers=stale)
     assert r.status_code == 401 and r.json()["error"] == "clock_skew"
-    forged = signer.sign("GET", f"/v1/devices/{DEVICE}/streams/agent", "", b"", {}, created=int(NOW.timestamp()))
+    forged = signer.sign(
+        "GET", f"/v1/devices/{DEVICE}/streams/agent", "", b"", {}, created=int(NOW.timestamp())
+    )
     r = httpx.get(env.platform.url + path, headers=forged)  # signature for another path
     assert r.status_code == 401 and r.json()["error"] == "bad_signature"
     r = httpx.get(env.platform.url + path)
@@ -150,7 +173,9 @@ def test_final_rejection_dead_letters_then_quarantines_and_later_records_flow(en
     assert rep.dead_lettered == 2 and rep.quarantined == 2
     dead = store.dead_letters("kiosk")
     assert [(d.seq, d.reason, d.quarantine) for d in dead] == [
-        (4, "amount_mismatch", "accepted"), (6, "schema_invalid", "accepted")]
+        (4, "amount_mismatch", "accepted"),
+        (6, "schema_invalid", "accepted"),
+    ]
     assert "张" not in (dead[1].detail or "") and "brunch" not in (dead[1].detail or "")
     stored = env.platform.store.records(DEVICE)
     assert [r.seq for r in stored] == list(range(1, 13))
@@ -257,10 +282,17 @@ def test_pulls_are_conditional_validated_and_swapped_whole(env: Env) -> None:
         assert kept is not None and kept.version == 1 and kept.data == roster.data
         # Consent changes arrive by cursor and are folded into one document.
         for i, fp in enumerate((False, True, False)):
-            env.platform.store.add_consent_change(CENTRE, {
-                "change_id": f"01JAAAAAAAAAAAAAAAAAAAA{i:03d}", "resident_id": "R00001",
-                "consent_face_pay": fp, "consent_attendance": None,
-                "changed_at": "2026-01-05T11:30:00.000+08:00", "source": "platform_app"})
+            env.platform.store.add_consent_change(
+                CENTRE,
+                {
+                    "change_id": f"01JAAAAAAAAAAAAAAAAAAAA{i:03d}",
+                    "resident_id": "R00001",
+                    "consent_face_pay": fp,
+                    "consent_attendance": None,
+                    "changed_at": "2026-01-05T11:30:00.000+08:00",
+                    "source": "platform_app",
+                },
+            )
         assert puller.pull("consent_changes", ignore_schedule=True).status == "updated"
         consent = latest_dataset(env.sync_url, "consent_changes")
         assert consent is not None and consent.cursor == "3"
@@ -291,7 +323,9 @@ def test_unreachable_platform_is_retryable(env: Env) -> None:
     env.platform.stop()
     from sync.client import PlatformClient
 
-    client = PlatformClient(url, Signer(DEVICE, load_device_key(env.key_path)), SystemClock(), timeout_s=2)
+    client = PlatformClient(
+        url, Signer(DEVICE, load_device_key(env.key_path)), SystemClock(), timeout_s=2
+    )
     with pytest.raises(PlatformError) as info:
         client.stream_head(DEVICE, "kiosk")
     assert info.value.retryable and info.value.error == "network"

@@ -29,7 +29,9 @@ def test_ceiling_grows_exponentially_up_to_the_cap(attempt: int, ceiling: float)
     ("attempt", "r", "delay"),
     [(0, 0.0, 0.0), (0, 0.5, 0.5), (3, 0.25, 2.0), (3, 1.0, 8.0), (20, 0.5, 30.0)],
 )
-def test_full_jitter_is_uniform_between_zero_and_ceiling(attempt: int, r: float, delay: float) -> None:
+def test_full_jitter_is_uniform_between_zero_and_ceiling(
+    attempt: int, r: float, delay: float
+) -> None:
     assert full_jitter(P, attempt, lambda: r) == pytest.approx(delay)
 
 
@@ -67,9 +69,23 @@ def test_next_delay(attempt: int, header: str | None, r: float, delay: float) ->
 
 @pytest.mark.parametrize(
     ("status", "retryable"),
-    [(408, True), (425, True), (429, True), (500, True), (502, True), (503, True), (504, True),
-     (599, True), (400, False), (401, False), (403, False), (404, False), (409, False), (422, False),
-     (200, False)],
+    [
+        (408, True),
+        (425, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (504, True),
+        (599, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (409, False),
+        (422, False),
+        (200, False),
+    ],
 )
 def test_status_classification(status: int, retryable: bool) -> None:
     assert is_retryable_status(status) is retryable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from terminal.app.cli import emit
 from terminal.app.services import Services
@@ -83,7 +84,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     svc = Services()
     try:
         rec = svc.recogniser
-        loaded = []
+        loaded: list[tuple[str, Any, str | None]] = []
         for p in args.images:
             try:
                 loaded.append((str(p), _load(p), None))

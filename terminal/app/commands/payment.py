@@ -186,7 +186,7 @@ def cmd_pay(args: argparse.Namespace) -> int:
             ident = result.identification
             if ident.resident_id not in (None, args.resident) and ident.decision != "unknown":
                 raise TerminalError(f"the face in the image is not resident {args.resident}")
-            passive = ident.liveness.signals.get("passive") if ident.liveness else None
+            passive = ident.liveness.signals.get("passive", 0.0) if ident.liveness else 0.0
             events += [
                 FaceSeen(),
                 FaceResult(

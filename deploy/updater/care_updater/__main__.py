@@ -1,0 +1,5 @@
+import sys
+
+from care_updater.cli import main
+
+sys.exit(main())

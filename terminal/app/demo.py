@@ -1,0 +1,477 @@
+"""``care-terminal kiosk --demo``: a complete kiosk on a simulated camera.
+
+What the demo sets up, all on this machine:
+
+* a fresh data directory (``$XDG_DATA_HOME/care-terminal/demo`` unless told
+  otherwise; everything in it is recreated on every start);
+* the open model pack (the one ``care-terminal models fetch`` built);
+* demo residents with fictitious names, categories, phone last-4 and cards,
+  wallets topped up with cash by a demo staff member, today's menu and a
+  district subsidy policy, and six days of earlier meals (so the manager view
+  has something to show);
+* faces: the group photo ``t1.jpg`` that the insightface wheel installs
+  (``insightface/data/images``; insightface is MIT-licensed, the photo is a
+  publicity still of a TV cast shipped as the library's sample). The faces are
+  cut out with our own detector, enrolled for four demo residents, and the
+  same cut-outs walk up to a simulated camera in a generated clip
+  (``face.footfall.synth``). Nothing of these images is copied into the
+  repository or the docs;
+* the reference platform server (``sync.platform``) on a free loopback port,
+  with this terminal registered, and a background sync every 20 s;
+* staff PINs: ``2468`` (staff 王护理) and ``1357`` (manager 赵主任).
+
+Honest limits of a simulated camera: the clip replays photos, which the
+passive liveness model rightly scores as *not live* (measured 0.002-0.8 on the
+composited frames), and a photo cannot blink or turn its head. The demo
+therefore switches the liveness gate off (``liveness_clearly_live=0``,
+``liveness_reject_below=0``). Never do that on a device. Meal windows cover
+the whole day so the demo works at any hour.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from terminal.core.clock import CHINA_TZ
+from terminal.core.errors import TerminalError
+from terminal.core.log import get_logger
+from terminal.core.money import Money
+
+log = get_logger(__name__)
+
+DEMO_CENTRE = "阳光社区居家养老服务照料中心"
+DEMO_SLOT_WINDOWS = {"breakfast": "00:00-10:00", "lunch": "10:00-15:00", "dinner": "15:00-23:59"}
+DEMO_STAFF = (("S01", "王护理", "2468", "staff"), ("M01", "赵主任", "1357", "manager"))
+
+
+class ShiftedClock:
+    """Real time flowing from a chosen start (``at``), or plain system time.
+
+    Lets the demo, the screenshots and the tests run "at lunch time" whenever
+    they run; ``monotonic`` is the real one, so timers behave normally.
+    """
+
+    def __init__(self, at: datetime | None = None) -> None:
+        self._lock = threading.Lock()
+        self.set(at)
+
+    def set(self, at: datetime | None) -> None:
+        if at is not None and at.tzinfo is None:
+            raise TerminalError("the demo clock needs a time with a time zone")
+        with self._lock:
+            self._base = at
+            self._mono = time.monotonic()
+
+    def now(self) -> datetime:
+        with self._lock:
+            if self._base is None:
+                return datetime.now(CHINA_TZ)
+            return self._base + timedelta(seconds=time.monotonic() - self._mono)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@dataclass(frozen=True)
+class DemoResident:
+    resident_id: str
+    name: str
+    categories: tuple[str, ...]
+    phone_last4: str
+    card: str
+    balance_yuan: int = 500
+    face: int | None = None  # index of the face cut-out enrolled, None: card only
+    attendance: bool = True
+
+
+DEMO_RESIDENTS: tuple[DemoResident, ...] = (
+    DemoResident("D001", "张桂华", ("age_80_89", "dibao"), "1234", "IC-0001", face=0),
+    DemoResident("D002", "李建国", ("age_70_79",), "2345", "IC-0002", face=1),
+    DemoResident("D003", "王秀英", ("age_90_plus",), "3456", "IC-0003", face=2),
+    DemoResident("D004", "刘德明", ("tekun", "age_60_69"), "4567", "IC-0004", face=5),
+    DemoResident("D005", "陈淑芬", ("age_60_69",), "5678", "IC-0005"),
+    DemoResident("D006", "杨志强", ("disabled", "age_70_79"), "6789", "IC-0006"),
+    DemoResident("D007", "赵玉兰", ("age_80_89",), "7890", "IC-0007"),
+    DemoResident("D008", "孙福来", ("dibian", "age_70_79"), "8901", "IC-0008"),
+    DemoResident("D009", "周凤英", ("age_70_79",), "9012", "IC-0009"),
+    DemoResident("D010", "吴长顺", ("age_60_69",), "0123", "IC-0010", balance_yuan=30),
+)
+
+DEMO_POLICY: dict[str, Any] = {
+    "policy_id": "demo-district-2026",
+    "version": 1,
+    "effective_from": "2020-01-01",
+    "rules": [
+        {"category": "tekun", "slot": "*", "type": "percent", "basis_points": 8000},
+        {"category": "dibao", "slot": "*", "type": "percent", "basis_points": 5000, "cap_fen": 800},
+        {"category": "dibian", "slot": "lunch", "type": "fixed", "amount_fen": 500},
+        {"category": "disabled", "slot": "lunch", "type": "fixed", "amount_fen": 500},
+        {"category": "age_90_plus", "slot": "*", "type": "percent", "basis_points": 6000},
+        {
+            "category": "age_80_89",
+            "slot": "lunch",
+            "type": "fixed",
+            "amount_fen": 400,
+            "floor_fen": 100,
+        },
+        {
+            "category": "age_70_79",
+            "slot": "lunch",
+            "type": "fixed",
+            "amount_fen": 300,
+            "floor_fen": 100,
+        },
+        {
+            "category": "age_60_69",
+            "slot": "lunch",
+            "type": "fixed",
+            "amount_fen": 200,
+            "floor_fen": 100,
+        },
+    ],
+}
+
+
+def demo_menu(day: date) -> Any:
+    from payment.domain import Menu
+
+    return Menu.from_dict(
+        {
+            "date": day.isoformat(),
+            "items": [
+                {"item_id": "B1", "name": "营养早餐", "price_fen": 500, "slots": ["breakfast"]},
+                {
+                    "item_id": "L1",
+                    "name": "午餐套餐（两荤一素）",
+                    "price_fen": 1500,
+                    "slots": ["lunch"],
+                },
+                {"item_id": "L2", "name": "软烂老年餐", "price_fen": 1200, "slots": ["lunch"]},
+                {"item_id": "D1", "name": "晚餐套餐", "price_fen": 1200, "slots": ["dinner"]},
+                {
+                    "item_id": "X1",
+                    "name": "小米粥",
+                    "price_fen": 200,
+                    "slots": ["breakfast", "dinner"],
+                    "kind": "item",
+                    "subsidisable": False,
+                },
+                {
+                    "item_id": "X2",
+                    "name": "水果",
+                    "price_fen": 300,
+                    "slots": ["lunch", "dinner"],
+                    "kind": "item",
+                    "subsidisable": False,
+                },
+            ],
+        }
+    )
+
+
+# --------------------------------------------------------------------------- faces
+
+
+def insightface_sample() -> Path:
+    """``t1.jpg`` from the installed insightface wheel (always there when
+    insightface is installed)."""
+    try:
+        import insightface
+    except ImportError as exc:  # pragma: no cover - a runtime dependency
+        raise TerminalError("the demo needs the insightface package for its sample faces") from exc
+    path = Path(insightface.__file__).resolve().parent / "data" / "images" / "t1.jpg"
+    if not path.is_file():
+        raise TerminalError(f"insightface's sample photo is missing at {path}")
+    return path
+
+
+def demo_sprites(engine: Any, photo: Path | None = None, side_px: int = 360) -> list[Any]:
+    """Face cut-outs of the sample group photo, largest faces first."""
+    from face.footfall.synth import cut_sprite
+    from face.pipeline import load_image
+
+    path = photo or insightface_sample()
+    image = load_image(path)
+    faces = sorted(engine.detect(image), key=lambda f: f.box[0])  # left to right
+    if len(faces) < 6:
+        raise TerminalError(f"expected 6 faces in {path.name}, found {len(faces)}")
+    return [
+        cut_sprite(image, f.box, f"{path.name}#{i}", f"demo#{i}", side_px=side_px)
+        for i, f in enumerate(faces[:6])
+    ]
+
+
+def walkup_scene(sprite_keys: list[str], *, fps: float = 10.0, seed: int = 11) -> Any:
+    """One person after another walks up to the kiosk, stays, and leaves.
+
+    The face starts small (far away: "please come closer"), grows as the
+    person comes closer, sways a little while they stand in front of the
+    screen, then leaves to the side; a short empty gap follows.
+    """
+    from face.footfall.synth import Actor, Scene, Waypoint
+
+    actors = []
+    t = 1.0
+    for i, key in enumerate(sprite_keys):
+        x_exit = -200.0 if i % 2 else 840.0
+        path = (
+            Waypoint(t, 320.0, 20.0),
+            Waypoint(t + 3.5, 320.0, 300.0),
+            Waypoint(t + 13.0, 320.0, 300.0),
+            Waypoint(t + 15.0, x_exit, 300.0),
+        )
+        actors.append(Actor(key, path, face_px=105.0, sway=((t + 3.5, t + 13.0),), sway_px=5.0))
+        t += 18.0
+    return Scene("kiosk_walkup", t + 1.0, tuple(actors), fps=fps, seed=seed)
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class DemoSetup:
+    services: Any
+    clip: Path
+    base: Path
+    platform: Any | None = None
+    sync_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sync_once(self) -> dict[str, Any]:
+        """One sync cycle with the platform (serialised within this process)."""
+        from sync.agent import sync_now
+
+        with self.sync_lock:
+            return sync_now(self.services.settings, self.services.clock)
+
+    def start_sync_loop(self, period_s: float = 20.0) -> None:
+        if self.platform is None or self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(period_s):
+                try:
+                    self.sync_once()
+                except Exception as exc:
+                    log.warning("demo_sync_failed", error=type(exc).__name__)
+
+        self._thread = threading.Thread(target=loop, name="demo-sync", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        if self.platform is not None:
+            self.platform.stop()
+            self.platform = None
+        self.services.close()
+
+
+def default_demo_dir() -> Path:
+    from terminal.config.settings import default_data_dir
+
+    return default_data_dir() / "demo"
+
+
+def find_pack_dir(explicit: Path | None = None) -> Path:
+    """The open pack: explicit, else the one ``models fetch`` built."""
+    from terminal.config.settings import load_settings
+
+    pack = explicit or load_settings().face_pack_dir
+    if not (pack / "manifest.json").is_file():
+        raise TerminalError(
+            f"no model pack at {pack}; run './run setup' or 'care-terminal models fetch' first"
+        )
+    return pack
+
+
+def prepare_demo(
+    base: Path | None = None,
+    *,
+    pack_dir: Path | None = None,
+    at: datetime | None = None,
+    platform: bool = True,
+    history_days: int = 6,
+    progress: Callable[[str], None] | None = None,
+) -> DemoSetup:
+    """Create the demo world (see the module docstring). Takes a few seconds."""
+    from face.enrol import apply_to_gallery, enrol
+    from terminal.app.kiosk_backend import StaffPins
+    from terminal.app.services import Services
+    from terminal.config.settings import Settings
+    from terminal.db.engine import write_session
+
+    say = progress or (lambda _m: None)
+    base = base or default_demo_dir()
+    pack = find_pack_dir(pack_dir)
+    state = base / "state"
+    if state.exists():
+        shutil.rmtree(state)
+    state.mkdir(parents=True)
+    clock = ShiftedClock(at)
+
+    handle = None
+    platform_url = "http://127.0.0.1:9"  # nothing listens: sync shows offline
+    device_id, centre_id = "demo-terminal-01", "demo-centre"
+    key_file = state / "keys" / "device_ed25519.pem"
+    if platform:
+        from sync.auth import provision_device_key
+        from sync.platform.server import serve
+
+        say("starting the reference platform server")
+        public = provision_device_key(key_file)
+        handle = serve(
+            "127.0.0.1",
+            0,
+            f"sqlite:///{state / 'platform.db'}",
+            seed={
+                "devices": [{"device_id": device_id, "centre_id": centre_id, "public_key": public}]
+            },
+        )
+        platform_url = handle.url
+
+    clip_dir = base / "camera"
+    settings = Settings(
+        data_dir=state,
+        cache_dir=base / "cache",
+        face={"pack_dir": pack, "liveness_challenge_seconds": 6.0},
+        camera={"source": str(clip_dir / "kiosk_walkup.avi")},
+        centre={"centre_id": centre_id, "centre_name": DEMO_CENTRE, "device_id": device_id},
+        payment={
+            "slot_windows": DEMO_SLOT_WINDOWS,
+            "liveness_clearly_live": 0.0,
+            "liveness_reject_below": 0.0,
+            "max_unsynced_per_resident_fen": 100_000,
+        },
+        sync={"platform_url": platform_url, "device_key_file": key_file, "idle_interval_s": 20.0},
+    )
+    services = Services(settings, clock=clock)
+    setup = DemoSetup(
+        services=services, clip=clip_dir / "kiosk_walkup.avi", base=base, platform=handle
+    )
+    try:
+        say("loading the face models")
+        rec = services.recogniser
+        sprites = demo_sprites(rec.engine)
+        today = clock.now().date()
+        store = services.payment
+        pins = StaffPins(state / "staff" / "pins.json")
+        for sid, name, pin, role in DEMO_STAFF:
+            pins.set_pin(sid, name, pin, role)  # type: ignore[arg-type]
+        say("enrolling the demo residents")
+        start = clock.now()
+        history_start = datetime.combine(
+            today - timedelta(days=history_days + 1), datetime.min.time(), CHINA_TZ
+        )
+        clock.set(history_start.replace(hour=8))
+        with write_session(services.db.sessions) as s:
+            for r in DEMO_RESIDENTS:
+                services.roster.upsert(
+                    s,
+                    r.resident_id,
+                    r.name,
+                    clock.now(),
+                    categories=list(r.categories),
+                    card_ids=[r.card],
+                    phone_last4=r.phone_last4,
+                    consent_face_pay=r.face is not None,
+                    consent_attendance=r.attendance,
+                )
+        for r in DEMO_RESIDENTS:
+            if r.face is None:
+                continue
+            sp = sprites[r.face]
+            plan = rec.plan_enrolment([(sp.key, sp.image, None)])
+            with write_session(services.db.sessions) as s:
+                enrol(
+                    s,
+                    services.roster,
+                    services.templates,
+                    services.outbox,
+                    rec,
+                    plan,
+                    r.resident_id,
+                    r.name,
+                    clock.now(),
+                    consent_face_pay=True,
+                    consent_attendance=r.attendance,
+                    allow_duplicate_face=True,
+                )
+            apply_to_gallery(rec, r.resident_id, plan)
+        store.set_policy(DEMO_POLICY)
+        for r in DEMO_RESIDENTS:
+            store.topup(
+                r.resident_id, Money(r.balance_yuan * 100), "S01", reason="demo opening balance"
+            )
+        say("writing a week of earlier meals")
+        _history(services, clock, today, history_days, start)
+        clock.set(at)
+        store.set_menu(demo_menu(today), "S01")
+        if not setup.clip.is_file():
+            say("rendering the simulated camera clip")
+            from face.footfall.synth import write_clip
+
+            keys = [sprites[r.face].key for r in DEMO_RESIDENTS if r.face is not None]
+            scene = walkup_scene(keys)
+            write_clip(scene, {sp.key: sp for sp in sprites}, clip_dir)
+    except BaseException:
+        setup.close()
+        raise
+    return setup
+
+
+def _history(services: Any, clock: ShiftedClock, today: date, days: int, until: datetime) -> None:
+    """Earlier meals through the real flow and store (staff lookups)."""
+    from payment.domain import MealSlot
+    from payment.flow import StaffLookup, Touch
+    from payment.headless import drive
+
+    store = services.payment
+    card_only = [r for r in DEMO_RESIDENTS if r.face is None]
+    everyone = list(DEMO_RESIDENTS)
+    for back in range(days, -1, -1):
+        day = today - timedelta(days=back)
+        store_menu_day = demo_menu(day)
+        clock.set(datetime.combine(day, datetime.min.time(), CHINA_TZ).replace(hour=6))
+        store.set_menu(store_menu_day, "S01")
+        # today: only the residents who do not walk past the demo camera
+        people = card_only if back == 0 else everyone
+        plan = [
+            (7, 40, MealSlot.BREAKFAST, people[: 3 + back % 3]),
+            (11, 20, MealSlot.LUNCH, people[: len(people) - back % 2]),
+            (17, 10, MealSlot.DINNER, people[: 2 + back % 2]),
+        ]
+        for hour, minute, slot, group in plan:
+            for i, r in enumerate(group):
+                when = datetime.combine(day, datetime.min.time(), CHINA_TZ).replace(
+                    hour=hour + (i * 7) // 60, minute=(minute + i * 7) % 60
+                )
+                if when >= until:
+                    continue
+                clock.set(when)
+                events = [StaffLookup(r.resident_id, "S01", slot), Touch("confirm")]
+                drive(store.context(), store.charge, events, clock.now)
+                # (a resident short of money simply gets no meal record; fine for a demo)
+
+
+__all__ = [
+    "DEMO_RESIDENTS",
+    "DEMO_STAFF",
+    "DemoResident",
+    "DemoSetup",
+    "ShiftedClock",
+    "demo_menu",
+    "demo_sprites",
+    "prepare_demo",
+    "walkup_scene",
+]

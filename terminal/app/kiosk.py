@@ -1,0 +1,990 @@
+"""The kiosk runner: executes the pure payment flow's effects and feeds it events.
+
+Qt-free. The GUI only subscribes to updates and posts events; everything that
+blocks runs here, on the runner's own threads:
+
+* ``kiosk-flow``: the only caller of ``payment.flow.step``. Takes events from
+  a queue, runs ``step`` against a fresh ``FlowContext``, publishes the new
+  state and executes the effects: ``Charge`` goes to the charge thread,
+  ``Print`` to the print thread, ``Speak`` to the speaker port (which must not
+  block), ``StartTimer``/``CancelTimer`` to its own timer table (expired
+  timers come back as ``Timeout`` events).
+* ``kiosk-charge``: ``PaymentStore.charge`` (disk fsync) -> ``ChargeCommitted``
+  or ``ChargeFailed`` back into the flow. A crash in the store becomes
+  ``ChargeFailed(charge_failed)``; the store's own transaction decides whether
+  anything was written, and the flow acknowledges only a commit.
+* ``kiosk-print``: the receipt printer. Printing never blocks a payment: the
+  flow is already in ``Done`` when it starts; a failure is recorded
+  (``on_print_failure``) and shown to the senior (staff can reprint).
+* ``kiosk-face``: reads the newest camera frame at a capped rate, runs the
+  detector + quality gate for on-screen guidance, identifies when the flow is
+  in ``Checking``, runs the active liveness challenge in ``Challenge``, and
+  collects frames for staff enrolment.
+* ``kiosk-preview``: hands the newest frame (downscaled, RGB) with the last
+  face overlay to subscribers at a capped rate; it never waits for inference.
+
+Workers that raise are restarted under a budget (``RestartBudget``); when the
+budget is spent the runner publishes a fatal :class:`ui.model.Fault` and the
+GUI shows the out-of-service screen. ``healthy()`` feeds the systemd watchdog.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import numpy as np
+
+from payment.domain import MealSlot, service_date, slot_at
+from payment.flow import (
+    CancelTimer,
+    Challenge,
+    ChallengeResult,
+    Charge,
+    ChargeFailed,
+    ChargeRequest,
+    Checking,
+    Event,
+    FaceResult,
+    FaceSeen,
+    FlowContext,
+    Idle,
+    Print,
+    PrintResult,
+    Speak,
+    StartTimer,
+    State,
+    Timeout,
+    step,
+)
+from payment.receipt import Receipt
+from terminal.core.clock import Clock
+from terminal.core.errors import NoFaceError, TerminalError
+from terminal.core.log import get_logger
+from ui.model import (
+    ChallengeView,
+    DeviceHealth,
+    EnrolProgress,
+    Fault,
+    FlowView,
+    IdleInfo,
+    KioskUpdate,
+    MenuLine,
+    PreviewFrame,
+)
+
+if TYPE_CHECKING:
+    from face.recognise import Recogniser
+    from face.sources import Frame
+
+log = get_logger(__name__)
+
+Subscriber = Callable[[KioskUpdate], None]
+ChargePort = Callable[[ChargeRequest], Event]
+PrinterPort = Callable[[Receipt], tuple[bool, str]]
+SpeakerPort = Callable[[str], None]
+ContextFactory = Callable[[], FlowContext]
+
+
+# --------------------------------------------------------------------------- face port
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The largest face in a frame and what the quality gate says about it."""
+
+    box: tuple[float, float, float, float]
+    ok: bool
+    reason: str  # quality reason: ok, too_small, pose ...
+    kps: Any  # (5, 2) landmarks
+    landmarks68: Any | None
+    faces: int
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def guidance(self) -> str:
+        return f"face.quality.{self.reason}"
+
+
+class ChallengeSession(Protocol):
+    kind: str
+    prompt: str  # translation key
+    deadline: float  # monotonic
+
+    def feed(self, now: float, obs: Observation | None) -> ChallengeResult | None: ...
+
+
+class FacePort(Protocol):
+    """What the runner needs from ``face`` (see :class:`RecogniserFace`)."""
+
+    def observe(self, image: np.ndarray) -> Observation | None: ...
+
+    def identify(self, image: np.ndarray) -> FaceResult | None: ...
+
+    def challenge(self, kind: str, now: float) -> ChallengeSession: ...
+
+
+class _LivenessChallenge:
+    """One active challenge attempt over ``face.liveness.LivenessCheck``."""
+
+    def __init__(self, check: Any, kind: str) -> None:
+        self._check = check
+        self.kind = kind
+        prompt = check.prompt
+        self.prompt = prompt[0] if prompt else f"pay.challenge.{kind}"
+        self.deadline = float(check.deadline)
+
+    def feed(self, now: float, obs: Observation | None) -> ChallengeResult | None:
+        if obs is not None:
+            self._check.observe(now, kps=obs.kps, landmarks68=obs.landmarks68)
+        decision = self._check.decide(now)
+        if decision is None:
+            return None
+        return ChallengeResult(self.kind, bool(decision.live), dict(decision.signals))
+
+
+class RecogniserFace:
+    """:class:`FacePort` over ``face.recognise.Recogniser``.
+
+    ``observe`` runs only the detector and the quality gate (no embedding), so
+    it is cheap enough for every analysed frame; ``identify`` runs the full
+    pipeline, the passive liveness model and the 1:N search. All model calls
+    share the recogniser's lock (an engine is not re-entrant), so staff
+    enrolment on another thread is safe.
+    """
+
+    def __init__(self, recogniser: Recogniser, *, challenge_seconds: float | None = None) -> None:
+        self.rec = recogniser
+        self.challenge_seconds = challenge_seconds
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return self.rec._lock  # the recogniser's own model lock (same object on purpose)
+
+    def observe(self, image: np.ndarray) -> Observation | None:
+        from face.align import norm_crop
+        from face.quality import assess, crop_stats, estimate_pose
+
+        with self._lock:
+            faces = self.rec.engine.detect(image)
+        if not faces:
+            return None
+        face = faces[0]
+        others = max((f.width for f in faces[1:]), default=0.0)
+        h, w = image.shape[:2]
+        k = face.kps
+        cut = bool(
+            (k[:, 0] < 0).any()
+            or (k[:, 1] < 0).any()
+            or (k[:, 0] >= w).any()
+            or (k[:, 1] >= h).any()
+        )
+        verdict = assess(
+            face_px=face.width,
+            pose=estimate_pose(face.kps),
+            stats=crop_stats(norm_crop(image, face.kps, 112)),
+            settings=self.rec.settings,
+            largest_other_px=others,
+            cut_off=cut,
+        )
+        box = tuple(float(v) for v in face.box)
+        return Observation(
+            box=(box[0], box[1], box[2], box[3]),
+            ok=bool(verdict.ok),
+            reason=str(verdict.reason),
+            kps=face.kps,
+            landmarks68=face.landmarks68,
+            faces=len(faces),
+        )
+
+    def identify(self, image: np.ndarray) -> FaceResult | None:
+        try:
+            res = self.rec.identify(image)
+        except NoFaceError:
+            return None
+        ident = res.identification
+        passive: float | None = None
+        if ident.liveness is not None:
+            passive = ident.liveness.signals.get("passive")
+        # Without a passive model the score is unknown, not "fake": 0.5 sends
+        # the senior to the active challenge instead of rejecting outright.
+        p = 0.5 if passive is None else float(passive)
+        return FaceResult(
+            decision=ident.decision,
+            resident_id=ident.resident_id,
+            score=float(ident.score),
+            passive_liveness=p,
+            quality_reason=None if res.quality_ok else res.quality_reason,
+        )
+
+    def challenge(self, kind: str, now: float) -> ChallengeSession:
+        from face.liveness import LivenessCheck
+
+        mode = kind if kind in ("blink", "turn", "blink_or_turn") else "blink_or_turn"
+        update: dict[str, Any] = {
+            "liveness_challenge": mode,
+            "liveness_passive": False,  # the flow already weighed the passive score
+            "liveness_ir": False,
+        }
+        if self.challenge_seconds is not None:
+            update["liveness_challenge_seconds"] = self.challenge_seconds
+        settings = self.rec.settings.model_copy(update=update)
+        check = LivenessCheck(
+            settings, started_at=now, has_landmarks68=self.rec.engine.has_landmarks68
+        )
+        return _LivenessChallenge(check, kind)
+
+
+# --------------------------------------------------------------------------- idle info
+
+
+def idle_info_from_context(ctx: FlowContext, now: datetime) -> IdleInfo:
+    """The idle screen's menu block: the slot being served (or the next one)."""
+    cfg = ctx.config
+    windows = cfg.slot_windows
+    day = service_date(now, windows)
+    slot = slot_at(now, windows)
+    next_slot: MealSlot | None = None
+    next_window = ""
+    if slot is None:
+        t = windows.local(now).time()
+        upcoming = sorted(
+            ((s, w) for s, w in windows.windows.items() if w.start > t), key=lambda sw: sw[1].start
+        )
+        if upcoming:
+            next_slot, w = upcoming[0]
+            next_window = w.text()
+    menu = ctx.menu(day)
+    show = slot or next_slot
+    lines: tuple[MenuLine, ...] = ()
+    if menu is not None and show is not None:
+        lines = tuple(
+            MenuLine(
+                i.item_id, i.name, i.price, tuple(sorted(i.slots)), i.kind.value, i.subsidisable
+            )
+            for i in menu.items_for(show)
+        )
+    return IdleInfo(
+        centre_name=cfg.centre_name,
+        day=day,
+        slot=slot,
+        next_slot=next_slot,
+        next_window=next_window,
+        menu=lines,
+        menu_set=menu is not None and bool(menu.items),
+    )
+
+
+# --------------------------------------------------------------------------- systemd
+
+
+def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
+    """Send ``message`` (``READY=1``, ``WATCHDOG=1`` ...) to systemd's notify
+    socket (stdlib only). Returns False when not run under systemd."""
+    e = os.environ if env is None else env
+    path = e.get("NOTIFY_SOCKET")
+    if not path:
+        return False
+    addr = "\0" + path[1:] if path.startswith("@") else path
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+        return True
+    except OSError as exc:
+        log.warning("sd_notify_failed", error=type(exc).__name__)
+        return False
+
+
+def watchdog_period(env: dict[str, str] | None = None) -> float | None:
+    """Seconds between watchdog pings (half of ``WATCHDOG_USEC``), or None."""
+    e = os.environ if env is None else env
+    usec = e.get("WATCHDOG_USEC")
+    pid = e.get("WATCHDOG_PID")
+    if not usec or (pid and pid.strip() != str(os.getpid())):
+        return None
+    try:
+        return max(0.5, int(usec) / 2_000_000)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- supervision
+
+
+class RestartBudget:
+    """At most ``limit`` restarts within ``window_s`` seconds."""
+
+    def __init__(
+        self, limit: int = 5, window_s: float = 600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def spend(self) -> bool:
+        """Record a restart; False when the budget is exhausted."""
+        now = self._clock()
+        with self._lock:
+            while self._times and now - self._times[0] > self.window_s:
+                self._times.popleft()
+            if len(self._times) >= self.limit:
+                return False
+            self._times.append(now)
+            return True
+
+    @property
+    def used(self) -> int:
+        with self._lock:
+            return len(self._times)
+
+
+@dataclass
+class _Worker:
+    name: str
+    target: Callable[[], None]
+    thread: threading.Thread | None = None
+    restarts: int = 0
+    failed: bool = False
+
+
+# --------------------------------------------------------------------------- runner
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    analysis_fps: float = 8.0  # detector + quality per second (cap)
+    preview_fps: float = 15.0  # frames to the screen per second (cap)
+    preview_max_width: int = 800
+    identify_interval_s: float = 0.35  # between identify calls while Checking
+    quality_hint_interval_s: float = 2.5  # between spoken quality hints while Checking
+    presence_frames: int = 2  # consecutive frames with a face before FaceSeen
+    presence_min_px: float = 48.0  # a face smaller than this is "someone far away"
+    rearm_absent_s: float = 1.0  # after a session: face must leave this long ...
+    rearm_after_s: float = 8.0  # ... or this much time pass, before a new one starts
+    idle_refresh_s: float = 30.0
+    restart_limit: int = 5
+    restart_window_s: float = 600.0
+    stall_s: float = 10.0  # flow loop silent this long = unhealthy
+
+
+@dataclass
+class _Capture:
+    target: int
+    min_gap_s: float
+    deadline: float
+    frames: list[np.ndarray] = field(default_factory=list)
+    last_at: float = 0.0
+    done: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False
+
+
+class KioskRunner:
+    def __init__(
+        self,
+        *,
+        context: ContextFactory,
+        charge: ChargePort,
+        clock: Clock,
+        printer: PrinterPort | None = None,
+        speaker: SpeakerPort | None = None,
+        source: Any | None = None,
+        face: FacePort | None = None,
+        config: RunnerConfig | None = None,
+        on_print_failure: Callable[[str, str], None] | None = None,
+        idle_info: Callable[[FlowContext, datetime], IdleInfo] = idle_info_from_context,
+    ) -> None:
+        self._context = context
+        self._charge = charge
+        self._printer = printer
+        self._speaker = speaker
+        self._source = source
+        self._face = face
+        self._clock = clock
+        self.config = config or RunnerConfig()
+        self._on_print_failure = on_print_failure
+        self._idle_info_fn = idle_info
+
+        self._events: queue.Queue[Event | None] = queue.Queue()
+        self._charges: queue.Queue[ChargeRequest | None] = queue.Queue()
+        self._prints: queue.Queue[Receipt | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._subs: list[Subscriber] = []
+        self._state: State = Idle()
+        self._state_seq = 0
+        self._state_at = clock.now()
+        self._mode: Literal["pay", "staff"] = "pay"
+        self._timers: dict[str, float] = {}
+        self._overlay: tuple[Observation | None, str | None] = (None, None)
+        self._challenge_view: ChallengeView | None = None
+        self._capture: _Capture | None = None
+        self._idle: IdleInfo | None = None
+        self._health = DeviceHealth()
+        self._fault: Fault | None = None
+        self._budget = RestartBudget(self.config.restart_limit, self.config.restart_window_s)
+        self._workers: list[_Worker] = []
+        self._flow_beat = time.monotonic()
+        self._started = False
+        self._idle_loaded = 0.0
+        self.print_failures: list[tuple[str, str]] = []
+        self.step_errors = 0
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._stop.clear()
+        targets: list[tuple[str, Callable[[], None]]] = [
+            ("kiosk-flow", self._flow_loop),
+            ("kiosk-charge", self._charge_loop),
+            ("kiosk-print", self._print_loop),
+        ]
+        if self._source is not None:
+            self._source.start()
+            targets.append(("kiosk-preview", self._preview_loop))
+            if self._face is not None:
+                targets.append(("kiosk-face", self._face_loop))
+        for name, fn in targets:
+            w = _Worker(name, fn)
+            self._workers.append(w)
+            self._spawn(w)
+        self.refresh_idle()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop every thread (bounded). A charge in flight finishes first: its
+        transaction either commits or does not happen."""
+        if not self._started:
+            return
+        self._stop.set()
+        self._events.put(None)
+        self._charges.put(None)
+        self._prints.put(None)
+        cap = self._capture
+        if cap is not None:
+            cap.cancelled = True
+            cap.done.set()
+        deadline = time.monotonic() + timeout
+        for w in self._workers:
+            t = w.thread
+            if t is not None:
+                t.join(max(0.05, deadline - time.monotonic()))
+                if t.is_alive():
+                    log.warning("kiosk_worker_stop_timeout", worker=w.name)
+        if self._source is not None:
+            try:
+                self._source.stop()
+            except Exception:
+                log.exception("kiosk_source_stop_failed")
+        self._workers.clear()
+        self._started = False
+
+    def _spawn(self, w: _Worker) -> None:
+        w.thread = threading.Thread(target=self._supervise, args=(w,), name=w.name, daemon=True)
+        w.thread.start()
+
+    def _supervise(self, w: _Worker) -> None:
+        """Run the worker; restart it after a crash while the budget lasts."""
+        while not self._stop.is_set():
+            try:
+                w.target()
+                return
+            except Exception as exc:
+                log.exception("kiosk_worker_crashed", worker=w.name, exc_type=type(exc).__name__)
+                if self._stop.is_set():
+                    return
+                if not self._budget.spend():
+                    w.failed = True
+                    self._set_fault(
+                        Fault("worker_failed", f"{w.name} kept failing ({type(exc).__name__})")
+                    )
+                    return
+                w.restarts += 1
+                self._stop.wait(min(5.0, 0.2 * 2**w.restarts))
+
+    def healthy(self) -> bool:
+        """For the watchdog: no fatal fault, every worker alive, flow loop ticking."""
+        if self._fault is not None and self._fault.fatal:
+            return False
+        if not self._started:
+            return False
+        for w in self._workers:
+            if w.failed or w.thread is None or not w.thread.is_alive():
+                return False
+        return time.monotonic() - self._flow_beat < self.config.stall_s
+
+    @property
+    def health(self) -> DeviceHealth:
+        return self._health
+
+    @property
+    def fault(self) -> Fault | None:
+        return self._fault
+
+    def worker_restarts(self) -> dict[str, int]:
+        return {w.name: w.restarts for w in self._workers}
+
+    # ----------------------------------------------------------------- ports for the GUI
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        with self._lock:
+            self._subs.append(fn)
+            current = [FlowView(self._state, self._state_at, self._state_seq)]
+            if self._idle is not None:
+                current.append(self._idle)
+            current.append(self._health)
+            if self._fault is not None:
+                current.append(self._fault)
+        for u in current:
+            self._deliver(fn, u)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if fn in self._subs:
+                    self._subs.remove(fn)
+
+        return unsubscribe
+
+    def post(self, event: Event) -> None:
+        self._events.put(event)
+
+    def set_mode(self, mode: Literal["pay", "staff"]) -> None:
+        with self._lock:
+            self._mode = mode
+        log.info("kiosk_mode", mode=mode)
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    def current(self) -> FlowView:
+        with self._lock:
+            return FlowView(self._state, self._state_at, self._state_seq)
+
+    def refresh_idle(self) -> None:
+        """Re-read the idle info (menu) on the flow thread."""
+        self._events.put(_RefreshIdle())
+
+    # ----------------------------------------------------------------- enrolment capture
+
+    def capture_faces(
+        self, target: int = 5, timeout_s: float = 30.0, min_gap_s: float = 0.3
+    ) -> list[np.ndarray]:
+        """Collect ``target`` frames that pass the quality gate with exactly one
+        face (blocking; call from a worker thread). Progress is published as
+        :class:`EnrolProgress`. Returns what was collected by the deadline (may
+        be fewer); raises :class:`TerminalError` when cancelled or without a camera."""
+        if self._source is None or self._face is None:
+            raise TerminalError("no camera is available for enrolment", code="no_camera")
+        cap = _Capture(target, min_gap_s, time.monotonic() + timeout_s)
+        with self._lock:
+            if self._capture is not None:
+                raise TerminalError("an enrolment capture is already running", code="busy")
+            self._capture = cap
+        self._publish(EnrolProgress(0, target))
+        try:
+            cap.done.wait(timeout_s + 1.0)
+        finally:
+            with self._lock:
+                self._capture = None
+        if cap.cancelled:
+            raise TerminalError("enrolment cancelled", code="cancelled")
+        return list(cap.frames)
+
+    def cancel_capture(self) -> None:
+        cap = self._capture
+        if cap is not None:
+            cap.cancelled = True
+            cap.done.set()
+
+    # ----------------------------------------------------------------- publishing
+
+    def _deliver(self, fn: Subscriber, update: KioskUpdate) -> None:
+        try:
+            fn(update)
+        except Exception:
+            log.exception("kiosk_subscriber_failed")
+
+    def _publish(self, update: KioskUpdate) -> None:
+        with self._lock:
+            subs = list(self._subs)
+        for fn in subs:
+            self._deliver(fn, update)
+
+    def _set_fault(self, fault: Fault) -> None:
+        self._fault = fault
+        log.error("kiosk_fault", code=fault.code, detail=fault.message)
+        self._publish(fault)
+
+    def _set_health(self, **changes: Any) -> None:
+        new = replace(self._health, **changes)
+        if new != self._health:
+            self._health = new
+            self._publish(new)
+
+    # ----------------------------------------------------------------- flow thread
+
+    def _flow_loop(self) -> None:
+        while not self._stop.is_set():
+            self._flow_beat = time.monotonic()
+            timeout = 1.0
+            if self._timers:
+                timeout = max(0.0, min(min(self._timers.values()) - time.monotonic(), 1.0))
+            try:
+                ev = self._events.get(timeout=timeout)
+            except queue.Empty:
+                ev = None
+            if self._stop.is_set():
+                return
+            now_m = time.monotonic()
+            for name, due in list(self._timers.items()):
+                if due <= now_m:
+                    self._timers.pop(name, None)
+                    self._handle(Timeout(name))
+            if isinstance(ev, _RefreshIdle):
+                self._load_idle()
+            elif ev is not None:
+                self._handle(ev)
+            if self._idle is None or now_m - self._idle_loaded > self.config.idle_refresh_s:
+                self._load_idle()
+
+    def _load_idle(self) -> None:
+        self._idle_loaded = time.monotonic()
+        try:
+            info = self._idle_info_fn(self._context(), self._clock.now())
+        except Exception:
+            log.exception("kiosk_idle_info_failed")
+            return
+        if info != self._idle:
+            self._idle = info
+            self._publish(info)
+
+    def _handle(self, event: Event) -> None:
+        now = self._clock.now()
+        old = self._state
+        try:
+            new, effects = step(old, event, now, self._context())
+        except Exception as exc:
+            # A broken context (storage error) must not leave the senior stuck:
+            # go back to Idle (nothing was charged: charges only happen through effects).
+            self.step_errors += 1
+            log.exception(
+                "kiosk_step_failed", event=type(event).__name__, exc_type=type(exc).__name__
+            )
+            if not self._budget.spend():
+                self._set_fault(
+                    Fault("flow_failed", f"the payment flow keeps failing ({type(exc).__name__})")
+                )
+                return
+            new, effects = Idle(old.session), []
+            self._timers.clear()
+        if new != old:
+            with self._lock:
+                self._state = new
+                self._state_seq += 1
+                self._state_at = now
+                view = FlowView(new, now, self._state_seq)
+            log.info(
+                "kiosk_state",
+                state=type(new).__name__,
+                event=type(event).__name__,
+                session=new.session,
+            )
+            self._publish(view)
+        for eff in effects:
+            self._execute(eff)
+
+    def _execute(self, eff: Any) -> None:
+        if isinstance(eff, Charge):
+            self._charges.put(eff.request)
+        elif isinstance(eff, Print):
+            self._prints.put(eff.receipt)
+        elif isinstance(eff, Speak):
+            if self._speaker is not None:
+                try:
+                    self._speaker(eff.key)
+                except Exception:
+                    log.exception("kiosk_speak_failed", key=eff.key)
+        elif isinstance(eff, StartTimer):
+            self._timers[eff.name] = time.monotonic() + eff.seconds
+        elif isinstance(eff, CancelTimer):
+            self._timers.pop(eff.name, None)
+
+    # ----------------------------------------------------------------- charge / print
+
+    def _charge_loop(self) -> None:
+        while not self._stop.is_set():
+            req = self._charges.get()
+            if req is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                result = self._charge(req)
+            except Exception as exc:
+                log.exception("kiosk_charge_crashed", exc_type=type(exc).__name__)
+                result = ChargeFailed(req.session, "charge_failed")
+            log.info(
+                "kiosk_charge_done",
+                result=type(result).__name__,
+                ms=round((time.perf_counter() - t0) * 1000, 1),
+            )
+            self.post(result)
+
+    def _print_loop(self) -> None:
+        while not self._stop.is_set():
+            receipt = self._prints.get()
+            if receipt is None:
+                return
+            if self._printer is None:
+                ok, reason = False, "no_printer"
+            else:
+                try:
+                    ok, reason = self._printer(receipt)
+                except Exception as exc:
+                    log.exception("kiosk_print_crashed")
+                    ok, reason = False, type(exc).__name__
+            if not ok:
+                self.print_failures.append((receipt.record_id, reason))
+                if self._on_print_failure is not None:
+                    try:
+                        self._on_print_failure(receipt.record_id, reason)
+                    except Exception:
+                        log.exception("kiosk_print_failure_record_failed")
+            self._set_health(
+                printer="ok" if ok else ("absent" if reason == "no_printer" else "offline")
+            )
+            self.post(PrintResult(ok, reason))
+
+    # ----------------------------------------------------------------- camera
+
+    def _wait_frame(self, after: int, timeout: float) -> Frame | None:
+        src = self._source
+        wait = getattr(src, "wait_frame", None)
+        if wait is not None:
+            return wait(after, timeout)  # type: ignore[no-any-return]
+        frame = src.latest()
+        if frame is None or frame.seq <= after:
+            self._stop.wait(min(timeout, 0.02))
+            return None
+        return frame  # type: ignore[no-any-return]
+
+    def _camera_health(self) -> None:
+        try:
+            st = self._source.status()
+            ok = bool(getattr(st, "ok", False))
+            state = str(getattr(st, "state", ""))
+        except Exception:
+            ok, state = False, "error"
+        self._set_health(camera="ok" if ok else ("offline" if state != "ended" else "degraded"))
+
+    def _preview_loop(self) -> None:
+        period = 1.0 / self.config.preview_fps
+        last_seq = 0
+        next_at = 0.0
+        while not self._stop.is_set():
+            frame = self._wait_frame(last_seq, 0.5)
+            if frame is None:
+                self._camera_health()
+                continue
+            last_seq = frame.seq
+            now = time.monotonic()
+            if now < next_at:
+                continue  # latest-frame-wins: skip, the next one is newer
+            next_at = now + period
+            with self._lock:
+                has_subs = bool(self._subs)
+            if has_subs:
+                self._publish(self._preview(frame))
+
+    def _preview(self, frame: Frame) -> PreviewFrame:
+        img = frame.image
+        w = img.shape[1]
+        k = max(1, -(-w // self.config.preview_max_width))
+        small = img[::k, ::k] if k > 1 else img
+        rgb = np.ascontiguousarray(small[:, :, ::-1])
+        obs, guidance = self._overlay
+        box = None
+        if obs is not None:
+            box = (obs.box[0] / k, obs.box[1] / k, obs.box[2] / k, obs.box[3] / k)
+        return PreviewFrame(
+            seq=frame.seq,
+            captured=frame.ts,
+            image=rgb,
+            box=box,
+            box_ok=bool(obs is not None and obs.ok),
+            guidance=guidance,
+            faces=obs.faces if obs is not None else 0,
+        )
+
+    def _face_loop(self) -> None:
+        face = self._face
+        assert face is not None
+        cfg = self.config
+        period = 1.0 / cfg.analysis_fps
+        last_seq = 0
+        present_run = 0
+        armed = True
+        absent_since: float | None = None
+        disarmed_at = 0.0
+        last_state: State = Idle()
+        last_identify = 0.0
+        last_hint = 0.0
+        identified_key: tuple[int, int] | None = None
+        checking_session = -1
+        challenge: ChallengeSession | None = None
+        challenge_key: tuple[int, int, str] | None = None
+        challenge_done: tuple[int, int, str] | None = None
+        while not self._stop.is_set():
+            frame = self._wait_frame(last_seq, 0.5)
+            if frame is None:
+                self._camera_health()
+                continue
+            last_seq = frame.seq
+            t0 = time.monotonic()
+            image = frame.image
+            try:
+                obs = face.observe(image)
+            except TerminalError as exc:
+                log.warning("kiosk_observe_failed", code=exc.code)
+                obs = None
+            self._set_health(camera="ok")
+            with self._lock:
+                state = self._state
+                mode = self._mode
+                cap = self._capture
+            # overlay for the preview: the guidance key of the current face
+            guidance = obs.guidance if obs is not None else None
+            if challenge is not None and isinstance(state, Challenge):
+                guidance = challenge.prompt
+            self._overlay = (obs, guidance)
+
+            if cap is not None:
+                self._feed_capture(cap, obs, image, t0)
+            elif mode == "pay":
+                # session bookkeeping: re-arm only after the face left or time passed
+                if not isinstance(state, Idle) and isinstance(last_state, Idle):
+                    armed = False
+                if isinstance(state, Idle) and not isinstance(last_state, Idle):
+                    armed = False
+                    disarmed_at = t0
+                    absent_since = None
+                last_state = state
+                if obs is None or obs.width < cfg.presence_min_px:
+                    absent_since = absent_since if absent_since is not None else t0
+                    present_run = 0
+                else:
+                    absent_since = None
+                    present_run += 1
+                if not armed and (
+                    (absent_since is not None and t0 - absent_since >= cfg.rearm_absent_s)
+                    or t0 - disarmed_at >= cfg.rearm_after_s
+                ):
+                    armed = True
+                if isinstance(state, Idle):
+                    challenge = None
+                    if armed and present_run >= cfg.presence_frames:
+                        armed = False  # one FaceSeen per approach
+                        self.post(FaceSeen())
+                elif isinstance(state, Checking):
+                    challenge = None
+                    if state.session != checking_session:
+                        checking_session = state.session
+                        last_hint = t0  # the first spoken hint only after a while
+                    key = (state.session, state.retries)
+                    if obs is not None and identified_key != key:
+                        if obs.ok and t0 - last_identify >= cfg.identify_interval_s:
+                            last_identify = t0
+                            result = face.identify(image)
+                            if result is not None:
+                                identified_key = key
+                                self.post(result)
+                        elif (
+                            not obs.ok
+                            and obs.width >= cfg.presence_min_px
+                            and t0 - last_hint >= cfg.quality_hint_interval_s
+                        ):
+                            # a spoken hint now and then; the screen shows it every frame
+                            last_hint = t0
+                            identified_key = key
+                            self.post(FaceResult("unknown", None, 0.0, 0.0, obs.reason))
+                elif isinstance(state, Challenge):
+                    ckey = (state.session, state.attempt, state.kind)
+                    if challenge_done != ckey:  # else: result posted, the flow moves on
+                        if challenge is None or challenge_key != ckey:
+                            challenge = face.challenge(state.kind, t0)
+                            challenge_key = ckey
+                            view = ChallengeView(state.kind, challenge.prompt, challenge.deadline)
+                            self._challenge_view = view
+                            self._publish(view)
+                        res = challenge.feed(t0, obs)
+                        if res is not None:
+                            self.post(res)
+                            challenge = None
+                            challenge_done = ckey
+                else:
+                    challenge = None
+            # cap the analysis rate
+            spent = time.monotonic() - t0
+            if spent < period:
+                self._stop.wait(period - spent)
+
+    def _feed_capture(
+        self, cap: _Capture, obs: Observation | None, image: np.ndarray, now: float
+    ) -> None:
+        guidance = obs.guidance if obs is not None else None
+        if obs is not None and obs.ok and obs.faces == 1 and now - cap.last_at >= cap.min_gap_s:
+            cap.frames.append(image.copy())
+            cap.last_at = now
+        finished = len(cap.frames) >= cap.target or now >= cap.deadline or cap.cancelled
+        self._publish(EnrolProgress(len(cap.frames), cap.target, guidance, finished))
+        if finished:
+            cap.done.set()
+
+
+class _RefreshIdle:
+    """Internal queue marker: reload the idle info."""
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` (tests and the bench)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def collect_states(updates: Iterable[KioskUpdate]) -> list[str]:
+    """Names of the flow states in a list of updates (tests and the bench)."""
+    return [type(u.state).__name__ for u in updates if isinstance(u, FlowView)]
+
+
+__all__ = [
+    "FacePort",
+    "KioskRunner",
+    "Observation",
+    "RecogniserFace",
+    "RestartBudget",
+    "RunnerConfig",
+    "collect_states",
+    "idle_info_from_context",
+    "sd_notify",
+    "wait_for",
+    "watchdog_period",
+]

@@ -1,0 +1,254 @@
+"""Composition of the kiosk: runner, back end, camera, printer, card reader.
+
+Qt-free: ``build_kiosk`` wires the real stores and devices into a
+:class:`KioskApp`; ``ui.views.app.run_kiosk`` puts a window on it. Tests,
+the demo, the screenshot script and the bench use the same function.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from typing import Any
+
+from payment.flow import CardTapped, FlowConfig, FlowTimeouts, IdCardRead
+from payment.receipt import Receipt, render_receipt
+from terminal.app.kiosk import KioskRunner, PrinterPort, RecogniserFace, RunnerConfig
+from terminal.app.kiosk_backend import BackendDeps, KioskBackend, StaffPins
+from terminal.app.services import Services
+from terminal.core.log import get_logger
+from ui.model import DeviceHealth, KioskUpdate
+
+log = get_logger(__name__)
+
+# The senior may need a member of staff (PIN entry) on these screens; the
+# defaults of the pure flow are a little short for that.
+KIOSK_TIMEOUTS = FlowTimeouts(already_paid=45.0, staff_required=120.0)
+
+
+def software_version() -> str:
+    try:
+        return metadata.version("care-terminal")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def receipt_printer(printer: Any, language: str = "zh_CN") -> PrinterPort:
+    """A ``PrinterPort`` over ``terminal.hw.ports.Printer`` (never raises)."""
+
+    def port(receipt: Receipt) -> tuple[bool, str]:
+        result = printer.print_lines(render_receipt(receipt, lang=language))
+        return bool(result.ok), str(result.outcome)
+
+    return port
+
+
+def card_sink(runner: KioskRunner) -> Callable[[Any], None]:
+    """Card reader events (``terminal.hw.cardreader``) -> flow events."""
+    from terminal.hw.cardreader import IcCardRead
+    from terminal.hw.cardreader import IdCardRead as HwIdCardRead
+
+    def sink(ev: Any) -> None:
+        if isinstance(ev, IcCardRead):
+            runner.post(CardTapped(ev.number))
+        elif isinstance(ev, HwIdCardRead):
+            runner.post(IdCardRead(ev.info.id_number))
+        # CardReadFailed: logged by the reader; the senior simply tries again
+
+    return sink
+
+
+@dataclass
+class KioskApp:
+    services: Services
+    runner: KioskRunner
+    backend: KioskBackend
+    language: str = "zh_CN"
+    wedge_key: Callable[[str], bool] | None = None  # keyboard-wedge IC reader keys
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    demo_note: str = ""
+    _started: bool = False
+
+    def start(self) -> None:
+        if not self._started:
+            self.runner.start()
+            self._started = True
+
+    def close(self) -> None:
+        if self._started:
+            self.runner.stop()
+            self._started = False
+        for fn in reversed(self.closers):
+            try:
+                fn()
+            except Exception:
+                log.exception("kiosk_close_failed")
+        self.closers.clear()
+
+
+def _health_writer(services: Services) -> Callable[[KioskUpdate], None]:
+    """Write camera/printer health for the sync agent's heartbeat (on change)."""
+    from sync.agent import write_kiosk_health
+
+    path = services.settings.kiosk_health_file
+    lock = threading.Lock()
+
+    def on_update(update: KioskUpdate) -> None:
+        if not isinstance(update, DeviceHealth):
+            return
+        cam = {"ok": "ok", "degraded": "degraded"}.get(update.camera, "offline")
+        prn = {"ok": "ok", "paper_out": "paper_out"}.get(update.printer, "offline")
+        with lock:
+            try:
+                write_kiosk_health(path, cam, prn, services.clock.now())
+            except OSError as exc:
+                log.warning("kiosk_health_write_failed", error=type(exc).__name__)
+
+    return on_update
+
+
+def build_kiosk(
+    services: Services,
+    *,
+    source: Any | None = None,
+    camera: bool = True,
+    printer: Any | None = None,
+    card_reader_url: str | None = None,
+    runner_config: RunnerConfig | None = None,
+    challenge_seconds: float | None = None,
+    flow_config: FlowConfig | None = None,
+    sync: bool = True,
+    sync_now: Callable[[], dict[str, Any]] | None = None,
+    speaker: Callable[[str], None] | None = None,
+) -> KioskApp:
+    """Wire the kiosk from ``services``. ``source`` overrides the camera from
+    settings; ``camera=False`` runs without one (card and staff paths only)."""
+    s = services.settings
+    cfg = flow_config or replace(services.flow_config, timeouts=KIOSK_TIMEOUTS)
+    services.__dict__["flow_config"] = cfg  # the store and the runner share it
+    store = services.payment
+    store.config = cfg
+    closers: list[Callable[[], None]] = []
+
+    face_port = None
+    recogniser = None
+    if camera:
+        recogniser = services.recogniser  # verifies the pack; refuses a tampered one
+        face_port = RecogniserFace(recogniser, challenge_seconds=challenge_seconds)
+        if source is None:
+            from face.sources import open_source
+
+            c = s.camera
+            source = open_source(c.source, width=c.width, height=c.height, fps=c.fps, loop=True)
+
+    print_port: PrinterPort | None = None
+    printer_status: Callable[[], str] | None = None
+    if printer is not None:
+        print_port = receipt_printer(printer, s.language)
+        printer_status = lambda: "ok" if printer.status().connected else "offline"  # noqa: E731
+        closers.append(printer.stop)
+
+    backend_box: list[KioskBackend] = []
+
+    def on_print_failure(record_id: str, reason: str) -> None:
+        if backend_box:
+            backend_box[0].record_print_failure(record_id, reason)
+
+    runner = KioskRunner(
+        context=store.context,
+        charge=store.charge,
+        clock=services.clock,
+        printer=print_port,
+        speaker=speaker,
+        source=source if camera else None,
+        face=face_port,
+        config=runner_config,
+        on_print_failure=on_print_failure,
+    )
+    runner.subscribe(_health_writer(services))
+
+    card_status: Callable[[], str] | None = None
+    wedge = None
+    if card_reader_url:
+        from terminal.hw.ports import IdCardReader, SerialConfig
+
+        reader = IdCardReader(SerialConfig(card_reader_url, baudrate=115200), card_sink(runner))
+        reader.start()
+        closers.append(reader.stop)
+        card_status = lambda: "ok" if reader.status().connected else "offline"  # noqa: E731
+    try:
+        from terminal.hw.ports import KeyboardWedgeReader
+
+        wedge = KeyboardWedgeReader(card_sink(runner))
+    except ImportError:  # pragma: no cover - terminal.hw always ships
+        wedge = None
+
+    status_fn = None
+    now_fn = sync_now
+    if sync:
+        from sync.store import sync_status
+
+        def status_fn() -> Any:
+            return sync_status(s.database_url, s.sync_db_url, services.clock.now())
+
+        if now_fn is None:
+            from sync.agent import sync_now as agent_sync_now
+
+            def now_fn() -> dict[str, Any]:
+                return agent_sync_now(s, services.clock)
+
+    pack = ""
+    if recogniser is not None:
+        pack = recogniser.pack_id
+    deps = BackendDeps(
+        sessions=services.db.sessions,
+        roster=services.roster,
+        payment=store,
+        outbox=services.outbox,
+        clock=services.clock,
+        pins=StaffPins(s.data_dir / "staff" / "pins.json"),
+        export_dir=s.data_dir / "exports",
+        templates=services.templates if camera else None,
+        recogniser=recogniser,
+        runner=runner,
+        printer=print_port,
+        printer_status=printer_status,
+        card_reader_status=card_status,
+        sync_status=status_fn,
+        sync_now=now_fn,
+        model_pack=pack,
+        version=software_version(),
+        centre_name=s.centre.centre_name,
+        enrol_frames=min(5, s.face.enrol_max_templates),
+    )
+    backend = KioskBackend(deps)
+    backend_box.append(backend)
+    return KioskApp(
+        services=services,
+        runner=runner,
+        backend=backend,
+        language=s.language,
+        wedge_key=wedge.key if wedge is not None else None,
+        closers=closers,
+    )
+
+
+def open_printer(url: str) -> Any:
+    """Start a serial ESC/POS printer on ``url`` (``/dev/ttyUSB0`` ...)."""
+    from terminal.hw.ports import Printer, SerialConfig
+
+    printer = Printer(SerialConfig(url))
+    printer.start()
+    return printer
+
+
+__all__ = [
+    "KIOSK_TIMEOUTS",
+    "KioskApp",
+    "build_kiosk",
+    "card_sink",
+    "open_printer",
+    "receipt_printer",
+]
