@@ -267,13 +267,13 @@ class Uploader:
                 break
             if state.acked_seq == 0 and not self._head_checked:
                 # Fresh or lost sync.db: ask where the platform stands before resending.
-                self._head_checked = True
                 try:
                     if not self._resync(report, only_forward=True):
                         break
                 except PlatformError as err:
                     self._fail(report, err, state.attempts)
                     break
+                self._head_checked = True
                 continue
             if rows[0].seq != state.acked_seq + 1:
                 self._fail(

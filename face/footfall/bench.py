@@ -100,6 +100,7 @@ def bench_footfall(
     paced_seconds: float = 10.0,
     kiosk_repeats: int = 40,
     kiosk_image: Path | None = None,
+    kiosk_threads: int | None = None,
 ) -> dict[str, Any]:
     from datetime import datetime, timedelta
 
@@ -205,8 +206,10 @@ def bench_footfall(
             from face.gallery import Gallery
             from face.footfall.synth import default_face_images
 
-            kiosk_engine = FaceEngine.from_pack(pack_dir, face_settings or fs.model_copy(
-                update={"intra_op_threads": 2}))
+            base = face_settings or fs.model_copy(update={"intra_op_threads": 2})
+            if kiosk_threads is not None:
+                base = base.model_copy(update={"intra_op_threads": kiosk_threads})
+            kiosk_engine = FaceEngine.from_pack(pack_dir, base)
             path = kiosk_image or default_face_images()[0][0]
             img = load_image(path)
             gallery = Gallery()

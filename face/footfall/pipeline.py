@@ -194,7 +194,8 @@ class FootfallPipeline:
                 info = self._tracks[tb.track_id] = _TrackInfo(last_ts=ts)
             info.last_ts = ts
             st["count"] += (time.perf_counter() - tc) * 1000
-            if self.identities:
+            if self.identities and (not edge or (crossing is not None and not info.vectors)):
+                # faces cut by the frame border embed badly: skip them unless nothing better exists
                 gray = self._maybe_embed(frame, gray, dets, tb.det_index, info,
                                          force=crossing is not None and not info.vectors)
             if crossing is not None:
@@ -302,6 +303,8 @@ class FootfallPipeline:
                 consented_ids=self.consented_ids,
             )
             self.stats.stage_ms["identify"] += (time.perf_counter() - t0) * 1000
+            log.debug("footfall_decision", kind=decision.kind, vectors=len(info.vectors),
+                      best=round(top[0].score, 3) if top else None)
         info.decision, info.decided_with = decision, len(info.vectors)
         return decision
 

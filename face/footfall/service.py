@@ -149,6 +149,8 @@ class FootfallService:
             return
         self._stop.clear()
         self._error = None
+        self._last_seq = 0
+        self._idle_since = 0.0
         self.source.start()
         self._thread = threading.Thread(target=self._run_guarded, name="care-footfall", daemon=True)
         self._thread.start()
@@ -171,8 +173,8 @@ class FootfallService:
         self.start()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and self.running:
-            st = self.source.status()
-            if st.state.value == "ended" and self._caught_up():
+            ended = self.source.status().state.value == "ended"
+            if ended and self._idle_since and time.monotonic() - self._idle_since > 0.3:
                 break
             time.sleep(0.05)
         self.stop()
@@ -183,7 +185,7 @@ class FootfallService:
 
     def status(self) -> ServiceStatus:
         p = self.pipeline
-        s = p.summary() if p else {}
+        s = p.summary() if p else self._last_summary
         src = self.source.status()
         return ServiceStatus(
             running=self.running,
@@ -199,11 +201,9 @@ class FootfallService:
         )
 
     # ------------------------------------------------------------------ thread
-    def _caught_up(self) -> bool:
-        latest = self.source.latest()
-        return latest is None or latest.seq <= self._last_seq
-
     _last_seq = 0
+    _idle_since = 0.0
+    _last_summary: dict[str, Any] = {}  # noqa: RUF012 - replaced, never mutated
 
     def _run_guarded(self) -> None:
         try:
@@ -234,8 +234,11 @@ class FootfallService:
         while not self._stop.is_set():
             frame = self._next_frame()
             if frame is None:
+                if not self._idle_since:
+                    self._idle_since = time.monotonic()
                 self._tick_idle()
                 continue
+            self._idle_since = 0.0
             self._last_seq = frame.seq
             if self.pipeline is None:
                 self._open_pipeline(frame.size)
@@ -295,6 +298,7 @@ class FootfallService:
         except Exception as exc:  # noqa: BLE001 - stopping must finish
             log.error("footfall_flush_failed", error=type(exc).__name__)
         finally:
+            self._last_summary = p.summary()
             p.close()
             self.pipeline = None
 

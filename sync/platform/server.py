@@ -326,7 +326,11 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 self._error(400, "malformed_request", "the body is not JSON")
                 return
-            problems = schemas.problems("BatchRequest", doc)
+            problems = (
+                []
+                if schemas.is_valid("BatchRequest", doc)
+                else schemas.problems("BatchRequest", doc)
+            )
             if problems:
                 self._error(422, "schema_invalid", "; ".join(problems[:3]))
                 return

@@ -48,6 +48,7 @@ log = get_logger(__name__)
 
 DEMO_CENTRE = "阳光社区居家养老服务照料中心"
 DEMO_SLOT_WINDOWS = {"breakfast": "00:00-10:00", "lunch": "10:00-15:00", "dinner": "15:00-23:59"}
+VISITOR = 2  # t1.jpg#2: not enrolled, looking down (guidance, then the card path)
 DEMO_STAFF = (("S01", "王护理", "2468", "staff"), ("M01", "赵主任", "1357", "manager"))
 
 
@@ -93,9 +94,9 @@ class DemoResident:
 
 DEMO_RESIDENTS: tuple[DemoResident, ...] = (
     DemoResident("D001", "张桂华", ("age_80_89", "dibao"), "1234", "IC-0001", face=0),
-    DemoResident("D002", "李建国", ("age_70_79",), "2345", "IC-0002", face=1),
-    DemoResident("D003", "王秀英", ("age_90_plus",), "3456", "IC-0003", face=2),
-    DemoResident("D004", "刘德明", ("tekun", "age_60_69"), "4567", "IC-0004", face=5),
+    DemoResident("D002", "王秀英", ("age_90_plus",), "3456", "IC-0002", face=5),
+    DemoResident("D003", "李建国", ("age_70_79",), "2345", "IC-0003"),
+    DemoResident("D004", "刘德明", ("tekun", "age_60_69"), "4567", "IC-0004"),
     DemoResident("D005", "陈淑芬", ("age_60_69",), "5678", "IC-0005"),
     DemoResident("D006", "杨志强", ("disabled", "age_70_79"), "6789", "IC-0006"),
     DemoResident("D007", "赵玉兰", ("age_80_89",), "7890", "IC-0007"),
@@ -192,14 +193,20 @@ def insightface_sample() -> Path:
     return path
 
 
-def demo_sprites(engine: Any, photo: Path | None = None, side_px: int = 360) -> list[Any]:
-    """Face cut-outs of the sample group photo, largest faces first."""
+def demo_sprites(engine: Any, side_px: int = 360) -> list[Any]:
+    """Face cut-outs of the sample group photo, left to right (t1.jpg#0..5).
+
+    Only #0 and #5 face the camera well enough for the quality gate (the others
+    look down at their cards: pitch 34-37 degrees, or aside), so only those two
+    are enrolled; #2 walks up unenrolled and looking down, to show guidance and
+    the card fallback.
+    """
     from face.footfall.synth import cut_sprite
     from face.pipeline import load_image
 
-    path = photo or insightface_sample()
+    path = insightface_sample()
     image = load_image(path)
-    faces = sorted(engine.detect(image), key=lambda f: f.box[0])  # left to right
+    faces = sorted(engine.detect(image), key=lambda f: f.box[0])
     if len(faces) < 6:
         raise TerminalError(f"expected 6 faces in {path.name}, found {len(faces)}")
     return [
@@ -422,7 +429,7 @@ def prepare_demo(
             from face.footfall.synth import write_clip
 
             keys = [sprites[r.face].key for r in DEMO_RESIDENTS if r.face is not None]
-            scene = walkup_scene(keys)
+            scene = walkup_scene([*keys, sprites[VISITOR].key])
             write_clip(scene, {sp.key: sp for sp in sprites}, clip_dir)
     except BaseException:
         setup.close()

@@ -124,7 +124,7 @@ class PaymentSettings(BaseModel):
     """Meal payment limits and windows (subsidy policies and menus are data, not config)."""
 
     # "HH:MM-HH:MM" per slot, centre-local time.
-    slot_windows: dict[Literal["breakfast", "lunch", "dinner"], str] = Field(
+    slot_windows: dict[str, str] = Field(
         default_factory=lambda: {"breakfast": "06:30-09:00", "lunch": "10:30-13:30", "dinner": "16:30-19:00"}
     )
     max_per_transaction_fen: int = Field(5000, ge=0)

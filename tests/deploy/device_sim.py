@@ -129,8 +129,12 @@ cfg = json.loads((state / "config.json").read_text())
 pidfile = state / "supervisor.pid"
 def alive(pid):
     try:
-        os.kill(pid, 0); return True
+        os.kill(pid, 0)
     except OSError:
+        return False
+    try:  # a zombie (nobody reaps it in a container) is dead for our purposes
+        return Path(f"/proc/{{pid}}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
 def read_pid():
     try:
@@ -171,13 +175,13 @@ if cmd == "stop":
 # supervise
 child = None
 def term(*_):
-    if child and child.poll() is None:
-        child.terminate()
+    # Do not wait() here: the interrupted main loop holds Popen's wait lock.
+    if child is not None:
         try:
-            child.wait(3)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    sys.exit(0)
+            child.terminate()
+        except OSError:
+            pass
+    os._exit(0)
 signal.signal(signal.SIGTERM, term)
 failures = []
 env = dict(os.environ, **cfg["env"])
@@ -218,7 +222,7 @@ class SimDevice:
         self.svc = base / "svc"
         self.svc.mkdir(exist_ok=True)
         self.supervisor = self.svc / "supervisor.py"
-        self.supervisor.write_text(SUPERVISOR)
+        self.supervisor.write_text(SUPERVISOR.replace("{{", "{").replace("}}", "}"))
         self.config = base / "updater.toml"
         self.config.write_text(
             f'root = "{self.root}"\n'
@@ -248,7 +252,11 @@ class SimDevice:
 
     def updater(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.updater_cmd(*args), capture_output=True, text=True, timeout=timeout,
-                              cwd=self.base)
+                              cwd=self.base, env=self.env())
+
+    def env(self) -> dict[str, str]:
+        """The updater unit's environment (the release's migrate step finds the DB here)."""
+        return dict(os.environ, CARE_DB=str(self.db), CARE_HEALTH_FILE=str(self.health))
 
     def install_factory(self, release_src: Path, name: str) -> None:
         """A factory install: the release folder plus ``current`` pointing at it."""

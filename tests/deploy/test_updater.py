@@ -134,7 +134,7 @@ def test_power_cut_during_trial_then_repeated_boots_roll_back(sim_factory, tmp_p
     app = make_release(tmp_path / "src-4.0.0", "4.0.0", mode="unhealthy")
     stage_release(dev, app, version="4.0.0", counter=7, key=release_key, action_id="46")
     # Run the activation and "cut the power" while it waits for health.
-    p = subprocess.Popen(dev.updater_cmd("activate"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(dev.updater_cmd("activate"), env=dev.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while time.time() < deadline:
         try:
@@ -162,7 +162,7 @@ def test_resume_after_interrupted_activation_finishes_it(sim_factory, tmp_path, 
     dev = factory_device(sim_factory, tmp_path)
     app = make_release(tmp_path / "src-1.3.0", "1.3.0")
     stage_release(dev, app, version="1.3.0", counter=8, key=release_key, action_id="47")
-    p = subprocess.Popen(dev.updater_cmd("activate"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(dev.updater_cmd("activate"), env=dev.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while time.time() < deadline:
         try:

@@ -153,3 +153,63 @@ def test_good_line_and_spec_scaling() -> None:
 )
 def test_box_touches_edge(box: tuple[float, ...], touches: bool) -> None:
     assert box_touches_edge(box, W, H, margin=8) is touches
+
+
+# --------------------------------------------------------------------------- occlusion stitching
+
+def _walk(counter: LineCounter, tid: int, pts: list[tuple[float, float, float]], *,
+          edge: bool = False, size: float = 60.0) -> list[str]:
+    out = []
+    for t, x, y in pts:
+        ev = counter.observe(tid, x, y, t, at_edge=edge, size=size)
+        if ev is not None:
+            out.append(ev.direction)
+    return out
+
+
+STITCH_CASES = [
+    # name, lost track path, new track first points, expected events of the new track, stitched?
+    ("hidden behind a pillar while crossing",
+     [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
+     [(1.4, 320, 300), (1.5, 322, 315), (1.6, 322, 330)], ["in"], True),
+    ("new person far away from the prediction",
+     [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
+     [(1.4, 60, 400), (1.5, 60, 410), (1.6, 60, 420)], [], False),
+    ("too late to be the same walk",
+     [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
+     [(3.4, 320, 300), (3.5, 322, 315), (3.6, 322, 330)], [], False),
+    ("appears behind where the lost one was going",
+     [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
+     [(1.0, 320, 90), (1.1, 320, 85), (1.2, 320, 80)], [], False),
+]
+
+
+@pytest.mark.parametrize(("name", "lost", "new", "expected", "stitched"), STITCH_CASES,
+                         ids=[c[0] for c in STITCH_CASES])
+def test_occlusion_stitching(name: str, lost: list[tuple[float, float, float]],
+                             new: list[tuple[float, float, float]], expected: list[str],
+                             stitched: bool) -> None:
+    counter = LineCounter(LINE, confirm_frames=2, stitch_window=2.0)
+    assert _walk(counter, 1, lost) == []
+    assert _walk(counter, 2, new) == expected
+    st = counter.pop_stitches()
+    assert bool(st) is stitched
+    if stitched:
+        assert (st[0].new_id, st[0].old_id) == (2, 1) and 1 not in counter.tracks
+
+
+def test_tracks_leaving_or_entering_at_the_edge_are_never_stitched() -> None:
+    counter = LineCounter(LINE, confirm_frames=2, stitch_window=2.0)
+    _walk(counter, 1, [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160)])
+    _walk(counter, 1, [(0.5, 320, 175)], edge=True)  # last seen touching the border
+    assert _walk(counter, 2, [(1.2, 320, 300), (1.3, 320, 310), (1.4, 320, 320)]) == []
+    counter = LineCounter(LINE, confirm_frames=2, stitch_window=2.0)
+    _walk(counter, 1, [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)])
+    assert _walk(counter, 2, [(1.4, 320, 300)], edge=True) == []  # born at the border
+    assert counter.pop_stitches() == []
+
+
+def test_stitching_disabled() -> None:
+    counter = LineCounter(LINE, confirm_frames=2, stitch_window=0.0)
+    _walk(counter, 1, [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)])
+    assert _walk(counter, 2, [(1.4, 320, 300), (1.5, 322, 315), (1.6, 322, 330)]) == []

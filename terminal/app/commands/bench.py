@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
+
+from terminal.core.errors import TerminalError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,7 +18,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     f.add_argument("--peer", action="store_true", help="also run the face_recognition (dlib) peer")
     f.add_argument("--json", action="store_true", help="(output is always JSON)")
-    f.add_argument("--repeat", type=int, default=30, help="frames per measurement")
+    f.add_argument("--repeat", type=int, default=5, help="passes over the images per measurement")
+    f.add_argument("--images", help="folder of face photos (default: the shared test faces)")
+    f.add_argument("--quick", action="store_true", help="skip the session-tuning and int8 variants")
     f.set_defaults(handler=cmd_face)
     p = bsub.add_parser(
         "payment", help="commit latency with synchronous=FULL, payments/s, kill-test counts"
@@ -27,12 +33,40 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_payment)
 
 
+def _bench_images(folder: str | None) -> list[Path]:
+    """Faces to benchmark on: --images, else the shared test faces next to the
+    checkout, else the sample photos that ship with the insightface package."""
+    from face.bench import image_files
+
+    candidates = [Path(folder)] if folder else []
+    candidates.append(Path(__file__).resolve().parents[3].parent / "shared" / "testdata" / "faces")
+    try:
+        import insightface
+
+        candidates.append(Path(insightface.__file__).parent / "data" / "images")
+    except ImportError:  # pragma: no cover - insightface is a runtime dependency
+        pass
+    for c in candidates:
+        if c.is_dir() and image_files(c):
+            return image_files(c)
+    raise TerminalError("no face images to benchmark on; pass --images DIR")
+
+
 def cmd_face(args: argparse.Namespace) -> int:
-    from face.bench import run_cli_bench
+    from face.bench import bench_face
+    from face.pipeline import FaceEngine
     from terminal.config.settings import load_settings
 
     s = load_settings()
-    doc = run_cli_bench(s.face_pack_dir, s.face, peer=args.peer, repeat=args.repeat)
+    doc = bench_face(
+        lambda: FaceEngine.from_pack(s.face_pack_dir, s.face),
+        _bench_images(args.images),
+        peer=args.peer,
+        repeats=args.repeat,
+        variants=not args.quick,
+        int8=not args.quick,
+        progress=lambda msg: print(msg, file=sys.stderr),
+    )
     print(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
     return 0
 

@@ -1,0 +1,48 @@
+"""Manager report -> figures and chart series. Qt-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ui.i18n import Translator
+from ui.model import ManagerReport
+
+FIRST_HOUR = 6  # the chart shows the centre's opening hours
+LAST_HOUR = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerVM:
+    figures: tuple[tuple[str, str], ...]  # (label, value)
+    hour_title: str
+    hour_labels: tuple[str, ...]
+    hour_values: tuple[int, ...]
+    week_title: str
+    week_labels: tuple[str, ...]
+    week_values: tuple[int, ...]
+    source_note: str
+
+
+def present_manager(r: ManagerReport, tr: Translator) -> ManagerVM:
+    hours = range(FIRST_HOUR, LAST_HOUR + 1)
+    meals = sum(r.meals_per_slot.values())
+    slots = " / ".join(
+        f"{tr(f'slot.{s}')} {r.meals_per_slot.get(s, 0)}" for s in ("breakfast", "lunch", "dinner")
+    )
+    figures = (
+        (tr("manager.unique"), tr("manager.persons", n=r.unique_visitors)),
+        (tr("manager.attendance"), f"{r.attendance} / {r.enrolled}"),
+        (tr("manager.meals"), f"{meals}（{slots}）" if tr.language == "zh_CN" else f"{meals} ({slots})"),
+        (tr("manager.subsidy"), tr("common.amount", amount=r.subsidy_total.yuan_str())),
+        (tr("manager.paid"), tr("common.amount", amount=r.paid_total.yuan_str())),
+    )
+    return ManagerVM(
+        figures=figures,
+        hour_title=tr("manager.visits_per_hour"),
+        hour_labels=tuple(str(h) for h in hours),
+        hour_values=tuple(r.visits_per_hour[h] for h in hours),
+        week_title=tr("manager.week"),
+        week_labels=tuple(d.day.strftime("%m-%d") for d in r.week),
+        week_values=tuple(d.meals for d in r.week),
+        source_note="" if r.source == "footfall" else tr("manager.source.payments"),
+    )
