@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from face.recognise import EnrolmentError, EnrolPlan, Recogniser
 from face.store import TemplateStore
+from terminal.core.clock import rfc3339
 from terminal.core.ids import new_ulid
 from terminal.db.outbox import Outbox
 from terminal.db.roster import RosterStore, validate_resident_id
@@ -28,6 +29,8 @@ def enrol(
     consent_face_pay: bool = True,
     consent_attendance: bool = False,
     allow_duplicate_face: bool = False,
+    staff_id: str = "system",
+    consent_evidence: str = "paper_form",
 ) -> list[str]:
     """Store the plan's chosen templates for the resident (replacing earlier
     ones) and append an ``enrolment`` record. Call inside a write session; update
@@ -54,18 +57,25 @@ def enrol(
         consent_face_pay=consent_face_pay,
         consent_attendance=consent_attendance,
     )
-    ids = templates.replace(
-        session, rid, vectors, [c.quality for c in plan.chosen], recogniser.pack_id, now
-    )
+    qualities = [round(float(c.quality), 4) for c in plan.chosen]
+    ids = templates.replace(session, rid, vectors, qualities, recogniser.pack_id, now)
     outbox.append(
         session,
         "enrolment",
         new_ulid(),
         {
             "resident_id": rid,
-            "templates": len(ids),
-            "model_pack": recogniser.pack_id,
-            "consent": {"face_pay": consent_face_pay, "attendance": consent_attendance},
+            "pack_id": recogniser.pack_id,
+            "template_count": len(ids),
+            "quality_min": min(qualities),
+            "quality_mean": round(sum(qualities) / len(qualities), 4),
+            "consent": {
+                "face_pay": consent_face_pay,
+                "attendance": consent_attendance,
+                "consented_at": rfc3339(now),
+                "evidence": consent_evidence,
+            },
+            "staff_id": staff_id,
         },
         now,
     )
@@ -85,6 +95,9 @@ def unenrol(
     resident_id: str,
     now: datetime,
     recogniser: Recogniser | None = None,
+    *,
+    reason: str = "resident_request",
+    staff_id: str | None = None,
 ) -> int:
     """Delete every template of the resident (secure_delete overwrites the bytes),
     withdraw face and attendance consent, and append an ``unenrolment`` record.
@@ -96,7 +109,13 @@ def unenrol(
         session,
         "unenrolment",
         new_ulid(),
-        {"resident_id": resident_id, "templates_deleted": removed},
+        {
+            "resident_id": resident_id,
+            "pack_id": recogniser.pack_id if recogniser is not None else None,
+            "templates_deleted": removed,
+            "reason": reason,
+            "staff_id": staff_id,
+        },
         now,
     )
     if recogniser is not None:

@@ -218,6 +218,8 @@ class PaymentStore:
         clock: Clock,
         config: FlowConfig,
         acked_through: Callable[[], int] = lambda: 0,
+        match_threshold: float | None = None,
+        id_number_hmac: Callable[[str], str] | None = None,
     ) -> None:
         self._sessions = sessions
         self._outbox = outbox
@@ -227,6 +229,8 @@ class PaymentStore:
         self._clock = clock
         self.config = config
         self._acked_through = acked_through
+        self._match_threshold = match_threshold
+        self._id_number_hmac = id_number_hmac
 
     # ------------------------------------------------------------------ flow context
     def context(self) -> DbFlowContext:
@@ -448,7 +452,7 @@ class PaymentStore:
                 after = validate_new_entry(
                     entry, wallet_balance=before, overdraft_limit=self.config.overdraft_limit
                 )
-                payload = self._meal_payload(request, resident, before, after)
+                payload = self._meal_payload(s, request, resident, before, after)
                 row = self._append(
                     s,
                     entry,
@@ -464,7 +468,7 @@ class PaymentStore:
                     },
                 )
                 return ChargeCommitted(request.session, row.entry_id, after, row.hash)
-        except LedgerError as exc:
+        except PaymentError as exc:
             reason = (
                 "insufficient_balance"
                 if exc.code == "insufficient_balance"
@@ -473,7 +477,7 @@ class PaymentStore:
             return ChargeFailed(request.session, reason)
 
     def _meal_payload(
-        self, req: ChargeRequest, resident: Resident, before: Money, after: Money
+        self, s: Session, req: ChargeRequest, resident: Resident, before: Money, after: Money
     ) -> dict[str, Any]:
         q = req.quote
         subsidy_lines = []
@@ -491,6 +495,8 @@ class PaymentStore:
         verification: dict[str, Any] = {
             "method": req.method.value,
             "match_score": round(req.match_score, 4) if req.match_score is not None else None,
+            "match_threshold": self._match_threshold if req.method is VerificationMethod.FACE else None,
+            "staff_id": req.staff_id,
             "liveness": None
             if live is None
             else {
@@ -500,6 +506,12 @@ class PaymentStore:
                 "reason": live.reason or None,
             },
         }
+        if req.method is VerificationMethod.ID_CARD:
+            number = self._roster.id_number(s, req.resident_id)
+            if number is None or self._id_number_hmac is None:
+                raise PaymentError("ID-card payment needs the district pepper and the resident's ID number",
+                                   code="id_card_unverifiable")
+            verification["id_number_hmac"] = self._id_number_hmac(number)
         return {
             "resident_id": req.resident_id,
             "categories": sorted(c.value for c in resident.categories),

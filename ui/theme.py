@@ -138,7 +138,6 @@ QWidget#banner QLabel {{ color: {p.on_banner}; }}
 QFrame[card="true"] {{ background: {p.surface}; border-radius: {RADIUS}px;
     border: 2px solid #D7CCC8; }}
 QPushButton {{
-    min-height: {TOUCH_PX}px; min-width: {TOUCH_PX}px;
     font-size: {BODY_PX}px; font-weight: bold;
     border-radius: {RADIUS}px; padding: 8px 24px;
     background: {p.secondary}; color: {p.on_secondary}; border: none;
@@ -151,7 +150,7 @@ QPushButton[kind="key"] {{ background: {p.surface}; color: {p.text};
     border: 2px solid {p.secondary}; font-size: {TITLE_PX}px; }}
 QPushButton:pressed {{ background: {p.text}; color: {p.surface}; }}
 QPushButton:disabled {{ background: {p.disabled_bg}; color: {p.disabled_text}; }}
-QLineEdit {{ min-height: {TOUCH_PX}px; font-size: {TITLE_PX}px; padding: 0 16px;
+QLineEdit {{ min-height: {TOUCH_PX - 4}px; font-size: {TITLE_PX}px; padding: 0 16px;
     background: {p.surface}; border: 2px solid {p.secondary}; border-radius: {RADIUS}px; }}
 QCheckBox {{ min-height: {TOUCH_PX}px; spacing: 24px; }}
 QCheckBox::indicator {{ width: 56px; height: 56px; }}

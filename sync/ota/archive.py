@@ -29,11 +29,12 @@ import posixpath
 import shutil
 import stat
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from sync.ota.errors import BundleRejected
+from sync.ota.errors import BundleRejected, OtaError
 
 _CHUNK = 1 << 16
 
@@ -202,7 +203,7 @@ def _copy(src: IO[bytes], fd: int, expected: int) -> int:
             n = os.write(fd, view)
             view = view[n:]
     if written != expected:
-        raise BundleRejected("archive entry is truncated", code="length_mismatch")
+        raise BundleRejected("archive entry is truncated", code="damaged_archive")
     return written
 
 
@@ -224,13 +225,15 @@ def safe_extract(
             with tarfile.open(archive, "r:gz") if gz else tarfile.open(archive, "r:") as tf:
                 plan = _plan(tf, dest, limits, declared_unpacked)
                 return _write(tf, plan, dest)
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-            if isinstance(exc, FileExistsError):
-                raise _unsafe("archive entry would overwrite another entry") from None
+        except FileExistsError:
+            raise _unsafe("archive entry would overwrite another entry") from None
+        except (tarfile.TarError, EOFError, zlib.error, ValueError) as exc:
             raise BundleRejected(
                 f"archive {archive.name} is damaged or truncated ({type(exc).__name__})",
-                code="unsafe_archive" if isinstance(exc, tarfile.TarError) else "length_mismatch",
+                code="damaged_archive",
             ) from None
+        except OSError as exc:
+            raise OtaError(f"cannot extract {archive.name}: {exc.strerror}", code="io_error") from None
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise

@@ -62,6 +62,7 @@ REASONS: dict[str, str] = {
     "missing_file": "a file listed in the manifest is missing from the bundle",
     "oversize": "the bundle or a file in it is larger than allowed",
     "unsafe_archive": "an archive in the bundle has an unsafe entry",
+    "damaged_archive": "an archive in the bundle is damaged or truncated",
     "artifact_hash": "the downloaded artifact does not match the hash the server gave",
     "artifact_size": "the downloaded artifact does not have the size the server gave",
 }

@@ -102,7 +102,17 @@ class Services:
             centre_id=self.settings.centre.centre_id,
             clock=self.clock,
             config=self.flow_config,
+            match_threshold=self.settings.face.accept_threshold,
+            id_number_hmac=self._id_number_hmac,
         )
+
+    def _id_number_hmac(self, id_number: str) -> str:
+        """The spec's pseudonymised ID number: HMAC with the district pepper (a
+        32-byte secret provisioned per district; created locally for demos)."""
+        from sync.auth import id_number_hmac
+
+        pepper = load_or_create_key(self.settings.data_dir / "keys" / "district-pepper")
+        return id_number_hmac(pepper, id_number)
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -149,6 +149,15 @@ class RosterStore:
             raise NotFound(f"no resident with id {resident_id}")
         return self._cipher.decrypt_text(row.name_enc, table="residents", record_id=row.resident_id, field="name")
 
+    def id_number(self, session: Session, resident_id: str) -> str | None:
+        """Clear ID-card number (to pseudonymise for the platform). Never log it."""
+        row = session.get(ResidentRow, resident_id)
+        if row is None or row.id_number_enc is None:
+            return None
+        return self._cipher.decrypt_text(
+            row.id_number_enc, table="residents", record_id=row.resident_id, field="id_number"
+        )
+
     def list(self, session: Session, include_inactive: bool = False) -> list[ResidentInfo]:
         stmt = select(ResidentRow).order_by(ResidentRow.resident_id)
         if not include_inactive:

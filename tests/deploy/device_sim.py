@@ -258,14 +258,14 @@ class SimDevice:
         """The updater unit's environment (the release's migrate step finds the DB here)."""
         return dict(os.environ, CARE_DB=str(self.db), CARE_HEALTH_FILE=str(self.health))
 
-    def install_factory(self, release_src: Path, name: str) -> None:
+    def install_factory(self, release_src: Path, name: str, counter: int = 0) -> None:
         """A factory install: the release folder plus ``current`` pointing at it."""
         import shutil
 
         dest = self.root / "releases" / name
         shutil.copytree(release_src, dest / "app", symlinks=True)
         version = json.loads((dest / "app" / "release.json").read_text())["version"]
-        (dest / "manifest.json").write_text(json.dumps({"version": version, "counter": 0}))
+        (dest / "manifest.json").write_text(json.dumps({"version": version, "counter": counter}))
         os.symlink(f"releases/{name}", self.root / "current")
 
     def start(self) -> None:

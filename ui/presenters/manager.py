@@ -32,7 +32,10 @@ def present_manager(r: ManagerReport, tr: Translator) -> ManagerVM:
     figures = (
         (tr("manager.unique"), tr("manager.persons", n=r.unique_visitors)),
         (tr("manager.attendance"), f"{r.attendance} / {r.enrolled}"),
-        (tr("manager.meals"), f"{meals}（{slots}）" if tr.language == "zh_CN" else f"{meals} ({slots})"),
+        (
+            tr("manager.meals"),
+            f"{meals}（{slots}）" if tr.language == "zh_CN" else f"{meals} ({slots})",
+        ),
         (tr("manager.subsidy"), tr("common.amount", amount=r.subsidy_total.yuan_str())),
         (tr("manager.paid"), tr("common.amount", amount=r.paid_total.yuan_str())),
     )

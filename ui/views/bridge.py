@@ -12,6 +12,7 @@ a small thread pool and hands the result back on the GUI thread.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable
@@ -102,7 +103,9 @@ class TaskRunner(QObject):
             max_workers=workers, thread_name_prefix="kiosk-task"
         )
         self._ids = itertools.count(1)
-        self._callbacks: dict[int, tuple[Callable[[Any], None] | None, Callable[[BaseException], None] | None]] = {}
+        self._callbacks: dict[
+            int, tuple[Callable[[Any], None] | None, Callable[[BaseException], None] | None]
+        ] = {}
         self._finished.connect(self._deliver)
         self.busy = 0
 
@@ -123,10 +126,8 @@ class TaskRunner(QObject):
 
         def done(f: Future[Any]) -> None:
             err = f.exception()
-            try:
+            with contextlib.suppress(RuntimeError):  # deleted during shutdown
                 self._finished.emit(token, None if err else f.result(), err)
-            except RuntimeError:  # the runner was deleted during shutdown
-                pass
 
         fut.add_done_callback(done)
         return token

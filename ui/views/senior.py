@@ -73,6 +73,7 @@ class IdleScreen(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(body)
+        self._menu: tuple[tuple[str, str], ...] | None = None
 
     def attach_preview(self) -> None:
         self.preview_box.addWidget(self.preview)
@@ -82,22 +83,29 @@ class IdleScreen(QWidget):
         self.look_hint.setText(vm.look_hint)
         set_role(self.look_hint, "notice" if vm.camera_off else None)
         self.menu_title.setText(vm.menu_title)
-        while self.menu_grid.count():
-            item = self.menu_grid.takeAt(0)
-            w = item.widget() if item is not None else None
-            if w is not None:
-                w.deleteLater()
-        for row, (name, price) in enumerate(vm.menu[:6]):
-            n = label(name, None)
-            p = label(price, "key", wrap=False, align="right")
-            p.setStyleSheet(f"font-size: {theme.TITLE_PX}px; font-weight: bold;")
-            self.menu_grid.addWidget(n, row, 0)
-            self.menu_grid.addWidget(p, row, 1)
+        if vm.menu != self._menu:
+            self._fill_menu(vm.menu)
         self.menu_note.setText(vm.menu_note)
         self.menu_note.setVisible(bool(vm.menu_note))
         self.alt.setText(vm.alt_card)
         self.staff_btn.setText(vm.staff_help)
         self.lang_btn.setText(vm.language)
+
+    def _fill_menu(self, menu: tuple[tuple[str, str], ...]) -> None:
+        self._menu = menu
+        while self.menu_grid.count():
+            item = self.menu_grid.takeAt(0)
+            w = item.widget() if item is not None else None
+            if w is not None:
+                w.hide()
+                w.deleteLater()
+        for row, (name, price) in enumerate(menu[:6]):
+            n = label(name, None)
+            p = label(price, "key", wrap=False, align="right")
+            p.setStyleSheet(f"font-size: {theme.TITLE_PX}px; font-weight: bold;")
+            self.menu_grid.addWidget(n, row, 0)
+            self.menu_grid.addWidget(p, row, 1)
+        self.menu_grid.setColumnStretch(0, 1)
 
 
 class ScanScreen(QWidget):
@@ -120,7 +128,9 @@ class ScanScreen(QWidget):
         self.cancel_btn.setMinimumWidth(260)
         right = QWidget()
         right.setFixedWidth(460)
-        right.setLayout(vbox(self.title, self.guidance, self.challenge, 1, self.countdown, spacing=24))
+        right.setLayout(
+            vbox(self.title, self.guidance, self.challenge, 1, self.countdown, spacing=24)
+        )
         top = hbox(spacing=24)
         top.addLayout(self.preview_box, 1)
         top.addWidget(right)
@@ -159,7 +169,9 @@ class ConfirmScreen(QWidget):
         self.meal = label("", None)
         self.note = label("", "notice")
         left = QWidget()
-        left.setLayout(vbox(self.title, self.name, self.category, self.meal, self.note, 1, spacing=18))
+        left.setLayout(
+            vbox(self.title, self.name, self.category, self.meal, self.note, 1, spacing=18)
+        )
 
         box = card()
         self.lines_grid = QGridLayout()
@@ -172,7 +184,9 @@ class ConfirmScreen(QWidget):
             self.line_labels.append((a, b))
         self.due_label = label("", "title")
         self.due = label("", "huge", wrap=False, align="right")
-        self.due.setStyleSheet(f"font-size: {theme.HUGE_PX}px; font-weight: bold; color: {theme.PALETTE.primary};")
+        self.due.setStyleSheet(
+            f"font-size: {theme.HUGE_PX}px; font-weight: bold; color: {theme.PALETTE.primary};"
+        )
         blay = vbox(spacing=14, margins=24)
         blay.addLayout(self.lines_grid)
         blay.addLayout(hbox(self.due_label, 1, self.due))
@@ -230,7 +244,9 @@ class KeypadScreen(QWidget):
         self.hint = label("", None, align="center")
         self.error = label("", "error", align="center")
         self.entry = label("_ _ _ _", "huge", wrap=False, align="center")
-        self.entry.setStyleSheet(f"font-size: {theme.HUGE_PX}px; font-weight: bold; letter-spacing: 8px;")
+        self.entry.setStyleSheet(
+            f"font-size: {theme.HUGE_PX}px; font-weight: bold; letter-spacing: 8px;"
+        )
         self.keypad = Keypad(4)
         self.keypad.changed.connect(self._changed)
         self.keypad.submitted.connect(self._submit)
@@ -238,7 +254,9 @@ class KeypadScreen(QWidget):
         self.cancel_btn.setMinimumWidth(240)
         self.countdown = label("", "muted", align="center")
         left = QWidget()
-        left.setLayout(vbox(self.title, self.hint, self.entry, self.error, 1, self.countdown, spacing=18))
+        left.setLayout(
+            vbox(self.title, self.hint, self.entry, self.error, 1, self.countdown, spacing=18)
+        )
         right = QWidget()
         rl = vbox(spacing=18)
         rl.addWidget(self.keypad)
@@ -283,7 +301,7 @@ class ResultScreen(QWidget):
         super().__init__()
         body = screen_widget()
         self.icon = ResultIcon()
-        self.title = label("", "title", align="center")
+        self.title = label("", "title")
         self.title.setStyleSheet(f"font-size: {theme.KEY_PX}px; font-weight: bold;")
         self.big = label("", "huge", wrap=False, align="center")
         self.lines = label("", None, align="center")
@@ -292,16 +310,15 @@ class ResultScreen(QWidget):
         self.action.setStyleSheet(f"font-size: {theme.TITLE_PX - 4}px; font-weight: bold;")
         self.staff_btn = button("", "big", self.staff.emit)
         self.staff_btn.setMinimumWidth(380)
-        self.finish_hint = label("", "muted", align="center")
-        self.countdown = label("", "muted", align="center")
-        lay = vbox(spacing=14, margins=theme.PADDING)
-        lay.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignHCenter)
-        for w in (self.title, self.big, self.lines, self.action):
+        self.footer = label("", "muted", align="center")
+        lay = vbox(spacing=12, margins=theme.PADDING)
+        lay.addStretch(1)
+        lay.addLayout(hbox(1, self.icon, self.title, 1, spacing=28))
+        for w in (self.big, self.lines, self.action):
             lay.addWidget(w)
         lay.addLayout(hbox(1, self.staff_btn, 1))
         lay.addStretch(1)
-        lay.addWidget(self.finish_hint)
-        lay.addWidget(self.countdown)
+        lay.addWidget(self.footer)
         body.setLayout(lay)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -319,8 +336,7 @@ class ResultScreen(QWidget):
         self.action.setVisible(bool(vm.action))
         self.staff_btn.setText(vm.staff_button)
         self.staff_btn.setVisible(bool(vm.staff_button))
-        self.finish_hint.setText(vm.finish)
-        self.countdown.setText(vm.countdown)
+        self.footer.setText("   ·   ".join(t for t in (vm.finish, vm.countdown) if t))
         self._finish_enabled = bool(vm.finish)
 
     def mouseReleaseEvent(self, ev: QMouseEvent | None) -> None:  # noqa: N802 - Qt naming

@@ -14,6 +14,9 @@ from typing import Any
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
+    QFrame,
+    QScrollArea,
+    QScroller,
     QGridLayout,
     QLineEdit,
     QListWidget,
@@ -30,9 +33,25 @@ from ui.i18n import Translator
 from ui.model import EnrolProgress, MenuLine, PinResult, ResidentSummary, TxRow
 from ui.ports import StaffPort
 from ui.views.bridge import TaskRunner
-from ui.views.widgets import Keypad, PreviewView, button, card, hbox, label, screen_widget, set_role, vbox
+from ui.views.widgets import (
+    Keypad,
+    PreviewView,
+    button,
+    card,
+    hbox,
+    label,
+    screen_widget,
+    set_role,
+    vbox,
+)
 
-VOID_REASONS = ("wrong_resident", "duplicate_charge", "meal_not_served", "wrong_item", "customer_request")
+VOID_REASONS = (
+    "wrong_resident",
+    "duplicate_charge",
+    "meal_not_served",
+    "wrong_item",
+    "customer_request",
+)
 
 
 def error_text(tr: Translator, exc: BaseException) -> str:
@@ -95,7 +114,9 @@ class Page(QWidget):
         set_role(self.msg, tone)
         self.msg.setVisible(bool(text))
 
-    def run(self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], None], **kw: Any) -> None:
+    def run(
+        self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], None], **kw: Any
+    ) -> None:
         self.say(self.tr("common.wait"))
 
         def on_error(exc: BaseException) -> None:
@@ -173,7 +194,9 @@ class PinPage(QWidget):
     def result(self, res: PinResult) -> None:
         self.busy = False
         if res.locked_for_s:
-            self.show_message(self.tr("staff.pin.locked", minutes=max(1, (res.locked_for_s + 59) // 60)))
+            self.show_message(
+                self.tr("staff.pin.locked", minutes=max(1, (res.locked_for_s + 59) // 60))
+            )
         elif not res.ok:
             self.show_message(self.tr("staff.pin.wrong"))
 
@@ -246,7 +269,7 @@ class ResidentPicker(QWidget):
         self.search_btn.setMinimumWidth(200)
         self.list = QListWidget()
         self.list.itemClicked.connect(self._clicked)
-        self.list.setMinimumHeight(330)
+        self.list.setMinimumHeight(240)
         self.keypad = Keypad(8, key_px=92)
         self.keypad.changed.connect(self.query.setText)
         left = QWidget()
@@ -276,7 +299,12 @@ class ResidentPicker(QWidget):
         for r in rows:
             face = tr("staff.resident.face") if r.has_face else tr("staff.resident.no_face")
             text = (
-                tr("staff.resident.line", name=r.name_masked, rid=r.resident_id, category=tr(r.category_key))
+                tr(
+                    "staff.resident.line",
+                    name=r.name_masked,
+                    rid=r.resident_id,
+                    category=tr(r.category_key),
+                )
                 + f"  {face}  "
                 + tr("staff.balance", amount=r.balance.yuan_str())
             )
@@ -324,6 +352,7 @@ class EnrolPage(Page):
         dl.addLayout(hbox(self.yes_btn, self.no_btn, 1))
         dl.addStretch(1)
         self.detail.setLayout(dl)
+        self._cancel_unenrol()
         # capture
         self.capture = QWidget()
         self.preview_box = QVBoxLayout()
@@ -396,7 +425,13 @@ class EnrolPage(Page):
         def failed(exc: BaseException) -> None:
             self.capturing = False
             self.stack.setCurrentWidget(self.detail)
-            self.say(self.tr("enrol.failed", message=str(exc) if isinstance(exc, TerminalError) else type(exc).__name__), "error")
+            self.say(
+                self.tr(
+                    "enrol.failed",
+                    message=str(exc) if isinstance(exc, TerminalError) else type(exc).__name__,
+                ),
+                "error",
+            )
 
         self.ctx.tasks.run(
             self.ctx.backend.enrol,
@@ -421,7 +456,9 @@ class EnrolPage(Page):
     def ask_unenrol(self) -> None:
         if self.selected is None:
             return
-        self.confirm_unenrol.setText(self.tr("enrol.unenrol_confirm", name=self.selected.name_masked))
+        self.confirm_unenrol.setText(
+            self.tr("enrol.unenrol_confirm", name=self.selected.name_masked)
+        )
         for w in (self.confirm_unenrol, self.yes_btn, self.no_btn):
             w.show()
 
@@ -469,6 +506,7 @@ class TransactionsPage(Page):
         self.content.addWidget(self.list, 1)
         self.content.addLayout(hbox(self.void_btn, self.reprint_btn, 1))
         self.content.addWidget(self.reasons)
+        self.reasons.hide()
         self.rows: list[TxRow] = []
         self.selected: TxRow | None = None
 
@@ -611,7 +649,9 @@ class TopupPage(Page):
 
         def done(balance: Money) -> None:
             self.keypad.reset()
-            self.say(self.tr("topup.done", amount=amount.yuan_str(), balance=balance.yuan_str()), "ok")
+            self.say(
+                self.tr("topup.done", amount=amount.yuan_str(), balance=balance.yuan_str()), "ok"
+            )
 
         self.run(self.ctx.backend.topup, r.resident_id, amount, self.ctx.staff.staff_id, done=done)
 
@@ -661,17 +701,22 @@ class MenuPage(Page):
         super().__init__(ctx, "menu.title")
         self.list_box = QVBoxLayout()
         self.list_box.setSpacing(10)
-        holder = QWidget()
-        holder.setLayout(self.list_box)
+        inner = QWidget()
+        inner.setLayout(self.list_box)
+        holder = QScrollArea()
+        holder.setWidget(inner)
+        holder.setWidgetResizable(True)
+        holder.setFrameShape(QFrame.Shape.NoFrame)
+        holder.setMinimumHeight(300)
+        QScroller.grabGesture(holder.viewport(), QScroller.ScrollerGestureType.LeftMouseButtonGesture)
         self.presets = QGridLayout()
         self.presets.setSpacing(12)
         self.add_label = label("", "muted")
         self.save_btn = button("", "primary", self.save)
         self.save_btn.setMinimumWidth(320)
-        self.content.addWidget(holder)
+        self.content.addWidget(holder, 1)
         self.content.addWidget(self.add_label)
         self.content.addLayout(self.presets)
-        self.content.addStretch(1)
         self.content.addLayout(hbox(1, self.save_btn))
         self.lines: list[MenuLine] = []
         self.preset_lines: list[MenuLine] = []
@@ -721,12 +766,14 @@ class MenuPage(Page):
         have = {ln.item_id for ln in self.lines}
         for j, p in enumerate(x for x in self.preset_lines if x.item_id not in have):
             b = button(p.name, None, lambda p=p: self.add(p))  # type: ignore[misc]
-            self.presets.addWidget(b, j // 3, j % 3)
+            self.presets.addWidget(b, j // 4, j % 4)
 
     def adjust(self, i: int, fen: int) -> None:
         ln = self.lines[i]
         new = max(0, min(100_00, ln.price.fen + fen))
-        self.lines[i] = MenuLine(ln.item_id, ln.name, Money(new), ln.slots, ln.kind, ln.subsidisable)
+        self.lines[i] = MenuLine(
+            ln.item_id, ln.name, Money(new), ln.slots, ln.kind, ln.subsidisable
+        )
         self.render()
 
     def remove(self, i: int) -> None:
@@ -798,7 +845,11 @@ class StatusPage(Page):
                 value = row.value
             name = label(tr(row.key), None, wrap=False)
             val = label(value, None)
-            role = "ok" if row.level == "ok" else ("error" if row.level in ("offline", "paper_out") else "notice")
+            role = (
+                "ok"
+                if row.level == "ok"
+                else ("error" if row.level in ("offline", "paper_out") else "notice")
+            )
             val.setStyleSheet(
                 f"color: {theme.PALETTE.ok_text if role == 'ok' else theme.PALETTE.error_text}; font-weight: bold;"
             )

@@ -56,7 +56,9 @@ def setup_fonts(app: QApplication) -> str | None:
                         break
     if chosen is None:
         for fam in sorted(families):
-            if QFontDatabase.writingSystems(fam).count(QFontDatabase.WritingSystem.SimplifiedChinese):
+            if QFontDatabase.writingSystems(fam).count(
+                QFontDatabase.WritingSystem.SimplifiedChinese
+            ):
                 chosen = fam
                 break
     if chosen is None:
@@ -69,7 +71,9 @@ def setup_fonts(app: QApplication) -> str | None:
     return chosen
 
 
-def label(text: str = "", role: str | None = None, *, wrap: bool = True, align: str = "left") -> QLabel:
+def label(
+    text: str = "", role: str | None = None, *, wrap: bool = True, align: str = "left"
+) -> QLabel:
     w = QLabel(text)
     if role:
         w.setProperty("role", role)
@@ -92,7 +96,9 @@ def set_role(w: QWidget, role: str | None) -> None:
         style.polish(w)
 
 
-def button(text: str, kind: str | None = None, on_click: Callable[[], None] | None = None) -> QPushButton:
+def button(
+    text: str, kind: str | None = None, on_click: Callable[[], None] | None = None
+) -> QPushButton:
     b = QPushButton(text)
     if kind:
         b.setProperty("kind", kind)
@@ -156,13 +162,13 @@ class Keypad(QWidget):
     changed = pyqtSignal(str)
     submitted = pyqtSignal(str)
 
-    def __init__(self, max_len: int = 4, *, masked: bool = False, key_px: int = 112) -> None:
+    def __init__(self, max_len: int = 4, *, masked: bool = False, key_px: int = 100) -> None:
         super().__init__()
         self.max_len = max_len
         self.masked = masked
         self.digits = ""
         grid = QGridLayout(self)
-        grid.setSpacing(14)
+        grid.setSpacing(12)
         grid.setContentsMargins(0, 0, 0, 0)
         self.keys: dict[str, QPushButton] = {}
         for i, d in enumerate("123456789"):
@@ -171,7 +177,9 @@ class Keypad(QWidget):
         self._key(grid, "0", 3, 1, key_px)
         self.delete_btn = self._key(grid, "delete", 3, 2, key_px)
 
-    def _key(self, grid: QGridLayout, d: str, r: int, c: int, px: int, kind: str = "key") -> QPushButton:
+    def _key(
+        self, grid: QGridLayout, d: str, r: int, c: int, px: int, kind: str = "key"
+    ) -> QPushButton:
         b = button(d if d.isdigit() else "", kind, lambda: self.press(d))
         b.setFixedSize(int(px * 1.6), px)
         grid.addWidget(b, r, c)
@@ -229,10 +237,8 @@ class PreviewView(QWidget):
         img = frame.image
         h, w = img.shape[:2]
         qimg = QImage(img.data, w, h, 3 * w, QImage.Format.Format_RGB888)
-        if self.mirrored:
-            qimg = qimg.mirrored(True, False)
-        else:
-            qimg = qimg.copy()  # detach from the numpy buffer
+        # mirrored() and copy() both detach from the numpy buffer
+        qimg = qimg.mirrored(True, False) if self.mirrored else qimg.copy()
         if self._privacy and frame.box is not None:
             qimg = self._pixelate(qimg, frame)
         self._pix = QPixmap.fromImage(qimg)
@@ -244,7 +250,12 @@ class PreviewView(QWidget):
         w = qimg.width()
         if self.mirrored:
             x1, x2 = w - x2, w - x1
-        r = QRectF(x1, y1, x2 - x1, y2 - y1).adjusted(-20, -30, 20, 20).toRect().intersected(qimg.rect())
+        r = (
+            QRectF(x1, y1, x2 - x1, y2 - y1)
+            .adjusted(-20, -30, 20, 20)
+            .toRect()
+            .intersected(qimg.rect())
+        )
         if r.isEmpty():
             return qimg
         small = qimg.copy(r).scaled(max(1, r.width() // 14), max(1, r.height() // 14))
@@ -260,7 +271,7 @@ class PreviewView(QWidget):
         self._frame = None
         self.update()
 
-    def paintEvent(self, _ev: object) -> None:  # noqa: N802 - Qt naming
+    def paintEvent(self, _ev: object) -> None:
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#263238"))
         if self._pix is None or self._frame is None:
@@ -276,11 +287,15 @@ class PreviewView(QWidget):
             x1, y1, x2, y2 = box
             if self.mirrored:
                 x1, x2 = pw - x2, pw - x1
-            colour = QColor(theme.PALETTE.face_box_ok if self._frame.box_ok else theme.PALETTE.face_box_bad)
+            colour = QColor(
+                theme.PALETTE.face_box_ok if self._frame.box_ok else theme.PALETTE.face_box_bad
+            )
             pen = QPen(colour, 6)
             p.setPen(pen)
             p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawRoundedRect(QRectF(ox + x1 * s, oy + y1 * s, (x2 - x1) * s, (y2 - y1) * s), 12, 12)
+            p.drawRoundedRect(
+                QRectF(ox + x1 * s, oy + y1 * s, (x2 - x1) * s, (y2 - y1) * s), 12, 12
+            )
         p.end()
         self.painted.emit(self._frame.seq, self._frame.captured)
 
@@ -291,21 +306,26 @@ class ResultIcon(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.tone = "ok"
-        self.setFixedSize(170, 170)
+        self.setFixedSize(130, 130)
 
     def set_tone(self, tone: str) -> None:
         self.tone = tone
         self.update()
 
-    def paintEvent(self, _ev: object) -> None:  # noqa: N802
+    def paintEvent(self, _ev: object) -> None:
         pal = theme.PALETTE
-        colour = {"ok": pal.primary, "error": pal.danger, "notice": "#E65100", "busy": pal.banner}[self.tone]
+        colour = {"ok": pal.primary, "error": pal.danger, "notice": "#E65100", "busy": pal.banner}[
+            self.tone
+        ]
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.scale(self.width() / 170.0, self.height() / 170.0)
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(QColor(colour))
         p.drawEllipse(QRectF(5, 5, 160, 160))
-        pen = QPen(QColor("#FFFFFF"), 16, cap=Qt.PenCapStyle.RoundCap, join=Qt.PenJoinStyle.RoundJoin)
+        pen = QPen(
+            QColor("#FFFFFF"), 16, cap=Qt.PenCapStyle.RoundCap, join=Qt.PenJoinStyle.RoundJoin
+        )
         p.setPen(pen)
         if self.tone == "ok":
             p.drawPolyline([QPointF(48, 88), QPointF(75, 115), QPointF(124, 58)])

@@ -124,7 +124,9 @@ class KioskWindow(QWidget):
         self.keypad = KeypadScreen()
         self.result = ResultScreen()
         self.oos = OutOfServiceScreen()
-        self.ctx = StaffContext(tr, self.tasks, backend, on_pay_for=self.staff_pay_for, preview=self.preview)
+        self.ctx = StaffContext(
+            tr, self.tasks, backend, on_pay_for=self.staff_pay_for, preview=self.preview
+        )
         self.pin = PinPage(tr)
         self.home = StaffHome(self.ctx)
         self.pages: dict[str, Page] = {
@@ -136,7 +138,16 @@ class KioskWindow(QWidget):
             "status": StatusPage(self.ctx),
             "manager": ManagerPage(self.ctx),
         }
-        for w in (self.idle, self.scan, self.confirm, self.keypad, self.result, self.oos, self.pin, self.home):
+        for w in (
+            self.idle,
+            self.scan,
+            self.confirm,
+            self.keypad,
+            self.result,
+            self.oos,
+            self.pin,
+            self.home,
+        ):
             self.stack.addWidget(w)
         for page in self.pages.values():
             self.stack.addWidget(page)
@@ -210,7 +221,7 @@ class KioskWindow(QWidget):
             self.player.stop()
         self.tasks.shutdown(wait=True)
 
-    def closeEvent(self, ev: Any) -> None:  # noqa: N802 - Qt naming
+    def closeEvent(self, ev: Any) -> None:
         self.shutdown()
         super().closeEvent(ev)
 
@@ -268,7 +279,9 @@ class KioskWindow(QWidget):
     # ----------------------------------------------------------------- rendering
     def _banner(self) -> None:
         now = self.clock()
-        extra = self.tr("staff.home.title", staff=self.ctx.staff.staff_name) if self.staff_mode else ""
+        extra = (
+            self.tr("staff.home.title", staff=self.ctx.staff.staff_name) if self.staff_mode else ""
+        )
         self.banner.set(
             self.idle_info.centre_name,
             self.tr.date_text(now.year, now.month, now.day, now.weekday()),
@@ -439,7 +452,7 @@ class KioskWindow(QWidget):
     def _in_corner(self, pos: QPoint) -> bool:
         return pos.x() < CORNER_PX and pos.y() < CORNER_PX
 
-    def eventFilter(self, obj: QObject | None, ev: QEvent | None) -> bool:  # noqa: N802
+    def eventFilter(self, obj: QObject | None, ev: QEvent | None) -> bool:
         if ev is None or not self.isVisible():
             return False
         t = ev.type()
@@ -469,7 +482,7 @@ class KioskWindow(QWidget):
                 return True
         return False
 
-    def minimumSizeHint(self) -> Any:  # noqa: N802
+    def minimumSizeHint(self) -> Any:
         from PyQt6.QtCore import QSize
 
         return QSize(theme.SCREEN_W // 2, theme.SCREEN_H // 2)

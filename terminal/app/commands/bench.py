@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -31,6 +32,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--json", action="store_true", help="(output is always JSON)")
     p.set_defaults(handler=cmd_payment)
+    sy = bsub.add_parser(
+        "sync", help="records/s drained to the loopback platform, batch size, outbox disk use"
+    )
+    sy.add_argument("--records", type=int, default=100_000)
+    sy.add_argument("--batch-size", type=int, default=500)
+    sy.add_argument("--json", action="store_true", help="(output is always JSON)")
+    sy.set_defaults(handler=cmd_sync)
 
 
 def _bench_images(folder: str | None) -> list[Path]:
@@ -40,12 +48,9 @@ def _bench_images(folder: str | None) -> list[Path]:
 
     candidates = [Path(folder)] if folder else []
     candidates.append(Path(__file__).resolve().parents[3].parent / "shared" / "testdata" / "faces")
-    try:
-        import insightface
-
-        candidates.append(Path(insightface.__file__).parent / "data" / "images")
-    except ImportError:  # pragma: no cover - insightface is a runtime dependency
-        pass
+    spec = importlib.util.find_spec("insightface")  # locate its sample photos without importing it
+    if spec is not None and spec.origin:
+        candidates.append(Path(spec.origin).parent / "data" / "images")
     for c in candidates:
         if c.is_dir() and image_files(c):
             return image_files(c)
@@ -67,6 +72,14 @@ def cmd_face(args: argparse.Namespace) -> int:
         int8=not args.quick,
         progress=lambda msg: print(msg, file=sys.stderr),
     )
+    print(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from sync.bench import bench_sync
+
+    doc = bench_sync(records=args.records, batch_size=args.batch_size)
     print(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
     return 0
 

@@ -106,6 +106,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                 consent_face_pay=not args.no_face_pay_consent,
                 consent_attendance=args.attendance_consent,
                 allow_duplicate_face=args.allow_duplicate_face,
+                staff_id=args.staff,
             )
             if args.category or args.card or args.phone_last4:
                 svc.roster.upsert(

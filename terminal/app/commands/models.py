@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v.add_argument("pack", nargs="?", type=Path, help="pack folder (default: the configured pack)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(handler=cmd_verify)
-    se = msub.add_parser("seal", help="write the hash manifest of an insightface-layout pack folder")
+    se = msub.add_parser(
+        "seal", help="write the hash manifest of an insightface-layout pack folder"
+    )
     se.add_argument("pack", type=Path, help="folder with det_*.onnx and a recogniser .onnx")
     se.add_argument("--json", action="store_true")
     se.set_defaults(handler=cmd_seal)

@@ -32,6 +32,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rm = rsub.add_parser("remove", help="un-enrol: delete face templates, withdraw consents")
     rm.add_argument("resident_id")
     rm.add_argument("--staff", default="cli", help="staff id recorded in the audit trail")
+    rm.add_argument(
+        "--reason",
+        default="resident_request",
+        choices=[
+            "resident_request",
+            "consent_withdrawn",
+            "left_centre",
+            "deceased",
+            "data_correction",
+            "other",
+        ],
+    )
     rm.add_argument("--json", action="store_true")
     rm.set_defaults(handler=cmd_remove)
 
@@ -105,7 +117,14 @@ def cmd_remove(args: argparse.Namespace) -> int:
     try:
         with write_session(svc.db.sessions) as session:
             removed = unenrol(
-                session, svc.roster, svc.templates, svc.outbox, args.resident_id, svc.clock.now()
+                session,
+                svc.roster,
+                svc.templates,
+                svc.outbox,
+                args.resident_id,
+                svc.clock.now(),
+                reason=args.reason,
+                staff_id=args.staff,
             )
             audit(
                 session,

@@ -1,0 +1,59 @@
+"""Sync commands: ``sync now|status``, ``agent``, ``platform serve``."""
+
+from __future__ import annotations
+
+import argparse
+
+from terminal.app.cli import emit
+from terminal.config.settings import load_settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("sync", help="upload the outbox and pull platform data")
+    ssub = s.add_subparsers(dest="action", required=True)
+    now = ssub.add_parser("now", help="one upload + pull cycle now (or wake the running agent)")
+    now.add_argument("--json", action="store_true")
+    now.set_defaults(handler=cmd_sync_now)
+    st = ssub.add_parser(
+        "status", help="queue depth, oldest unsynced record, dead letters, last contact"
+    )
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(handler=cmd_sync_status)
+
+    a = sub.add_parser("agent", help="run the sync (and OTA) service beside the kiosk")
+    a.set_defaults(handler=cmd_agent)
+
+    p = sub.add_parser("platform", help="the reference district platform server")
+    p.add_argument(
+        "platform_args",
+        nargs=argparse.REMAINDER,
+        help="serve [--host H] [--port P] [--db URL] [--seed FILE] [fault switches]; see 'platform serve --help'",
+    )
+    p.set_defaults(handler=cmd_platform)
+
+
+def cmd_sync_now(args: argparse.Namespace) -> int:
+    from sync.agent import sync_now
+
+    doc = sync_now(load_settings())
+    emit(args, doc)
+    return 0
+
+
+def cmd_sync_status(args: argparse.Namespace) -> int:
+    from sync.agent import status
+
+    emit(args, status(load_settings()))
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from sync.agent import run_agent
+
+    return run_agent(load_settings())
+
+
+def cmd_platform(args: argparse.Namespace) -> int:
+    from sync.platform.server import main
+
+    return main(list(args.platform_args))
