@@ -132,6 +132,9 @@ def main() -> int:
         settle()
         if (win.width(), win.height()) != (theme.SCREEN_W, theme.SCREEN_H):
             print(f"  ! {name}: the window grew to {win.width()}x{win.height()}", file=sys.stderr)
+            for part in (win.banner, win.stack):
+                h = part.minimumSizeHint()
+                print(f"    {type(part).__name__} needs {h.width()}x{h.height()}", file=sys.stderr)
             for i in range(win.stack.count()):
                 pg = win.stack.widget(i)
                 hint = pg.minimumSizeHint()

@@ -258,3 +258,18 @@ def bench_footfall(
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def run_cli_bench(
+    pack_dir: Path,
+    face_settings: Any = None,
+    *,
+    video: Path | None = None,
+    config: FootfallConfig | None = None,
+    quick: bool = False,
+) -> dict[str, Any]:
+    """What ``care-terminal bench footfall --json`` prints (``quick``: shorter runs)."""
+    if quick:
+        return bench_footfall(pack_dir, face_settings, video=video, config=config, max_frames=150,
+                              paced_seconds=3.0, kiosk_repeats=10)
+    return bench_footfall(pack_dir, face_settings, video=video, config=config)

@@ -513,7 +513,7 @@ class DdiClient:
                 flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
                 fd = os.open(part, flags, 0o600)
                 try:
-                    for chunk in resp.iter_bytes(1 << 16):
+                    for chunk in resp.iter_bytes():
                         written += len(chunk)
                         if written > artifact.size:
                             raise BundleRejected(

@@ -90,12 +90,12 @@ def test_person_mode_counts_bodies(person: PersonSsdDetector, person_pack: Path,
     # upper bodies about half the frame high (the 300x300 SSD needs people that large)
     scene = synth.Scene(
         name="overhead",
-        duration=10.0,
+        duration=14.0,
         actors=(
-            synth.Actor("body0", w((0.0, 150, -160), (8.0, 150, 640)), face_px=240),
-            synth.Actor("body1", w((1.0, 490, 640), (9.0, 490, -160)), face_px=240),
+            synth.Actor("body0", w((0.0, 130, -160), (8.0, 130, 640)), face_px=240),
+            synth.Actor("body1", w((1.0, 510, 640), (9.0, 510, -160)), face_px=240),
             # U-turn: comes to the line and walks back (no crossing)
-            synth.Actor("body2", w((2.0, 330, -160), (5.0, 330, 225), (5.5, 330, 225), (9.0, 330, -160)),
+            synth.Actor("body2", w((8.0, 320, -160), (10.5, 320, 225), (11.0, 320, 225), (14.0, 320, -160)),
                         face_px=240),
         ),
     )

@@ -105,6 +105,7 @@ class HawkbitLike:
                     return self._json(200, {})
                 if method == "POST" and rest[:1] == ["confirmationBase"] and rest[1:] in (
                         ["activateAutoConfirm"], ["deactivateAutoConfirm"]):
+                    self._body()
                     srv.auto_confirm = rest[1] == "activateAutoConfirm"
                     return self._json(200, {})
                 return self._json(404, {"message": "not found"})

@@ -168,14 +168,15 @@ class ConfirmScreen(QWidget):
         self.category = label("", None)
         self.meal = label("", None)
         self.note = label("", "notice")
+        self.countdown = label("", "muted")
         left = QWidget()
         left.setLayout(
-            vbox(self.title, self.name, self.category, self.meal, self.note, 1, spacing=18)
+            vbox(self.title, self.name, self.category, self.meal, self.note, 1, self.countdown, spacing=14)
         )
 
         box = card()
         self.lines_grid = QGridLayout()
-        self.lines_grid.setVerticalSpacing(12)
+        self.lines_grid.setVerticalSpacing(8)
         self.line_labels: list[tuple[QLabel, QLabel]] = []
         for r in range(4):
             a, b = label("", None), label("", None, wrap=False, align="right")
@@ -187,26 +188,24 @@ class ConfirmScreen(QWidget):
         self.due.setStyleSheet(
             f"font-size: {theme.HUGE_PX}px; font-weight: bold; color: {theme.PALETTE.primary};"
         )
-        blay = vbox(spacing=14, margins=24)
+        blay = vbox(spacing=10, margins=22)
         blay.addLayout(self.lines_grid)
         blay.addLayout(hbox(self.due_label, 1, self.due))
         box.setLayout(blay)
         box.setFixedWidth(600)
 
         self.cancel_btn = button("", "danger", self.cancel.emit)
-        self.cancel_btn.setFixedHeight(130)
+        self.cancel_btn.setFixedHeight(120)
         self.cancel_btn.setMinimumWidth(420)
         self.pay_btn = button("", "primary", self.pay.emit)
-        self.pay_btn.setFixedHeight(130)
+        self.pay_btn.setFixedHeight(120)
         self.pay_btn.setMinimumWidth(560)
-        self.countdown = label("", "muted", align="center")
         top = hbox(spacing=24)
         top.addWidget(left, 1)
         top.addWidget(box)
         lay = vbox(spacing=16, margins=theme.PADDING)
         lay.addLayout(top, 1)
         lay.addLayout(hbox(self.cancel_btn, 1, self.pay_btn, spacing=24))
-        lay.addWidget(self.countdown)
         body.setLayout(lay)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -222,7 +221,7 @@ class ConfirmScreen(QWidget):
         for (a, b), (text, value, emph) in zip(self.line_labels, vm.lines, strict=False):
             a.setText(text)
             b.setText(value)
-            style = f"font-size: {theme.TITLE_PX if emph else theme.BODY_PX + 4}px;"
+            style = f"font-size: {theme.TITLE_PX - 4 if emph else theme.BODY_PX + 4}px;"
             if emph:
                 style += " font-weight: bold;"
             b.setStyleSheet(style)

@@ -487,6 +487,7 @@ class TransactionsPage(Page):
     def __init__(self, ctx: StaffContext) -> None:
         super().__init__(ctx, "tx.title")
         self.list = QListWidget()
+        self.list.setMinimumHeight(120)
         self.list.itemClicked.connect(self._clicked)
         self.void_btn = button("", "danger", self.ask_void)
         self.reprint_btn = button("", None, self.reprint)
@@ -707,7 +708,7 @@ class MenuPage(Page):
         holder.setWidget(inner)
         holder.setWidgetResizable(True)
         holder.setFrameShape(QFrame.Shape.NoFrame)
-        holder.setMinimumHeight(300)
+        holder.setMinimumHeight(200)
         QScroller.grabGesture(holder.viewport(), QScroller.ScrollerGestureType.LeftMouseButtonGesture)
         self.presets = QGridLayout()
         self.presets.setSpacing(12)
