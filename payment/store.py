@@ -33,7 +33,7 @@ from payment.domain import (
     SeniorCategory,
     VerificationMethod,
 )
-from payment.errors import LedgerError, PaymentError
+from payment.errors import PaymentError
 from payment.flow import (
     ChargeCommitted,
     ChargeFailed,

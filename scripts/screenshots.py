@@ -95,6 +95,7 @@ def main() -> int:
     services = demo.services
     app_ = make_app()
     kiosk_app = build_kiosk(services, camera=False, sync=False)
+    kiosk_app.backend.d.model_pack = services.recogniser.pack_id
     store = services.payment
     kiosk = ScriptedKiosk()
     tr = Translator("zh_CN")
@@ -132,14 +133,25 @@ def main() -> int:
         settle()
         if (win.width(), win.height()) != (theme.SCREEN_W, theme.SCREEN_H):
             print(f"  ! {name}: the window grew to {win.width()}x{win.height()}", file=sys.stderr)
+            for lab in (win.banner.centre, win.banner.date, win.banner.clock, win.banner.extra):
+                print(
+                    "    label",
+                    repr(lab.text()),
+                    lab.minimumSizeHint().width(),
+                    lab.isVisible(),
+                    file=sys.stderr,
+                )
             for part in (win.banner, win.stack):
                 h = part.minimumSizeHint()
                 print(f"    {type(part).__name__} needs {h.width()}x{h.height()}", file=sys.stderr)
             for i in range(win.stack.count()):
                 pg = win.stack.widget(i)
                 hint = pg.minimumSizeHint()
-                if hint.width() > theme.SCREEN_W or hint.height() > theme.SCREEN_H - 104:
-                    print(f"    {type(pg).__name__} needs {hint.width()}x{hint.height()}", file=sys.stderr)
+                if hint.width() > theme.SCREEN_W or hint.height() > theme.SCREEN_H - 100:
+                    print(
+                        f"    {type(pg).__name__} needs {hint.width()}x{hint.height()}",
+                        file=sys.stderr,
+                    )
             win.resize(theme.SCREEN_W, theme.SCREEN_H)
             settle()
         path = out / f"{name}.png"
@@ -279,6 +291,9 @@ def main() -> int:
     page("status")
     shot("28-staff-device-status")
     page("manager", wait=lambda: win.pages["manager"].report is not None)  # type: ignore[attr-defined]
+    for _ in range(20):  # charts lay themselves out over a few event-loop turns
+        app_.processEvents()
+        time.sleep(0.02)
     shot("29-manager")
 
     # out of service (what a crash looks like to a senior)

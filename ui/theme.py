@@ -158,5 +158,7 @@ QListWidget {{ background: {p.surface}; border: 2px solid #D7CCC8; border-radius
 QListWidget::item {{ min-height: {TOUCH_PX}px; padding: 8px 16px;
     border-bottom: 1px solid #D7CCC8; }}
 QListWidget::item:selected {{ background: {p.banner}; color: {p.on_banner}; }}
-QScrollBar:vertical {{ width: 48px; }}
+QScrollBar:vertical {{ width: 40px; background: #ECEFF1; margin: 0; }}
+QScrollBar::handle:vertical {{ background: #607D8B; min-height: 90px; border-radius: 8px; }}
+QScrollBar::add-line:vertical, QScrollBar::sub-line:vertical {{ height: 0; }}
 """

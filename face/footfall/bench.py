@@ -87,7 +87,7 @@ class _Frames:
 
 def _pctl(values: list[float], q: float) -> float:
     s = sorted(values)
-    return round(s[min(len(s) - 1, int(round(q * (len(s) - 1))))], 2)
+    return round(s[min(len(s) - 1, round(q * (len(s) - 1)))], 2)
 
 
 def bench_footfall(
@@ -113,18 +113,25 @@ def bench_footfall(
     tmp: tempfile.TemporaryDirectory[str] | None = None
     try:
         if video is None:
-            from face.footfall import synth
+            # generated in a child process, so its memory does not count as footfall's RSS
+            import subprocess
+            import sys
 
             tmp = tempfile.TemporaryDirectory(prefix="care-footfall-bench-")
-
-            def find(img: np.ndarray) -> list[tuple[np.ndarray, float]]:
-                b, s, _ = engine.detector.detect(img)
-                return list(zip(b, s, strict=True))
-
-            sprites = synth.build_sprites(synth.default_face_images(), find)
-            scene = synth.standard_scenes(synth._spread(sorted(sprites), sprites),
-                                          {k: v.identity for k, v in sprites.items()})[0]
-            video, _ = synth.write_clip(scene, sprites, Path(tmp.name))
+            proc = subprocess.run(
+                [sys.executable, "-m", "face.footfall.synth", tmp.name, "--pack", str(pack_dir)],
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                timeout=600,
+            )
+            if proc.returncode != 0:
+                raise TerminalError(
+                    f"could not generate the benchmark clip: {proc.stderr.strip()[-300:]}",
+                    code="bench_input",
+                )
+            video = Path(tmp.name) / "entrance_a.avi"
         src = _Frames(Path(video))
         fps = src.fps
         first = src.next()
@@ -132,8 +139,12 @@ def bench_footfall(
             raise TerminalError(f"no decodable frames in {Path(video).name}", code="bench_input")
         h, w = first.shape[:2]
         src.close()
-        factory = make_pipeline_factory(cfg, pack_dir=pack_dir, face_settings=face_settings,
-                                        engine=engine if cfg.detector == "face" else None)
+        factory = make_pipeline_factory(
+            cfg,
+            pack_dir=pack_dir,
+            face_settings=face_settings,
+            engine=engine if cfg.detector == "face" else None,
+        )
         t_day = datetime(2026, 1, 5, 9, 0, tzinfo=CHINA_TZ)
 
         # -- max throughput ------------------------------------------------------
@@ -187,13 +198,15 @@ def bench_footfall(
                 p.process(frame, k * period, t_day + timedelta(seconds=k * period))
                 k += 1
             el = time.perf_counter() - t0
-            paced.update({
-                "seconds": round(el, 2),
-                "frames": k,
-                "fps": round(k / el, 2),
-                "cpu_share_thread": round((time.thread_time() - thread_c0) / el, 3),
-                "cpu_share_process": round((time.process_time() - c0) / el, 3),
-            })
+            paced.update(
+                {
+                    "seconds": round(el, 2),
+                    "frames": k,
+                    "fps": round(k / el, 2),
+                    "cpu_share_thread": round((time.thread_time() - thread_c0) / el, 3),
+                    "cpu_share_process": round((time.process_time() - c0) / el, 3),
+                }
+            )
             feed.close()
             p.close()
 
@@ -203,8 +216,8 @@ def bench_footfall(
         # -- kiosk identify latency, alone and next to footfall ----------------------
         kiosk_doc: dict[str, Any] = {}
         if kiosk_repeats > 0:
-            from face.gallery import Gallery
             from face.footfall.synth import default_face_images
+            from face.gallery import Gallery
 
             base = face_settings or fs.model_copy(update={"intra_op_threads": 2})
             if kiosk_threads is not None:
@@ -214,7 +227,9 @@ def bench_footfall(
             img = load_image(path)
             gallery = Gallery()
             rng = np.random.default_rng(0)
-            gallery.load((f"r{i}", rng.normal(size=(3, 512)).astype(np.float32)) for i in range(300))
+            gallery.load(
+                (f"r{i}", rng.normal(size=(3, 512)).astype(np.float32)) for i in range(300)
+            )
 
             def identify_ms() -> float:
                 t = time.perf_counter()
@@ -235,9 +250,14 @@ def bench_footfall(
             th.join(30)
             alone += [identify_ms() for _ in range(kiosk_repeats)]
             kiosk_doc = {
-                "identify_ms_alone": {"median": round(statistics.median(alone), 2), "p95": _pctl(alone, 0.95)},
-                "identify_ms_with_footfall": {"median": round(statistics.median(together), 2),
-                                              "p95": _pctl(together, 0.95)},
+                "identify_ms_alone": {
+                    "median": round(statistics.median(alone), 2),
+                    "p95": _pctl(alone, 0.95),
+                },
+                "identify_ms_with_footfall": {
+                    "median": round(statistics.median(together), 2),
+                    "p95": _pctl(together, 0.95),
+                },
                 "added_ms_median": round(statistics.median(together) - statistics.median(alone), 2),
                 "footfall_fps_meanwhile": paced.get("fps"),
                 "kiosk_threads": kiosk_engine.threads,
@@ -270,6 +290,13 @@ def run_cli_bench(
 ) -> dict[str, Any]:
     """What ``care-terminal bench footfall --json`` prints (``quick``: shorter runs)."""
     if quick:
-        return bench_footfall(pack_dir, face_settings, video=video, config=config, max_frames=150,
-                              paced_seconds=3.0, kiosk_repeats=10)
+        return bench_footfall(
+            pack_dir,
+            face_settings,
+            video=video,
+            config=config,
+            max_frames=150,
+            paced_seconds=3.0,
+            kiosk_repeats=10,
+        )
     return bench_footfall(pack_dir, face_settings, video=video, config=config)

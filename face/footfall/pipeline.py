@@ -133,9 +133,12 @@ class FootfallPipeline:
         line = config.line.to_pixels(self.width, self.height)
         validate_line(line, self.width, self.height)
         self.line = line
-        self.counter = LineCounter(line, confirm_frames=config.confirm_frames,
-                                   track_ttl=config.track_ttl,
-                                   stitch_window=config.stitch_seconds)
+        self.counter = LineCounter(
+            line,
+            confirm_frames=config.confirm_frames,
+            track_ttl=config.track_ttl,
+            stitch_window=config.stitch_seconds,
+        )
         self.gallery = gallery
         self.accept_threshold = accept_threshold
         self.min_margin = min_margin
@@ -157,7 +160,7 @@ class FootfallPipeline:
         report.closed_hours += [b for b in self.hours.tick(now) if not b.empty]
         self._frame_no += 1
         self.stats.frames += 1
-        if (self._frame_no - 1) % self.config.detect_every:
+        if (self._frame_no - 1) % self.config.detect_stride:
             report.detected = False
             return report
         self.stats.detected_frames += 1
@@ -182,8 +185,9 @@ class FootfallPipeline:
             box = tb.box
             cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
             edge = box_touches_edge(box, self.width, self.height, self.line.edge_margin)
-            crossing = self.counter.observe(tb.track_id, cx, cy, ts, at_edge=edge,
-                                            size=float(box[3] - box[1]))
+            crossing = self.counter.observe(
+                tb.track_id, cx, cy, ts, at_edge=edge, size=float(box[3] - box[1])
+            )
             for stitch in self.counter.pop_stitches():
                 old = self._tracks.pop(stitch.old_id, None)
                 if old is not None:  # the same person: keep their embeddings and visitor number
@@ -196,8 +200,14 @@ class FootfallPipeline:
             st["count"] += (time.perf_counter() - tc) * 1000
             if self.identities and (not edge or (crossing is not None and not info.vectors)):
                 # faces cut by the frame border embed badly: skip them unless nothing better exists
-                gray = self._maybe_embed(frame, gray, dets, tb.det_index, info,
-                                         force=crossing is not None and not info.vectors)
+                gray = self._maybe_embed(
+                    frame,
+                    gray,
+                    dets,
+                    tb.det_index,
+                    info,
+                    force=crossing is not None and not info.vectors,
+                )
             if crossing is not None:
                 ev = self._on_crossing(crossing, info, now)
                 report.events.append(ev)
@@ -256,13 +266,23 @@ class FootfallPipeline:
         log.info("footfall_day_rollover", day=day)
         return closed
 
-    def _maybe_embed(self, frame: np.ndarray, gray: np.ndarray | None, dets: Detections,
-                     idx: int, info: _TrackInfo, *, force: bool) -> np.ndarray | None:
+    def _maybe_embed(
+        self,
+        frame: np.ndarray,
+        gray: np.ndarray | None,
+        dets: Detections,
+        idx: int,
+        info: _TrackInfo,
+        *,
+        force: bool,
+    ) -> np.ndarray | None:
         cfg = self.config
         box = dets.boxes[idx]
         width = float(box[2] - box[0])
-        want = len(info.vectors) < cfg.max_embeds_per_track and width >= cfg.embed_min_face_px and (
-            not info.vectors or width >= 1.2 * info.embedded_px
+        want = (
+            len(info.vectors) < cfg.max_embeds_per_track
+            and width >= cfg.embed_min_face_px
+            and (not info.vectors or width >= 1.2 * info.embedded_px)
         )
         if not (want or force):
             return gray
@@ -272,10 +292,14 @@ class FootfallPipeline:
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         try:
             face = self.detector.face_for(
-                frame, box, float(dets.scores[idx]), None if dets.kps is None else dets.kps[idx], gray
+                frame,
+                box,
+                float(dets.scores[idx]),
+                None if dets.kps is None else dets.kps[idx],
+                gray,
             )
             vec = self.detector.embed(frame, face)
-        except Exception as exc:  # noqa: BLE001 - one bad crop must not stop counting
+        except Exception as exc:
             log.warning("footfall_embed_failed", error=type(exc).__name__)
             return gray
         finally:
@@ -303,8 +327,12 @@ class FootfallPipeline:
                 consented_ids=self.consented_ids,
             )
             self.stats.stage_ms["identify"] += (time.perf_counter() - t0) * 1000
-            log.debug("footfall_decision", kind=decision.kind, vectors=len(info.vectors),
-                      best=round(top[0].score, 3) if top else None)
+            log.debug(
+                "footfall_decision",
+                kind=decision.kind,
+                vectors=len(info.vectors),
+                best=round(top[0].score, 3) if top else None,
+            )
         info.decision, info.decided_with = decision, len(info.vectors)
         return decision
 
@@ -335,8 +363,14 @@ class FootfallPipeline:
         else:
             self.stats.visits_out += 1
             self.hours.add(now, "out")
-        return FootfallEvent(crossing.direction, crossing.track_id, now, counted=True,
-                             new_visitor=new_visitor, attendance=record)
+        return FootfallEvent(
+            crossing.direction,
+            crossing.track_id,
+            now,
+            counted=True,
+            new_visitor=new_visitor,
+            attendance=record,
+        )
 
     def _prune(self, ts: float, alive: set[int]) -> None:
         self.counter.prune(ts, alive)
@@ -356,7 +390,7 @@ def build_face_pipeline(
 
     detector = FaceBoxDetector(engine, config.det_score, min_face_px=config.min_face_px)
     tracker = ByteTrackAdapter(
-        fps=config.fps / config.detect_every,
+        fps=config.fps / config.detect_stride,
         min_consecutive_frames=config.track_min_frames,
         lost_seconds=config.lost_seconds,
     )

@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,12 +71,18 @@ def make_pipeline_factory(
         from face.footfall.person_model import PersonSsdDetector, default_person_pack_dir
         from face.footfall.tracking import ByteTrackAdapter
 
-        pdir = Path(config.person_pack_dir) if config.person_pack_dir else default_person_pack_dir(pack_dir)
+        pdir = (
+            Path(config.person_pack_dir)
+            if config.person_pack_dir
+            else default_person_pack_dir(pack_dir)
+        )
+        # one OpenCV thread (process-wide setting): with the default of all cores the DNN
+        # doubled the kiosk's identify latency in `bench footfall`
         detector = PersonSsdDetector.from_pack(pdir, threads=threads)
 
         def make_person(cfg: FootfallConfig, size: tuple[int, int]) -> FootfallPipeline:
             tracker = ByteTrackAdapter(
-                fps=cfg.fps / cfg.detect_every,
+                fps=cfg.fps / cfg.detect_stride,
                 min_consecutive_frames=cfg.track_min_frames,
                 lost_seconds=cfg.lost_seconds,
             )
@@ -91,8 +96,13 @@ def make_pipeline_factory(
 
     def make_face(cfg: FootfallConfig, size: tuple[int, int]) -> FootfallPipeline:
         return build_face_pipeline(
-            eng, cfg, size, gallery=gallery, accept_threshold=fs.accept_threshold,
-            min_margin=fs.min_margin, consented_ids=consented_ids,
+            eng,
+            cfg,
+            size,
+            gallery=gallery,
+            accept_threshold=fs.accept_threshold,
+            min_margin=fs.min_margin,
+            consented_ids=consented_ids,
         )
 
     return make_face
@@ -279,13 +289,19 @@ class FootfallService:
         try:
             with self.sessions() as session:
                 pipe.consented_ids = frozenset(self.store.consented_residents(session))
-        except Exception as exc:  # noqa: BLE001 - keep counting with the old list
+        except Exception as exc:
             log.warning("footfall_consent_refresh_failed", error=type(exc).__name__)
 
     def _write(self, attendance: list[Any], hours: list[Any]) -> None:
         identities = self.pipeline.identities if self.pipeline else True
-        self.store.write(self.sessions, self.clock.now(), attendance=attendance, hours=hours,
-                         identities=identities, detector=self.config.detector)
+        self.store.write(
+            self.sessions,
+            self.clock.now(),
+            attendance=attendance,
+            hours=hours,
+            identities=identities,
+            detector=self.config.detector,
+        )
 
     def _shutdown(self) -> None:
         p = self.pipeline
@@ -295,7 +311,7 @@ class FootfallService:
             hours = p.flush(self.clock.now())
             if hours:
                 self._write([], hours)
-        except Exception as exc:  # noqa: BLE001 - stopping must finish
+        except Exception as exc:
             log.error("footfall_flush_failed", error=type(exc).__name__)
         finally:
             self._last_summary = p.summary()

@@ -42,8 +42,17 @@ log = get_logger(__name__)
 
 KIND_HOURLY = "footfall_hourly"
 KIND_ATTENDANCE = "attendance"
-HOURLY_FIELDS = ("hour_start", "date", "visits_in", "visits_out", "unique_visitors",
-                 "identified_attendance", "observed_seconds", "partial", "detector")
+HOURLY_FIELDS = (
+    "hour_start",
+    "date",
+    "visits_in",
+    "visits_out",
+    "unique_visitors",
+    "identified_attendance",
+    "observed_seconds",
+    "partial",
+    "detector",
+)
 ATTENDANCE_FIELDS = ("resident_id", "date", "session", "first_seen", "score")
 
 
@@ -76,10 +85,17 @@ class FootfallStore:
             return 0
         with write_session(sessions) as session:
             for rec in attendance:
-                self.outbox.append(session, KIND_ATTENDANCE, new_ulid(), attendance_payload(rec), now)
+                self.outbox.append(
+                    session, KIND_ATTENDANCE, new_ulid(), attendance_payload(rec), now
+                )
             for b in hours:
-                self.outbox.append(session, KIND_HOURLY, new_ulid(),
-                                   b.payload(identities=identities, detector=detector), now)
+                self.outbox.append(
+                    session,
+                    KIND_HOURLY,
+                    new_ulid(),
+                    b.payload(identities=identities, detector=detector),
+                    now,
+                )
         log.info("footfall_records_written", attendance=len(attendance), hours=len(hours))
         return len(attendance) + len(hours)
 
@@ -136,8 +152,15 @@ def footfall_summary(session: Session, day: str) -> dict[str, Any]:
 
         raise TerminalError(f"day must be YYYY-MM-DD, got {day!r}", code="bad_date") from None
     hours: dict[int, dict[str, Any]] = {
-        h: {"hour": h, "hour_start": None, "visits_in": 0, "visits_out": 0, "unique_visitors": 0,
-            "identified_attendance": 0, "observed_seconds": 0}
+        h: {
+            "hour": h,
+            "hour_start": None,
+            "visits_in": 0,
+            "visits_out": 0,
+            "unique_visitors": 0,
+            "identified_attendance": 0,
+            "observed_seconds": 0,
+        }
         for h in range(24)
     }
     identities_known = False
@@ -152,8 +175,12 @@ def footfall_summary(session: Session, day: str) -> dict[str, Any]:
                 identities_known = True
                 row[k] += int(p[k])
     attendance = [
-        {"resident_id": p["resident_id"], "session": p["session"], "first_seen": p["first_seen"],
-         "score": p["score"]}
+        {
+            "resident_id": p["resident_id"],
+            "session": p["session"],
+            "first_seen": p["first_seen"],
+            "score": p["score"],
+        }
         for p in _payloads(session, KIND_ATTENDANCE, day)
     ]
     rows = [hours[h] for h in range(24)]

@@ -22,6 +22,7 @@ MJPEG AVI into a directory the caller chooses (a tmp dir in tests).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -64,12 +65,13 @@ def _soft_ellipse(side: int) -> np.ndarray:
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
     c = (side - 1) / 2.0
     r = ((xx - c) / (0.46 * side)) ** 2 + ((yy - c) / (0.50 * side)) ** 2
-    return np.clip((1.25 - r) / 0.35, 0.0, 1.0).astype(np.float32)
+    out: np.ndarray = np.clip((1.25 - r) / 0.35, 0.0, 1.0).astype(np.float32)
+    return out
 
 
 def cut_sprite(
     image: np.ndarray,
-    box: Sequence[float],
+    box: Sequence[float] | np.ndarray,
     key: str,
     identity: str,
     *,
@@ -185,7 +187,7 @@ class Actor:
         p = self.path
         if t < p[0].t or t > p[-1].t:
             return None
-        for a, b in zip(p, p[1:], strict=False):
+        for a, b in itertools.pairwise(p):
             if a.t <= t <= b.t:
                 f = 0.0 if b.t == a.t else (t - a.t) / (b.t - a.t)
                 x, y = a.x + (b.x - a.x) * f, a.y + (b.y - a.y) * f
@@ -365,7 +367,7 @@ def _background(w: int, h: int, seed: int) -> np.ndarray:
     img = base.astype(np.uint8)
     cv2.rectangle(img, (int(w * 0.3), 0), (int(w * 0.7), int(h * 0.35)), (110, 120, 130), -1)
     cv2.rectangle(img, (int(w * 0.3), 0), (int(w * 0.7), int(h * 0.35)), (70, 70, 80), 6)
-    for i in range(6):
+    for _i in range(6):
         x = int(rng.integers(0, w - 60))
         y = int(rng.integers(int(h * 0.4), h - 40))
         c = tuple(int(v) for v in rng.integers(90, 200, 3))
@@ -559,3 +561,35 @@ def _spread(keys: list[str], sprites: Mapping[str, Sprite]) -> list[str]:
                 out.append(by_id[ident][depth])
         depth += 1
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m face.footfall.synth OUT_DIR [--pack DIR]``: write the standard
+    clips and their truth files into OUT_DIR; prints their paths as JSON."""
+    import argparse
+
+    from face.pipeline import FaceEngine
+    from terminal.config.settings import FaceSettings, load_settings
+
+    ap = argparse.ArgumentParser(prog="python -m face.footfall.synth")
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--pack", type=Path, default=None, help="face model pack (default: configured)")
+    args = ap.parse_args(argv)
+    try:
+        pack = args.pack or load_settings().face_pack_dir
+        engine = FaceEngine.from_pack(pack, FaceSettings(intra_op_threads=1))
+
+        def find(img: np.ndarray) -> list[tuple[np.ndarray, float]]:
+            b, s, _ = engine.detector.detect(img)
+            return list(zip(b, s, strict=True))
+
+        clips = make_standard_clips(args.out_dir, find)
+    except TerminalError as exc:
+        print(f"error: {exc}", file=__import__("sys").stderr)
+        return 2
+    print(json.dumps([{"video": str(v), "truth": str(t)} for v, t in clips]))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -67,7 +67,7 @@ class ByteTrackAdapter:
         try:
             import supervision as sv
             from trackers import ByteTrackTracker
-        except Exception as exc:  # noqa: BLE001 - report any broken install the same way
+        except Exception as exc:
             raise TrackerUnavailable(
                 "the footfall tracker needs the 'trackers' and 'supervision' packages "
                 f"({type(exc).__name__}: {exc})"

@@ -22,6 +22,7 @@ import hashlib
 import json
 import random
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,22 @@ log = get_logger(__name__)
 
 STATE_NAME = "agent-state.json"
 MAX_FINISHED = 50
+
+
+def make_trigger(cfg: OtaConfig) -> Callable[[Path], None]:
+    """The default way to start the updater: run ``[updater] trigger`` (an
+    empty list means the ``care-terminal-updater.path`` unit notices the
+    request file by itself)."""
+
+    def trigger(request: Path) -> None:
+        argv = list(cfg.updater.trigger)
+        if not argv:
+            return
+        proc = subprocess.run(argv, capture_output=True, timeout=60, check=False)  # noqa: S603
+        if proc.returncode != 0:
+            log.warning("updater_trigger_failed", rc=proc.returncode)
+
+    return trigger
 
 
 def installed_release(root: Path, fallback_version: str = "0.0.0") -> InstalledState:

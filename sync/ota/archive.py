@@ -233,7 +233,9 @@ def safe_extract(
                 code="damaged_archive",
             ) from None
         except OSError as exc:
-            raise OtaError(f"cannot extract {archive.name}: {exc.strerror}", code="io_error") from None
+            raise OtaError(
+                f"cannot extract {archive.name}: {exc.strerror}", code="io_error"
+            ) from None
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise

@@ -110,14 +110,9 @@ class WindowSection(_Model):
 
 class UpdaterSection(_Model):
     # How the agent starts the updater (it then runs on its own, outside the app).
-    trigger: list[str] = Field(
-        default_factory=lambda: [
-            "systemctl",
-            "start",
-            "--no-block",
-            "care-terminal-updater.service",
-        ]
-    )
+    # Empty: care-terminal-updater.path starts it when spool/request.json appears,
+    # so the unprivileged agent needs no right to start units.
+    trigger: list[str] = Field(default_factory=list)
 
 
 class OtaConfig(_Model):

@@ -869,8 +869,6 @@ class KioskRunner:
                 cap = self._capture
             # overlay for the preview: the guidance key of the current face
             guidance = obs.guidance if obs is not None else None
-            if challenge is not None and isinstance(state, Challenge):
-                guidance = challenge.prompt
             self._overlay = (obs, guidance)
 
             if cap is not None:

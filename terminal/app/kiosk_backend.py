@@ -635,7 +635,7 @@ def _health_key(value: str) -> str:
         "offline": "status.offline",
         "degraded": "status.degraded",
         "paper_out": "status.paper_out",
-        "absent": "status.offline",
+        "absent": "status.absent",
     }.get(value, "status.unknown")
 
 

@@ -210,7 +210,7 @@ def build_kiosk(
         clock=services.clock,
         pins=StaffPins(s.data_dir / "staff" / "pins.json"),
         export_dir=s.data_dir / "exports",
-        templates=services.templates if camera else None,
+        templates=services.templates,
         recogniser=recogniser,
         runner=runner,
         printer=print_port,

@@ -21,8 +21,13 @@ FACES = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "fa
 
 def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"CARE_DATA_DIR": str(data), "PATH": "/usr/bin:/bin", "HOME": str(data)}
-    return subprocess.run([sys.executable, "-m", "terminal.app.cli", *args], env=env, text=True,
-                          capture_output=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "terminal.app.cli", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +37,64 @@ def outbox_rows(tmp_path_factory: pytest.TempPathFactory) -> list[OutboxRow]:
     del pack  # the CLI builds its own pack below from the package cache
     assert cli(data, "models", "fetch").returncode == 0
     policy = data / "policy.json"
-    policy.write_text(json.dumps({"policy_id": "p1", "version": 1, "effective_from": "2020-01-01", "rules": [
-        {"category": "age_80_89", "slot": "*", "type": "fixed", "amount_fen": 500, "floor_fen": 100}]}))
+    policy.write_text(
+        json.dumps(
+            {
+                "policy_id": "p1",
+                "version": 1,
+                "effective_from": "2020-01-01",
+                "rules": [
+                    {
+                        "category": "age_80_89",
+                        "slot": "*",
+                        "type": "fixed",
+                        "amount_fen": 500,
+                        "floor_fen": 100,
+                    }
+                ],
+            }
+        )
+    )
     steps = [
         ["policy", "set", str(policy)],
         ["menu", "set", "--staff", "s1", "--item", "L1,午餐套餐,15.00,breakfast+lunch+dinner"],
-        ["enroll", "--resident-id", "R1", "--name", "张三华", "--category", "age_80_89", "--card", "C1",
-         "--staff", "s1", str(FACES / "fr_obama_obama.jpg"), str(FACES / "fr_obama_obama2.jpg")],
+        [
+            "enroll",
+            "--resident-id",
+            "R1",
+            "--name",
+            "张三华",
+            "--category",
+            "age_80_89",
+            "--card",
+            "C1",
+            "--staff",
+            "s1",
+            str(FACES / "fr_obama_obama.jpg"),
+            str(FACES / "fr_obama_obama2.jpg"),
+        ],
         ["topup", "--resident", "R1", "--amount", "100", "--staff", "s1"],
-        ["pay", "--resident", "R1", "--slot", "lunch", "--method", "staff", "--staff", "s1", "--json"],
+        [
+            "pay",
+            "--resident",
+            "R1",
+            "--slot",
+            "lunch",
+            "--method",
+            "staff",
+            "--staff",
+            "s1",
+            "--json",
+        ],
     ]
     for args in steps:
         r = cli(data, *args)
         assert r.returncode == 0, (args, r.stderr)
     record = json.loads(r.stdout)["record_id"]
-    for args in (["void", record, "--reason", "wrong_item", "--staff", "s1"],
-                 ["residents", "remove", "R1", "--staff", "s1"]):
+    for args in (
+        ["void", record, "--reason", "wrong_item", "--staff", "s1"],
+        ["residents", "remove", "R1", "--staff", "s1"],
+    ):
         r = cli(data, *args)
         assert r.returncode == 0, (args, r.stderr)
     db = open_database(f"sqlite:///{data}/terminal.db")

@@ -81,15 +81,23 @@ if {fail}:
 '''
 
 
-def make_release(dest: Path, version: str, *, mode: str = "healthy", schema: int = 1,
-                 migrate: bool = False, migrate_fails: bool = False) -> Path:
+def make_release(
+    dest: Path,
+    version: str,
+    *,
+    mode: str = "healthy",
+    schema: int = 1,
+    migrate: bool = False,
+    migrate_fails: bool = False,
+) -> Path:
     """An application release tree (what goes into the bundle's app payload)."""
     (dest / "bin").mkdir(parents=True, exist_ok=True)
     rel: dict[str, Any] = {"version": version, "sim": {"mode": mode, "schema": schema}}
     if migrate:
         rel["migrate"] = ["bin/migrate"]
         (dest / "bin" / "migrate").write_text(
-            MIGRATE.format(python=sys.executable, schema=schema, fail=migrate_fails))
+            MIGRATE.format(python=sys.executable, schema=schema, fail=migrate_fails)
+        )
         (dest / "bin" / "migrate").chmod(0o755)
     (dest / "release.json").write_text(json.dumps(rel))
     (dest / "bin" / "kiosk").write_text(KIOSK.format(python=sys.executable))
@@ -105,8 +113,10 @@ def make_db(path: Path, schema: int = 1, rows: int = 50) -> None:
     con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     con.execute("INSERT INTO schema_version VALUES (?)", (schema,))
     con.execute("CREATE TABLE meals (id INTEGER PRIMARY KEY, resident TEXT, amount_fen INTEGER)")
-    con.executemany("INSERT INTO meals (resident, amount_fen) VALUES (?, ?)",
-                    [(f"r{i:03d}", 500 + i) for i in range(rows)])
+    con.executemany(
+        "INSERT INTO meals (resident, amount_fen) VALUES (?, ?)",
+        [(f"r{i:03d}", 500 + i) for i in range(rows)],
+    )
     con.commit()
     con.close()
 
@@ -209,8 +219,15 @@ while True:
 class SimDevice:
     """A device root with releases, a database, a health file and a supervisor."""
 
-    def __init__(self, base: Path, *, health_timeout_s: float = 8.0, burst: int = 3,
-                 crash_threshold: int = 2, max_boot_attempts: int = 2) -> None:
+    def __init__(
+        self,
+        base: Path,
+        *,
+        health_timeout_s: float = 8.0,
+        burst: int = 3,
+        crash_threshold: int = 2,
+        max_boot_attempts: int = 2,
+    ) -> None:
         self.base = base
         self.root = base / "opt"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -238,11 +255,18 @@ class SimDevice:
             f"crash_threshold = {crash_threshold}\n"
             f"max_boot_attempts = {max_boot_attempts}\n"
         )
-        (self.svc / "config.json").write_text(json.dumps({
-            "root": str(self.root), "burst": burst, "interval": 30, "restart_sec": 0.1,
-            "env": {"CARE_HEALTH_FILE": str(self.health), "CARE_DB": str(self.db)},
-            "on_failure": self.updater_cmd("on-failure"),
-        }))
+        (self.svc / "config.json").write_text(
+            json.dumps(
+                {
+                    "root": str(self.root),
+                    "burst": burst,
+                    "interval": 30,
+                    "restart_sec": 0.1,
+                    "env": {"CARE_HEALTH_FILE": str(self.health), "CARE_DB": str(self.db)},
+                    "on_failure": self.updater_cmd("on-failure"),
+                }
+            )
+        )
 
     def svc_cmd(self, what: str) -> list[str]:
         return [sys.executable, "-I", str(self.supervisor), str(self.svc), what]
@@ -251,8 +275,14 @@ class SimDevice:
         return [sys.executable, "-I", str(RUN_UPDATER), "--config", str(self.config), *args]
 
     def updater(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.updater_cmd(*args), capture_output=True, text=True, timeout=timeout,
-                              cwd=self.base, env=self.env())
+        return subprocess.run(
+            self.updater_cmd(*args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.base,
+            env=self.env(),
+        )
 
     def env(self) -> dict[str, str]:
         """The updater unit's environment (the release's migrate step finds the DB here)."""
@@ -280,7 +310,9 @@ class SimDevice:
     def health_doc(self) -> dict[str, Any]:
         return dict(json.loads(self.health.read_text()))
 
-    def wait_health(self, version: str, timeout: float = 10.0, after: float = 0.0) -> dict[str, Any]:
+    def wait_health(
+        self, version: str, timeout: float = 10.0, after: float = 0.0
+    ) -> dict[str, Any]:
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
@@ -304,9 +336,18 @@ class SimDevice:
         return p.read_text().splitlines() if p.exists() else []
 
 
-def stage_release(dev: SimDevice, app: Path, *, version: str, counter: int, key: Any,
-                  migrations: bool = False, action_id: str = "1", feedback_url: str | None = None,
-                  health_timeout_s: int = 60) -> Path:
+def stage_release(
+    dev: SimDevice,
+    app: Path,
+    *,
+    version: str,
+    counter: int,
+    key: Any,
+    migrations: bool = False,
+    action_id: str = "1",
+    feedback_url: str | None = None,
+    health_timeout_s: int = 60,
+) -> Path:
     """Build, verify and stage a signed bundle the real way, then write the
     activation request. Returns the request path."""
     from datetime import UTC, datetime
@@ -321,12 +362,31 @@ def stage_release(dev: SimDevice, app: Path, *, version: str, counter: int, key:
         mig.mkdir(exist_ok=True)
         (mig / "0002.sql").write_text("-- applied by bin/migrate\n")
     bundle = dev.base / f"care-{version}-c{counter}.swu"
-    build_bundle(bundle, version=version, counter=counter, key=key, key_id="test", app=app,
-                 migrations=mig, boards={"care-pi": ["1"]}, created=datetime.now(UTC))
-    vb = verify_bundle(bundle, TrustStore({"test": key.public_key()}), VerifyPolicy(board="care-pi", revision="1"),
-                       InstalledState("0.0.1", 0))
+    build_bundle(
+        bundle,
+        version=version,
+        counter=counter,
+        key=key,
+        key_id="test",
+        app=app,
+        migrations=mig,
+        boards={"care-pi": ["1"]},
+        created=datetime.now(UTC),
+    )
+    vb = verify_bundle(
+        bundle,
+        TrustStore({"test": key.public_key()}),
+        VerifyPolicy(board="care-pi", revision="1"),
+        InstalledState("0.0.1", 0),
+    )
     staged = stage_bundle(vb, dev.root / "releases")
     fb = FeedbackTarget(url=feedback_url) if feedback_url else None
-    return write_activation_request(dev.root / "spool", staged, action_id=action_id, from_version="",
-                                    health_timeout_s=health_timeout_s, feedback=fb,
-                                    requested_at=datetime.now(UTC).isoformat())
+    return write_activation_request(
+        dev.root / "spool",
+        staged,
+        action_id=action_id,
+        from_version="",
+        health_timeout_s=health_timeout_s,
+        feedback=fb,
+        requested_at=datetime.now(UTC).isoformat(),
+    )

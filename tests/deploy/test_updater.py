@@ -26,11 +26,20 @@ def factory_device(sim_factory, tmp_path: Path, **kw) -> SimDevice:
     return dev
 
 
-def test_healthy_release_is_activated_and_reported(sim_factory, tmp_path, release_key, feedback_sink) -> None:
+def test_healthy_release_is_activated_and_reported(
+    sim_factory, tmp_path, release_key, feedback_sink
+) -> None:
     dev = factory_device(sim_factory, tmp_path)
     app = make_release(tmp_path / "src-1.1.0", "1.1.0")
-    stage_release(dev, app, version="1.1.0", counter=2, key=release_key, action_id="41",
-                  feedback_url=feedback_sink.url + "/DEFAULT/controller/v1/t1/deploymentBase/41/feedback")
+    stage_release(
+        dev,
+        app,
+        version="1.1.0",
+        counter=2,
+        key=release_key,
+        action_id="41",
+        feedback_url=feedback_sink.url + "/DEFAULT/controller/v1/t1/deploymentBase/41/feedback",
+    )
     t0 = time.time()
     proc = dev.updater("activate")
     assert proc.returncode == 0, proc.stderr
@@ -54,8 +63,17 @@ def test_unhealthy_release_rolls_back_in_time_with_db_restored(
     dev = factory_device(sim_factory, tmp_path, health_timeout_s=timeout)
     before = db_dump(dev.db)
     app = make_release(tmp_path / "src-2.0.0", "2.0.0", mode="unhealthy", schema=2, migrate=True)
-    stage_release(dev, app, version="2.0.0", counter=3, key=release_key, migrations=True, action_id="42",
-                  feedback_url=feedback_sink.url + "/fb/42", health_timeout_s=int(timeout))
+    stage_release(
+        dev,
+        app,
+        version="2.0.0",
+        counter=3,
+        key=release_key,
+        migrations=True,
+        action_id="42",
+        feedback_url=feedback_sink.url + "/fb/42",
+        health_timeout_s=int(timeout),
+    )
     t0 = time.monotonic()
     proc = dev.updater("activate")
     elapsed = time.monotonic() - t0
@@ -77,11 +95,15 @@ def test_unhealthy_release_rolls_back_in_time_with_db_restored(
     assert "2.0.0-c3" in dev.state()["bad"]
 
 
-def test_failed_migration_restores_db_and_keeps_old_release(sim_factory, tmp_path, release_key) -> None:
+def test_failed_migration_restores_db_and_keeps_old_release(
+    sim_factory, tmp_path, release_key
+) -> None:
     dev = factory_device(sim_factory, tmp_path)
     before = db_dump(dev.db)
     app = make_release(tmp_path / "src-2.1.0", "2.1.0", schema=2, migrate=True, migrate_fails=True)
-    stage_release(dev, app, version="2.1.0", counter=4, key=release_key, migrations=True, action_id="43")
+    stage_release(
+        dev, app, version="2.1.0", counter=4, key=release_key, migrations=True, action_id="43"
+    )
     proc = dev.updater("activate")
     assert proc.returncode == 1
     assert dev.current() == "1.0.0-c0"
@@ -109,7 +131,9 @@ def test_crash_looping_release_is_rolled_back_before_the_health_timeout(
     dev.wait_health("1.0.0", timeout=5)
 
 
-def test_confirmed_release_that_starts_crash_looping_is_rolled_back(sim_factory, tmp_path, release_key) -> None:
+def test_confirmed_release_that_starts_crash_looping_is_rolled_back(
+    sim_factory, tmp_path, release_key
+) -> None:
     dev = factory_device(sim_factory, tmp_path, crash_threshold=2, burst=2)
     app = make_release(tmp_path / "src-1.2.0", "1.2.0")
     stage_release(dev, app, version="1.2.0", counter=6, key=release_key, action_id="45")
@@ -129,12 +153,19 @@ def test_confirmed_release_that_starts_crash_looping_is_rolled_back(sim_factory,
     assert st["known_good"] == "1.0.0-c0" and st["previous"] is None  # no ping-pong
 
 
-def test_power_cut_during_trial_then_repeated_boots_roll_back(sim_factory, tmp_path, release_key) -> None:
+def test_power_cut_during_trial_then_repeated_boots_roll_back(
+    sim_factory, tmp_path, release_key
+) -> None:
     dev = factory_device(sim_factory, tmp_path, max_boot_attempts=1, health_timeout_s=3.0)
     app = make_release(tmp_path / "src-4.0.0", "4.0.0", mode="unhealthy")
     stage_release(dev, app, version="4.0.0", counter=7, key=release_key, action_id="46")
     # Run the activation and "cut the power" while it waits for health.
-    p = subprocess.Popen(dev.updater_cmd("activate"), env=dev.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        dev.updater_cmd("activate"),
+        env=dev.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 10
     while time.time() < deadline:
         try:
@@ -158,11 +189,18 @@ def test_power_cut_during_trial_then_repeated_boots_roll_back(sim_factory, tmp_p
     assert dev.results()["46"]["outcome"] == "rolled_back"
 
 
-def test_resume_after_interrupted_activation_finishes_it(sim_factory, tmp_path, release_key) -> None:
+def test_resume_after_interrupted_activation_finishes_it(
+    sim_factory, tmp_path, release_key
+) -> None:
     dev = factory_device(sim_factory, tmp_path)
     app = make_release(tmp_path / "src-1.3.0", "1.3.0")
     stage_release(dev, app, version="1.3.0", counter=8, key=release_key, action_id="47")
-    p = subprocess.Popen(dev.updater_cmd("activate"), env=dev.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        dev.updater_cmd("activate"),
+        env=dev.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 10
     while time.time() < deadline:
         try:
@@ -186,7 +224,9 @@ def test_resume_after_interrupted_activation_finishes_it(sim_factory, tmp_path, 
         ({"format": 2}, "unknown format"),
     ],
 )
-def test_bad_activation_requests_change_nothing(sim_factory, tmp_path, request_doc, message) -> None:
+def test_bad_activation_requests_change_nothing(
+    sim_factory, tmp_path, request_doc, message
+) -> None:
     dev = factory_device(sim_factory, tmp_path)
     req = dev.root / "spool" / "request.json"
     req.parent.mkdir(parents=True, exist_ok=True)
@@ -199,8 +239,14 @@ def test_bad_activation_requests_change_nothing(sim_factory, tmp_path, request_d
 def test_manual_rollback_and_prune(sim_factory, tmp_path, release_key) -> None:
     dev = factory_device(sim_factory, tmp_path)
     for i, v in enumerate(["1.4.0", "1.5.0", "1.6.0", "1.7.0"], start=10):
-        stage_release(dev, make_release(tmp_path / f"src-{v}", v), version=v, counter=i, key=release_key,
-                      action_id=str(i))
+        stage_release(
+            dev,
+            make_release(tmp_path / f"src-{v}", v),
+            version=v,
+            counter=i,
+            key=release_key,
+            action_id=str(i),
+        )
         assert dev.updater("activate").returncode == 0
     names = sorted(p.name for p in (dev.root / "releases").iterdir())
     assert "1.7.0-c13" in names and "1.6.0-c12" in names and len(names) <= 3
@@ -227,10 +273,29 @@ def test_updater_uses_only_the_standard_library() -> None:
 
 def test_updater_runs_isolated_from_the_project(tmp_path) -> None:
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": "/nonexistent"}
-    proc = subprocess.run([sys.executable, "-I", str(RUN_UPDATER), "--config", str(tmp_path / "missing.toml"),
-                           "status"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(RUN_UPDATER),
+            "--config",
+            str(tmp_path / "missing.toml"),
+            "status",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=30,
+    )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     (tmp_path / "u.toml").write_text(f'root = "{tmp_path}"\n')
-    proc = subprocess.run([sys.executable, "-I", str(RUN_UPDATER), "--config", str(tmp_path / "u.toml"),
-                           "status"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-I", str(RUN_UPDATER), "--config", str(tmp_path / "u.toml"), "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=30,
+    )
     assert proc.returncode == 0 and json.loads(proc.stdout)["current"] is None

@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
 from face.footfall import synth
-from face.sources import Frame, SourceState, SourceStatus
 from terminal.config.settings import default_cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +38,7 @@ def open_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         verify_pack(local)
         return local
-    except Exception:  # noqa: BLE001 - fall back to building one
+    except Exception:
         dest = tmp_path_factory.mktemp("packs") / "open"
         fetch_open_pack(dest, package_cache())
         return dest
@@ -90,72 +86,10 @@ def clip_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     key = _clip_key(synth.default_face_images())
     try:
         return Path(request.config.cache.mkdir(f"footfall-clips-{key}"))
-    except Exception:  # noqa: BLE001 - cache provider disabled
+    except Exception:
         return tmp_path_factory.mktemp(f"footfall-clips-{key}")
 
 
 @pytest.fixture(scope="session")
 def standard_clips(clip_dir: Path, find_faces: Callable[..., Any]) -> list[tuple[Path, Path]]:
     return synth.make_standard_clips(clip_dir, find_faces)
-
-
-class LockstepSource:
-    """A frame source that replays a video file one frame at a time and
-    publishes the next frame only when the consumer has taken the previous one
-    (so a test sees every frame, deterministically). It moves a FakeClock by
-    one frame period per frame, so wall time follows the video."""
-
-    def __init__(self, path: Path, clock: Any = None, fps: float = 15.0) -> None:
-        self.name = f"lockstep:{path.name}"
-        self.path = path
-        self.clock = clock
-        self.period = 1.0 / fps
-        self._frames: list[np.ndarray] | None = None
-        self._i = 0
-        self._taken = 0
-        self._cond = threading.Condition()
-        self._ended = False
-        self._started = False
-
-    def _load(self) -> list[np.ndarray]:
-        cap = cv2.VideoCapture(str(self.path))
-        out = []
-        while True:
-            ok, f = cap.read()
-            if not ok:
-                break
-            out.append(f)
-        cap.release()
-        return out
-
-    def start(self) -> None:
-        if self._frames is None:
-            self._frames = self._load()
-        self._started = True
-
-    def stop(self) -> None:
-        self._started = False
-
-    def latest(self) -> Frame | None:
-        return self.wait_frame(self._taken, 0.0)
-
-    def wait_frame(self, after_seq: int = 0, timeout: float | None = 1.0) -> Frame | None:
-        assert self._frames is not None
-        if self._i >= len(self._frames):
-            self._ended = True
-            time.sleep(0.001)
-            return None
-        img = self._frames[self._i]
-        self._i += 1
-        if self.clock is not None and self._i > 1:
-            self.clock.advance(self.period)
-        self._taken = self._i
-        return Frame(image=img, ts=self._i * self.period, seq=self._i)
-
-    def status(self) -> SourceStatus:
-        state = SourceState.ENDED if self._ended else SourceState.CONNECTED
-        return SourceStatus(state=state, frames=self._i)
-
-    @property
-    def done(self) -> bool:
-        return self._ended

@@ -12,13 +12,20 @@ from face.footfall.bench import bench_footfall
 
 def test_bench_document(open_pack: Path, standard_clips: list[tuple[Path, Path]]) -> None:
     video = standard_clips[0][0]
-    doc: dict[str, Any] = bench_footfall(open_pack, video=video, max_frames=60, paced_seconds=1.5,
-                                         kiosk_repeats=3)
+    doc: dict[str, Any] = bench_footfall(
+        open_pack, video=video, max_frames=60, paced_seconds=1.5, kiosk_repeats=3
+    )
     json.dumps(doc)
     m = doc["max"]
     assert m["frames"] == 60 and m["size"] == [640, 480] and m["fps"] > 0
-    assert set(m["stage_ms_per_frame"]) == {"decode", "detect", "track", "count", "landmarks_embed",
-                                             "identify"}
+    assert set(m["stage_ms_per_frame"]) == {
+        "decode",
+        "detect",
+        "track",
+        "count",
+        "landmarks_embed",
+        "identify",
+    }
     assert m["stage_ms_per_frame"]["detect"] > 0 and 0 < m["cpu_share"] <= 2.5
     p = doc["paced"]
     assert p["frames"] > 0 and 0 < p["fps"] <= 16 and 0 <= p["cpu_share_thread"] <= 1.5

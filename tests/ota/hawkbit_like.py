@@ -21,8 +21,14 @@ from typing import Any
 
 
 class HawkbitLike:
-    def __init__(self, *, tenant: str = "DEFAULT", token: str = "s3cret-token", sleep: str = "00:05:00",
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        tenant: str = "DEFAULT",
+        token: str = "s3cret-token",
+        sleep: str = "00:05:00",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.tenant = tenant
         self.token = token
         self.sleep = sleep
@@ -31,7 +37,9 @@ class HawkbitLike:
         self.feedback: list[tuple[str, str, dict[str, Any]]] = []  # (kind, action, body)
         self.config_data: list[dict[str, Any]] = []
         self.artifact = b""
-        self.action: dict[str, Any] | None = None  # {"id", "state": "open"|"confirm"|"cancel", "window"}
+        self.action: dict[str, Any] | None = (
+            None  # {"id", "state": "open"|"confirm"|"cancel", "window"}
+        )
         self.installed_action: str | None = None
         self.auto_confirm = False
         self.drop_after: int | None = None  # cut the next download after this many bytes
@@ -77,7 +85,7 @@ class HawkbitLike:
                     return self._json(404, {"message": "not found"})
                 if self.headers.get("Authorization") != f"TargetToken {srv.token}":
                     return self._json(401, {"message": "unauthorized"})
-                parts = path[len(base):].split("/")
+                parts = path[len(base) :].split("/")
                 ctrl = parts[0]
                 rest = parts[1:]
                 root = srv.url + base + ctrl
@@ -94,17 +102,25 @@ class HawkbitLike:
                 if method == "GET" and rest[:1] == ["confirmationBase"] and len(rest) == 2:
                     return self._json(200, {"id": rest[1], "confirmation": srv.deployment(rest[1])})
                 if method == "GET" and rest == ["confirmationBase"]:
-                    return self._json(200, {"autoConfirm": {"state": "active" if srv.auto_confirm else "inactive"}})
+                    return self._json(
+                        200,
+                        {"autoConfirm": {"state": "active" if srv.auto_confirm else "inactive"}},
+                    )
                 if method == "GET" and rest[:1] == ["cancelAction"] and len(rest) == 2:
-                    return self._json(200, {"id": rest[1], "cancelAction": {"stopId": srv.action["id"]}})
+                    return self._json(
+                        200, {"id": rest[1], "cancelAction": {"stopId": srv.action["id"]}}
+                    )
                 if method == "POST" and len(rest) == 3 and rest[2] == "feedback":
                     body = self._body()
                     with srv.lock:
                         srv.feedback.append((rest[0], rest[1], body))
                         srv.on_feedback(rest[0], rest[1], body)
                     return self._json(200, {})
-                if method == "POST" and rest[:1] == ["confirmationBase"] and rest[1:] in (
-                        ["activateAutoConfirm"], ["deactivateAutoConfirm"]):
+                if (
+                    method == "POST"
+                    and rest[:1] == ["confirmationBase"]
+                    and rest[1:] in (["activateAutoConfirm"], ["deactivateAutoConfirm"])
+                ):
                     self._body()
                     srv.auto_confirm = rest[1] == "activateAutoConfirm"
                     return self._json(200, {})
@@ -138,13 +154,13 @@ class HawkbitLike:
                     return
                 self.wfile.write(chunk)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._route("GET")
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 self._route("PUT")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._route("POST")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -166,7 +182,9 @@ class HawkbitLike:
             if a["state"] == "open":
                 links["deploymentBase"] = {"href": f"{root}/deploymentBase/{a['id']}?c=-2129030598"}
             elif a["state"] == "confirm":
-                links["confirmationBase"] = {"href": f"{root}/confirmationBase/{a['id']}?c=-2122565939"}
+                links["confirmationBase"] = {
+                    "href": f"{root}/confirmationBase/{a['id']}?c=-2122565939"
+                }
             elif a["state"] == "cancel":
                 links["cancelAction"] = {"href": f"{root}/cancelAction/{a['id']}"}
         if self.installed_action:
@@ -177,20 +195,32 @@ class HawkbitLike:
         host = self.download_host or self.url
         data = self.artifact
         dep: dict[str, Any] = {
-            "download": "forced", "update": "forced",
-            "chunks": [{
-                "part": "os", "version": "1.1.0", "name": "care-terminal",
-                "metadata": [{"key": "channel", "value": "stable"}],
-                "artifacts": [{
-                    "filename": "care-terminal-1.1.0.swu", "size": len(data),
-                    "hashes": {"sha1": hashlib.sha1(data).hexdigest(),  # noqa: S324 - DDI gives it
-                               "md5": hashlib.md5(data).hexdigest(),  # noqa: S324 - DDI gives it
-                               "sha256": hashlib.sha256(data).hexdigest()},
-                    "_links": {"download": {"href": f"{host}/artifacts/{action_id}/care.swu"},
-                               "download-http": {"href": f"{host}/artifacts/{action_id}/care.swu"},
-                               "md5sum": {"href": f"{host}/artifacts/{action_id}/care.swu.MD5SUM"}},
-                }],
-            }],
+            "download": "forced",
+            "update": "forced",
+            "chunks": [
+                {
+                    "part": "os",
+                    "version": "1.1.0",
+                    "name": "care-terminal",
+                    "metadata": [{"key": "channel", "value": "stable"}],
+                    "artifacts": [
+                        {
+                            "filename": "care-terminal-1.1.0.swu",
+                            "size": len(data),
+                            "hashes": {
+                                "sha1": hashlib.sha1(data).hexdigest(),
+                                "md5": hashlib.md5(data).hexdigest(),
+                                "sha256": hashlib.sha256(data).hexdigest(),
+                            },
+                            "_links": {
+                                "download": {"href": f"{host}/artifacts/{action_id}/care.swu"},
+                                "download-http": {"href": f"{host}/artifacts/{action_id}/care.swu"},
+                                "md5sum": {"href": f"{host}/artifacts/{action_id}/care.swu.MD5SUM"},
+                            },
+                        }
+                    ],
+                }
+            ],
         }
         if self.action and self.action.get("window"):
             dep["maintenanceWindow"] = self.action["window"]
@@ -207,7 +237,9 @@ class HawkbitLike:
             self.action = None
 
     def executions(self, kind: str = "deploymentBase") -> list[str]:
-        return [b["status"]["execution"] for k, _, b in self.feedback if k == kind and "status" in b]
+        return [
+            b["status"]["execution"] for k, _, b in self.feedback if k == kind and "status" in b
+        ]
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -42,8 +42,15 @@ def device(tmp_path: Path) -> SimDevice:
 
 
 def agent_for(dev, server, key, triggered, **kw):
-    return make_agent(dev, server.url, "hb-01", key, trigger=triggered.append,
-                      ddi={"target_token": TOKEN, **kw.pop("ddi", {})}, **kw)
+    return make_agent(
+        dev,
+        server.url,
+        "hb-01",
+        key,
+        trigger=triggered.append,
+        ddi={"target_token": TOKEN, **kw.pop("ddi", {})},
+        **kw,
+    )
 
 
 def test_poll_honours_the_server_interval_and_puts_config_data(server, device, session_key) -> None:
@@ -51,7 +58,11 @@ def test_poll_honours_the_server_interval_and_puts_config_data(server, device, s
     assert agent.run_once() == 300.0  # "00:05:00"
     assert server.config_data[0]["mode"] == "merge"
     data = server.config_data[0]["data"]
-    assert data["hw_boardname"] == "care-pi" and data["hw_revision"] == "1" and data["sw_version"] == "1.0.0"
+    assert (
+        data["hw_boardname"] == "care-pi"
+        and data["hw_revision"] == "1"
+        and data["sw_version"] == "1.0.0"
+    )
     assert all(h[2].get("Authorization") == f"TargetToken {TOKEN}" for h in server.requests)
     agent.run_once()
     assert len(server.config_data) == 1  # unchanged data is not sent again unless asked
@@ -59,16 +70,29 @@ def test_poll_honours_the_server_interval_and_puts_config_data(server, device, s
     assert agent.run_once() == 1.0  # clamped to the configured minimum
 
 
-@pytest.mark.parametrize(("text", "expected"), [("00:00:30", 30.0), ("12:00:00", 43200.0),
-                                                ("garbage", 300.0), (None, 300.0), ("99:00:00", 86400.0)])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("00:00:30", 30.0),
+        ("12:00:00", 43200.0),
+        ("garbage", 300.0),
+        (None, 300.0),
+        ("99:00:00", 86400.0),
+    ],
+)
 def test_parse_sleep(text, expected) -> None:
-    assert parse_sleep(text, DdiConfig(base_url="http://x", controller_id="c", min_sleep_s=1)) == expected
+    assert (
+        parse_sleep(text, DdiConfig(base_url="http://x", controller_id="c", min_sleep_s=1))
+        == expected
+    )
 
 
 def test_wrong_token_is_a_final_refusal(server) -> None:
-    with DdiClient(DdiConfig(base_url=server.url, controller_id="hb-01", target_token="wrong")) as c:
-        with pytest.raises(DdiError) as err:
-            c.poll()
+    with (
+        DdiClient(DdiConfig(base_url=server.url, controller_id="hb-01", target_token="wrong")) as c,
+        pytest.raises(DdiError) as err,
+    ):
+        c.poll()
     assert err.value.status == 401 and not err.value.retryable and err.value.code == "ddi_refused"
 
 
@@ -80,7 +104,8 @@ def test_503_with_retry_after_is_honoured(server, device, session_key) -> None:
 
 
 def test_interrupted_download_resumes_with_range_and_checks_every_hash(
-        server, device, session_key, tmp_path) -> None:
+    server, device, session_key, tmp_path
+) -> None:
     server.artifact = bundle(tmp_path, session_key, "1.1.0", 6).read_bytes()
     server.action = {"id": "17", "state": "open"}
     server.drop_after = len(server.artifact) // 3
@@ -96,7 +121,9 @@ def test_interrupted_download_resumes_with_range_and_checks_every_hash(
     assert server.executions() == ["proceeding", "downloaded", "proceeding", "proceeding"]
 
 
-def test_corrupt_partial_download_is_discarded_and_fetched_again(server, device, session_key, tmp_path) -> None:
+def test_corrupt_partial_download_is_discarded_and_fetched_again(
+    server, device, session_key, tmp_path
+) -> None:
     server.artifact = bundle(tmp_path, session_key, "1.1.0", 6).read_bytes()
     server.action = {"id": "18", "state": "open"}
     downloads = device.base / "ota-work" / "downloads"
@@ -104,8 +131,14 @@ def test_corrupt_partial_download_is_discarded_and_fetched_again(server, device,
     (downloads / "action-18.swu.part").write_bytes(b"\xff" * 1000)
     triggered = []
     agent, _ = agent_for(device, server, session_key, triggered)
-    agent._state["action"] = {"id": "18", "phase": "downloading", "bundle": "", "version": "",
-                              "counter": 0, "wait_reason": ""}
+    agent._state["action"] = {
+        "id": "18",
+        "phase": "downloading",
+        "bundle": "",
+        "version": "",
+        "counter": 0,
+        "wait_reason": "",
+    }
     agent.run_once()
     assert len(triggered) == 1
 
@@ -119,9 +152,11 @@ def test_each_server_hash_is_checked(server, tmp_path, which) -> None:
     hashes_ = {h: hashlib.new(h, server.artifact).hexdigest() for h in ("sha256", "sha1", "md5")}
     hashes_[which] = "0" * len(hashes_[which])
     art = Artifact(good.filename, good.size, hashes_, good.download_url)
-    with DdiClient(DdiConfig(base_url=server.url, controller_id="c", target_token=TOKEN)) as c:
-        with pytest.raises(BundleRejected) as err:
-            c.download(art, tmp_path / "a.swu", max_bytes=1 << 20)
+    with (
+        DdiClient(DdiConfig(base_url=server.url, controller_id="c", target_token=TOKEN)) as c,
+        pytest.raises(BundleRejected) as err,
+    ):
+        c.download(art, tmp_path / "a.swu", max_bytes=1 << 20)
     assert err.value.code == "artifact_hash" and which in str(err.value)
     assert not (tmp_path / "a.swu").exists() and not (tmp_path / "a.swu.part").exists()
 
@@ -129,9 +164,11 @@ def test_each_server_hash_is_checked(server, tmp_path, which) -> None:
 def test_server_sending_more_than_the_artifact_size_is_cut_off(server, tmp_path) -> None:
     server.artifact = b"y" * 10_000
     art = Artifact("a.swu", 4_000, {"sha1": "0" * 40}, server.url + "/artifacts/1/a.swu")
-    with DdiClient(DdiConfig(base_url=server.url, controller_id="c", target_token=TOKEN)) as c:
-        with pytest.raises(BundleRejected) as err:
-            c.download(art, tmp_path / "a.swu", max_bytes=1 << 20)
+    with (
+        DdiClient(DdiConfig(base_url=server.url, controller_id="c", target_token=TOKEN)) as c,
+        pytest.raises(BundleRejected) as err,
+    ):
+        c.download(art, tmp_path / "a.swu", max_bytes=1 << 20)
     assert err.value.code == "artifact_size"
     assert not (tmp_path / "a.swu.part").exists()
 
@@ -176,11 +213,16 @@ def test_cancel_during_activation_is_rejected(server, device, session_key, tmp_p
     server.action["state"] = "cancel"
     agent.run_once()
     assert server.executions("cancelAction") == ["rejected"]
-    body = [b for k, _, b in server.feedback if k == "cancelAction"][0]
-    assert body["status"]["result"]["finished"] == "none" and "already activating" in body["status"]["details"][0]
+    body = next(b for k, _, b in server.feedback if k == "cancelAction")
+    assert (
+        body["status"]["result"]["finished"] == "none"
+        and "already activating" in body["status"]["details"][0]
+    )
 
 
-def test_maintenance_window_available_lets_the_update_run(server, device, session_key, tmp_path) -> None:
+def test_maintenance_window_available_lets_the_update_run(
+    server, device, session_key, tmp_path
+) -> None:
     server.artifact = bundle(tmp_path, session_key, "1.1.0", 6).read_bytes()
     server.action = {"id": "22", "state": "open", "window": "available"}
     triggered = []
@@ -207,7 +249,9 @@ def test_confirmation_flow_auto_and_staff(server, device, session_key, tmp_path)
     agent2, _ = agent_for(device, server, session_key, [], confirmation="auto")
     server.action = {"id": "24", "state": "confirm"}
     agent2.run_once()
-    assert [b for k, _, b in server.feedback if k == "confirmationBase"][-1]["confirmation"] == "confirmed"
+    assert [b for k, _, b in server.feedback if k == "confirmationBase"][-1][
+        "confirmation"
+    ] == "confirmed"
     with DdiClient(DdiConfig(base_url=server.url, controller_id="hb-01", target_token=TOKEN)) as c:
         c.set_auto_confirm(True, initiator="district", remark="fleet policy")
         assert c.get_confirmation_base().auto_confirm is True
@@ -235,12 +279,20 @@ def test_installed_base_and_feedback_shape(server, device, session_key, tmp_path
 
 def _cert(subject: str, issuer_key, issuer_name, key, *, ca: bool = False, ip: str | None = None):
     now = dt.datetime.now(dt.UTC)
-    b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-         .issuer_name(issuer_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if ip:
-        b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+        b = b.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False
+        )
     return b.sign(issuer_key, hashes.SHA256())
 
 
@@ -248,8 +300,13 @@ def _write(path: Path, cert=None, key=None) -> Path:
     if cert is not None:
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     else:
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     return path
 
 
@@ -257,7 +314,10 @@ def test_mutual_tls_with_the_device_certificate(tmp_path) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "district-ca")])
     ca = _cert("district-ca", ca_key, ca_name, ca_key, ca=True)
-    srv_key, dev_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    srv_key, dev_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
     ca_pem = _write(tmp_path / "ca.pem", ca)
     srv_pem = _write(tmp_path / "srv.pem", _cert("ota", ca_key, ca_name, srv_key, ip="127.0.0.1"))
     srv_key_pem = _write(tmp_path / "srv.key", key=srv_key)
@@ -270,13 +330,24 @@ def test_mutual_tls_with_the_device_certificate(tmp_path) -> None:
     s = HawkbitLike(token=TOKEN, ssl_context=sctx)
     try:
         ctx = client_ssl_context(ca_pem, dev_pem, dev_key_pem)
-        with DdiClient(DdiConfig(base_url=s.url, controller_id="hb-01", target_token=TOKEN, ssl_context=ctx)) as c:
+        with DdiClient(
+            DdiConfig(base_url=s.url, controller_id="hb-01", target_token=TOKEN, ssl_context=ctx)
+        ) as c:
             assert c.poll().sleep_s == 300.0
         no_cert = client_ssl_context(ca_pem)
-        with DdiClient(DdiConfig(base_url=s.url, controller_id="hb-01", target_token=TOKEN,
-                                 ssl_context=no_cert, timeout_s=5)) as c:
-            with pytest.raises(DdiError) as err:
-                c.poll()
+        with (
+            DdiClient(
+                DdiConfig(
+                    base_url=s.url,
+                    controller_id="hb-01",
+                    target_token=TOKEN,
+                    ssl_context=no_cert,
+                    timeout_s=5,
+                )
+            ) as c,
+            pytest.raises(DdiError) as err,
+        ):
+            c.poll()
         assert err.value.retryable and err.value.code == "ddi_unreachable"
     finally:
         s.stop()

@@ -34,12 +34,21 @@ def test_refused_by_verification_and_staging(case, tmp_path: Path, session_key) 
     (tmp_path / "work").mkdir()
     ctx = Ctx(tmp_path / "work", session_key, ROGUE, "5.0.0")
     bundle = case.build(ctx)
-    policy = VerifyPolicy(board="care-pi", revision="1", max_bundle_bytes=1 << 20,
-                          max_payload_bytes=1 << 20, max_unpacked_bytes=16 << 20)
+    policy = VerifyPolicy(
+        board="care-pi",
+        revision="1",
+        max_bundle_bytes=1 << 20,
+        max_payload_bytes=1 << 20,
+        max_unpacked_bytes=16 << 20,
+    )
     releases_dir = tmp_path / "releases"
     with pytest.raises(BundleRejected) as err:
-        vb = verify_bundle(bundle, TrustStore({"test": session_key.public_key()}), policy,
-                           InstalledState(INSTALLED_VERSION, INSTALLED_COUNTER))
+        vb = verify_bundle(
+            bundle,
+            TrustStore({"test": session_key.public_key()}),
+            policy,
+            InstalledState(INSTALLED_VERSION, INSTALLED_COUNTER),
+        )
         stage_bundle(vb, releases_dir, ArchiveLimits(max_total_bytes=16 << 20))
     assert err.value.code == case.code, str(err.value)
     assert str(err.value)  # a message fit to show
@@ -50,7 +59,9 @@ def test_refused_by_verification_and_staging(case, tmp_path: Path, session_key) 
 def rig(goosebit, tmp_path_factory, session_key):
     base = tmp_path_factory.mktemp("mal")
     dev = SimDevice(base / "dev")
-    dev.install_factory(make_release(base / "factory", INSTALLED_VERSION), "1.0.0-c5", counter=INSTALLED_COUNTER)
+    dev.install_factory(
+        make_release(base / "factory", INSTALLED_VERSION), "1.0.0-c5", counter=INSTALLED_COUNTER
+    )
     triggered: list[Path] = []
     agent, _ = make_agent(dev, goosebit.url, "mal-01", session_key, trigger=triggered.append)
     agent.run_once()  # registers: goosebit asks for config data first
@@ -90,4 +101,6 @@ def test_nothing_was_installed(rig) -> None:
     assert not downloads.exists() or list(downloads.iterdir()) == []
     state = json.loads((dev.base / "ota-work" / "agent-state.json").read_text())
     assert state["action"] is None
-    assert sum(1 for f in state["finished"].values() if f["result"] == "failure") >= min(len(CASES), 50)
+    assert sum(1 for f in state["finished"].values() if f["result"] == "failure") >= min(
+        len(CASES), 50
+    )

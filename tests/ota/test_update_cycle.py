@@ -41,25 +41,43 @@ def device_at_1_0_0(tmp_path: Path, **kw) -> SimDevice:
 
 
 def bundle(tmp_path: Path, key, version: str, counter: int, **kw) -> Path:
-    app = make_release(tmp_path / f"src-{version}", version, **{k: v for k, v in kw.items()
-                                                                 if k in ("mode", "schema", "migrate")})
+    app = make_release(
+        tmp_path / f"src-{version}",
+        version,
+        **{k: v for k, v in kw.items() if k in ("mode", "schema", "migrate")},
+    )
     mig = None
     if kw.get("migrate"):
         mig = tmp_path / f"mig-{version}"
         mig.mkdir()
         (mig / "0002_add_note.sql").write_text("-- run by bin/migrate\n")
     out = tmp_path / f"care-terminal-{version}.swu"
-    build_bundle(out, version=version, counter=counter, key=key, key_id="test", app=app,
-                 model_pack=kw.get("model_pack"), migrations=mig, boards={"care-pi": ["1"]},
-                 created=datetime.now(UTC), health_timeout_s=kw.get("health_timeout_s"))
+    build_bundle(
+        out,
+        version=version,
+        counter=counter,
+        key=key,
+        key_id="test",
+        app=app,
+        model_pack=kw.get("model_pack"),
+        migrations=mig,
+        boards={"care-pi": ["1"]},
+        created=datetime.now(UTC),
+        health_timeout_s=kw.get("health_timeout_s"),
+    )
     return out
 
 
 def test_full_update_cycle(goosebit, tmp_path, session_key, record_property) -> None:
     dev = device_at_1_0_0(tmp_path)
     runs = []
-    agent, _ = make_agent(dev, goosebit.url, "cycle-ok", session_key,
-                          trigger=lambda req: runs.append(dev.updater("activate")))
+    agent, _ = make_agent(
+        dev,
+        goosebit.url,
+        "cycle-ok",
+        session_key,
+        trigger=lambda req: runs.append(dev.updater("activate")),
+    )
     try:
         agent.run_once()  # first contact: goosebit asks for config data
         assert goosebit.device("cycle-ok")["hardware"]["model"] == "care-pi"
@@ -69,15 +87,26 @@ def test_full_update_cycle(goosebit, tmp_path, session_key, record_property) -> 
         goosebit.assign("cycle-ok", sid)
         sleep = agent.run_once()  # download, verify, stage, hand over; the updater runs now
         cycle_s = time.monotonic() - t0
-        assert len(runs) == 1 and runs[0].returncode == 0, runs[0].stderr if runs else "updater not run"
+        assert len(runs) == 1 and runs[0].returncode == 0, (
+            runs[0].stderr if runs else "updater not run"
+        )
         assert dev.current() == "1.1.0-c6"
         assert (dev.root / "current" / "models" / "manifest.json").is_file()
-        assert dev.health_doc()["version"] == "1.1.0" and dev.health_doc()["checks"]["model_pack"] == "ok"
+        assert (
+            dev.health_doc()["version"] == "1.1.0"
+            and dev.health_doc()["checks"]["model_pack"] == "ok"
+        )
         gb = goosebit.device("cycle-ok")
         assert gb["sw_version"] == "1.1.0" and gb["last_state"] == FINISHED, gb
         log = goosebit.device_log("cycle-ok")["log"]
-        for line in ("downloading", "downloaded care-terminal-1.1.0.swu", "verified 1.1.0 (counter 6",
-                     "staged 1.1.0-c6; activating", "updater: activating 1.1.0-c6", "1.1.0-c6 healthy after"):
+        for line in (
+            "downloading",
+            "downloaded care-terminal-1.1.0.swu",
+            "verified 1.1.0 (counter 6",
+            "staged 1.1.0-c6; activating",
+            "updater: activating 1.1.0-c6",
+            "1.1.0-c6 healthy after",
+        ):
             assert line in log, log
         # The next cycle sees the updater's result, reports the new version, and finds nothing to do.
         agent.run_once()
@@ -85,7 +114,9 @@ def test_full_update_cycle(goosebit, tmp_path, session_key, record_property) -> 
         assert agent._state["finished"][str(sid)]["result"] == "success"
         assert 0 < sleep <= 30
         record_property("goosebit_update_cycle_s", round(cycle_s, 2))
-        print(f"\ngoosebit full update cycle: {cycle_s:.2f} s (assign -> healthy -> success feedback)")
+        print(
+            f"\ngoosebit full update cycle: {cycle_s:.2f} s (assign -> healthy -> success feedback)"
+        )
     finally:
         agent.client.close()
         dev.stop()
@@ -95,12 +126,25 @@ def test_failing_release_is_rolled_back_and_reported(goosebit, tmp_path, session
     dev = device_at_1_0_0(tmp_path)
     before = db_dump(dev.db)
     runs = []
-    agent, _ = make_agent(dev, goosebit.url, "cycle-bad", session_key,
-                          trigger=lambda req: runs.append(dev.updater("activate")))
+    agent, _ = make_agent(
+        dev,
+        goosebit.url,
+        "cycle-bad",
+        session_key,
+        trigger=lambda req: runs.append(dev.updater("activate")),
+    )
     try:
         agent.run_once()
-        swu = bundle(tmp_path, session_key, "1.2.0", 7, mode="unhealthy", schema=2, migrate=True,
-                     health_timeout_s=5)
+        swu = bundle(
+            tmp_path,
+            session_key,
+            "1.2.0",
+            7,
+            mode="unhealthy",
+            schema=2,
+            migrate=True,
+            health_timeout_s=5,
+        )
         sid = goosebit.upload(swu)
         goosebit.assign("cycle-bad", sid)
         t0 = time.monotonic()
@@ -127,7 +171,9 @@ def test_activation_waits_for_meal_service_and_payments(goosebit, tmp_path, sess
     dev = SimDevice(tmp_path / "dev")
     dev.install_factory(make_release(tmp_path / "factory", "1.0.0"), "1.0.0-c5", counter=5)
     triggered: list[Path] = []
-    agent, clock = make_agent(dev, goosebit.url, "cycle-wait", session_key, trigger=triggered.append)
+    agent, clock = make_agent(
+        dev, goosebit.url, "cycle-wait", session_key, trigger=triggered.append
+    )
     try:
         agent.run_once()
         clock.set(clock.now().replace(hour=11, minute=50))  # lunch service

@@ -190,6 +190,8 @@ def present(
                 gtext, gok = tr(guidance), guidance == "face.quality.ok"
             prompt: str | None = None
             if isinstance(state, Challenge):
+                if gok:  # the challenge prompt says what to do; no "recognising" banner
+                    gtext = ""
                 if challenge is not None and challenge.kind == state.kind:
                     prompt = tr(challenge.prompt)
                 else:

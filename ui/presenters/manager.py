@@ -14,6 +14,7 @@ LAST_HOUR = 20
 @dataclass(frozen=True, slots=True)
 class ManagerVM:
     figures: tuple[tuple[str, str], ...]  # (label, value)
+    meals_detail: str  # meals per slot
     hour_title: str
     hour_labels: tuple[str, ...]
     hour_values: tuple[int, ...]
@@ -32,20 +33,18 @@ def present_manager(r: ManagerReport, tr: Translator) -> ManagerVM:
     figures = (
         (tr("manager.unique"), tr("manager.persons", n=r.unique_visitors)),
         (tr("manager.attendance"), f"{r.attendance} / {r.enrolled}"),
-        (
-            tr("manager.meals"),
-            f"{meals}（{slots}）" if tr.language == "zh_CN" else f"{meals} ({slots})",
-        ),
+        (tr("manager.meals"), tr("manager.portions", n=meals)),
         (tr("manager.subsidy"), tr("common.amount", amount=r.subsidy_total.yuan_str())),
         (tr("manager.paid"), tr("common.amount", amount=r.paid_total.yuan_str())),
     )
     return ManagerVM(
         figures=figures,
+        meals_detail=slots,
         hour_title=tr("manager.visits_per_hour"),
         hour_labels=tuple(str(h) for h in hours),
         hour_values=tuple(r.visits_per_hour[h] for h in hours),
         week_title=tr("manager.week"),
-        week_labels=tuple(d.day.strftime("%m-%d") for d in r.week),
+        week_labels=tuple(str(d.day.day) for d in r.week),
         week_values=tuple(d.meals for d in r.week),
         source_note="" if r.source == "footfall" else tr("manager.source.payments"),
     )

@@ -10,9 +10,9 @@ from PyQt6.QtCharts import (
     QChartView,
     QValueAxis,
 )
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import QMargins, Qt
 from PyQt6.QtGui import QColor, QFont, QPainter
-from PyQt6.QtWidgets import QGridLayout, QWidget
+from PyQt6.QtWidgets import QGridLayout
 
 from ui import theme
 from ui.model import ManagerReport
@@ -25,19 +25,20 @@ def _chart(title: str, categories: list[str], values: list[int], colour: str) ->
     chart = QChart()
     chart.setTitle(title)
     tf = QFont(chart.titleFont())
-    tf.setPixelSize(theme.BODY_PX)
+    tf.setPixelSize(theme.SMALL_PX)
     tf.setBold(True)
     chart.setTitleFont(tf)
     chart.setTitleBrush(QColor(theme.PALETTE.text))
     chart.legend().hide()  # type: ignore[union-attr]
     chart.setBackgroundBrush(QColor(theme.PALETTE.surface))
     chart.setAnimationOptions(QChart.AnimationOption.NoAnimation)
+    chart.setMargins(QMargins(4, 4, 4, 4))
     bars = QBarSet("")
     bars.append([float(v) for v in values])
     bars.setColor(QColor(colour))
     bars.setLabelColor(QColor(theme.PALETTE.text))
     lf = QFont(bars.labelFont())
-    lf.setPixelSize(theme.SMALL_PX - 6)
+    lf.setPixelSize(theme.SMALL_PX)
     bars.setLabelFont(lf)
     series = QBarSeries()
     series.append(bars)
@@ -47,16 +48,18 @@ def _chart(title: str, categories: list[str], values: list[int], colour: str) ->
     axis_x = QBarCategoryAxis()
     axis_x.append(categories)
     af = QFont(axis_x.labelsFont())
-    af.setPixelSize(theme.SMALL_PX - 8)
+    af.setPixelSize(theme.SMALL_PX)
     axis_x.setLabelsFont(af)
     axis_y = QValueAxis()
-    axis_y.setRange(0, max(1, max(values, default=0)) * 1.25)
     axis_y.setLabelFormat("%d")
     axis_y.setLabelsFont(af)
     chart.addAxis(axis_x, Qt.AlignmentFlag.AlignBottom)
     chart.addAxis(axis_y, Qt.AlignmentFlag.AlignLeft)
     series.attachAxis(axis_x)
     series.attachAxis(axis_y)
+    top = max(values, default=0)
+    axis_y.setRange(0, max(4, int(top * 1.3) + 1))  # room above the tallest bar for its label
+    axis_y.applyNiceNumbers()
     return chart
 
 
@@ -65,27 +68,28 @@ class ManagerPage(Page):
         super().__init__(ctx, "manager.title")
         self.source = label("", "muted")
         self.figures = QGridLayout()
-        self.figures.setHorizontalSpacing(18)
-        self.figures.setVerticalSpacing(6)
+        self.figures.setHorizontalSpacing(16)
+        self.figures.setVerticalSpacing(0)
         fig_card = card()
-        fl = vbox(spacing=6, margins=16)
+        fl = vbox(spacing=0, margins=12)
         fl.addLayout(self.figures)
         fig_card.setLayout(fl)
         self.hour_view = QChartView()
         self.week_view = QChartView()
         for v in (self.hour_view, self.week_view):
             v.setRenderHint(QPainter.RenderHint.Antialiasing)
-            v.setMinimumHeight(240)
+            v.setMinimumHeight(260)
         self.csv_btn = button("", None, lambda: self.export("csv"))
         self.html_btn = button("", None, lambda: self.export("html"))
         self.refresh_btn = button("↻", None, self.refresh)
-        charts = hbox(spacing=16)
-        charts.addWidget(self.hour_view, 3)
-        charts.addWidget(self.week_view, 2)
-        self.content.addWidget(self.source)
+        for i, b in enumerate((self.refresh_btn, self.csv_btn, self.html_btn)):
+            self.header.insertWidget(2 + i, b)
+        charts = hbox(spacing=12)
+        charts.addWidget(self.hour_view, 2)
+        charts.addWidget(self.week_view, 1)
         self.content.addWidget(fig_card)
+        self.content.addWidget(self.source)
         self.content.addLayout(charts, 1)
-        self.content.addLayout(hbox(self.refresh_btn, 1, self.csv_btn, self.html_btn))
         self.report: ManagerReport | None = None
         self.vm: ManagerVM | None = None
 
@@ -105,17 +109,17 @@ class ManagerPage(Page):
         self.report = report
         vm = present_manager(report, self.tr)
         self.vm = vm
-        self.source.setText(vm.source_note)
-        self.source.setVisible(bool(vm.source_note))
+        self.source.setText("   ·   ".join(t for t in (vm.meals_detail, vm.source_note) if t))
         while self.figures.count():
             item = self.figures.takeAt(0)
             w = item.widget() if item is not None else None
             if w is not None:
+                w.hide()
                 w.deleteLater()
         for i, (name, value) in enumerate(vm.figures):
-            n = label(name, "muted", wrap=False)
-            v = label(value, None, wrap=False)
-            v.setStyleSheet(f"font-size: {theme.TITLE_PX - 4}px; font-weight: bold;")
+            n = label(name, "muted", wrap=False, align="center")
+            v = label(value, None, wrap=False, align="center")
+            v.setStyleSheet(f"font-size: {theme.TITLE_PX - 8}px; font-weight: bold;")
             self.figures.addWidget(n, 0, i)
             self.figures.addWidget(v, 1, i)
         old_h, old_w = self.hour_view.chart(), self.week_view.chart()
@@ -138,4 +142,4 @@ class ManagerPage(Page):
         )
 
 
-__all__ = ["ManagerPage", "QWidget"]
+__all__ = ["ManagerPage"]

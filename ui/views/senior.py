@@ -148,6 +148,7 @@ class ScanScreen(QWidget):
     def show_vm(self, vm: ScanVM) -> None:
         self.title.setText(vm.title)
         self.guidance.setText(vm.guidance)
+        self.guidance.setVisible(bool(vm.guidance))
         set_role(self.guidance, "ok" if vm.guidance_ok else "guidance")
         self.challenge.setText(vm.challenge or "")
         self.challenge.setVisible(bool(vm.challenge))
@@ -171,7 +172,16 @@ class ConfirmScreen(QWidget):
         self.countdown = label("", "muted")
         left = QWidget()
         left.setLayout(
-            vbox(self.title, self.name, self.category, self.meal, self.note, 1, self.countdown, spacing=14)
+            vbox(
+                self.title,
+                self.name,
+                self.category,
+                self.meal,
+                self.note,
+                1,
+                self.countdown,
+                spacing=14,
+            )
         )
 
         box = card()
@@ -333,12 +343,13 @@ class ResultScreen(QWidget):
         self.lines.setVisible(bool(vm.lines))
         self.action.setText(vm.action)
         self.action.setVisible(bool(vm.action))
+        set_role(self.action, "ok" if vm.tone == "ok" else "notice")
         self.staff_btn.setText(vm.staff_button)
         self.staff_btn.setVisible(bool(vm.staff_button))
         self.footer.setText("   ·   ".join(t for t in (vm.finish, vm.countdown) if t))
         self._finish_enabled = bool(vm.finish)
 
-    def mouseReleaseEvent(self, ev: QMouseEvent | None) -> None:  # noqa: N802 - Qt naming
+    def mouseReleaseEvent(self, ev: QMouseEvent | None) -> None:
         if self._finish_enabled:
             self.finish.emit()
         super().mouseReleaseEvent(ev)

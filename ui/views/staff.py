@@ -15,12 +15,12 @@ from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
     QFrame,
-    QScrollArea,
-    QScroller,
     QGridLayout,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QScrollArea,
+    QScroller,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -61,6 +61,16 @@ def error_text(tr: Translator, exc: BaseException) -> str:
     return tr("common.not_done", message=type(exc).__name__)
 
 
+def touch_list() -> QListWidget:
+    """A list for fingers: rows wrap, no sideways scrolling, drag to scroll."""
+    w = QListWidget()
+    w.setWordWrap(True)
+    w.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    w.setVerticalScrollMode(QListWidget.ScrollMode.ScrollPerPixel)
+    QScroller.grabGesture(w.viewport(), QScroller.ScrollerGestureType.LeftMouseButtonGesture)
+    return w
+
+
 @dataclass
 class StaffContext:
     tr: Translator
@@ -89,7 +99,8 @@ class Page(QWidget):
         self.content = QVBoxLayout()
         self.content.setSpacing(16)
         lay = vbox(spacing=14, margins=theme.PADDING)
-        lay.addLayout(hbox(self.title, 1, self.back_btn))
+        self.header = hbox(self.title, 1, self.back_btn)
+        lay.addLayout(self.header)
         lay.addWidget(self.msg)
         lay.addLayout(self.content, 1)
         self.body.setLayout(lay)
@@ -267,7 +278,7 @@ class ResidentPicker(QWidget):
         self.query.returnPressed.connect(self.search)
         self.search_btn = button("", "big", self.search)
         self.search_btn.setMinimumWidth(200)
-        self.list = QListWidget()
+        self.list = touch_list()
         self.list.itemClicked.connect(self._clicked)
         self.list.setMinimumHeight(240)
         self.keypad = Keypad(8, key_px=92)
@@ -486,8 +497,8 @@ class EnrolPage(Page):
 class TransactionsPage(Page):
     def __init__(self, ctx: StaffContext) -> None:
         super().__init__(ctx, "tx.title")
-        self.list = QListWidget()
-        self.list.setMinimumHeight(120)
+        self.list = touch_list()
+        self.list.setMinimumHeight(100)
         self.list.itemClicked.connect(self._clicked)
         self.void_btn = button("", "danger", self.ask_void)
         self.reprint_btn = button("", None, self.reprint)
@@ -499,7 +510,7 @@ class TransactionsPage(Page):
         reasons.setSpacing(14)
         for i, code in enumerate(VOID_REASONS):
             b = button("", None, lambda c=code: self.void(c))  # type: ignore[misc]
-            reasons.addWidget(b, i // 3, i % 3)
+            reasons.addWidget(b, 0, i)
             self.reason_btns[code] = b
         self.reasons = QWidget()
         self.reasons.setLayout(vbox(self.reason_label, spacing=10))
@@ -709,16 +720,21 @@ class MenuPage(Page):
         holder.setWidgetResizable(True)
         holder.setFrameShape(QFrame.Shape.NoFrame)
         holder.setMinimumHeight(200)
-        QScroller.grabGesture(holder.viewport(), QScroller.ScrollerGestureType.LeftMouseButtonGesture)
+        holder.setStyleSheet(
+            "QScrollArea, QScrollArea > QWidget > QWidget { background: transparent; }"
+        )
+        QScroller.grabGesture(
+            holder.viewport(), QScroller.ScrollerGestureType.LeftMouseButtonGesture
+        )
         self.presets = QGridLayout()
         self.presets.setSpacing(12)
         self.add_label = label("", "muted")
         self.save_btn = button("", "primary", self.save)
-        self.save_btn.setMinimumWidth(320)
+        self.save_btn.setMinimumWidth(300)
+        self.header.insertWidget(2, self.save_btn)
         self.content.addWidget(holder, 1)
         self.content.addWidget(self.add_label)
         self.content.addLayout(self.presets)
-        self.content.addLayout(hbox(1, self.save_btn))
         self.lines: list[MenuLine] = []
         self.preset_lines: list[MenuLine] = []
 
@@ -756,7 +772,8 @@ class MenuPage(Page):
             self.list_box.addWidget(label(tr("menu.empty"), "notice"))
         for i, ln in enumerate(self.lines):
             row = QWidget()
-            name = label(ln.name, None)
+            slots = "、".join(tr(f"slot.{sl.value}") for sl in ln.slots)
+            name = label(f"{ln.name}（{slots}）" if slots else ln.name, None)
             price = label(tr("menu.price", amount=ln.price.yuan_str()), None, wrap=False)
             price.setStyleSheet(f"font-size: {theme.TITLE_PX - 8}px; font-weight: bold;")
             minus = button("−", "key", lambda i=i: self.adjust(i, -50))  # type: ignore[misc]
@@ -764,8 +781,9 @@ class MenuPage(Page):
             remove = button(tr("menu.remove"), "danger", lambda i=i: self.remove(i))  # type: ignore[misc]
             row.setLayout(hbox(name, 1, minus, price, plus, remove, spacing=12))
             self.list_box.addWidget(row)
-        have = {ln.item_id for ln in self.lines}
-        for j, p in enumerate(x for x in self.preset_lines if x.item_id not in have):
+        have = {ln.name for ln in self.lines}  # ids are made unique when a preset is added
+        todo = [x for x in self.preset_lines if x.name not in have]
+        for j, p in enumerate(todo):
             b = button(p.name, None, lambda p=p: self.add(p))  # type: ignore[misc]
             self.presets.addWidget(b, j // 4, j % 4)
 
@@ -782,7 +800,11 @@ class MenuPage(Page):
         self.render()
 
     def add(self, p: MenuLine) -> None:
-        self.lines.append(p)
+        ids = {ln.item_id for ln in self.lines}
+        item_id, n = p.item_id, 2
+        while item_id in ids:  # a preset id may already be used by another dish
+            item_id, n = f"{p.item_id}-{n}", n + 1
+        self.lines.append(MenuLine(item_id, p.name, p.price, p.slots, p.kind, p.subsidisable))
         self.render()
 
     def save(self) -> None:
@@ -801,17 +823,17 @@ class StatusPage(Page):
     def __init__(self, ctx: StaffContext) -> None:
         super().__init__(ctx, "status.title")
         self.grid = QGridLayout()
-        self.grid.setVerticalSpacing(10)
+        self.grid.setVerticalSpacing(4)
         self.grid.setHorizontalSpacing(30)
         box = card()
-        bl = vbox(spacing=8, margins=20)
+        bl = vbox(spacing=4, margins=16)
         bl.addLayout(self.grid)
         box.setLayout(bl)
         self.sync_btn = button("", "primary", self.sync_now)
-        self.sync_btn.setMinimumWidth(320)
+        self.sync_btn.setMinimumWidth(300)
+        self.header.insertWidget(2, self.sync_btn)
         self.content.addWidget(box)
         self.content.addStretch(1)
-        self.content.addLayout(hbox(1, self.sync_btn))
 
     def retranslate(self) -> None:
         super().retranslate()

@@ -33,6 +33,7 @@ _FONT_FILES = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
 )
+BANNER_PX = 100
 _BUNDLED_FONTS = Path(__file__).resolve().parent.parent / "fonts"
 
 
@@ -131,9 +132,9 @@ class Banner(QWidget):
         super().__init__()
         self.setObjectName("banner")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        self.setFixedHeight(104)
+        self.setFixedHeight(BANNER_PX)
         lay = QHBoxLayout(self)
-        lay.setContentsMargins(theme.PADDING, 8, theme.PADDING, 8)
+        lay.setContentsMargins(theme.PADDING, 2, theme.PADDING, 2)
         self.centre = label("", None, wrap=False)
         f = self.centre.font()
         f.setBold(True)
@@ -141,7 +142,7 @@ class Banner(QWidget):
         self.extra = label("", None, wrap=False)
         self.date = label("", None, wrap=False, align="right")
         self.clock = label("", None, wrap=False, align="right")
-        self.clock.setStyleSheet(f"font-size: {theme.KEY_PX}px; font-weight: bold;")
+        self.clock.setStyleSheet(f"font-size: {theme.KEY_PX - 4}px; font-weight: bold;")
         lay.addWidget(self.centre, 1)
         lay.addWidget(self.extra, 0)
         lay.addWidget(self.date, 0)

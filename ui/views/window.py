@@ -279,15 +279,10 @@ class KioskWindow(QWidget):
     # ----------------------------------------------------------------- rendering
     def _banner(self) -> None:
         now = self.clock()
-        extra = (
-            self.tr("staff.home.title", staff=self.ctx.staff.staff_name) if self.staff_mode else ""
-        )
-        self.banner.set(
-            self.idle_info.centre_name,
-            self.tr.date_text(now.year, now.month, now.day, now.weekday()),
-            now.strftime("%H:%M"),
-            extra,
-        )
+        date = self.tr.date_text(now.year, now.month, now.day, now.weekday())
+        if self.staff_mode:  # the staff member's name instead of the date
+            date = self.tr("staff.home.title", staff=self.ctx.staff.staff_name)
+        self.banner.set(self.idle_info.centre_name, date, now.strftime("%H:%M"))
 
     def render(self) -> None:
         """Show the screen for the current flow state (senior side)."""

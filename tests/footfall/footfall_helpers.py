@@ -3,13 +3,19 @@ gallery, and a short clip of known people."""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from face.footfall import synth
 from face.gallery import Gallery
+from face.sources import Frame, SourceState, SourceStatus
 from terminal.core.clock import CHINA_TZ, FakeClock
 from terminal.db.crypto import FieldCipher
 from terminal.db.database import Database, open_database
@@ -48,8 +54,13 @@ def service_scene() -> synth.Scene:
 
 
 # What the clip must produce (staff crossings excluded)
-EXPECT = {"visits_in": 4, "visits_out": 1, "unique_visitors": 3, "attendance": ["S-OBAMA"],
-          "staff_crossings": 2}
+EXPECT = {
+    "visits_in": 4,
+    "visits_out": 1,
+    "unique_visitors": 3,
+    "attendance": ["S-OBAMA"],
+    "staff_crossings": 2,
+}
 
 
 @dataclass
@@ -83,3 +94,65 @@ def clip(path_dir: Path, sprites: dict[str, synth.Sprite]) -> Path:
     if not video.is_file():
         synth.write_clip(service_scene(), sprites, path_dir)
     return video
+
+
+class LockstepSource:
+    """A frame source that replays a video file one frame at a time and
+    publishes the next frame only when the consumer has taken the previous one
+    (so a test sees every frame, deterministically). It moves a FakeClock by
+    one frame period per frame, so wall time follows the video."""
+
+    def __init__(self, path: Path, clock: Any = None, fps: float = 15.0) -> None:
+        self.name = f"lockstep:{path.name}"
+        self.path = path
+        self.clock = clock
+        self.period = 1.0 / fps
+        self._frames: list[np.ndarray] | None = None
+        self._i = 0
+        self._taken = 0
+        self._cond = threading.Condition()
+        self._ended = False
+        self._started = False
+
+    def _load(self) -> list[np.ndarray]:
+        cap = cv2.VideoCapture(str(self.path))
+        out = []
+        while True:
+            ok, f = cap.read()
+            if not ok:
+                break
+            out.append(f)
+        cap.release()
+        return out
+
+    def start(self) -> None:
+        if self._frames is None:
+            self._frames = self._load()
+        self._started = True
+
+    def stop(self) -> None:
+        self._started = False
+
+    def latest(self) -> Frame | None:
+        return self.wait_frame(self._taken, 0.0)
+
+    def wait_frame(self, after_seq: int = 0, timeout: float | None = 1.0) -> Frame | None:
+        assert self._frames is not None
+        if self._i >= len(self._frames):
+            self._ended = True
+            time.sleep(0.001)
+            return None
+        img = self._frames[self._i]
+        self._i += 1
+        if self.clock is not None and self._i > 1:
+            self.clock.advance(self.period)
+        self._taken = self._i
+        return Frame(image=img, ts=self._i * self.period, seq=self._i)
+
+    def status(self) -> SourceStatus:
+        state = SourceState.ENDED if self._ended else SourceState.CONNECTED
+        return SourceStatus(state=state, frames=self._i)
+
+    @property
+    def done(self) -> bool:
+        return self._ended

@@ -1,0 +1,347 @@
+"""Provisioning a terminal (library for ``care-terminal provision``).
+
+Steps, each usable on its own:
+
+1. :func:`create_device_key` - the device's Ed25519 key pair (private key 0600);
+   the public key signs every platform request (see :mod:`sync.auth`).
+2. :func:`registration_record` - what district IT registers at the platform
+   (device id, centre, public key, DDI controller id, hardware); the platform
+   spec has no self-registration endpoint, so registration is an
+   administrator's act. :func:`check_platform_registration` then proves it
+   took effect with a signed request.
+3. :func:`write_configs` - ``config.toml`` (centre and device), ``ota.toml``
+   (DDI server, hardware, windows) and the DDI token file (0600).
+4. :func:`check_hardware` - stable device names, cameras, touch, audio,
+   clock synchronisation and free disk space, each with a fix-it hint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sync.auth import Signer, load_device_key, provision_device_key
+from sync.ota.errors import OtaConfigError
+from terminal.core.clock import rfc3339
+
+_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionRequest:
+    centre_id: str
+    device_id: str
+    platform_url: str = ""
+    ddi_url: str = ""
+    ddi_tenant: str = "DEFAULT"
+    controller_id: str = ""  # defaults to device_id
+    ddi_token: str | None = None
+    board: str = "care-pi4"
+    revision: str = "1"
+    centre_name: str = ""
+    config_dir: Path = Path("/etc/care-terminal")
+    key_path: Path = Path("/var/lib/care-terminal/keys/device.key")
+
+    def __post_init__(self) -> None:
+        for name in ("centre_id", "device_id", "board", "revision"):
+            if not _ID_RE.fullmatch(getattr(self, name)):
+                raise OtaConfigError(
+                    f"{name} may only use letters, digits, '.', '_' and '-' (1-64)"
+                )
+        for name in ("platform_url", "ddi_url"):
+            url = getattr(self, name)
+            if url and not url.startswith(("https://", "http://")):
+                raise OtaConfigError(
+                    f"{name} must start with https:// (or http:// on a test network)"
+                )
+        if self.controller_id and not _ID_RE.fullmatch(self.controller_id):
+            raise OtaConfigError("controller_id may only use letters, digits, '.', '_' and '-'")
+
+    @property
+    def controller(self) -> str:
+        return self.controller_id or self.device_id
+
+
+def create_device_key(path: Path) -> str:
+    """Create (once) the device key; return the public key text (base64)."""
+    return provision_device_key(path)
+
+
+def registration_record(
+    req: ProvisionRequest, public_key: str, sw_version: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "device_id": req.device_id,
+        "centre_id": req.centre_id,
+        "public_key": public_key,
+        "key_alg": "ed25519",
+        "ddi_controller_id": req.controller,
+        "hw_boardname": req.board,
+        "hw_revision": req.revision,
+        "sw_version": sw_version,
+        "created_at": rfc3339(now),
+        # The reference platform's command line takes this form:
+        "platform_register_arg": f"{req.device_id}:{req.centre_id}:{public_key}",
+    }
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_configs(req: ProvisionRequest) -> list[Path]:
+    """Write config.toml, ota.toml and the DDI token (0600). Existing files are
+    kept as ``*.bak`` once. Returns the files written."""
+    req.config_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def put(path: Path, text: str, mode: int = 0o644) -> None:
+        if path.exists() and not path.with_suffix(path.suffix + ".bak").exists():
+            shutil.copy2(path, path.with_suffix(path.suffix + ".bak"))
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.write(fd, text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        written.append(path)
+
+    centre = [f"centre_id = {_toml_str(req.centre_id)}", f"device_id = {_toml_str(req.device_id)}"]
+    if req.centre_name:
+        centre.append(f"centre_name = {_toml_str(req.centre_name)}")
+    put(req.config_dir / "config.toml", "[centre]\n" + "\n".join(centre) + "\n")
+    token_line = ""
+    if req.ddi_token is not None:
+        if not req.ddi_token or any(c.isspace() for c in req.ddi_token):
+            raise OtaConfigError("the DDI target token must be one word")
+        put(req.config_dir / "ddi-token", req.ddi_token + "\n", 0o600)
+        token_line = f"target_token_file = {_toml_str(str(req.config_dir / 'ddi-token'))}\n"
+    ota = (
+        "[ddi]\n"
+        f"base_url = {_toml_str(req.ddi_url or 'http://127.0.0.1:60053')}\n"
+        f"tenant = {_toml_str(req.ddi_tenant)}\n"
+        f"controller_id = {_toml_str(req.controller)}\n" + token_line + "\n"
+        "[device]\n"
+        f"board = {_toml_str(req.board)}\n"
+        f"revision = {_toml_str(req.revision)}\n"
+    )
+    put(req.config_dir / "ota.toml", ota)
+    return written
+
+
+def check_platform_registration(
+    platform_url: str,
+    device_id: str,
+    key_path: Path,
+    *,
+    verify: ssl.SSLContext | bool = True,
+    timeout_s: float = 15.0,
+    now: float | None = None,
+) -> tuple[bool, str]:
+    """Ask the platform, with a signed request, where this device's kiosk stream
+    ends. 200 means the key is registered; 401/403 means it is not (yet)."""
+    key = load_device_key(key_path)
+    signer = Signer(device_id=device_id, key=key)
+    path = f"/v1/devices/{device_id}/streams/kiosk"
+    headers = signer.sign(
+        "GET", path, "", b"", {}, created=int(now if now is not None else time.time())
+    )
+    try:
+        with httpx.Client(verify=verify, timeout=timeout_s) as http:
+            r = http.get(platform_url.rstrip("/") + path, headers=headers)
+    except httpx.TransportError as exc:
+        return False, f"platform not reachable ({type(exc).__name__})"
+    if r.status_code == 200:
+        return True, "registered: the platform accepted the device signature"
+    if r.status_code in (401, 403):
+        return (
+            False,
+            f"not registered yet (HTTP {r.status_code}); give district IT the registration record",
+        )
+    return False, f"platform answered HTTP {r.status_code}"
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareCheck:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareEnv:
+    """Where to look (overridable for tests)."""
+
+    dev: Path = Path("/dev")
+    sys_video: Path = Path("/sys/class/video4linux")
+    asound_cards: Path = Path("/proc/asound/cards")
+    data_dir: Path = Path("/var/lib/care-terminal")
+    min_free_bytes: int = 2 << 30
+    timedatectl: list[str] = field(
+        default_factory=lambda: ["timedatectl", "show", "-p", "NTPSynchronized"]
+    )
+
+
+def check_hardware(env: HardwareEnv | None = None) -> list[HardwareCheck]:
+    e = env or HardwareEnv()
+    out: list[HardwareCheck] = []
+    for name, path, hint in (
+        (
+            "printer",
+            e.dev / "care-printer",
+            "plug the receipt printer in, or pin its port in 98-care-terminal-local.rules",
+        ),
+        (
+            "id card reader",
+            e.dev / "care-idreader",
+            "plug the ID card reader in, or pin its port in the local rules",
+        ),
+        (
+            "payer camera",
+            e.dev / "care-camera-pay",
+            "plug the face-pay camera in; check `v4l2-ctl --list-devices`",
+        ),
+        (
+            "touch screen",
+            e.dev / "input" / "care-touch",
+            "check the touch cable; `libinput list-devices`",
+        ),
+    ):
+        present = path.exists()
+        target = os.path.realpath(path) if present else ""
+        out.append(
+            HardwareCheck(
+                name,
+                present,
+                f"{path} -> {target}" if present else f"{path} missing",
+                "" if present else hint,
+            )
+        )
+    door = e.dev / "care-camera-door"
+    out.append(
+        HardwareCheck(
+            "entrance camera",
+            True,
+            f"{door} present" if door.exists() else "not installed (footfall counting off)",
+        )
+    )
+    cams = sorted(p.name for p in e.sys_video.glob("video*")) if e.sys_video.is_dir() else []
+    out.append(
+        HardwareCheck(
+            "video devices",
+            bool(cams),
+            ", ".join(cams) or "none",
+            "" if cams else "no camera seen by the kernel",
+        )
+    )
+    try:
+        cards = e.asound_cards.read_text()
+        audio = bool(cards.strip()) and "no soundcards" not in cards
+    except OSError:
+        audio = False
+    out.append(
+        HardwareCheck(
+            "audio",
+            audio,
+            "sound card present" if audio else "no sound card",
+            "" if audio else "connect the speaker / enable HDMI audio",
+        )
+    )
+    try:
+        proc = subprocess.run(
+            e.timedatectl, capture_output=True, text=True, timeout=10, check=False
+        )
+        synced = "NTPSynchronized=yes" in proc.stdout
+        detail = proc.stdout.strip() or proc.stderr.strip()[:100]
+    except (OSError, subprocess.TimeoutExpired):
+        synced, detail = False, "timedatectl not available"
+    out.append(
+        HardwareCheck(
+            "clock synchronised",
+            synced,
+            detail,
+            "" if synced else "enable NTP: timedatectl set-ntp true (needs network)",
+        )
+    )
+    e.data_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(e.data_dir).free
+    out.append(
+        HardwareCheck(
+            "free disk",
+            free >= e.min_free_bytes,
+            f"{free >> 20} MiB free",
+            "" if free >= e.min_free_bytes else "use a larger SD card / remove old files",
+        )
+    )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionReport:
+    public_key: str
+    registration: dict[str, Any]
+    files: list[str]
+    registered: bool | None
+    registration_detail: str
+    hardware: list[HardwareCheck]
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["hardware"] = [asdict(h) for h in self.hardware]
+        return doc
+
+    @property
+    def ok(self) -> bool:
+        return self.registered is not False and all(h.ok for h in self.hardware)
+
+
+def provision(
+    req: ProvisionRequest,
+    *,
+    sw_version: str,
+    now: datetime,
+    hardware: HardwareEnv | None = None,
+    verify: ssl.SSLContext | bool = True,
+    check_hw: bool = True,
+) -> ProvisionReport:
+    """All four steps. Safe to run again: the key is kept, configs rewritten."""
+    pub = create_device_key(req.key_path)
+    record = registration_record(req, pub, sw_version, now)
+    files = write_configs(req)
+    reg_path = req.config_dir / "registration.json"
+    reg_path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    files.append(reg_path)
+    registered: bool | None = None
+    detail = "no platform URL given; registration not checked"
+    if req.platform_url:
+        registered, detail = check_platform_registration(
+            req.platform_url, req.device_id, req.key_path, verify=verify, now=now.timestamp()
+        )
+    hw = check_hardware(hardware) if check_hw else []
+    return ProvisionReport(pub, record, [str(f) for f in files], registered, detail, hw)
+
+
+def summarize(report: ProvisionReport) -> Mapping[str, Any]:
+    """Short form for the console."""
+    return {
+        "ok": report.ok,
+        "registered": report.registered,
+        "detail": report.registration_detail,
+        "problems": [f"{h.name}: {h.detail} ({h.hint})" for h in report.hardware if not h.ok],
+    }
