@@ -736,6 +736,7 @@ def bench_face(
         report["peer"] = {"available": False, "reason": "not requested (use --peer)"}
 
     report["memory_end"] = rss_mb()
+    report["machine"]["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     report["targets"] = check_targets(report)
     report["bench_seconds"] = round(time.perf_counter() - t_start, 1)
     return report

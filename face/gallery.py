@@ -11,7 +11,7 @@ Capacity doubles when full, so adding is amortised O(dim); removing moves the
 last rows into the holes, so it costs O(removed * dim), never a rebuild.
 
 A search is one float32 matrix-vector product (cosine, since rows and query
-are unit length), ``np.argpartition`` for the top rows and a short walk to keep
+are unit length; single-threaded for small galleries, see SINGLE_THREAD_MAX_ROWS), ``np.argpartition`` for the top rows and a short walk to keep
 the best row per identity. A resident with T templates can occupy at most T of
 the top rows, so the top ``(k - 1) * T_max + 1`` rows always contain the top k
 identities.
@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 EMBEDDING_DIM = 512
 NO_SCORE = -1.0  # reported as the second score when fewer than two identities exist
 _EPS = 1e-9  # scores are float32; do not let 0.60 - 0.52 = 0.07999... fail a 0.08 margin
+# Below this many rows the scores come from numpy's own single-threaded loop, not
+# BLAS: a multi-threaded BLAS gemv waits a whole scheduler tick (~8 ms measured
+# here) for its second thread whenever the other cores are busy (camera, footfall,
+# UI), while one thread needs ~0.1 ms for 1k rows and ~1.5 ms for 10k. Above it the
+# product is memory-bound and BLAS's threads pay off.
+SINGLE_THREAD_MAX_ROWS = 32_768
 
 
 class GalleryError(TerminalError):
@@ -254,7 +260,8 @@ class Gallery:
             n = self._n
             if n == 0:
                 return []
-            scores = self._mat[:n] @ q
+            mat = self._mat[:n]
+            scores = np.einsum("ij,j->i", mat, q) if n <= SINGLE_THREAD_MAX_ROWS else mat @ q
             m = min(n, (k - 1) * self._tmax + 1)
             top = np.argpartition(scores, n - m)[n - m :] if m < n else np.arange(n)
             top = top[np.argsort(-scores[top], kind="stable")]

@@ -2,12 +2,13 @@
 
 Mode (``--hw-mode`` or ``CARE_HW_MODE``):
 
-* ``real`` (default on a terminal): talk to the devices under their udev names
+* ``real`` (default on an installed terminal, i.e. when
+  ``/opt/care-terminal/current`` exists or ``CARE_DEVICE=1``): talk to the devices under their udev names
   (``/dev/care-printer``, ``/dev/care-idreader``, ``/dev/care-camera-pay``,
   ``/dev/input/care-touch``); a test whose device is absent is skipped with
   the reason. Override paths with ``CARE_HW_PRINTER``, ``CARE_HW_IDREADER``,
   ``CARE_HW_CAMERA``, ``CARE_HW_TOUCH``.
-* ``sim`` (default when ``CI`` is set): the same tests against pty peers that
+* ``sim`` (default elsewhere, and always when ``CI`` is set): the same tests against pty peers that
   behave like the printer and the ID card reader, a video file played as the
   camera, a synthetic touch event stream, a null audio sink and the local
   disk. Nothing is skipped in this mode.
@@ -31,8 +32,17 @@ sys.path.insert(0, str(REPO / "tests" / "hw"))  # the contract suites' peers and
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--hw-mode", choices=("real", "sim"), default=None,
-                     help="real devices or simulated peers (default: sim when CI is set)")
+    parser.addoption(
+        "--hw-mode",
+        choices=("real", "sim"),
+        default=None,
+        help="real devices or simulated peers (default: sim when CI is set)",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    mode = config.getoption("--hw-mode") or os.environ.get("CARE_HW_MODE") or "auto"
+    return f"care-terminal hardware tests, mode: {mode} (see hwtests/conftest.py)"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,7 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def hw_mode(pytestconfig: pytest.Config) -> str:
     mode = pytestconfig.getoption("--hw-mode") or os.environ.get("CARE_HW_MODE")
     if not mode:
-        mode = "sim" if os.environ.get("CI") else "real"
+        on_device = (
+            Path("/opt/care-terminal/current").exists() or os.environ.get("CARE_DEVICE") == "1"
+        )
+        mode = "real" if on_device and not os.environ.get("CI") else "sim"
     if mode not in ("real", "sim"):
         raise pytest.UsageError("CARE_HW_MODE must be real or sim")
     return mode
@@ -55,7 +68,9 @@ def device_path(env: str, default: str) -> Path:
 
 def require_device(path: Path, what: str) -> None:
     if not path.exists():
-        pytest.skip(f"{what} not connected: {path} does not exist (real mode; use --hw-mode sim in CI)")
+        pytest.skip(
+            f"{what} not connected: {path} does not exist (real mode; use --hw-mode sim in CI)"
+        )
 
 
 class Peer:

@@ -43,9 +43,12 @@ def test_card_reader_reads_a_card(idreader_port) -> None:
     """Real mode: lay the test ID card on the reader before running."""
     path, sim = idreader_port
     events: queue.Queue[CardEvent] = queue.Queue()
-    reader = IdCardReader(SerialConfig(path, baudrate=115200), events.put,
-                          poller=IdCardPoller(poll_interval=0.1, response_timeout=0.8, read_timeout=2.0),
-                          backoff=Backoff(initial=0.05, maximum=0.5))
+    reader = IdCardReader(
+        SerialConfig(path, baudrate=115200),
+        events.put,
+        poller=IdCardPoller(poll_interval=0.1, response_timeout=0.8, read_timeout=2.0),
+        backoff=Backoff(initial=0.05, maximum=0.5),
+    )
     reader.start()
     try:
         assert reader.wait_connected(5), f"card reader port {path} did not open"

@@ -41,7 +41,7 @@ def read_taps(fd: int, timeout: float) -> list[tuple[int, int]]:
         buf += chunk
         while len(buf) >= EVENT.size:
             _, _, etype, code, value = EVENT.unpack_from(buf)
-            buf = buf[EVENT.size:]
+            buf = buf[EVENT.size :]
             if etype == EV_ABS and code == ABS_MT_POSITION_X:
                 x = value
             elif etype == EV_ABS and code == ABS_MT_POSITION_Y:
@@ -54,8 +54,14 @@ def read_taps(fd: int, timeout: float) -> list[tuple[int, int]]:
 
 
 def synthetic_tap(fd: int, x: int, y: int) -> None:
-    evs = [(EV_KEY, BTN_TOUCH, 1), (EV_ABS, ABS_MT_POSITION_X, x), (EV_ABS, ABS_MT_POSITION_Y, y), (EV_SYN, 0, 0),
-           (EV_KEY, BTN_TOUCH, 0), (EV_SYN, 0, 0)]
+    evs = [
+        (EV_KEY, BTN_TOUCH, 1),
+        (EV_ABS, ABS_MT_POSITION_X, x),
+        (EV_ABS, ABS_MT_POSITION_Y, y),
+        (EV_SYN, 0, 0),
+        (EV_KEY, BTN_TOUCH, 0),
+        (EV_SYN, 0, 0),
+    ]
     now = time.time()
     os.write(fd, b"".join(EVENT.pack(int(now), int(now % 1 * 1e6), t, c, v) for t, c, v in evs))
 
@@ -66,9 +72,12 @@ def test_touch_input_reaches_the_app(hw_mode) -> None:
         dev = device_path("CARE_HW_TOUCH", "/dev/input/care-touch")
         require_device(dev, "touch screen")
         if not os.environ.get("CARE_HW_INTERACTIVE"):
-            caps = Path(f"/sys/class/input/{Path(os.path.realpath(dev)).name}/device/capabilities/abs")
-            assert caps.exists() and int(caps.read_text().split()[-1], 16) & (1 << ABS_MT_POSITION_X), \
-                "the touch device does not report multi-touch positions"
+            caps = Path(
+                f"/sys/class/input/{Path(os.path.realpath(dev)).name}/device/capabilities/abs"
+            )
+            assert caps.exists() and int(caps.read_text().split()[-1], 16) & (
+                1 << ABS_MT_POSITION_X
+            ), "the touch device does not report multi-touch positions"
             return
         print("\n>>> tap the screen now (20 s)", file=sys.stderr)
         fd = os.open(dev, os.O_RDONLY | os.O_NONBLOCK)
@@ -92,8 +101,10 @@ def prompt_wav(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
-        frames = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * 880 * i / rate)))
-                          for i in range(int(rate * seconds)))
+        frames = b"".join(
+            struct.pack("<h", int(12000 * math.sin(2 * math.pi * 880 * i / rate)))
+            for i in range(int(rate * seconds))
+        )
         w.writeframes(frames)
     return path
 
@@ -101,12 +112,12 @@ def prompt_wav(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
 def test_audio_plays(hw_mode, tmp_path) -> None:
     wav = prompt_wav(tmp_path / "beep.wav")
     if hw_mode == "real":
-        aplay = shutil.which("aplay")
-        if aplay is None:
-            pytest.fail("aplay is missing (apt-get install alsa-utils)")
         cards = Path("/proc/asound/cards")
         if not cards.exists() or "no soundcards" in cards.read_text():
             pytest.skip("no sound card on this terminal")
+        aplay = shutil.which("aplay")
+        if aplay is None:
+            pytest.fail("aplay is missing (apt-get install alsa-utils)")
         proc = subprocess.run([aplay, "-q", str(wav)], capture_output=True, text=True, timeout=20)
         assert proc.returncode == 0, proc.stderr
         return
@@ -115,7 +126,9 @@ def test_audio_plays(hw_mode, tmp_path) -> None:
     aplay = shutil.which("aplay")
     t0 = time.monotonic()
     if aplay:
-        proc = subprocess.run([aplay, "-q", "-D", "null", str(wav)], capture_output=True, timeout=20)
+        proc = subprocess.run(
+            [aplay, "-q", "-D", "null", str(wav)], capture_output=True, timeout=20
+        )
         assert proc.returncode == 0
     else:
         with wave.open(str(wav), "rb") as r:
@@ -126,7 +139,11 @@ def test_audio_plays(hw_mode, tmp_path) -> None:
 
 
 def test_storage_fsync_latency(hw_mode, tmp_path, record_property) -> None:
-    data_dir = Path(os.environ.get("CARE_HW_DATA_DIR", "/var/lib/care-terminal")) if hw_mode == "real" else tmp_path
+    data_dir = (
+        Path(os.environ.get("CARE_HW_DATA_DIR", "/var/lib/care-terminal"))
+        if hw_mode == "real"
+        else tmp_path
+    )
     if not data_dir.is_dir():
         pytest.skip(f"{data_dir} does not exist (terminal not installed)")
     path = data_dir / ".hwtest-fsync"
@@ -146,7 +163,9 @@ def test_storage_fsync_latency(hw_mode, tmp_path, record_property) -> None:
     record_property("fsync_p50_ms", round(p50, 2))
     record_property("fsync_p99_ms", round(p99, 2))
     print(f"\nfsync on {data_dir}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {lat[-1]:.2f} ms")
-    assert p99 < 1000, "fsync takes longer than 1 s: the SD card is failing or far too slow for payments"
+    assert p99 < 1000, (
+        "fsync takes longer than 1 s: the SD card is failing or far too slow for payments"
+    )
 
 
 def parse_timedatectl(text: str) -> bool:
@@ -156,10 +175,16 @@ def parse_timedatectl(text: str) -> bool:
 def test_clock_synchronised(hw_mode) -> None:
     assert datetime.now().year >= 2025, "the clock is not set"
     if hw_mode == "sim":
-        assert parse_timedatectl("NTPSynchronized=yes\n") and not parse_timedatectl("NTPSynchronized=no\n")
+        assert parse_timedatectl("NTPSynchronized=yes\n") and not parse_timedatectl(
+            "NTPSynchronized=no\n"
+        )
         return
     exe = shutil.which("timedatectl")
     if exe is None:
         pytest.fail("timedatectl is missing")
-    out = subprocess.run([exe, "show", "-p", "NTPSynchronized"], capture_output=True, text=True, timeout=10).stdout
-    assert parse_timedatectl(out), f"clock not synchronised ({out.strip()}); run: timedatectl set-ntp true"
+    out = subprocess.run(
+        [exe, "show", "-p", "NTPSynchronized"], capture_output=True, text=True, timeout=10
+    ).stdout
+    assert parse_timedatectl(out), (
+        f"clock not synchronised ({out.strip()}); run: timedatectl set-ntp true"
+    )

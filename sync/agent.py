@@ -346,11 +346,19 @@ def provision(settings: Settings) -> str:
     return provision_device_key(settings.device_key_file)
 
 
-def run_agent(settings: Settings, clock: Clock | None = None) -> int:
-    """``care-terminal agent``: run until SIGTERM/SIGINT. Returns the exit code."""
+def run_agent(
+    settings: Settings,
+    clock: Clock | None = None,
+    on_start: Callable[[threading.Event, SyncAgent], object] | None = None,
+) -> int:
+    """``care-terminal agent``: run until SIGTERM/SIGINT. Returns the exit code.
+    ``on_start(stop, agent)`` lets the composition root start services beside
+    the sync loop (the OTA client) that stop with it."""
     stop = threading.Event()
     with writer_lock(settings.sync_db_url):
         agent = build_agent(settings, clock)
+        if on_start is not None:
+            on_start(stop, agent)
 
         def _stop(_sig: int, _frame: FrameType | None) -> None:
             stop.set()

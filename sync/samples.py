@@ -110,22 +110,23 @@ def sample_payload(kind: str, i: int, now: datetime) -> dict[str, Any]:
     if kind == "footfall_hourly":
         hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
         return {
-            "camera_id": "cam-door",
             "hour_start": rfc3339(hour),
-            "entries": 17 + i % 5,
-            "exits": 15,
+            "date": hour.date().isoformat(),
+            "visits_in": 17 + i % 5,
+            "visits_out": 15,
             "unique_visitors": 12,
-            "peak_occupancy": 9,
-            "coverage_s": 3600,
+            "identified_attendance": 4,
+            "observed_seconds": 3600,
+            "partial": False,
+            "detector": "face",
         }
     if kind == "attendance":
         return {
             "resident_id": f"R{i % 400:05d}",
             "date": now.date().isoformat(),
-            "first_seen_at": rfc3339(now),
-            "last_seen_at": None,
-            "method": "face",
-            "camera_id": "cam-door",
+            "session": 1 + i % 2,
+            "first_seen": rfc3339(now),
+            "score": 0.71,
         }
     if kind == "enrolment":
         return {

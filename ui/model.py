@@ -107,8 +107,22 @@ class Fault:
     fatal: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class SpeakRequest:
+    """Play the voice prompt of this translation key (``pay.*``)."""
+
+    key: str
+
+
 KioskUpdate = (
-    FlowView | PreviewFrame | IdleInfo | ChallengeView | EnrolProgress | DeviceHealth | Fault
+    FlowView
+    | PreviewFrame
+    | IdleInfo
+    | ChallengeView
+    | EnrolProgress
+    | DeviceHealth
+    | Fault
+    | SpeakRequest
 )
 
 

@@ -18,6 +18,9 @@ DetectorKind = Literal["face", "person"]
 class FootfallConfig:
     # Counting line in normalised coordinates (0..1) and the side that is inside.
     line: LineSpec = field(default_factory=lambda: LineSpec(0.03, 0.5, 0.97, 0.5, inside="below"))
+    # Camera of the footfall counter ("v4l2:1", "/dev/video2", a video file or a folder,
+    # as camera.source); None = share the kiosk camera.
+    source: str | None = None
     # "face": the face pack's detector (entrance camera facing people coming in);
     # "person": SSDLite body detector (overhead camera; no unique visitors/attendance).
     detector: DetectorKind = "face"

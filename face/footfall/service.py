@@ -178,16 +178,19 @@ class FootfallService:
         self.source.stop()
         log.info("footfall_stopped")
 
-    def run_for(self, seconds: float) -> None:
-        """Start, run ``seconds`` (or until the source ends), stop."""
+    def run_for(self, seconds: float | None) -> None:
+        """Start, run ``seconds`` (None: no limit) or until the source ended
+        (or failed) and every frame was processed, then stop."""
         self.start()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and self.running:
-            ended = self.source.status().state.value == "ended"
-            if ended and self._idle_since and time.monotonic() - self._idle_since > 0.3:
-                break
-            time.sleep(0.05)
-        self.stop()
+        deadline = None if seconds is None else time.monotonic() + seconds
+        try:
+            while self.running and (deadline is None or time.monotonic() < deadline):
+                finished = self.source.status().state.value in ("ended", "error")
+                if finished and self._idle_since and time.monotonic() - self._idle_since > 0.3:
+                    break
+                time.sleep(0.05)
+        finally:
+            self.stop()
 
     @property
     def running(self) -> bool:
@@ -338,3 +341,14 @@ def build_service(
         config, pack_dir=pack_dir, face_settings=face_settings, gallery=gallery, engine=engine
     )
     return FootfallService(source, factory, replace(config), sessions, store, clock)
+
+
+def run_blocking(service: FootfallService, seconds: float | None = None) -> dict[str, Any]:
+    """``footfall run`` in the foreground: start, run until ``seconds`` passed
+    (None: until Ctrl-C or the source ends), stop (writing the partial hour),
+    and return the final status."""
+    try:
+        service.run_for(seconds)
+    except KeyboardInterrupt:
+        service.stop()
+    return service.status().as_dict()

@@ -347,6 +347,9 @@ class OtaAgent:
             self._set_action(None)
             self._discard_downloads()
         if a is not None and a.phase == "activating":
+            request = self.spool / "request.json"
+            if request.exists():  # not picked up yet (updater unit missed it): ask again
+                self.trigger_updater(request)
             return 30.0  # the updater is at work; it reports the outcome
         if dep.download == "skip":
             return None

@@ -76,6 +76,25 @@ def _fsync_tree(root: Path) -> None:
             os.close(dfd)
 
 
+def write_release_json(
+    app_dir: Path,
+    version: str,
+    *,
+    migrate: list[str] | None = None,
+    health: list[str] | None = None,
+) -> Path:
+    """Write ``release.json`` into an application tree (release tooling)."""
+    doc: dict[str, Any] = {"version": version}
+    if migrate:
+        doc["migrate"] = list(migrate)
+    if health:
+        doc["health"] = list(health)
+    path = app_dir / RELEASE_JSON
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    read_release_json(app_dir, version)
+    return path
+
+
 def read_release_json(app_dir: Path, expect_version: str) -> dict[str, Any]:
     """Check the release's ``release.json`` (the updater reads the same file)."""
     path = app_dir / RELEASE_JSON

@@ -37,7 +37,17 @@ def emit(args: argparse.Namespace, doc: Any, text: str | None = None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from terminal.app.commands import bench, db, faces, models, payment, residents, sync
+    from terminal.app.commands import (
+        bench,
+        db,
+        faces,
+        footfall,
+        models,
+        ota,
+        payment,
+        residents,
+        sync,
+    )
 
     parser = argparse.ArgumentParser(
         prog="care-terminal",
@@ -45,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"care-terminal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (models, faces, residents, payment, sync, db, bench):
+    for module in (models, faces, residents, payment, footfall, sync, ota, db, bench):
         module.register(sub)
     return parser
 

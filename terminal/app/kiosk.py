@@ -79,6 +79,7 @@ from ui.model import (
     KioskUpdate,
     MenuLine,
     PreviewFrame,
+    SpeakRequest,
 )
 
 if TYPE_CHECKING:
@@ -683,9 +684,7 @@ class KioskRunner:
             # A broken context (storage error) must not leave the senior stuck:
             # go back to Idle (nothing was charged: charges only happen through effects).
             self.step_errors += 1
-            log.exception(
-                "kiosk_step_failed", event=type(event).__name__, exc_type=type(exc).__name__
-            )
+            log.exception("kiosk_step_failed", on=type(event).__name__, exc_type=type(exc).__name__)
             if not self._budget.spend():
                 self._set_fault(
                     Fault("flow_failed", f"the payment flow keeps failing ({type(exc).__name__})")
@@ -702,7 +701,7 @@ class KioskRunner:
             log.info(
                 "kiosk_state",
                 state=type(new).__name__,
-                event=type(event).__name__,
+                on=type(event).__name__,
                 session=new.session,
             )
             self._publish(view)
@@ -715,11 +714,13 @@ class KioskRunner:
         elif isinstance(eff, Print):
             self._prints.put(eff.receipt)
         elif isinstance(eff, Speak):
+            # the speaker port (if any) and every subscriber (the GUI plays it)
             if self._speaker is not None:
                 try:
                     self._speaker(eff.key)
                 except Exception:
                     log.exception("kiosk_speak_failed", key=eff.key)
+            self._publish(SpeakRequest(eff.key))
         elif isinstance(eff, StartTimer):
             self._timers[eff.name] = time.monotonic() + eff.seconds
         elif isinstance(eff, CancelTimer):

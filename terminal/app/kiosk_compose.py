@@ -115,6 +115,7 @@ def build_kiosk(
     source: Any | None = None,
     camera: bool = True,
     printer: Any | None = None,
+    printer_port: PrinterPort | None = None,
     card_reader_url: str | None = None,
     runner_config: RunnerConfig | None = None,
     challenge_seconds: float | None = None,
@@ -124,7 +125,9 @@ def build_kiosk(
     speaker: Callable[[str], None] | None = None,
 ) -> KioskApp:
     """Wire the kiosk from ``services``. ``source`` overrides the camera from
-    settings; ``camera=False`` runs without one (card and staff paths only)."""
+    settings; ``camera=False`` runs without one (card and staff paths only).
+    ``printer`` is a started ``terminal.hw.ports.Printer``; ``printer_port``
+    any other receipt port (tests, a network printer)."""
     s = services.settings
     cfg = flow_config or replace(services.flow_config, timeouts=KIOSK_TIMEOUTS)
     services.__dict__["flow_config"] = cfg  # the store and the runner share it
@@ -143,9 +146,9 @@ def build_kiosk(
             c = s.camera
             source = open_source(c.source, width=c.width, height=c.height, fps=c.fps, loop=True)
 
-    print_port: PrinterPort | None = None
+    print_port: PrinterPort | None = printer_port
     printer_status: Callable[[], str] | None = None
-    if printer is not None:
+    if printer is not None and print_port is None:
         print_port = receipt_printer(printer, s.language)
         printer_status = lambda: "ok" if printer.status().connected else "offline"  # noqa: E731
         closers.append(printer.stop)

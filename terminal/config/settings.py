@@ -125,7 +125,11 @@ class PaymentSettings(BaseModel):
 
     # "HH:MM-HH:MM" per slot, centre-local time.
     slot_windows: dict[str, str] = Field(
-        default_factory=lambda: {"breakfast": "06:30-09:00", "lunch": "10:30-13:30", "dinner": "16:30-19:00"}
+        default_factory=lambda: {
+            "breakfast": "06:30-09:00",
+            "lunch": "10:30-13:30",
+            "dinner": "16:30-19:00",
+        }
     )
     max_per_transaction_fen: int = Field(5000, ge=0)
     max_unsynced_per_resident_fen: int = Field(20000, ge=0)
@@ -206,6 +210,9 @@ class Settings(BaseSettings):
     camera: CameraSettings = Field(default_factory=CameraSettings)
     centre: CentreSettings = Field(default_factory=CentreSettings)
     payment: PaymentSettings = Field(default_factory=PaymentSettings)
+    # [footfall] table, validated by face.footfall.config.FootfallConfig.from_mapping
+    # when the counter starts (line, source, detector, staff_ids, ...).
+    footfall: dict[str, Any] = Field(default_factory=dict)
     sync: SyncSettings = Field(default_factory=SyncSettings)
 
     # toml file location is resolved at load time (see load_settings)

@@ -43,4 +43,6 @@ class FaceIdentifier(Protocol):
 class OutboxWriter(Protocol):
     """Append a record to the outbox (in the caller's transaction)."""
 
-    def append(self, session: Any, kind: str, record_id: str, payload: Mapping[str, Any]) -> None: ...
+    def append(
+        self, session: Any, kind: str, record_id: str, payload: Mapping[str, Any]
+    ) -> None: ...

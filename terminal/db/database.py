@@ -43,4 +43,6 @@ def open_database(url: str) -> Database:
     boot = ensure_not_corrupt(path) if path else BootCheck(ok=True, detail="not a file")
     engine = make_engine(url)
     made = migrate(engine, path)
-    return Database(engine=engine, sessions=make_sessionmaker(engine), path=path, boot=boot, backup_made=made)
+    return Database(
+        engine=engine, sessions=make_sessionmaker(engine), path=path, boot=boot, backup_made=made
+    )

@@ -155,4 +155,6 @@ def ensure_not_corrupt(path: Path) -> BootCheck:
     try:
         return quick_check(path)
     except OSError as exc:  # disk errors while moving aside
-        raise DatabaseCorrupt(f"database {path} is damaged and could not be moved aside: {exc}") from exc
+        raise DatabaseCorrupt(
+            f"database {path} is damaged and could not be moved aside: {exc}"
+        ) from exc

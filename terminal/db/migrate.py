@@ -51,5 +51,7 @@ def migrate(engine: Engine, db_path: Path | None, backup_dir: Path | None = None
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
         conn.commit()
-    log.info("db_migrated", from_rev=current or "empty", to_rev=head, backup=str(made) if made else None)
+    log.info(
+        "db_migrated", from_rev=current or "empty", to_rev=head, backup=str(made) if made else None
+    )
     return str(made) if made else None

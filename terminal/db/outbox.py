@@ -83,9 +83,7 @@ class Outbox:
             head = ChainHead(id=1, device_id=self.device_id, seq=0, hash=GENESIS)
             session.add(head)
         elif head.device_id != self.device_id:
-            raise StorageError(
-                f"database belongs to device {head.device_id}, not {self.device_id}"
-            )
+            raise StorageError(f"database belongs to device {head.device_id}, not {self.device_id}")
         seq = head.seq + 1
         body = dict(payload)
         digest = record_hash(self.device_id, seq, head.hash, kind, record_id, body)
@@ -125,7 +123,9 @@ def verify_chain(rows: Iterable[OutboxRow], device_id: str) -> ChainProblem | No
         if row.seq != expected_seq:
             return ChainProblem(row.seq, row.record_id, f"sequence gap: expected {expected_seq}")
         if row.prev_hash != prev:
-            return ChainProblem(row.seq, row.record_id, "prev_hash does not match the previous record")
+            return ChainProblem(
+                row.seq, row.record_id, "prev_hash does not match the previous record"
+            )
         payload = json.loads(row.payload)
         digest = record_hash(device_id, row.seq, row.prev_hash, row.kind, row.record_id, payload)
         if digest != row.hash:

@@ -92,7 +92,9 @@ class RosterStore:
         if phone_last4 is not None and (len(phone_last4) != 4 or not phone_last4.isdigit()):
             raise TerminalError("phone last-4 must be four digits", code="bad_phone_last4")
         row = session.get(ResidentRow, rid)
-        enc_name = self._cipher.encrypt_text(name.strip(), table="residents", record_id=rid, field="name")
+        enc_name = self._cipher.encrypt_text(
+            name.strip(), table="residents", record_id=rid, field="name"
+        )
         stamp = rfc3339(now)
         if row is None:
             row = ResidentRow(
@@ -147,7 +149,9 @@ class RosterStore:
         row = session.get(ResidentRow, resident_id)
         if row is None:
             raise NotFound(f"no resident with id {resident_id}")
-        return self._cipher.decrypt_text(row.name_enc, table="residents", record_id=row.resident_id, field="name")
+        return self._cipher.decrypt_text(
+            row.name_enc, table="residents", record_id=row.resident_id, field="name"
+        )
 
     def id_number(self, session: Session, resident_id: str) -> str | None:
         """Clear ID-card number (to pseudonymise for the platform). Never log it."""
@@ -166,7 +170,9 @@ class RosterStore:
 
     def by_card(self, session: Session, card_id: str) -> ResidentInfo | None:
         needle = json.dumps(card_id)
-        for row in session.scalars(select(ResidentRow).where(ResidentRow.card_ids.contains(needle))):
+        for row in session.scalars(
+            select(ResidentRow).where(ResidentRow.card_ids.contains(needle))
+        ):
             if card_id in json.loads(row.card_ids):
                 return _info(row)
         return None
@@ -187,10 +193,21 @@ class RosterStore:
         row.updated_at = rfc3339(now)
 
 
-def audit(session: Session, now: datetime, actor: str, action: str, target: str | None = None,
-          details: dict[str, object] | None = None) -> None:
+def audit(
+    session: Session,
+    now: datetime,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    details: dict[str, object] | None = None,
+) -> None:
     """Append a staff/system action to the audit trail (no personal data in details)."""
     session.add(
-        AuditRow(at=rfc3339(now), actor=actor, action=action, target=target,
-                 details=json.dumps(details or {}, ensure_ascii=False, sort_keys=True))
+        AuditRow(
+            at=rfc3339(now),
+            actor=actor,
+            action=action,
+            target=target,
+            details=json.dumps(details or {}, ensure_ascii=False, sort_keys=True),
+        )
     )

@@ -118,3 +118,20 @@ def test_a_payload_off_the_spec_is_refused() -> None:
     with pytest.raises(SchemaViolation):
         validate_payload("meal_transaction", {"resident_id": "R1", "amount_due_fen": 1.5})
     assert FakeClock  # the contract is data-only; no clock involved
+
+
+def test_footfall_payloads_validate_against_the_spec() -> None:
+    from datetime import datetime
+
+    from face.footfall.aggregate import HourBucket
+    from face.footfall.identity import AttendanceRecord
+    from face.footfall.store import attendance_payload
+    from terminal.core.clock import CHINA_TZ
+
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=CHINA_TZ)
+    bucket = HourBucket(start, visits_in=12, visits_out=9, unique_visitors=7, identified_attendance=3,
+                        observed_seconds=3599.6, partial=True)
+    validate_payload("footfall_hourly", bucket.payload())
+    validate_payload("footfall_hourly", bucket.payload(identities=False, detector="person"))
+    rec = AttendanceRecord("R-001", "2026-03-02", 2, start, 0.7312)
+    validate_payload("attendance", attendance_payload(rec))

@@ -34,10 +34,18 @@ def test_units_pass_systemd_analyze_verify(tmp_path) -> None:
     for u in UNITS:
         text = re.sub(r"(?m)^ExecStart=.*$", "ExecStart=/bin/true", u.read_text())
         (tmp_path / u.name).write_text(text)
-    proc = subprocess.run([exe, "verify", "--man=no", *[str(tmp_path / u.name) for u in UNITS]],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
-    problems = [line for line in (proc.stdout + proc.stderr).splitlines()
-                if re.search(r"Unknown|Invalid|Failed|error|Missing", line) and "ExecStart" not in line]
+    proc = subprocess.run(
+        [exe, "verify", "--man=no", *[str(tmp_path / u.name) for u in UNITS]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
+    problems = [
+        line
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if re.search(r"Unknown|Invalid|Failed|error|Missing", line) and "ExecStart" not in line
+    ]
     assert not problems, problems
 
 
@@ -45,8 +53,14 @@ def test_long_running_units_restart_have_watchdogs_and_hardening() -> None:
     for name in ("care-terminal-kiosk.service", "care-terminal-agent.service"):
         s = unit(name)["Service"]
         assert s["Type"] == "notify" and s["Restart"] == "always" and int(s["WatchdogSec"]) > 0
-        for key, value in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
-                           ("ProtectKernelModules", "yes"), ("RestrictSUIDSGID", "yes"), ("CapabilityBoundingSet", "")):
+        for key, value in (
+            ("NoNewPrivileges", "yes"),
+            ("ProtectSystem", "strict"),
+            ("PrivateTmp", "yes"),
+            ("ProtectKernelModules", "yes"),
+            ("RestrictSUIDSGID", "yes"),
+            ("CapabilityBoundingSet", ""),
+        ):
             assert s[key] == value, (name, key)
         assert s["User"] == "care"
     kiosk = unit("care-terminal-kiosk.service")
@@ -55,8 +69,15 @@ def test_long_running_units_restart_have_watchdogs_and_hardening() -> None:
     assert kiosk["Service"]["NotifyAccess"] == "all"  # the UI is cage's child
     assert "/run/care-terminal" in kiosk["Service"]["ReadWritePaths"]
     upd = unit("care-terminal-updater.service")["Service"]
-    assert upd["Type"] == "oneshot" and " -I " in upd["ExecStart"] and "run_updater.py activate" in upd["ExecStart"]
-    assert unit("care-terminal-updater.path")["Path"]["PathExists"] == "/opt/care-terminal/spool/request.json"
+    assert (
+        upd["Type"] == "oneshot"
+        and " -I " in upd["ExecStart"]
+        and "run_updater.py activate" in upd["ExecStart"]
+    )
+    assert (
+        unit("care-terminal-updater.path")["Path"]["PathExists"]
+        == "/opt/care-terminal/spool/request.json"
+    )
     boot = unit("care-terminal-updater-boot.service")["Unit"]
     assert "care-terminal-kiosk.service" in boot["Before"]
 
@@ -73,8 +94,14 @@ def test_udev_rules_are_well_formed_and_name_every_role() -> None:
                 assert m, f"{path.name}: bad rule part {part!r}"
                 if m["key"] == "SYMLINK":
                     names.add(m["val"])
-    assert {"care-printer", "care-idreader", "care-camera-pay", "care-camera-door",
-            "input/care-touch", "input/care-icreader"} <= names
+    assert {
+        "care-printer",
+        "care-idreader",
+        "care-camera-pay",
+        "care-camera-door",
+        "input/care-touch",
+        "input/care-icreader",
+    } <= names
 
 
 def test_journald_limits_for_sd_cards() -> None:
@@ -87,7 +114,9 @@ def test_journald_limits_for_sd_cards() -> None:
 
 def test_kiosk_session_uses_cage_without_blanking() -> None:
     text = (DEPLOY / "kiosk" / "kiosk-session.sh").read_text()
-    assert "exec cage -d -s --" in text and "--blank 0" in text and "QT_QPA_PLATFORM=wayland" in text
+    assert (
+        "exec cage -d -s --" in text and "--blank 0" in text and "QT_QPA_PLATFORM=wayland" in text
+    )
     assert subprocess.run(["sh", "-n", str(DEPLOY / "kiosk" / "kiosk-session.sh")]).returncode == 0
 
 
@@ -99,15 +128,36 @@ def test_install_script_into_a_temporary_root(tmp_path) -> None:
     token.write_text("ddi-token-1\n")
     root = tmp_path / "root"
     proc = subprocess.run(
-        ["bash", str(DEPLOY / "install-rpi.sh"), "--root", str(root), "--no-system", "--app", str(app),
-         "--release-key", str(key), "--centre", "C0012", "--device", "C0012-T01",
-         "--ddi", "https://ota.example.test", "--ddi-token-file", str(token)],
-        capture_output=True, text=True, timeout=60,
+        [
+            "bash",
+            str(DEPLOY / "install-rpi.sh"),
+            "--root",
+            str(root),
+            "--no-system",
+            "--app",
+            str(app),
+            "--release-key",
+            str(key),
+            "--centre",
+            "C0012",
+            "--device",
+            "C0012-T01",
+            "--ddi",
+            "https://ota.example.test",
+            "--ddi-token-file",
+            str(token),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     opt = root / "opt" / "care-terminal"
     assert os.readlink(opt / "current") == "releases/1.0.0-c0"
-    assert json.loads((opt / "current" / "manifest.json").read_text()) == {"version": "1.0.0", "counter": 0}
+    assert json.loads((opt / "current" / "manifest.json").read_text()) == {
+        "version": "1.0.0",
+        "counter": 0,
+    }
     assert (opt / "updater" / "care_updater" / "core.py").is_file()
     assert (root / "etc" / "systemd" / "system" / "care-terminal-kiosk.service").is_file()
     assert (root / "etc" / "udev" / "rules.d" / "99-care-terminal.rules").is_file()
@@ -120,13 +170,39 @@ def test_install_script_into_a_temporary_root(tmp_path) -> None:
     assert cfg.ddi.controller_id == "C0012-T01" and cfg.updater.trigger == []
     # The installed updater runs from there, isolated, with the written config.
     (root / "etc" / "care-terminal" / "u.toml").write_text(f'root = "{opt}"\n')
-    st = subprocess.run([sys.executable, "-I", str(opt / "updater" / "run_updater.py"), "--config",
-                         str(root / "etc" / "care-terminal" / "u.toml"), "status"], capture_output=True, text=True)
+    st = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(opt / "updater" / "run_updater.py"),
+            "--config",
+            str(root / "etc" / "care-terminal" / "u.toml"),
+            "status",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert st.returncode == 0 and json.loads(st.stdout)["current"] == "1.0.0-c0"
 
 
 def test_install_script_refuses_bad_input(tmp_path) -> None:
-    proc = subprocess.run(["bash", str(DEPLOY / "install-rpi.sh"), "--root", str(tmp_path), "--no-system",
-                           "--app", "x", "--release-key", "/nonexistent", "--centre", "C", "--device", "D"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "bash",
+            str(DEPLOY / "install-rpi.sh"),
+            "--root",
+            str(tmp_path),
+            "--no-system",
+            "--app",
+            "x",
+            "--release-key",
+            "/nonexistent",
+            "--centre",
+            "C",
+            "--device",
+            "D",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "release public key" in proc.stderr

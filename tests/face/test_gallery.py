@@ -205,8 +205,11 @@ def test_search_returns_best_template_per_identity() -> None:
         g.search(q, k=0)
 
 
+@pytest.mark.parametrize("blas", [False, True], ids=["numpy-loop", "blas"])
 @pytest.mark.parametrize("k", [1, 2, 5])
-def test_search_matches_brute_force_after_churn(k: int) -> None:
+def test_search_matches_brute_force_after_churn(k: int, blas: bool, monkeypatch) -> None:
+    if blas:  # large galleries take the BLAS path; force it on a small one
+        monkeypatch.setattr("face.gallery.SINGLE_THREAD_MAX_ROWS", 0)
     rng = np.random.default_rng(10 + k)
     g = Gallery(capacity=8)
     data: dict[str, np.ndarray] = {}

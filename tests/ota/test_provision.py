@@ -34,17 +34,33 @@ def fake_hw(tmp_path: Path, *, all_present: bool) -> HardwareEnv:
     if all_present:
         (sysv / "video0").mkdir()
     cards = tmp_path / "cards"
-    cards.write_text(" 0 [Headphones     ]: bcm2835_headpho\n" if all_present else "--- no soundcards ---\n")
+    cards.write_text(
+        " 0 [Headphones     ]: bcm2835_headpho\n" if all_present else "--- no soundcards ---\n"
+    )
     clock = [sys.executable, "-c", f"print('NTPSynchronized={'yes' if all_present else 'no'}')"]
-    return HardwareEnv(dev=dev, sys_video=sysv, asound_cards=cards, data_dir=tmp_path / "data",
-                       min_free_bytes=1, timedatectl=clock)
+    return HardwareEnv(
+        dev=dev,
+        sys_video=sysv,
+        asound_cards=cards,
+        data_dir=tmp_path / "data",
+        min_free_bytes=1,
+        timedatectl=clock,
+    )
 
 
 def test_provision_writes_key_configs_and_record(tmp_path) -> None:
-    req = ProvisionRequest(centre_id="C0012", device_id="C0012-T01", ddi_url="https://ota.example.test",
-                           ddi_token="tok-123", config_dir=tmp_path / "etc", key_path=tmp_path / "keys" / "device.key",
-                           centre_name="东风村居家养老服务照料中心")
-    report = provision(req, sw_version="1.0.0", now=NOW, hardware=fake_hw(tmp_path, all_present=True))
+    req = ProvisionRequest(
+        centre_id="C0012",
+        device_id="C0012-T01",
+        ddi_url="https://ota.example.test",
+        ddi_token="tok-123",
+        config_dir=tmp_path / "etc",
+        key_path=tmp_path / "keys" / "device.key",
+        centre_name="东风村居家养老服务照料中心",
+    )
+    report = provision(
+        req, sw_version="1.0.0", now=NOW, hardware=fake_hw(tmp_path, all_present=True)
+    )
     assert report.ok and report.registered is None
     assert stat.S_IMODE((tmp_path / "keys" / "device.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "etc" / "ddi-token").stat().st_mode) == 0o600
@@ -54,14 +70,20 @@ def test_provision_writes_key_configs_and_record(tmp_path) -> None:
     cfg = load_ota_config(tmp_path / "etc" / "ota.toml")
     assert cfg.ddi_config().target_token == "tok-123" and cfg.device.board == "care-pi4"
     assert "东风村" in (tmp_path / "etc" / "config.toml").read_text()
-    again = provision(req, sw_version="1.0.0", now=NOW, hardware=fake_hw(tmp_path / "b", all_present=True))
+    again = provision(
+        req, sw_version="1.0.0", now=NOW, hardware=fake_hw(tmp_path / "b", all_present=True)
+    )
     assert again.public_key == report.public_key  # the key is created once
     assert (tmp_path / "etc" / "config.toml.bak").exists()
 
 
 def test_config_toml_is_accepted_by_the_terminal_settings(tmp_path, monkeypatch) -> None:
-    req = ProvisionRequest(centre_id="C0012", device_id="C0012-T01", config_dir=tmp_path / "etc",
-                           key_path=tmp_path / "k" / "device.key")
+    req = ProvisionRequest(
+        centre_id="C0012",
+        device_id="C0012-T01",
+        config_dir=tmp_path / "etc",
+        key_path=tmp_path / "k" / "device.key",
+    )
     provision(req, sw_version="1.0.0", now=NOW, check_hw=False)
     monkeypatch.setenv("CARE_CONFIG", str(tmp_path / "etc" / "config.toml"))
     from terminal.config.settings import load_settings
@@ -70,8 +92,10 @@ def test_config_toml_is_accepted_by_the_terminal_settings(tmp_path, monkeypatch)
     assert s.centre.device_id == "C0012-T01" and s.centre.centre_id == "C0012"
 
 
-@pytest.mark.parametrize("kw", [{"device_id": "bad id"}, {"centre_id": ""}, {"platform_url": "ftp://x"},
-                                {"board": "a/b"}])
+@pytest.mark.parametrize(
+    "kw",
+    [{"device_id": "bad id"}, {"centre_id": ""}, {"platform_url": "ftp://x"}, {"board": "a/b"}],
+)
 def test_bad_provision_requests(kw, tmp_path) -> None:
     args = {"centre_id": "C1", "device_id": "D1", **kw}
     with pytest.raises(OtaConfigError):
@@ -80,19 +104,33 @@ def test_bad_provision_requests(kw, tmp_path) -> None:
 
 def test_hardware_check_names_every_problem(tmp_path) -> None:
     checks = {c.name: c for c in check_hardware(fake_hw(tmp_path, all_present=False))}
-    for name in ("printer", "id card reader", "payer camera", "touch screen", "audio", "clock synchronised",
-                 "video devices"):
+    for name in (
+        "printer",
+        "id card reader",
+        "payer camera",
+        "touch screen",
+        "audio",
+        "clock synchronised",
+        "video devices",
+    ):
         assert not checks[name].ok and checks[name].hint, name
     assert checks["entrance camera"].ok  # optional
     assert checks["free disk"].ok
 
 
 def test_registration_is_checked_with_a_signed_request(tmp_path) -> None:
-    server_mod = pytest.importorskip("sync.platform.server", reason="the reference platform server is not present")
+    server_mod = pytest.importorskip(
+        "sync.platform.server", reason="the reference platform server is not present"
+    )
     handle = server_mod.serve(db_url=f"sqlite:///{tmp_path / 'platform.db'}")
     try:
-        req = ProvisionRequest(centre_id="C0012", device_id="C0012-T01", platform_url=handle.url,
-                               config_dir=tmp_path / "etc", key_path=tmp_path / "k" / "device.key")
+        req = ProvisionRequest(
+            centre_id="C0012",
+            device_id="C0012-T01",
+            platform_url=handle.url,
+            config_dir=tmp_path / "etc",
+            key_path=tmp_path / "k" / "device.key",
+        )
         first = provision(req, sw_version="1.0.0", now=datetime.now(CHINA_TZ), check_hw=False)
         assert first.registered is False and "not registered" in first.registration_detail
         assert not summarize(first)["ok"]

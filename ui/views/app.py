@@ -117,10 +117,14 @@ def run_kiosk(
         if watchdog_s:
             feed = QTimer()
 
+            withheld = [False]
+
             def kick() -> None:
                 if healthy():
                     notify("WATCHDOG=1")
-                else:
+                    withheld[0] = False
+                elif not withheld[0]:  # log once per bad spell, not every period
+                    withheld[0] = True
                     log.error("watchdog_withheld", reason="kiosk unhealthy")
 
             feed.timeout.connect(kick)

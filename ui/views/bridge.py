@@ -31,6 +31,7 @@ from ui.model import (
     IdleInfo,
     KioskUpdate,
     PreviewFrame,
+    SpeakRequest,
 )
 
 log = get_logger(__name__)
@@ -78,10 +79,8 @@ class KioskBridge(QObject):
             self.health.emit(update)
         elif isinstance(update, Fault):
             self.fault.emit(update)
-
-    def on_speak(self, key: str) -> None:
-        """The runner's speaker port (any thread)."""
-        self.speak.emit(key)
+        elif isinstance(update, SpeakRequest):
+            self.speak.emit(update.key)
 
     # GUI thread ----------------------------------------------------------------------
     @pyqtSlot()

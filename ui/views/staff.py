@@ -537,8 +537,13 @@ class TransactionsPage(Page):
         self._update_buttons()
         self.refresh()
 
-    def refresh(self) -> None:
-        self.run(self.ctx.backend.transactions, done=self._show)
+    def refresh(self, then: Callable[[], None] | None = None) -> None:
+        def done(rows: list[TxRow]) -> None:
+            self._show(rows)
+            if then is not None:
+                then()
+
+        self.run(self.ctx.backend.transactions, done=done)
 
     def _show(self, rows: list[TxRow]) -> None:
         tr = self.tr
@@ -585,8 +590,8 @@ class TransactionsPage(Page):
 
         def done(_row: TxRow) -> None:
             self.selected = None
-            self.refresh()
-            self.say(self.tr("tx.void_done", amount=t.amount.yuan_str()), "ok")
+            self._update_buttons()
+            self.refresh(lambda: self.say(self.tr("tx.void_done", amount=t.amount.yuan_str()), "ok"))
 
         self.run(self.ctx.backend.void, t.record_id, reason, self.ctx.staff.staff_id, done=done)
 
@@ -881,7 +886,7 @@ class StatusPage(Page):
 
     def sync_now(self) -> None:
         def done(summary: str) -> None:
-            self.say(self.tr("status.sync_done", summary=summary), "ok")
-            self.refresh()
+            msg = self.tr("status.sync_done", summary=summary)
+            self.run(self.ctx.backend.device_status, done=lambda st: (self._show(st), self.say(msg, "ok")))
 
         self.run(self.ctx.backend.sync_now, self.ctx.staff.staff_id, done=done)

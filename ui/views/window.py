@@ -465,16 +465,18 @@ class KioskWindow(QWidget):
         elif (
             t == QEvent.Type.KeyPress
             and isinstance(ev, QKeyEvent)
-            and self.wedge_key is not None
+            and isinstance(obj, QWidget)
             and not self.staff_mode
             and self.pin_purpose is None
-            and obj is self.windowHandle()
         ):
+            # Senior screens have no text fields: every key is a keyboard-wedge
+            # card reader (or nothing). Consumed here, so it is seen only once.
             key = ev.text()
             if ev.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
                 key = "Enter"
-            if key and self.wedge_key(key):
-                return True
+            if key and self.wedge_key is not None:
+                self.wedge_key(key)
+            return True
         return False
 
     def minimumSizeHint(self) -> Any:

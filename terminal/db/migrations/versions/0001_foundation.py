@@ -39,9 +39,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", sa.Float, nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text, nullable=True),
         sa.Column("acked_at", sa.String(40), nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending','acked','dead')", name="status_known"
-        ),
+        sa.CheckConstraint("status IN ('pending','acked','dead')", name="status_known"),
     )
     op.create_index("ix_outbox_status_seq", "outbox", ["status", "seq"])
     op.create_table(

@@ -25,7 +25,9 @@ def upgrade() -> None:
         "ledger_entries",
         sa.Column("entry_id", sa.String(26), primary_key=True),
         sa.Column("kind", sa.String(12), nullable=False),
-        sa.Column("resident_id", sa.String(64), sa.ForeignKey("residents.resident_id"), nullable=False),
+        sa.Column(
+            "resident_id", sa.String(64), sa.ForeignKey("residents.resident_id"), nullable=False
+        ),
         sa.Column("at", sa.String(40), nullable=False),
         sa.Column("day", sa.String(10), nullable=True),
         sa.Column("slot", sa.String(12), nullable=True),
@@ -50,7 +52,9 @@ def upgrade() -> None:
     op.create_index("ix_ledger_ref", "ledger_entries", ["ref_id"])
     op.create_table(
         "wallets",
-        sa.Column("resident_id", sa.String(64), sa.ForeignKey("residents.resident_id"), primary_key=True),
+        sa.Column(
+            "resident_id", sa.String(64), sa.ForeignKey("residents.resident_id"), primary_key=True
+        ),
         sa.Column("balance_fen", sa.Integer, nullable=False),
         sa.Column("last_entry_id", sa.String(26), nullable=False),
     )

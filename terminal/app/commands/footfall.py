@@ -1,0 +1,102 @@
+"""``care-terminal footfall run|eval|summary`` (passive visitor counting)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from terminal.app.cli import emit
+from terminal.app.services import Services
+from terminal.config.settings import load_settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    f = sub.add_parser("footfall", help="passive visitor counting (无感测流量)")
+    fsub = f.add_subparsers(dest="action", required=True)
+    r = fsub.add_parser("run", help="count visitors on the footfall camera (Ctrl-C to stop)")
+    r.add_argument(
+        "--source", help="camera or video (default: [footfall] source, else the kiosk camera)"
+    )
+    r.add_argument("--seconds", type=float, help="stop after this many seconds")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(handler=cmd_run)
+    e = fsub.add_parser(
+        "eval", help="counted vs true entries and exits on a video with ground truth"
+    )
+    e.add_argument("video", type=Path)
+    e.add_argument("--truth", type=Path, required=True)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(handler=cmd_eval)
+    s = fsub.add_parser("summary", help="a day's visits per hour, unique visitors and attendance")
+    s.add_argument("--day", help="YYYY-MM-DD (default: today)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=cmd_summary)
+
+
+def footfall_config(table: dict[str, Any]) -> Any:
+    from face.footfall.config import FootfallConfig
+
+    return FootfallConfig.from_mapping(table)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from face.footfall.service import build_service, run_blocking
+    from face.sources import open_source
+
+    svc = Services()
+    try:
+        s = svc.settings
+        cfg = footfall_config(s.footfall)
+        spec = args.source or cfg.source or s.camera.source
+        source = open_source(spec, width=s.camera.width, height=s.camera.height, fps=s.camera.fps)
+        rec = svc.recogniser
+        service = build_service(
+            source=source,
+            config=cfg,
+            pack_dir=s.face_pack_dir,
+            face_settings=s.face,
+            sessions=svc.db.sessions,
+            outbox=svc.outbox,
+            clock=svc.clock,
+            gallery=rec.gallery,
+            engine=rec.engine,
+        )
+        emit(args, run_blocking(service, args.seconds))
+        return 0
+    finally:
+        svc.close()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from face.footfall.evaluate import run_cli_eval
+
+    s = load_settings()
+    doc = run_cli_eval(
+        args.video,
+        args.truth,
+        pack_dir=s.face_pack_dir,
+        face_settings=s.face,
+        config=footfall_config(s.footfall),
+    )
+    emit(args, doc)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from face.footfall.store import footfall_summary
+
+    svc = Services()
+    try:
+        day = args.day or svc.clock.now().date().isoformat()
+        with svc.db.sessions() as session:
+            doc = footfall_summary(session, day)
+        t = doc["totals"]
+        text = (
+            f"{day}: {t['visits_in']} visits in, {t['visits_out']} out, {t['unique_visitors']} unique visitors, "
+            f"{t['attendees']} seniors attended"
+        )
+        emit(args, doc, text)
+        return 0
+    finally:
+        svc.close()

@@ -1,0 +1,413 @@
+"""Every screen and staff page against the elder-friendly rules, both languages;
+out-of-service on errors; watchdog feeding; voice prompts."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+from PyQt6.QtCharts import QChartView
+from PyQt6.QtCore import QTimer
+from PyQt6.QtGui import QFontMetricsF
+from PyQt6.QtWidgets import (
+    QAbstractButton,
+    QApplication,
+    QCheckBox,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
+from pytestqt.qtbot import QtBot
+from ui_support import CannedBackend, ScriptedKiosk
+
+from payment.domain import MealSlot, Menu, Resident, VerificationMethod
+from payment.flow import (
+    AlreadyPaid,
+    Candidate,
+    CardTapped,
+    Challenge,
+    ChallengeResult,
+    ChargeCommitted,
+    DigitsEntered,
+    FaceResult,
+    FaceSeen,
+    FlowConfig,
+    Idle,
+    OverrideKind,
+    PrintResult,
+    StaffRequired,
+    State,
+    StaticContext,
+    Touch,
+    step,
+)
+from payment.subsidy import parse_policy
+from terminal.app.demo import DEMO_POLICY
+from terminal.app.kiosk import idle_info_from_context
+from terminal.core.clock import CHINA_TZ
+from terminal.core.money import Money
+from ui import theme
+from ui.i18n import Translator
+from ui.model import ChallengeView, Fault, FlowView
+from ui.views.app import install_exception_hook, run_kiosk
+from ui.views.sound import PromptPlayer
+from ui.views.window import KioskWindow
+
+NOW = datetime(2026, 3, 2, 11, 30, 0, 250_000, tzinfo=CHINA_TZ)
+CTX = StaticContext(
+    config=FlowConfig(centre_name="测试中心"),
+    residents={
+        "R1": Resident.create(
+            "R1",
+            "张三华",
+            ["age_80_89", "dibao"],
+            consent_face_pay=True,
+            phone_last4="1234",
+            card_ids=["0000000101"],
+        ),
+        "R2": Resident.create("R2", "李四", ["age_70_79"], card_ids=["0000000102"]),
+        "R5": Resident.create(
+            "R5", "钱七", ["age_80_89"], consent_face_pay=True, card_ids=["0000000105"]
+        ),
+    },
+    balances={"R1": Money(5000), "R2": Money(5000), "R5": Money(100)},
+    menus={
+        date(2026, 3, 2): Menu.from_dict(
+            {
+                "date": "2026-03-02",
+                "items": [
+                    {
+                        "item_id": "L1",
+                        "name": "午餐套餐（两荤一素）",
+                        "price_fen": 1500,
+                        "slots": ["lunch"],
+                    },
+                    {"item_id": "L2", "name": "软烂老年餐", "price_fen": 1200, "slots": ["lunch"]},
+                ],
+            }
+        )
+    },
+    policies=(parse_policy(DEMO_POLICY),),
+)
+
+
+def run(*events: Any, state: State | None = None) -> State:
+    st: State = state or Idle()
+    for ev in events:
+        st, _ = step(st, ev, NOW, CTX)
+    return st
+
+
+def every_state() -> list[tuple[str, State]]:
+    confirm = run(FaceSeen(), FaceResult("identified", "R1", 0.9, 0.99))
+    uncertain = run(FaceSeen(), FaceResult("uncertain", "R1", 0.45, 0.99))
+    keypad = run(ChallengeResult(uncertain.kind, True), Touch("confirm"), state=uncertain)  # type: ignore[attr-defined]
+    charging = run(Touch("confirm"), state=confirm)
+    done = run(ChargeCommitted(charging.session, "01REC", Money(4250)), state=charging)
+    cand = Candidate("R1", VerificationMethod.CARD)
+    return [
+        ("idle", Idle()),
+        ("checking", run(FaceSeen())),
+        (
+            "challenge",
+            Challenge(
+                1, NOW + timedelta(seconds=12), FaceResult("identified", "R1", 0.9, 0.5), "turn"
+            ),
+        ),
+        ("confirm", confirm),
+        ("keypad", keypad),
+        ("keypad-wrong", run(DigitsEntered("0000"), state=keypad)),
+        ("charging", charging),
+        ("done", done),
+        ("done-print-failed", run(PrintResult(False, "paper_out"), state=done)),
+        ("failed-unknown", run(FaceSeen(), FaceResult("unknown", None, 0.1, 0.99))),
+        ("failed-balance", run(CardTapped("0000000105"))),
+        ("failed-card", run(CardTapped("9999999999"))),
+        (
+            "already-paid",
+            AlreadyPaid(
+                2, NOW + timedelta(seconds=45), cand, "张*华", MealSlot.LUNCH, "11:02", "01X"
+            ),
+        ),
+        (
+            "staff-required",
+            StaffRequired(
+                3,
+                NOW + timedelta(seconds=90),
+                cand,
+                "张*华",
+                "over_resident_unsynced_limit",
+                OverrideKind.LIMITS,
+            ),
+        ),
+    ]
+
+
+@pytest.fixture
+def screens(qtbot: QtBot) -> Iterator[tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend]]:
+    kiosk = ScriptedKiosk()
+    backend = CannedBackend()
+    tr = Translator("zh_CN")
+    w = KioskWindow(kiosk, backend, tr, clock=lambda: NOW, long_press_ms=300)  # type: ignore[arg-type]
+    w.resize(theme.SCREEN_W, theme.SCREEN_H)
+    w.show()
+    qtbot.waitExposed(w)
+    kiosk.publish(idle_info_from_context(CTX, NOW))
+    yield w, kiosk, tr, backend
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+
+
+def px(widget: QWidget) -> float:
+    f = widget.font()
+    return f.pixelSize() if f.pixelSize() > 0 else f.pointSizeF() * widget.logicalDpiY() / 72.0
+
+
+def check_elder_rules(w: KioskWindow, where: str) -> None:
+    assert (w.width(), w.height()) == (theme.SCREEN_W, theme.SCREEN_H), (
+        f"{where}: window grew to {w.size()}"
+    )
+    page = w.stack.currentWidget()
+    for widget in [w.banner, *page.findChildren(QWidget)]:
+        if not widget.isVisibleTo(w):
+            continue
+        if isinstance(widget, QLabel | QAbstractButton | QLineEdit) and (
+            widget.text() if not isinstance(widget, QLineEdit) else widget.placeholderText()
+        ):
+            size = px(widget)
+            assert size >= theme.MIN_BODY_PX, (
+                f"{where}: {type(widget).__name__} {widget.text()!r} is {size} px"
+            )
+            spacing = QFontMetricsF(widget.font()).lineSpacing() / size
+            assert spacing >= theme.MIN_LINE_SPACING, f"{where}: line spacing {spacing:.2f}"
+        if isinstance(widget, QPushButton | QCheckBox):
+            assert widget.width() >= theme.MIN_TOUCH_PX and widget.height() >= theme.MIN_TOUCH_PX, (
+                f"{where}: touch target {widget.text()!r} is {widget.width()}x{widget.height()}"
+            )
+        if isinstance(widget, QChartView) and widget.chart() is not None:
+            chart = widget.chart()
+            assert chart.titleFont().pixelSize() >= theme.MIN_BODY_PX
+            for axis in chart.axes():
+                assert axis.labelsFont().pixelSize() >= theme.MIN_BODY_PX, (
+                    f"{where}: chart axis labels"
+                )
+
+
+def test_contrast_of_every_text_colour_pair() -> None:
+    for fg, bg in theme.TEXT_PAIRS:
+        assert theme.contrast_ratio(fg, bg) >= theme.MIN_CONTRAST, (fg, bg)
+    assert theme.contrast_ratio("#000000", "#FFFFFF") == pytest.approx(21.0)
+    assert theme.MIN_BODY_PX >= 28 and theme.MIN_TOUCH_PX >= 90
+
+
+@pytest.mark.parametrize("language", ["zh_CN", "en"])
+def test_every_senior_screen_follows_the_elder_rules(
+    qtbot: QtBot,
+    screens: tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend],
+    language: str,
+) -> None:
+    w, kiosk, tr, _ = screens
+    tr.set_language(language)
+    for name, state in every_state():
+        kiosk.publish(FlowView(state, NOW, kiosk.view.seq + 1))
+        if name == "challenge":
+            kiosk.publish(ChallengeView("turn", "face.liveness.turn_left", 0.0))
+        qtbot.wait(10)
+        check_elder_rules(w, f"{language}/{name}")
+    w.show_out_of_service("E-test")
+    qtbot.wait(10)
+    assert w.stack.currentWidget() is w.oos
+    check_elder_rules(w, f"{language}/out-of-service")
+
+
+def test_every_staff_page_follows_the_elder_rules(
+    qtbot: QtBot, screens: tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend]
+) -> None:
+    w, _kiosk, _tr, backend = screens
+    w.open_pin("menu")
+    check_elder_rules(w, "pin")
+    w.pin.keypad.press("1")
+    w.pin.keypad.press("1")
+    w.pin.keypad.press("1")
+    w.pin.keypad.press("1")
+    w.pin.ok_btn.click()
+    qtbot.waitUntil(lambda: "密码不对" in w.pin.msg.text(), timeout=3000)
+    for d in "2468":
+        w.pin.keypad.press(d)
+    w.pin.ok_btn.click()
+    qtbot.waitUntil(lambda: w.staff_mode, timeout=3000)
+    check_elder_rules(w, "staff-home")
+    for name in w.pages:
+        w.show_page(name)
+        qtbot.waitUntil(lambda: w.tasks.busy == 0, timeout=3000)
+        qtbot.wait(30)
+        check_elder_rules(w, name)
+    enrol = w.pages["enrol"]
+    enrol.select(backend.residents[0])  # type: ignore[attr-defined]
+    enrol.ask_unenrol()  # type: ignore[attr-defined]
+    check_elder_rules(w, "enrol-detail")
+    tx = w.pages["transactions"]
+    w.show_page("transactions")
+    qtbot.waitUntil(lambda: w.tasks.busy == 0, timeout=3000)
+    tx._clicked(tx.list.item(0))  # type: ignore[attr-defined]
+    tx.ask_void()  # type: ignore[attr-defined]
+    check_elder_rules(w, "void-reasons")
+    w.exit_staff()
+    assert not w.staff_mode and "end_session" in backend.calls
+
+
+def test_language_switch_changes_every_visible_text(
+    qtbot: QtBot, screens: tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend]
+) -> None:
+    w, kiosk, tr, _ = screens
+    confirm = every_state()[3][1]
+    kiosk.publish(FlowView(confirm, NOW, 1))
+    qtbot.wait(10)
+    zh = [
+        w.confirm.title.text(),
+        w.confirm.pay_btn.text(),
+        w.confirm.cancel_btn.text(),
+        w.confirm.due_label.text(),
+    ]
+    w.idle.language.emit()
+    qtbot.waitUntil(lambda: tr.language == "en", timeout=1000)
+    qtbot.wait(20)
+    en = [
+        w.confirm.title.text(),
+        w.confirm.pay_btn.text(),
+        w.confirm.cancel_btn.text(),
+        w.confirm.due_label.text(),
+    ]
+    assert en == ["Please confirm", "Pay", "Not me / Cancel", "To pay"]
+    assert all(a != b for a, b in zip(zh, en, strict=True))
+    assert w.confirm.due.text() == "¥7.50"
+
+
+def test_intents_become_flow_events(
+    qtbot: QtBot, screens: tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend]
+) -> None:
+    w, kiosk, _tr, _ = screens
+    states = dict(every_state())
+    kiosk.publish(FlowView(states["confirm"], NOW, 1))
+    w.confirm.pay_btn.click()
+    w.confirm.cancel_btn.click()
+    kiosk.publish(FlowView(states["keypad"], NOW, 2))
+    for d in "1234":
+        w.keypad.keypad.keys[d].click()
+    assert [type(e).__name__ for e in kiosk.posted] == ["Touch", "Touch", "DigitsEntered"]
+    assert kiosk.posted[0].action == "confirm" and kiosk.posted[1].action == "cancel"
+    assert kiosk.posted[2].digits == "1234"
+
+
+def test_hidden_long_press_opens_the_pin_pad(
+    qtbot: QtBot, screens: tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend]
+) -> None:
+    from PyQt6.QtCore import QPoint, Qt
+
+    w, *_ = screens
+    qtbot.mousePress(w, Qt.MouseButton.LeftButton, pos=QPoint(600, 400))
+    qtbot.wait(400)
+    qtbot.mouseRelease(w, Qt.MouseButton.LeftButton, pos=QPoint(600, 400))
+    assert w.stack.currentWidget() is not w.pin, "only the corner opens staff mode"
+    qtbot.mousePress(w, Qt.MouseButton.LeftButton, pos=QPoint(10, 10))
+    qtbot.wait(100)
+    qtbot.mouseRelease(w, Qt.MouseButton.LeftButton, pos=QPoint(10, 10))
+    qtbot.wait(300)
+    assert w.stack.currentWidget() is not w.pin, "a short tap is not the gesture"
+    qtbot.mousePress(w, Qt.MouseButton.LeftButton, pos=QPoint(10, 10))
+    qtbot.waitUntil(lambda: w.stack.currentWidget() is w.pin, timeout=2000)
+    qtbot.mouseRelease(w, Qt.MouseButton.LeftButton, pos=QPoint(10, 10))
+    w.pin.cancel_btn.click()
+    assert w.stack.currentWidget() is w.idle
+
+
+def test_exception_hook_shows_out_of_service_never_a_traceback(
+    qtbot: QtBot, screens: tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend]
+) -> None:
+    w, *_ = screens
+    restore = install_exception_hook(w)
+    try:
+        try:
+            raise ZeroDivisionError("boom")
+        except ZeroDivisionError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    finally:
+        restore()
+    qtbot.wait(10)
+    assert w.stack.currentWidget() is w.oos
+    texts = " ".join(lbl.text() for lbl in w.oos.findChildren(QLabel))
+    assert "暂停服务" in texts and "E-ZeroDivisionError" in texts
+    assert "Traceback" not in texts and "boom" not in texts
+
+
+def test_runner_fault_shows_out_of_service(
+    qtbot: QtBot, screens: tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend]
+) -> None:
+    w, kiosk, *_ = screens
+    kiosk.publish(Fault("worker_failed", "kiosk-face kept failing"))
+    qtbot.waitUntil(lambda: w.stack.currentWidget() is w.oos, timeout=1000)
+    assert "worker_failed" in w.oos.code.text()
+
+
+def test_run_kiosk_feeds_the_watchdog_only_while_healthy(qtbot: QtBot) -> None:
+    kiosk = ScriptedKiosk()
+    messages: list[str] = []
+    healthy = {"ok": True}
+
+    def notify(msg: str) -> bool:
+        messages.append(msg)
+        return True
+
+    def flip() -> None:
+        healthy["ok"] = False
+        messages.append("--unhealthy--")
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    QTimer.singleShot(600, flip)
+    QTimer.singleShot(1000, QApplication.quit)
+    try:
+        code = run_kiosk(
+            kiosk,  # type: ignore[arg-type]
+            CannedBackend(),  # type: ignore[arg-type]
+            fullscreen=False,
+            healthy=lambda: healthy["ok"],
+            notify=notify,
+            watchdog_s=0.05,
+            voice=False,
+        )
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert code == 0
+    assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
+    cut = messages.index("--unhealthy--")
+    assert messages[1:cut].count("WATCHDOG=1") >= 2
+    assert "WATCHDOG=1" not in messages[cut:], "an unhealthy kiosk must let the watchdog bite"
+
+
+def test_voice_prompts_exist_and_play_without_an_audio_device(qtbot: QtBot) -> None:
+    from ui.i18n import voice_keys
+
+    tr = Translator("zh_CN")
+    player = PromptPlayer(lambda: tr.language)
+    try:
+        for lang in ("zh_CN", "en"):
+            tr.set_language(lang)
+            for key in voice_keys():
+                path = player.path_for(key)
+                assert (
+                    path is not None and path.parent.name == lang and path.stat().st_size > 1000
+                ), key
+        player.play("pay.success")  # no audio device in CI: nothing raises, nothing blocks
+        player.play("pay.no_such_prompt")
+        assert "pay.no_such_prompt" in player.missing
+        assert player.played == ["pay.success", "pay.no_such_prompt"]
+    finally:
+        player.stop()
+        player.deleteLater()

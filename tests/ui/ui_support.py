@@ -1,0 +1,237 @@
+"""Helpers shared by the UI tests (importable from test modules)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from PyQt6.QtCore import QObject, Qt, QTimer
+
+STALL_LIMIT_S = 0.050
+BEAT_MS = 10
+
+
+class StallDetector(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.timer = QTimer(self)
+        self.timer.setObjectName("stall-detector")
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(BEAT_MS)
+        self.timer.timeout.connect(self._beat)
+        self.last = 0.0
+        self.gaps: list[float] = []
+
+    def start(self) -> None:
+        self.last = time.perf_counter()
+        self.gaps.clear()
+        self.timer.start()
+
+    def _beat(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self.last)
+        self.last = now
+
+    def stop(self) -> float:
+        self.timer.stop()
+        return self.worst
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Blocking checks made by the test itself (database reads on the
+        test's thread) are not the application's stalls."""
+        self.timer.stop()
+        try:
+            yield
+        finally:
+            self.last = time.perf_counter()
+            self.timer.start()
+
+    @property
+    def worst(self) -> float:
+        """Longest stall: the longest gap minus the heartbeat interval."""
+        return max((g - BEAT_MS / 1000 for g in self.gaps), default=0.0)
+
+
+# --------------------------------------------------------------------------- fakes for rendering
+
+
+class ScriptedKiosk:
+    """A ``KioskPort`` whose flow state the test sets directly (no threads)."""
+
+    def __init__(self) -> None:
+        from datetime import datetime
+
+        from payment.flow import Idle
+        from terminal.core.clock import CHINA_TZ
+        from ui.model import FlowView
+
+        self.subs: list[Any] = []
+        self.view = FlowView(Idle(), datetime(2026, 3, 2, 11, 30, tzinfo=CHINA_TZ), 0)
+        self.posted: list[Any] = []
+        self.modes: list[str] = []
+
+    def subscribe(self, fn: Any) -> Any:
+        self.subs.append(fn)
+        fn(self.view)
+
+        def unsubscribe() -> None:
+            if fn in self.subs:
+                self.subs.remove(fn)
+
+        return unsubscribe
+
+    def publish(self, update: Any) -> None:
+        from ui.model import FlowView
+
+        if isinstance(update, FlowView):
+            self.view = update
+        for fn in list(self.subs):
+            fn(update)
+
+    def post(self, event: Any) -> None:
+        self.posted.append(event)
+
+    def set_mode(self, mode: str) -> None:
+        self.modes.append(mode)
+
+    def current(self) -> Any:
+        return self.view
+
+
+class CannedBackend:
+    """A ``StaffPort`` with fixed answers, for rendering staff pages."""
+
+    def __init__(self) -> None:
+        from datetime import date, datetime
+
+        from payment.domain import MealSlot
+        from terminal.core.clock import CHINA_TZ
+        from terminal.core.money import Money
+        from ui.model import (
+            DayFigures,
+            DeviceStatus,
+            ManagerReport,
+            MenuLine,
+            PinResult,
+            ResidentSummary,
+            StatusRow,
+            TxRow,
+        )
+
+        at = datetime(2026, 3, 2, 11, 31, tzinfo=CHINA_TZ)
+        self.pin = PinResult(True, "S01", "王护理", "manager", 5)
+        self.residents = [
+            ResidentSummary("D001", "张*华", "category.dibao", True, True, True, Money(39650)),
+            ResidentSummary(
+                "D003", "李*国", "category.age_70_79", False, False, True, Money(34500)
+            ),
+        ]
+        self.txs = [
+            TxRow("01TX1", "charge", at, "张*华", Money(750), "face", False, MealSlot.LUNCH),
+            TxRow("01TX2", "topup", at, "李*国", Money(5000), "", False),
+        ]
+        self.menu = [
+            MenuLine("L1", "午餐套餐", Money(1500), (MealSlot.LUNCH,)),
+            MenuLine("B1", "营养早餐", Money(500), (MealSlot.BREAKFAST,)),
+        ]
+        self.status = DeviceStatus(
+            (
+                StatusRow("status.camera", "status.ok", "ok", True),
+                StatusRow("status.printer", "status.paper_out", "paper_out", True),
+                StatusRow(
+                    "status.unsynced",
+                    "status.unsynced_value",
+                    "degraded",
+                    True,
+                    {"count": 3, "age_s": 5400},
+                ),
+                StatusRow("status.version", "0.1.0", "ok"),
+            ),
+            at,
+        )
+        hours = [0] * 24
+        hours[7], hours[11], hours[12] = 5, 12, 4
+        self.report = ManagerReport(
+            date(2026, 3, 2),
+            "测试中心",
+            tuple(hours),
+            18,
+            15,
+            20,
+            {"breakfast": 5, "lunch": 16},
+            Money(9000),
+            Money(21000),
+            Money(30000),
+            tuple(
+                DayFigures(
+                    date(2026, 2, 24 + i) if i < 5 else date(2026, 3, i - 4),
+                    10 + i,
+                    15 + i,
+                    Money(8000),
+                )
+                for i in range(7)
+            ),
+            "footfall",
+        )
+        self.calls: list[str] = []
+
+    def check_pin(self, pin: str) -> Any:
+        from ui.model import PinResult
+
+        self.calls.append("check_pin")
+        return self.pin if pin == "2468" else PinResult(False, tries_left=4)
+
+    def end_session(self, staff_id: str) -> None:
+        self.calls.append("end_session")
+
+    def search_residents(self, query: str) -> list[Any]:
+        return list(self.residents)
+
+    def transactions(self) -> list[Any]:
+        return list(self.txs)
+
+    def void(self, record_id: str, reason: str, staff_id: str) -> Any:
+        return self.txs[0]
+
+    def reprint(self, record_id: str, staff_id: str) -> str:
+        return "printed"
+
+    def topup(self, resident_id: str, amount: Any, staff_id: str) -> Any:
+        return amount
+
+    def menu_today(self) -> list[Any]:
+        return list(self.menu)
+
+    def menu_presets(self) -> list[Any]:
+        return list(self.menu)
+
+    def set_menu(self, lines: Any, staff_id: str) -> None:
+        self.calls.append("set_menu")
+
+    def device_status(self) -> Any:
+        return self.status
+
+    def sync_now(self, staff_id: str) -> str:
+        return "3"
+
+    def manager_report(self, day: Any = None) -> Any:
+        return self.report
+
+    def export_report(self, fmt: str, staff_id: str) -> Any:
+        from pathlib import Path
+
+        return Path(f"/tmp/report.{fmt}")
+
+    def enrol(
+        self, resident_id: str, staff_id: str, *, consent_face_pay: bool, consent_attendance: bool
+    ) -> int:
+        return 3
+
+    def cancel_enrol(self) -> None:
+        pass
+
+    def unenrol(self, resident_id: str, staff_id: str) -> int:
+        return 3

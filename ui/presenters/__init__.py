@@ -1,0 +1,1 @@
+"""Presenters: flow states and reports -> view models. Qt-free."""

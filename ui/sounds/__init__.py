@@ -1,0 +1,1 @@
+"""Voice prompt files (``<lang>/<key>.wav``) and the script that makes them."""
