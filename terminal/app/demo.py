@@ -30,6 +30,7 @@ the whole day so the demo works at any hour.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import threading
 import time
@@ -93,16 +94,16 @@ class DemoResident:
 
 
 DEMO_RESIDENTS: tuple[DemoResident, ...] = (
-    DemoResident("D001", "张桂华", ("age_80_89", "dibao"), "1234", "IC-0001", face=0),
-    DemoResident("D002", "王秀英", ("age_90_plus",), "3456", "IC-0002", face=5),
-    DemoResident("D003", "李建国", ("age_70_79",), "2345", "IC-0003"),
-    DemoResident("D004", "刘德明", ("tekun", "age_60_69"), "4567", "IC-0004"),
-    DemoResident("D005", "陈淑芬", ("age_60_69",), "5678", "IC-0005"),
-    DemoResident("D006", "杨志强", ("disabled", "age_70_79"), "6789", "IC-0006"),
-    DemoResident("D007", "赵玉兰", ("age_80_89",), "7890", "IC-0007"),
-    DemoResident("D008", "孙福来", ("dibian", "age_70_79"), "8901", "IC-0008"),
-    DemoResident("D009", "周凤英", ("age_70_79",), "9012", "IC-0009"),
-    DemoResident("D010", "吴长顺", ("age_60_69",), "0123", "IC-0010", balance_yuan=30),
+    DemoResident("D001", "张桂华", ("age_80_89", "dibao"), "1234", "20260001", face=0),
+    DemoResident("D002", "王秀英", ("age_90_plus",), "3456", "20260002", face=5),
+    DemoResident("D003", "李建国", ("age_70_79",), "2345", "20260003"),
+    DemoResident("D004", "刘德明", ("tekun", "age_60_69"), "4567", "20260004"),
+    DemoResident("D005", "陈淑芬", ("age_60_69",), "5678", "20260005"),
+    DemoResident("D006", "杨志强", ("disabled", "age_70_79"), "6789", "20260006"),
+    DemoResident("D007", "赵玉兰", ("age_80_89",), "7890", "20260007"),
+    DemoResident("D008", "孙福来", ("dibian", "age_70_79"), "8901", "20260008"),
+    DemoResident("D009", "周凤英", ("age_70_79",), "9012", "20260009"),
+    DemoResident("D010", "吴长顺", ("age_60_69",), "0123", "20260010", balance_yuan=30),
 )
 
 DEMO_POLICY: dict[str, Any] = {
@@ -181,13 +182,12 @@ def demo_menu(day: date) -> Any:
 
 
 def insightface_sample() -> Path:
-    """``t1.jpg`` from the installed insightface wheel (always there when
-    insightface is installed)."""
-    try:
-        import insightface
-    except ImportError as exc:  # pragma: no cover - a runtime dependency
-        raise TerminalError("the demo needs the insightface package for its sample faces") from exc
-    path = Path(insightface.__file__).resolve().parent / "data" / "images" / "t1.jpg"
+    """``t1.jpg`` from the installed insightface wheel (located without
+    importing the package; ``face`` is the only layer that imports it)."""
+    spec = importlib.util.find_spec("insightface")
+    if spec is None or spec.origin is None:
+        raise TerminalError("the demo needs the insightface package for its sample faces")
+    path = Path(spec.origin).resolve().parent / "data" / "images" / "t1.jpg"
     if not path.is_file():
         raise TerminalError(f"insightface's sample photo is missing at {path}")
     return path
@@ -440,7 +440,7 @@ def prepare_demo(
 def _history(services: Any, clock: ShiftedClock, today: date, days: int, until: datetime) -> None:
     """Earlier meals through the real flow and store (staff lookups)."""
     from payment.domain import MealSlot
-    from payment.flow import StaffLookup, Touch
+    from payment.flow import Event, StaffLookup, Touch
     from payment.headless import drive
 
     store = services.payment
@@ -466,7 +466,7 @@ def _history(services: Any, clock: ShiftedClock, today: date, days: int, until: 
                 if when >= until:
                     continue
                 clock.set(when)
-                events = [StaffLookup(r.resident_id, "S01", slot), Touch("confirm")]
+                events: list[Event] = [StaffLookup(r.resident_id, "S01", slot), Touch("confirm")]
                 drive(store.context(), store.charge, events, clock.now)
                 # (a resident short of money simply gets no meal record; fine for a demo)
 

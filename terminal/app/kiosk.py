@@ -419,7 +419,7 @@ class KioskRunner:
         self._on_print_failure = on_print_failure
         self._idle_info_fn = idle_info
 
-        self._events: queue.Queue[Event | None] = queue.Queue()
+        self._events: queue.Queue[Event | _RefreshIdle | None] = queue.Queue()
         self._charges: queue.Queue[ChargeRequest | None] = queue.Queue()
         self._prints: queue.Queue[Receipt | None] = queue.Queue()
         self._stop = threading.Event()
@@ -451,6 +451,11 @@ class KioskRunner:
             return
         self._started = True
         self._stop.clear()
+        # fresh queues: a previous stop() left its wake-up markers behind
+        self._events = queue.Queue()
+        self._charges = queue.Queue()
+        self._prints = queue.Queue()
+        self._timers.clear()
         targets: list[tuple[str, Callable[[], None]]] = [
             ("kiosk-flow", self._flow_loop),
             ("kiosk-charge", self._charge_loop),
@@ -466,6 +471,12 @@ class KioskRunner:
             self._workers.append(w)
             self._spawn(w)
         self.refresh_idle()
+
+    def set_source(self, source: Any) -> None:
+        """Swap the camera (only while stopped)."""
+        if self._started:
+            raise TerminalError("stop the kiosk before changing its camera", code="busy")
+        self._source = source
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop every thread (bounded). A charge in flight finishes first: its
@@ -545,7 +556,7 @@ class KioskRunner:
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         with self._lock:
             self._subs.append(fn)
-            current = [FlowView(self._state, self._state_at, self._state_seq)]
+            current: list[KioskUpdate] = [FlowView(self._state, self._state_at, self._state_seq)]
             if self._idle is not None:
                 current.append(self._idle)
             current.append(self._health)
@@ -775,6 +786,7 @@ class KioskRunner:
 
     def _wait_frame(self, after: int, timeout: float) -> Frame | None:
         src = self._source
+        assert src is not None
         wait = getattr(src, "wait_frame", None)
         if wait is not None:
             return wait(after, timeout)  # type: ignore[no-any-return]
@@ -786,7 +798,7 @@ class KioskRunner:
 
     def _camera_health(self) -> None:
         try:
-            st = self._source.status()
+            st = self._source.status() if self._source is not None else None
             ok = bool(getattr(st, "ok", False))
             state = str(getattr(st, "state", ""))
         except Exception:

@@ -530,7 +530,7 @@ class KioskBackend:
         else:
             count, age = unsynced
             age_s = int(age or 0)
-            level = "ok" if age_s < 3600 else ("degraded" if age_s < 86400 else "offline")
+            level: Any = "ok" if age_s < 3600 else ("degraded" if age_s < 86400 else "offline")
             rows.append(
                 StatusRow(
                     "status.unsynced",

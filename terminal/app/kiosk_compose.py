@@ -136,7 +136,8 @@ def build_kiosk(
     closers: list[Callable[[], None]] = []
 
     face_port = None
-    recogniser = None
+    # without a camera, a recogniser that is already loaded still gets gallery updates
+    recogniser = services.__dict__.get("recogniser")
     if camera:
         recogniser = services.recogniser  # verifies the pack; refuses a tampered one
         face_port = RecogniserFace(recogniser, challenge_seconds=challenge_seconds)

@@ -86,7 +86,12 @@ PEOPLE = (
         ("fr_obama_obama.jpg", "fr_obama_obama1.jpg"),
     ),
     Person(
-        "R-AL", "林晓亚", ("age_70_79",), "0000000102", "2222", ("fr_alex_lacamoire_alex_lacamoire.png",)
+        "R-AL",
+        "林晓亚",
+        ("age_70_79",),
+        "0000000102",
+        "2222",
+        ("fr_alex_lacamoire_alex_lacamoire.png",),
     ),
     Person("R-KT", "金特", ("age_60_69",), "0000000103", "3333", (), face_pay=False),
     Person("R-RL", "罗丽", ("tekun",), "0000000104", "4444", (), face_pay=False),

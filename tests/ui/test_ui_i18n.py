@@ -5,16 +5,25 @@ from __future__ import annotations
 import re
 
 import pytest
+from ui_support import CannedBackend
 
 from face.liveness import PROMPTS
 from face.quality import MESSAGES
 from payment.domain import MealSlot, SeniorCategory
 from payment.flow import FailReason, LivenessPolicy, NextAction
 from payment.limits import LimitReason
-from ui.i18n import FAIL_REASONS, LANGUAGES, NEXT_ACTIONS, QUALITY_REASONS, STAFF_REASONS, TABLES, Translator, voice_keys
+from ui.i18n import (
+    FAIL_REASONS,
+    LANGUAGES,
+    NEXT_ACTIONS,
+    QUALITY_REASONS,
+    STAFF_REASONS,
+    TABLES,
+    Translator,
+    voice_keys,
+)
 from ui.presenters.kiosk import present, present_out_of_service
 from ui.presenters.manager import present_manager
-from ui_support import CannedBackend
 
 KEY_LIKE = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)+$")
 

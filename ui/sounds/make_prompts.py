@@ -40,8 +40,8 @@ def espeak_version(exe: str) -> str:
 
 
 def shrink(src: Path, dest: Path, quiet: int = 300, pad_s: float = 0.08) -> None:
-    """Trim silence at both ends and halve the sample rate (22.05 -> 11.025 kHz,
-    plenty for speech; averaging pairs is the low-pass). Halves the files."""
+    """Trim silence at both ends. (The 22.05 kHz rate is kept: audio devices
+    without a sound server may refuse unusual rates such as 11.025 kHz.)"""
     with wave.open(str(src), "rb") as r:
         if r.getsampwidth() != 2 or r.getnchannels() != 1:
             raise SystemExit(f"{src.name}: expected 16-bit mono from espeak-ng")
@@ -53,14 +53,13 @@ def shrink(src: Path, dest: Path, quiet: int = 300, pad_s: float = 0.08) -> None
     if loud:
         pad = int(pad_s * rate)
         pcm = pcm[max(0, loud[0] - pad) : loud[-1] + pad]
-    half = array("h", ((pcm[i] + pcm[i + 1]) // 2 for i in range(0, len(pcm) - 1, 2)))
     if sys.byteorder == "big":
-        half.byteswap()
+        pcm.byteswap()
     with wave.open(str(dest), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
-        w.setframerate(rate // 2)
-        w.writeframes(half.tobytes())
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
 
 
 def make(exe: str, lang: str, key: str, text: str, dest: Path) -> None:

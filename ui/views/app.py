@@ -85,6 +85,7 @@ def run_kiosk(
     wedge_key: Callable[[str], bool] | None = None,
     voice: bool = True,
     on_window: Callable[[KioskWindow], Any] | None = None,
+    quit_after_s: float | None = None,
 ) -> int:
     """Run the kiosk until the window closes or SIGTERM. ``kiosk`` must
     already be started. Returns the Qt exit code."""
@@ -103,6 +104,8 @@ def run_kiosk(
         window.show()
     if on_window is not None:
         on_window(window)
+    if quit_after_s:
+        QTimer.singleShot(int(quit_after_s * 1000), app.quit)
 
     # SIGTERM/SIGINT: quit the event loop cleanly (Python handlers need the loop to wake up)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -95,8 +95,8 @@ class ManagerPage(Page):
 
     def retranslate(self) -> None:
         super().retranslate()
-        self.csv_btn.setText(self.tr("manager.export_csv"))
-        self.html_btn.setText(self.tr("manager.export_html"))
+        self.csv_btn.setText(self.i18n("manager.export_csv"))
+        self.html_btn.setText(self.i18n("manager.export_html"))
 
     def on_show(self) -> None:
         super().on_show()
@@ -107,7 +107,7 @@ class ManagerPage(Page):
 
     def show_report(self, report: ManagerReport) -> None:
         self.report = report
-        vm = present_manager(report, self.tr)
+        vm = present_manager(report, self.i18n)
         self.vm = vm
         self.source.setText("   ·   ".join(t for t in (vm.meals_detail, vm.source_note) if t))
         while self.figures.count():
@@ -138,7 +138,7 @@ class ManagerPage(Page):
             self.ctx.backend.export_report,
             fmt,
             self.ctx.staff.staff_id,
-            done=lambda path: self.say(self.tr("manager.exported", path=str(path)), "ok"),
+            done=lambda path: self.say(self.i18n("manager.exported", path=str(path)), "ok"),
         )
 
 

@@ -73,7 +73,7 @@ def touch_list() -> QListWidget:
 
 @dataclass
 class StaffContext:
-    tr: Translator
+    i18n: Translator
     tasks: TaskRunner
     backend: StaffPort
     staff: PinResult = field(default_factory=lambda: PinResult(False))
@@ -109,12 +109,12 @@ class Page(QWidget):
         outer.addWidget(self.body)
 
     @property
-    def tr(self) -> Translator:
-        return self.ctx.tr
+    def i18n(self) -> Translator:
+        return self.ctx.i18n
 
     def retranslate(self) -> None:
-        self.title.setText(self.tr(self.title_key))
-        self.back_btn.setText(self.tr("common.back"))
+        self.title.setText(self.i18n(self.title_key))
+        self.back_btn.setText(self.i18n("common.back"))
 
     def on_show(self) -> None:
         self.retranslate()
@@ -128,10 +128,10 @@ class Page(QWidget):
     def run(
         self, fn: Callable[..., Any], *args: Any, done: Callable[[Any], None], **kw: Any
     ) -> None:
-        self.say(self.tr("common.wait"))
+        self.say(self.i18n("common.wait"))
 
         def on_error(exc: BaseException) -> None:
-            self.say(error_text(self.tr, exc), "error")
+            self.say(error_text(self.i18n, exc), "error")
 
         def on_done(result: Any) -> None:
             self.say("")
@@ -149,7 +149,7 @@ class PinPage(QWidget):
 
     def __init__(self, tr: Translator) -> None:
         super().__init__()
-        self.tr = tr
+        self.i18n = tr
         body = screen_widget()
         self.title = label("", "title", align="center")
         self.entry = label("", "huge", wrap=False, align="center")
@@ -181,10 +181,10 @@ class PinPage(QWidget):
     def open(self) -> None:
         self.keypad.reset()
         self.busy = False
-        self.title.setText(self.tr("staff.pin.title"))
-        self.keypad.set_labels(self.tr("keypad.clear"), self.tr("keypad.delete"))
-        self.ok_btn.setText(self.tr("keypad.ok"))
-        self.cancel_btn.setText(self.tr("common.cancel"))
+        self.title.setText(self.i18n("staff.pin.title"))
+        self.keypad.set_labels(self.i18n("keypad.clear"), self.i18n("keypad.delete"))
+        self.ok_btn.setText(self.i18n("keypad.ok"))
+        self.cancel_btn.setText(self.i18n("common.cancel"))
         self.entry.setText(self.keypad.display())
         self.show_message("")
 
@@ -197,7 +197,7 @@ class PinPage(QWidget):
         if self.busy or len(self.keypad.digits) < 4:
             return
         self.busy = True
-        self.show_message(self.tr("staff.pin.checking"), "notice")
+        self.show_message(self.i18n("staff.pin.checking"), "notice")
         pin = self.keypad.digits
         self.keypad.reset()
         self.submitted.emit(pin)
@@ -206,10 +206,10 @@ class PinPage(QWidget):
         self.busy = False
         if res.locked_for_s:
             self.show_message(
-                self.tr("staff.pin.locked", minutes=max(1, (res.locked_for_s + 59) // 60))
+                self.i18n("staff.pin.locked", minutes=max(1, (res.locked_for_s + 59) // 60))
             )
         elif not res.ok:
-            self.show_message(self.tr("staff.pin.wrong"))
+            self.show_message(self.i18n("staff.pin.wrong"))
 
 
 # --------------------------------------------------------------------------- home
@@ -255,7 +255,7 @@ class StaffHome(QWidget):
         outer.addWidget(body)
 
     def on_show(self) -> None:
-        tr = self.ctx.tr
+        tr = self.ctx.i18n
         self.title.setText(tr("staff.home.title", staff=self.ctx.staff.staff_name))
         self.exit_btn.setText(tr("staff.menu.exit"))
         for name, key in HOME_ITEMS:
@@ -295,7 +295,7 @@ class ResidentPicker(QWidget):
         self.results: list[ResidentSummary] = []
 
     def retranslate(self) -> None:
-        tr = self.page.tr
+        tr = self.page.i18n
         self.query.setPlaceholderText(tr("staff.search.hint"))
         self.search_btn.setText(tr("staff.search.button"))
         self.keypad.set_labels(tr("keypad.clear"), tr("keypad.delete"))
@@ -304,7 +304,7 @@ class ResidentPicker(QWidget):
         self.page.run(self.page.ctx.backend.search_residents, self.query.text(), done=self._show)
 
     def _show(self, rows: list[ResidentSummary]) -> None:
-        tr = self.page.tr
+        tr = self.page.i18n
         self.results = rows
         self.list.clear()
         for r in rows:
@@ -385,7 +385,7 @@ class EnrolPage(Page):
 
     def retranslate(self) -> None:
         super().retranslate()
-        tr = self.tr
+        tr = self.i18n
         self.picker.retranslate()
         self.consent_face.setText(tr("enrol.consent_face"))
         self.consent_att.setText(tr("enrol.consent_attendance"))
@@ -402,7 +402,7 @@ class EnrolPage(Page):
 
     def select(self, r: ResidentSummary) -> None:
         self.selected = r
-        tr = self.tr
+        tr = self.i18n
         self.who.setText(tr("enrol.for", name=r.name_masked, rid=r.resident_id))
         self.consent_face.setChecked(r.consent_face_pay)
         self.consent_att.setChecked(r.consent_attendance)
@@ -417,27 +417,27 @@ class EnrolPage(Page):
         if r is None or self.capturing:
             return
         if not self.consent_face.isChecked() and not self.consent_att.isChecked():
-            self.say(self.tr("enrol.need_consent"), "error")
+            self.say(self.i18n("enrol.need_consent"), "error")
             return
         self.capturing = True
         if self.ctx.preview is not None:
             self.preview_box.addWidget(self.ctx.preview)
             self.ctx.preview.show()
-        self.progress.setText(self.tr("enrol.progress", n=0, total=5))
+        self.progress.setText(self.i18n("enrol.progress", n=0, total=5))
         self.stack.setCurrentWidget(self.capture)
 
         def done(n: int) -> None:
             self.capturing = False
             self.stack.setCurrentWidget(self.detail)
-            self.say(self.tr("enrol.done", n=n), "ok")
-            self.start_btn.setText(self.tr("enrol.reenrol"))
+            self.say(self.i18n("enrol.done", n=n), "ok")
+            self.start_btn.setText(self.i18n("enrol.reenrol"))
             self.unenrol_btn.setVisible(True)
 
         def failed(exc: BaseException) -> None:
             self.capturing = False
             self.stack.setCurrentWidget(self.detail)
             self.say(
-                self.tr(
+                self.i18n(
                     "enrol.failed",
                     message=str(exc) if isinstance(exc, TerminalError) else type(exc).__name__,
                 ),
@@ -457,8 +457,8 @@ class EnrolPage(Page):
     def on_progress(self, p: EnrolProgress) -> None:
         if not self.capturing:
             return
-        self.progress.setText(self.tr("enrol.progress", n=p.good, total=p.target))
-        self.guide.setText(self.tr(p.guidance) if p.guidance else self.tr("enrol.look"))
+        self.progress.setText(self.i18n("enrol.progress", n=p.good, total=p.target))
+        self.guide.setText(self.i18n(p.guidance) if p.guidance else self.i18n("enrol.look"))
         set_role(self.guide, "ok" if p.guidance == "face.quality.ok" else "guidance")
 
     def cancel_capture(self) -> None:
@@ -468,7 +468,7 @@ class EnrolPage(Page):
         if self.selected is None:
             return
         self.confirm_unenrol.setText(
-            self.tr("enrol.unenrol_confirm", name=self.selected.name_masked)
+            self.i18n("enrol.unenrol_confirm", name=self.selected.name_masked)
         )
         for w in (self.confirm_unenrol, self.yes_btn, self.no_btn):
             w.show()
@@ -484,9 +484,9 @@ class EnrolPage(Page):
         self._cancel_unenrol()
 
         def done(_n: int) -> None:
-            self.say(self.tr("enrol.unenrolled"), "ok")
+            self.say(self.i18n("enrol.unenrolled"), "ok")
             self.unenrol_btn.hide()
-            self.start_btn.setText(self.tr("enrol.start"))
+            self.start_btn.setText(self.i18n("enrol.start"))
 
         self.run(self.ctx.backend.unenrol, r.resident_id, self.ctx.staff.staff_id, done=done)
 
@@ -524,7 +524,7 @@ class TransactionsPage(Page):
 
     def retranslate(self) -> None:
         super().retranslate()
-        tr = self.tr
+        tr = self.i18n
         self.void_btn.setText(tr("tx.void"))
         self.reprint_btn.setText(tr("tx.reprint"))
         self.reason_label.setText(tr("tx.reason"))
@@ -546,7 +546,7 @@ class TransactionsPage(Page):
         self.run(self.ctx.backend.transactions, done=done)
 
     def _show(self, rows: list[TxRow]) -> None:
-        tr = self.tr
+        tr = self.i18n
         self.rows = rows
         self.list.clear()
         for t in rows:
@@ -591,7 +591,9 @@ class TransactionsPage(Page):
         def done(_row: TxRow) -> None:
             self.selected = None
             self._update_buttons()
-            self.refresh(lambda: self.say(self.tr("tx.void_done", amount=t.amount.yuan_str()), "ok"))
+            self.refresh(
+                lambda: self.say(self.i18n("tx.void_done", amount=t.amount.yuan_str()), "ok")
+            )
 
         self.run(self.ctx.backend.void, t.record_id, reason, self.ctx.staff.staff_id, done=done)
 
@@ -603,7 +605,7 @@ class TransactionsPage(Page):
             self.ctx.backend.reprint,
             t.record_id,
             self.ctx.staff.staff_id,
-            done=lambda _r: self.say(self.tr("tx.reprinted"), "ok"),
+            done=lambda _r: self.say(self.i18n("tx.reprinted"), "ok"),
         )
 
 
@@ -639,9 +641,9 @@ class TopupPage(Page):
     def retranslate(self) -> None:
         super().retranslate()
         self.picker.retranslate()
-        self.amount_label.setText(self.tr("topup.amount"))
-        self.ok_btn.setText(self.tr("common.confirm"))
-        self.keypad.set_labels(self.tr("keypad.clear"), self.tr("keypad.delete"))
+        self.amount_label.setText(self.i18n("topup.amount"))
+        self.ok_btn.setText(self.i18n("common.confirm"))
+        self.keypad.set_labels(self.i18n("keypad.clear"), self.i18n("keypad.delete"))
 
     def on_show(self) -> None:
         super().on_show()
@@ -650,7 +652,7 @@ class TopupPage(Page):
 
     def select(self, r: ResidentSummary) -> None:
         self.selected = r
-        self.who.setText(self.tr("topup.for", name=r.name_masked))
+        self.who.setText(self.i18n("topup.for", name=r.name_masked))
         self.keypad.reset()
         self.stack.setCurrentWidget(self.amount_page)
 
@@ -660,14 +662,14 @@ class TopupPage(Page):
         if r is None:
             return
         if not digits or not 1 <= int(digits) <= 1000:
-            self.say(self.tr("topup.bad_amount"), "error")
+            self.say(self.i18n("topup.bad_amount"), "error")
             return
         amount = Money(int(digits) * 100)
 
         def done(balance: Money) -> None:
             self.keypad.reset()
             self.say(
-                self.tr("topup.done", amount=amount.yuan_str(), balance=balance.yuan_str()), "ok"
+                self.i18n("topup.done", amount=amount.yuan_str(), balance=balance.yuan_str()), "ok"
             )
 
         self.run(self.ctx.backend.topup, r.resident_id, amount, self.ctx.staff.staff_id, done=done)
@@ -691,7 +693,7 @@ class LookupPage(Page):
 
     def retranslate(self) -> None:
         super().retranslate()
-        self.hint.setText(self.tr("lookup.hint"))
+        self.hint.setText(self.i18n("lookup.hint"))
         self.picker.retranslate()
 
     def on_show(self) -> None:
@@ -702,7 +704,7 @@ class LookupPage(Page):
 
     def select(self, r: ResidentSummary) -> None:
         self.selected = r
-        self.pay_btn.setText(self.tr("lookup.pay", name=r.name_masked))
+        self.pay_btn.setText(self.i18n("lookup.pay", name=r.name_masked))
         self.pay_btn.show()
 
     def pay(self) -> None:
@@ -745,21 +747,21 @@ class MenuPage(Page):
 
     def retranslate(self) -> None:
         super().retranslate()
-        self.add_label.setText(self.tr("menu.add"))
-        self.save_btn.setText(self.tr("menu.save"))
+        self.add_label.setText(self.i18n("menu.add"))
+        self.save_btn.setText(self.i18n("menu.save"))
 
     def on_show(self) -> None:
         super().on_show()
 
         def loaded(pair: tuple[list[MenuLine], list[MenuLine]]) -> None:
             self.lines, self.preset_lines = list(pair[0]), list(pair[1])
-            self.render()
+            self.rebuild()
 
         backend = self.ctx.backend
         self.run(lambda: (backend.menu_today(), backend.menu_presets()), done=loaded)
 
-    def render(self) -> None:
-        tr = self.tr
+    def rebuild(self) -> None:
+        tr = self.i18n
         for lay in (self.list_box, self.presets):
             while lay.count():
                 item = lay.takeAt(0)
@@ -798,11 +800,11 @@ class MenuPage(Page):
         self.lines[i] = MenuLine(
             ln.item_id, ln.name, Money(new), ln.slots, ln.kind, ln.subsidisable
         )
-        self.render()
+        self.rebuild()
 
     def remove(self, i: int) -> None:
         del self.lines[i]
-        self.render()
+        self.rebuild()
 
     def add(self, p: MenuLine) -> None:
         ids = {ln.item_id for ln in self.lines}
@@ -810,14 +812,14 @@ class MenuPage(Page):
         while item_id in ids:  # a preset id may already be used by another dish
             item_id, n = f"{p.item_id}-{n}", n + 1
         self.lines.append(MenuLine(item_id, p.name, p.price, p.slots, p.kind, p.subsidisable))
-        self.render()
+        self.rebuild()
 
     def save(self) -> None:
         self.run(
             self.ctx.backend.set_menu,
             list(self.lines),
             self.ctx.staff.staff_id,
-            done=lambda _r: self.say(self.tr("menu.saved"), "ok"),
+            done=lambda _r: self.say(self.i18n("menu.saved"), "ok"),
         )
 
 
@@ -842,7 +844,7 @@ class StatusPage(Page):
 
     def retranslate(self) -> None:
         super().retranslate()
-        self.sync_btn.setText(self.tr("status.sync_now"))
+        self.sync_btn.setText(self.i18n("status.sync_now"))
 
     def on_show(self) -> None:
         super().on_show()
@@ -853,11 +855,11 @@ class StatusPage(Page):
 
     def _age(self, seconds: int) -> str:
         if seconds >= 3600:
-            return self.tr("status.hours", n=seconds // 3600)
-        return self.tr("status.minutes", n=max(0, seconds // 60))
+            return self.i18n("status.hours", n=seconds // 3600)
+        return self.i18n("status.minutes", n=max(0, seconds // 60))
 
     def _show(self, status: Any) -> None:
-        tr = self.tr
+        tr = self.i18n
         while self.grid.count():
             item = self.grid.takeAt(0)
             w = item.widget() if item is not None else None
@@ -886,7 +888,12 @@ class StatusPage(Page):
 
     def sync_now(self) -> None:
         def done(summary: str) -> None:
-            msg = self.tr("status.sync_done", summary=summary)
-            self.run(self.ctx.backend.device_status, done=lambda st: (self._show(st), self.say(msg, "ok")))
+            msg = self.i18n("status.sync_done", summary=summary)
+
+            def shown(status: Any) -> None:
+                self._show(status)
+                self.say(msg, "ok")
+
+            self.run(self.ctx.backend.device_status, done=shown)
 
         self.run(self.ctx.backend.sync_now, self.ctx.staff.staff_id, done=done)

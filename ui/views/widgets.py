@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QFont, QFontDatabase, QImage, QPainter, QPen, QPixmap
+from PyQt6.QtGui import QColor, QFont, QFontDatabase, QImage, QPainter, QPen, QPixmap, QPolygonF
 from PyQt6.QtWidgets import (
     QApplication,
     QFrame,
@@ -329,7 +329,7 @@ class ResultIcon(QWidget):
         )
         p.setPen(pen)
         if self.tone == "ok":
-            p.drawPolyline([QPointF(48, 88), QPointF(75, 115), QPointF(124, 58)])
+            p.drawPolyline(QPolygonF([QPointF(48, 88), QPointF(75, 115), QPointF(124, 58)]))
         elif self.tone == "error":
             p.drawLine(QPointF(58, 58), QPointF(112, 112))
             p.drawLine(QPointF(112, 58), QPointF(58, 112))

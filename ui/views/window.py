@@ -92,7 +92,7 @@ class KioskWindow(QWidget):
         self.setWindowTitle(tr("app.title"))
         self.kiosk = kiosk
         self.backend = backend
-        self.tr = tr
+        self.i18n = tr
         self.clock = clock or (lambda: datetime.now(CHINA_TZ))
         self.wedge_key = wedge_key
         self.player = player
@@ -206,7 +206,7 @@ class KioskWindow(QWidget):
         if app is not None:
             app.installEventFilter(self)
         tr.on_change(lambda _l: QTimer.singleShot(0, self.retranslate))
-        self.render()
+        self.show_state()
 
     # ----------------------------------------------------------------- lifecycle
     def shutdown(self) -> None:
@@ -231,12 +231,12 @@ class KioskWindow(QWidget):
         if isinstance(view.state, Idle):
             self.challenge = None
         if not self.staff_mode and self.pin_purpose is None:
-            self.render()
+            self.show_state()
 
     def on_idle(self, info: IdleInfo) -> None:
         self.idle_info = info
         if self.current is not None and self.current.screen == "idle" and not self.staff_mode:
-            self.render()
+            self.show_state()
         self._banner()
 
     def on_preview(self, frame: PreviewFrame) -> None:
@@ -246,12 +246,12 @@ class KioskWindow(QWidget):
         if frame.guidance != self.guidance:
             self.guidance = frame.guidance
             if self.current is not None and self.current.screen == "scan" and not self.staff_mode:
-                self.render()
+                self.show_state()
 
     def on_challenge(self, view: ChallengeView) -> None:
         self.challenge = view
         if not self.staff_mode:
-            self.render()
+            self.show_state()
 
     def on_enrol(self, p: EnrolProgress) -> None:
         page = self.pages["enrol"]
@@ -261,7 +261,7 @@ class KioskWindow(QWidget):
     def on_health(self, h: DeviceHealth) -> None:
         self.health = h
         if self.current is not None and self.current.screen == "idle" and not self.staff_mode:
-            self.render()
+            self.show_state()
 
     def on_fault(self, fault: Fault) -> None:
         if fault.fatal:
@@ -270,7 +270,7 @@ class KioskWindow(QWidget):
     def show_out_of_service(self, code: str) -> None:
         self.fault = Fault(code, "")
         if not self.staff_mode:
-            self.render()
+            self.show_state()
 
     def _painted(self, _seq: int, captured: float) -> None:
         if len(self.latencies) < 10_000:
@@ -279,16 +279,16 @@ class KioskWindow(QWidget):
     # ----------------------------------------------------------------- rendering
     def _banner(self) -> None:
         now = self.clock()
-        date = self.tr.date_text(now.year, now.month, now.day, now.weekday())
+        date = self.i18n.date_text(now.year, now.month, now.day, now.weekday())
         if self.staff_mode:  # the staff member's name instead of the date
-            date = self.tr("staff.home.title", staff=self.ctx.staff.staff_name)
+            date = self.i18n("staff.home.title", staff=self.ctx.staff.staff_name)
         self.banner.set(self.idle_info.centre_name, date, now.strftime("%H:%M"))
 
-    def render(self) -> None:
+    def show_state(self) -> None:
         """Show the screen for the current flow state (senior side)."""
         self._banner()
         if self.fault is not None:
-            p = present_out_of_service(self.tr, self.fault.code)
+            p = present_out_of_service(self.i18n, self.fault.code)
             self.oos.show_vm(p.vm)  # type: ignore[arg-type]
             self._show(self.oos, p)
             return
@@ -296,7 +296,7 @@ class KioskWindow(QWidget):
         p = present(
             state,
             idle=self.idle_info,
-            tr=self.tr,
+            tr=self.i18n,
             now=self.clock(),
             guidance=self.guidance,
             challenge=self.challenge,
@@ -337,10 +337,10 @@ class KioskWindow(QWidget):
         if self.staff_mode or self.pin_purpose is not None:
             return
         if self.current is not None and self.current.screen != "oos":
-            self.render()
+            self.show_state()
 
     def retranslate(self) -> None:
-        self.setWindowTitle(self.tr("app.title"))
+        self.setWindowTitle(self.i18n("app.title"))
         w = self.stack.currentWidget()
         if isinstance(w, Page):
             w.retranslate()
@@ -348,10 +348,13 @@ class KioskWindow(QWidget):
             self.home.on_show()
         elif w is self.pin:
             self.pin.open()
-        self.render() if not self.staff_mode and self.pin_purpose is None else self._banner()
+        if not self.staff_mode and self.pin_purpose is None:
+            self.show_state()
+        else:
+            self._banner()
 
     def toggle_language(self) -> None:
-        self.tr.toggle()
+        self.i18n.toggle()
 
     # ----------------------------------------------------------------- staff mode
     def open_pin(self, purpose: str) -> None:
@@ -368,7 +371,7 @@ class KioskWindow(QWidget):
         if self.staff_mode:
             self.show_home()
         else:
-            self.render()
+            self.show_state()
 
     def check_pin(self, pin: str) -> None:
         self.pin_idle.start()
@@ -384,13 +387,13 @@ class KioskWindow(QWidget):
             if purpose == "approve":
                 self.kiosk.post(StaffApprove(res.staff_id))
                 self.tasks.run(self.backend.end_session, res.staff_id)
-                self.render()
+                self.show_state()
             else:
                 self.enter_staff()
 
         def failed(exc: BaseException) -> None:
             self.pin.busy = False
-            self.pin.show_message(error_text(self.tr, exc))
+            self.pin.show_message(error_text(self.i18n, exc))
 
         self.tasks.run(self.backend.check_pin, pin, on_done=done, on_error=failed)
 
@@ -402,7 +405,7 @@ class KioskWindow(QWidget):
 
     def show_home(self) -> None:
         if not self.staff_mode:
-            self.render()
+            self.show_state()
             return
         self.home.on_show()
         self.stack.setCurrentWidget(self.home)
@@ -428,7 +431,7 @@ class KioskWindow(QWidget):
         self.kiosk.set_mode("pay")
         self.tasks.run(self.backend.end_session, staff_id)
         self.current = None
-        self.render()
+        self.show_state()
 
     def _staff_timeout(self) -> None:
         enrol = self.pages["enrol"]

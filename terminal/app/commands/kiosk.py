@@ -1,0 +1,234 @@
+"""``care-terminal kiosk [--demo]``, ``care-terminal staff ...`` and the
+``bench kiosk`` sub-command (added to ``bench`` by :func:`add_bench_parser`).
+
+The kiosk runs full-screen on the device (the kiosk session starts it under
+systemd with ``Type=notify`` and a watchdog). ``--demo`` sets up a complete
+world on this machine first (see ``terminal.app.demo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from terminal.core.errors import TerminalError
+from terminal.core.log import get_logger
+
+log = get_logger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    k = sub.add_parser("kiosk", help="run the touch-screen kiosk (seniors, staff, manager)")
+    k.add_argument(
+        "--demo",
+        action="store_true",
+        help="demo residents, simulated camera, local platform server",
+    )
+    k.add_argument(
+        "--demo-dir", type=Path, help="where the demo keeps its data (default: XDG data dir)"
+    )
+    k.add_argument("--at", help="demo only: pretend the clock shows HH:MM today (e.g. 11:30)")
+    k.add_argument(
+        "--windowed", action="store_true", help="a 1280x800 window instead of full screen"
+    )
+    k.add_argument("--language", choices=["zh_CN", "en"], help="start language (default: settings)")
+    k.add_argument("--no-voice", action="store_true", help="no voice prompts")
+    k.add_argument("--printer", help="receipt printer serial device, e.g. /dev/ttyUSB0")
+    k.add_argument("--card-reader", help="ID card reader serial device")
+    k.add_argument("--no-camera", action="store_true", help="card and staff payments only")
+    k.add_argument("--seconds", type=float, help="quit after this many seconds (smoke tests)")
+    k.set_defaults(handler=cmd_kiosk)
+
+    st = sub.add_parser("staff", help="staff PINs for the kiosk's staff mode")
+    ssub = st.add_subparsers(dest="action", required=True)
+    a = ssub.add_parser(
+        "add", help="add or change a staff member's PIN (asked twice, never echoed)"
+    )
+    a.add_argument("--id", required=True, dest="staff_id")
+    a.add_argument("--name", required=True)
+    a.add_argument("--role", choices=["staff", "manager"], default="staff")
+    a.add_argument(
+        "--pin-stdin", action="store_true", help="read the PIN from standard input (provisioning)"
+    )
+    a.set_defaults(handler=cmd_staff_add)
+    ls = ssub.add_parser("list", help="staff ids, names and roles")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=cmd_staff_list)
+    rm = ssub.add_parser("remove", help="remove a staff member's PIN")
+    rm.add_argument("--id", required=True, dest="staff_id")
+    rm.set_defaults(handler=cmd_staff_remove)
+
+
+def add_bench_parser(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``bench kiosk`` to the ``bench`` sub-commands."""
+    b = bsub.add_parser(
+        "kiosk",
+        help="frame-to-screen latency, face-to-confirm time, idle CPU, RSS (offscreen)",
+    )
+    b.add_argument("--json", action="store_true", help="(output is always JSON)")
+    b.add_argument("--walkups", type=int, default=2)
+    b.add_argument("--pack", type=Path, help="model pack (default: the installed one)")
+    b.set_defaults(handler=cmd_bench_kiosk)
+
+
+# --------------------------------------------------------------------------- staff PINs
+
+
+def _pins() -> Any:
+    from terminal.app.kiosk_backend import StaffPins
+    from terminal.config.settings import load_settings
+
+    return StaffPins(load_settings().data_dir / "staff" / "pins.json")
+
+
+def cmd_staff_add(args: argparse.Namespace) -> int:
+    if args.pin_stdin:
+        pin = sys.stdin.readline().strip()
+    else:
+        pin = getpass.getpass("PIN (4-8 digits): ")
+        if getpass.getpass("PIN again: ") != pin:
+            raise TerminalError("the two PINs differ")
+    _pins().set_pin(args.staff_id, args.name, pin, args.role)
+    print(f"PIN set for {args.staff_id} ({args.role})")
+    return 0
+
+
+def cmd_staff_list(args: argparse.Namespace) -> int:
+    rows = _pins().list()
+    if args.json:
+        print(
+            json.dumps(
+                [{"id": s, "name": n, "role": r} for s, n, r in rows], ensure_ascii=False, indent=2
+            )
+        )
+    else:
+        for s, n, r in rows:
+            print(f"{s}\t{n}\t{r}")
+    return 0
+
+
+def cmd_staff_remove(args: argparse.Namespace) -> int:
+    if not _pins().remove(args.staff_id):
+        raise TerminalError(f"no staff member {args.staff_id}")
+    print(f"removed {args.staff_id}")
+    return 0
+
+
+# --------------------------------------------------------------------------- kiosk
+
+
+def _check_display() -> None:
+    if os.environ.get("QT_QPA_PLATFORM") or sys.platform != "linux":
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise TerminalError(
+            "no display: run this on the kiosk screen (or set QT_QPA_PLATFORM, "
+            "e.g. eglfs on the device, offscreen for a headless check)"
+        )
+
+
+def _demo_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    from terminal.core.clock import CHINA_TZ
+
+    try:
+        hh, mm = (int(v) for v in text.split(":"))
+        return datetime.now(CHINA_TZ).replace(hour=hh, minute=mm, second=0, microsecond=0)
+    except ValueError:
+        raise TerminalError("--at takes a time of day like 11:30") from None
+
+
+def cmd_kiosk(args: argparse.Namespace) -> int:
+    _check_display()
+    from terminal.app.kiosk import sd_notify, watchdog_period
+    from terminal.app.kiosk_compose import build_kiosk, open_printer
+    from terminal.app.services import Services
+
+    demo = None
+    services: Any = None
+    app = None
+    try:
+        if args.demo:
+            from terminal.app.demo import DEMO_RESIDENTS, DEMO_STAFF, prepare_demo
+
+            print("care-terminal demo: setting up (a few seconds) ...", file=sys.stderr)
+            demo = prepare_demo(
+                args.demo_dir,
+                at=_demo_time(args.at),
+                progress=lambda m: print(f"  {m}", file=sys.stderr),
+            )
+            services = demo.services
+            from face.sources import VideoFileSource
+
+            source = VideoFileSource(demo.clip, realtime=True, loop=True)
+            app = build_kiosk(services, source=source, sync_now=demo.sync_once)
+            demo.start_sync_loop()
+            cards = ", ".join(f"{r.name} {r.card}" for r in DEMO_RESIDENTS[:3])
+            print(
+                "\n".join(
+                    [
+                        f"demo data: {demo.base}",
+                        f"platform server: {demo.platform.url if demo.platform else '-'}",
+                        "staff mode: long-press the top-left corner 3 s, or tap 找工作人员; PINs: "
+                        + ", ".join(
+                            f"{pin} ({name}, {role})" for _i, name, pin, role in DEMO_STAFF
+                        ),
+                        f"card reader: type a card number and Enter, e.g. {cards}",
+                        "the simulated camera: two enrolled residents walk up, then an unenrolled visitor",
+                    ]
+                ),
+                file=sys.stderr,
+            )
+        else:
+            services = Services()
+            printer = open_printer(args.printer) if args.printer else None
+            app = build_kiosk(
+                services,
+                camera=not args.no_camera,
+                printer=printer,
+                card_reader_url=args.card_reader,
+            )
+        app.start()
+        return _run_qt(app, args, services, sd_notify, watchdog_period())
+    finally:
+        if app is not None:
+            app.close()
+        if demo is not None:
+            demo.close()
+        elif services is not None:
+            services.close()
+
+
+def _run_qt(
+    app: Any, args: argparse.Namespace, services: Any, notify: Any, watchdog_s: float | None
+) -> int:
+    from ui.views.app import run_kiosk
+
+    return run_kiosk(
+        app.runner,
+        app.backend,
+        language=args.language or app.language,
+        fullscreen=not args.windowed,
+        healthy=app.runner.healthy,
+        notify=notify if os.environ.get("NOTIFY_SOCKET") else None,
+        watchdog_s=watchdog_s,
+        clock=services.clock.now,
+        wedge_key=app.wedge_key,
+        voice=not args.no_voice,
+        quit_after_s=args.seconds,
+    )
+
+
+def cmd_bench_kiosk(args: argparse.Namespace) -> int:
+    from terminal.app.kiosk_bench import run_kiosk_bench
+
+    doc = run_kiosk_bench(args.pack, walkups=args.walkups)
+    print(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
+    return 0
