@@ -129,8 +129,15 @@ def test_footfall_payloads_validate_against_the_spec() -> None:
     from terminal.core.clock import CHINA_TZ
 
     start = datetime(2026, 3, 2, 9, 0, tzinfo=CHINA_TZ)
-    bucket = HourBucket(start, visits_in=12, visits_out=9, unique_visitors=7, identified_attendance=3,
-                        observed_seconds=3599.6, partial=True)
+    bucket = HourBucket(
+        start,
+        visits_in=12,
+        visits_out=9,
+        unique_visitors=7,
+        identified_attendance=3,
+        observed_seconds=3599.6,
+        partial=True,
+    )
     validate_payload("footfall_hourly", bucket.payload())
     validate_payload("footfall_hourly", bucket.payload(identities=False, detector="person"))
     rec = AttendanceRecord("R-001", "2026-03-02", 2, start, 0.7312)
