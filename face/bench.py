@@ -307,6 +307,31 @@ def _reopen(engine: Any, tuning: Tuning, embedding_model: Path | None = None) ->
         holder.session = om.open_session(source, opts, f.name)
 
 
+def _merge(into: FrameRun, run: FrameRun) -> None:
+    for k, v in run.stages.items():
+        into.stages.setdefault(k, []).extend(v)
+    into.identify.extend(run.identify)
+    into.no_face += run.no_face
+    for k, n in run.decisions.items():
+        into.decisions[k] = into.decisions.get(k, 0) + n
+
+
+def _empty_run() -> FrameRun:
+    return FrameRun({s: [] for s in STAGES}, [], 0, {})
+
+
+def run_interleaved(
+    runners: Sequence[tuple[Any, Gallery]], frames: Sequence[np.ndarray], repeats: int
+) -> list[FrameRun]:
+    """Time several engines pass by pass in turn, so a change in the machine's
+    load during the bench hits every engine alike instead of the last ones."""
+    out = [_empty_run() for _ in runners]
+    for rep in range(repeats):
+        for i, (engine, gallery) in enumerate(runners):
+            _merge(out[i], run_frames(engine, gallery, frames, 1, warmup=1 if rep == 0 else 0))
+    return out
+
+
 def bench_variants(
     engine_factory: EngineFactory,
     frames: Sequence[np.ndarray],
@@ -315,9 +340,13 @@ def bench_variants(
     filler: int,
     progress: Progress,
 ) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
+    """Every tuning on its own engine. Non-spinning variants are measured
+    interleaved; spinning ones afterwards, alone, since their spinning threads
+    would slow whichever engine runs next."""
+    built: list[tuple[Tuning, Any, Gallery, float]] = []
+    results: dict[str, dict[str, Any]] = {}
     for tuning in tunings:
-        progress(f"variant {tuning.name}")
+        progress(f"variant {tuning.name}: loading")
         try:
             engine = engine_factory()
             if engine.kind != "open":
@@ -326,25 +355,31 @@ def bench_variants(
             _reopen(engine, tuning)
             reopen_s = time.perf_counter() - t0
             gallery = _enrol_gallery(engine, frames, filler, seed=1)
-            run = run_frames(engine, gallery, frames, repeats)
         except TerminalError as exc:
-            results.append({"name": tuning.name, "error": str(exc)})
+            results[tuning.name] = {"name": tuning.name, "error": str(exc)}
             continue
-        results.append(
-            {
-                "name": tuning.name,
-                "graph_optimization": tuning.graph_optimization,
-                "intra_op_threads": tuning.threads,
-                "spinning": tuning.spinning,
-                "session_open_seconds": round(reopen_s, 3),
-                "identify_ms": summary(run.identify),
-                "detect_ms": summary(run.stages["detect"]),
-                "embed_ms": summary(run.stages["embed"]),
-                "liveness_ms": summary(run.stages["liveness"]),
-            }
-        )
-        del engine
-    return results
+        built.append((tuning, engine, gallery, reopen_s))
+    calm = [b for b in built if not b[0].spinning]
+    spin = [b for b in built if b[0].spinning]
+    progress(f"variants: {len(calm)} interleaved, {len(spin)} alone")
+    runs = run_interleaved([(e, g) for _, e, g, _ in calm], frames, repeats)
+    for b in spin:
+        runs.append(run_frames(b[1], b[2], frames, repeats))
+    for (tuning, _engine, _gallery, reopen_s), run in zip(calm + spin, runs, strict=True):
+        results[tuning.name] = {
+            "name": tuning.name,
+            "graph_optimization": tuning.graph_optimization,
+            "intra_op_threads": tuning.threads,
+            "spinning": tuning.spinning,
+            "measured": "alone" if tuning.spinning else "interleaved",
+            "session_open_seconds": round(reopen_s, 3),
+            "identify_ms": summary(run.identify),
+            "detect_ms": summary(run.stages["detect"]),
+            "embed_ms": summary(run.stages["embed"]),
+            "liveness_ms": summary(run.stages["liveness"]),
+        }
+    built.clear()
+    return [results[t.name] for t in tunings if t.name in results]
 
 
 # --------------------------------------------------------------------------- int8
@@ -366,15 +401,20 @@ def _embed_all(embedder: Any, crops: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([embedder.embed(c) for c in crops]).astype(np.float32)
 
 
-def _time_embed(embedder: Any, crops: Sequence[np.ndarray], repeats: int) -> list[float]:
-    for c in crops[:2]:
-        embedder.embed(c)
-    out = []
+def _time_embed_interleaved(
+    embedders: Sequence[Any], crops: Sequence[np.ndarray], repeats: int
+) -> list[list[float]]:
+    """Embedding time per crop for several embedders, taking turns crop by crop."""
+    for emb in embedders:
+        for c in crops[:2]:
+            emb.embed(c)
+    out: list[list[float]] = [[] for _ in embedders]
     for _ in range(repeats):
         for c in crops:
-            t0 = time.perf_counter()
-            embedder.embed(c)
-            out.append((time.perf_counter() - t0) * 1000.0)
+            for i, emb in enumerate(embedders):
+                t0 = time.perf_counter()
+                emb.embed(c)
+                out[i].append((time.perf_counter() - t0) * 1000.0)
     return out
 
 
@@ -488,10 +528,6 @@ def bench_int8(
     if len(crops) < 2:
         return {"available": False, "reason": "fewer than two faces found in the bench frames"}
     ref = _embed_all(engine.embedder, crops)
-    float_embed = summary(_time_embed(engine.embedder, crops, repeats))
-    float_identify = summary(
-        run_frames(engine, _enrol_gallery(engine, frames, filler, 1), frames, repeats).identify
-    )
     # The embedder's own preprocessing, so calibration sees what inference sees.
     emb = engine.embedder
     inputs = []
@@ -502,47 +538,55 @@ def bench_int8(
     out: dict[str, Any] = {
         "available": True,
         "model": emb_file.name,
-        "float": {
-            "size_bytes": src.stat().st_size,
-            "embed_ms": float_embed,
-            "identify_ms": float_identify,
-        },
         "crops": len(crops),
-        "variants": [],
+        "measured": "float and int8 engines interleaved",
     }
     configured = Tuning(
         "configured",
         str(getattr(engine.settings, "graph_optimization", "all")),
         int(engine.settings.intra_op_threads),
     )
+    entries: list[dict[str, Any]] = []
+    engines: list[Any] = []
     with tempfile.TemporaryDirectory(prefix="care-int8-") as tmp:
         t0 = time.perf_counter()
         made = _quantise(src, Path(tmp), inputs, emb.input_name)
         out["quantise_seconds"] = round(time.perf_counter() - t0, 2)
         for name, path, note in made:
-            progress(f"int8 {name}")
+            progress(f"int8 {name}: loading")
             entry: dict[str, Any] = {"name": name, "note": note}
+            entries.append(entry)
             if path is None:
                 entry["error"] = note
-                out["variants"].append(entry)
                 continue
             try:
                 q_engine = engine_factory()
                 _reopen(q_engine, configured, embedding_model=path)
                 q = _embed_all(q_engine.embedder, crops)
-                entry["size_bytes"] = path.stat().st_size
-                entry["embed_ms"] = summary(_time_embed(q_engine.embedder, crops, repeats))
-                gallery = _enrol_gallery(q_engine, frames, filler, 1)
-                entry["identify_ms"] = summary(
-                    run_frames(q_engine, gallery, frames, repeats).identify
-                )
-                entry.update(_agreement(ref, q, threshold))
-                fm = float_embed["median"] or 0.0
-                qm = entry["embed_ms"]["median"] or 0.0
-                entry["embed_speedup"] = round(fm / qm, 2) if qm else None
             except TerminalError as exc:
                 entry["error"] = str(exc)
-            out["variants"].append(entry)
+                continue
+            entry["size_bytes"] = path.stat().st_size
+            entry.update(_agreement(ref, q, threshold))
+            engines.append((entry, q_engine))
+    progress("int8: timing")
+    all_engines = [engine] + [e for _, e in engines]
+    embed_times = _time_embed_interleaved([e.embedder for e in all_engines], crops, repeats)
+    runs = run_interleaved(
+        [(e, _enrol_gallery(e, frames, filler, 1)) for e in all_engines], frames, repeats
+    )
+    out["float"] = {
+        "size_bytes": src.stat().st_size,
+        "embed_ms": summary(embed_times[0]),
+        "identify_ms": summary(runs[0].identify),
+    }
+    fm = out["float"]["embed_ms"]["median"] or 0.0
+    for i, (entry, _e) in enumerate(engines, start=1):
+        entry["embed_ms"] = summary(embed_times[i])
+        entry["identify_ms"] = summary(runs[i].identify)
+        qm = entry["embed_ms"]["median"] or 0.0
+        entry["embed_speedup"] = round(fm / qm, 2) if qm else None
+    out["variants"] = entries
     return out
 
 

@@ -181,7 +181,7 @@ def main() -> int:
     challenge = Challenge(1, AT + timedelta(seconds=12), soft, "turn", 1)
     show(challenge)
     kiosk.publish(ChallengeView(challenge.kind, "face.liveness.turn_left", time.monotonic() + 6))  # type: ignore[attr-defined]
-    kiosk.publish(preview(near, "face.liveness.turn_left"))
+    kiosk.publish(preview(near))
     shot("03-scan-liveness-challenge")
 
     confirm = run(Idle(), FaceSeen(), FaceResult("identified", "D001", 0.93, 0.99))

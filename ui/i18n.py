@@ -90,7 +90,7 @@ _ZH: dict[str, str] = {
     "idle.menu_next": "下一餐：{slot} {window}",
     "idle.no_menu": "今日菜单还没有设置",
     "idle.no_service": "现在不是就餐时间",
-    "idle.alt_card": "没带脸？刷卡、刷身份证也可以",
+    "idle.alt_card": "不刷脸也可以：刷卡或刷身份证",
     "idle.staff_help": "找工作人员",
     "idle.camera_off": "摄像头暂时不能用，请刷卡或找工作人员",
     "idle.last_payment": "上一笔：{name} {amount} 元 {time}",

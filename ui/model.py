@@ -42,6 +42,9 @@ class IdleInfo:
     next_window: str = ""  # "16:30-19:00"
     menu: tuple[MenuLine, ...] = ()  # for ``slot`` (or ``next_slot`` between services)
     menu_set: bool = False  # a menu exists for the day
+    # after a restart: the last transaction from the database (masked name,
+    # amount, HH:MM), so nobody pays twice because the screen went dark
+    last_payment: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         db,
         faces,
         footfall,
+        kiosk,
         models,
         ota,
         payment,
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"care-terminal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (models, faces, residents, payment, footfall, sync, ota, db, bench):
+    for module in (kiosk, models, faces, residents, payment, footfall, sync, ota, db, bench):
         module.register(sub)
     return parser
 

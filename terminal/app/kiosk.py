@@ -407,6 +407,8 @@ class KioskRunner:
         config: RunnerConfig | None = None,
         on_print_failure: Callable[[str, str], None] | None = None,
         idle_info: Callable[[FlowContext, datetime], IdleInfo] = idle_info_from_context,
+        last_payment: Callable[[], tuple[str, str, str] | None] | None = None,
+        last_payment_s: float = 600.0,
     ) -> None:
         self._context = context
         self._charge = charge
@@ -418,6 +420,10 @@ class KioskRunner:
         self.config = config or RunnerConfig()
         self._on_print_failure = on_print_failure
         self._idle_info_fn = idle_info
+        self._last_payment_fn = last_payment
+        self._last_payment_s = last_payment_s
+        self._last_payment: tuple[str, str, str] | None = None
+        self._boot = time.monotonic()
 
         self._events: queue.Queue[Event | _RefreshIdle | None] = queue.Queue()
         self._charges: queue.Queue[ChargeRequest | None] = queue.Queue()
@@ -679,9 +685,13 @@ class KioskRunner:
         self._idle_loaded = time.monotonic()
         try:
             info = self._idle_info_fn(self._context(), self._clock.now())
+            if self._last_payment_fn is not None and self._idle is None:
+                self._last_payment = self._last_payment_fn()  # once, at start
         except Exception:
             log.exception("kiosk_idle_info_failed")
             return
+        if self._last_payment and time.monotonic() - self._boot < self._last_payment_s:
+            info = replace(info, last_payment=self._last_payment)
         if info != self._idle:
             self._idle = info
             self._publish(info)

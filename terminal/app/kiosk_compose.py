@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from importlib import metadata
 from typing import Any
 
@@ -160,7 +161,18 @@ def build_kiosk(
         if backend_box:
             backend_box[0].record_print_failure(record_id, reason)
 
+    def last_payment() -> tuple[str, str, str] | None:
+        """The last charge if it happened in the last 10 minutes (after a restart)."""
+        tx = store.last_transaction()
+        if tx is None or tx.kind != "charge" or tx.voided:
+            return None
+        now = services.clock.now()
+        if not timedelta(0) <= now - tx.at <= timedelta(minutes=10):
+            return None
+        return (tx.name_masked, tx.due.yuan_str(), tx.at.astimezone(now.tzinfo).strftime("%H:%M"))
+
     runner = KioskRunner(
+        last_payment=last_payment,
         context=store.context,
         charge=store.charge,
         clock=services.clock,

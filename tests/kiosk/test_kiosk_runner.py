@@ -371,3 +371,22 @@ def test_idle_after_flow_error_budget(world: World) -> None:
 def test_flow_timeouts_are_generous_for_staff_screens() -> None:
     assert KIOSK_TIMEOUTS.already_paid >= 30 and KIOSK_TIMEOUTS.staff_required >= 60
     assert KIOSK_TIMEOUTS.confirm >= FlowTimeouts().confirm
+
+
+def test_after_a_restart_the_idle_screen_shows_the_last_payment(world: World) -> None:
+    app = start_kiosk(world)
+    app.runner.post(CardTapped("0000000104"))
+    assert world.wait_state("Confirm")
+    app.runner.post(Touch("confirm"))
+    assert world.wait_state("Done")
+    [tx] = ledger(world, "R-RL")
+    app.close()  # power cut / crash / restart: the state machine starts again at Idle
+    world.updates.clear()
+    again = start_kiosk(world)
+    assert isinstance(again.runner.current().state, Idle)
+    assert wait_for(
+        lambda: any(isinstance(u, IdleInfo) and u.last_payment for u in list(world.updates)), 5
+    )
+    info = next(u for u in world.updates if isinstance(u, IdleInfo) and u.last_payment)
+    assert info.last_payment == ("罗*", tx.due.yuan_str(), tx.at.strftime("%H:%M"))
+    assert len(ledger(world, "R-RL")) == 1

@@ -411,3 +411,37 @@ def test_voice_prompts_exist_and_play_without_an_audio_device(qtbot: QtBot) -> N
     finally:
         player.stop()
         player.deleteLater()
+
+
+def test_staff_approve_and_staff_lookup_payment_post_flow_events(
+    qtbot: QtBot, screens: tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend]
+) -> None:
+    from payment.flow import StaffApprove, StaffLookup
+
+    w, kiosk, _tr, backend = screens
+    already = dict(every_state())["already-paid"]
+    kiosk.publish(FlowView(already, NOW, 1))
+    w.result.staff_btn.click()
+    assert w.stack.currentWidget() is w.pin and not w.staff_mode
+    for d in "2468":
+        w.pin.keypad.press(d)
+    w.pin.ok_btn.click()
+    qtbot.waitUntil(lambda: any(isinstance(e, StaffApprove) for e in kiosk.posted), timeout=3000)
+    assert not w.staff_mode, "approving does not open staff mode"
+    assert next(e for e in kiosk.posted if isinstance(e, StaffApprove)).staff_id == "S01"
+    # staff pay for a senior without face consent: lookup, then the senior confirms
+    w.open_pin("menu")
+    for d in "2468":
+        w.pin.keypad.press(d)
+    w.pin.ok_btn.click()
+    qtbot.waitUntil(lambda: w.staff_mode, timeout=3000)
+    assert kiosk.modes[-1] == "staff"
+    w.show_page("lookup")
+    page = w.pages["lookup"]
+    qtbot.waitUntil(lambda: page.picker.list.count() == 2, timeout=3000)  # type: ignore[attr-defined]
+    page.select(backend.residents[1])  # type: ignore[attr-defined]
+    assert page.pay_btn.text() == "为 李*国 支付"  # type: ignore[attr-defined]
+    page.pay_btn.click()  # type: ignore[attr-defined]
+    lookup = next(e for e in kiosk.posted if isinstance(e, StaffLookup))
+    assert (lookup.resident_id, lookup.staff_id) == ("D003", "S01")
+    assert not w.staff_mode and kiosk.modes[-1] == "pay"

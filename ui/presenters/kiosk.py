@@ -46,6 +46,7 @@ class IdleVM:
     staff_help: str
     language: str  # label of the language toggle
     camera_off: bool
+    last_payment: str = ""  # after a restart: "上一笔：张*华 7.50 元 11:32"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,16 @@ def present_idle(info: IdleInfo, tr: Translator, now: datetime, camera_ok: bool 
         staff_help=tr("idle.staff_help"),
         language=tr("common.language_switch"),
         camera_off=not camera_ok,
+        last_payment=(
+            tr(
+                "idle.last_payment",
+                name=info.last_payment[0],
+                amount=info.last_payment[1],
+                time=info.last_payment[2],
+            )
+            if info.last_payment
+            else ""
+        ),
     )
 
 

@@ -85,8 +85,9 @@ class IdleScreen(QWidget):
         self.menu_title.setText(vm.menu_title)
         if vm.menu != self._menu:
             self._fill_menu(vm.menu)
-        self.menu_note.setText(vm.menu_note)
-        self.menu_note.setVisible(bool(vm.menu_note))
+        note = "\n".join(t for t in (vm.menu_note, vm.last_payment) if t)
+        self.menu_note.setText(note)
+        self.menu_note.setVisible(bool(note))
         self.alt.setText(vm.alt_card)
         self.staff_btn.setText(vm.staff_help)
         self.lang_btn.setText(vm.language)

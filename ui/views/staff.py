@@ -875,14 +875,13 @@ class StatusPage(Page):
                 value = row.value
             name = label(tr(row.key), None, wrap=False)
             val = label(value, None)
-            role = (
-                "ok"
-                if row.level == "ok"
-                else ("error" if row.level in ("offline", "paper_out") else "notice")
-            )
-            val.setStyleSheet(
-                f"color: {theme.PALETTE.ok_text if role == 'ok' else theme.PALETTE.error_text}; font-weight: bold;"
-            )
+            colour = {
+                "ok": theme.PALETTE.ok_text,
+                "offline": theme.PALETTE.error_text,
+                "paper_out": theme.PALETTE.error_text,
+                "degraded": theme.PALETTE.warning_text,
+            }.get(row.level, theme.PALETTE.muted)  # absent / unknown: not an alarm
+            val.setStyleSheet(f"color: {colour}; font-weight: bold;")
             self.grid.addWidget(name, r, 0)
             self.grid.addWidget(val, r, 1)
 
