@@ -29,6 +29,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "hw"))  # the contract suites' peers and fixtures
+sys.path.insert(0, str(REPO / "hwtests"))
+from hwsupport import device_path, require_device  # noqa: E402,F401  (re-exported for old imports)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,17 +62,6 @@ def hw_mode(pytestconfig: pytest.Config) -> str:
     if mode not in ("real", "sim"):
         raise pytest.UsageError("CARE_HW_MODE must be real or sim")
     return mode
-
-
-def device_path(env: str, default: str) -> Path:
-    return Path(os.environ.get(env, default))
-
-
-def require_device(path: Path, what: str) -> None:
-    if not path.exists():
-        pytest.skip(
-            f"{what} not connected: {path} does not exist (real mode; use --hw-mode sim in CI)"
-        )
 
 
 class Peer:

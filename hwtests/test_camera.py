@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import device_path, require_device
+from hwsupport import device_path, require_device
 
 
 def _clip(path: Path, fps: float = 20.0, seconds: float = 3.0) -> Path:

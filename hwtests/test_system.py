@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import device_path, require_device
+from hwsupport import device_path, require_device
 
 # struct input_event on 64-bit Linux: timeval (2 x long), type, code, value
 EVENT = struct.Struct("llHHi")

@@ -5,11 +5,11 @@ sessions, and the pure helpers are right."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pack_helpers import build_open_pack, faces_dir
 
 from face.bench import (
     STAGES,
@@ -27,26 +27,23 @@ from face.bench import (
     summary,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+_PACK: list[Path] = []
 
 
 def _faces() -> Path:
-    base = os.environ.get("CARE_TESTDATA")
-    root = Path(base) if base else REPO.parent / "shared" / "testdata"
-    return root / "faces" if (root / "faces").is_dir() else root
+    return faces_dir()
 
 
-def _pack() -> Path:
-    env = os.environ.get("CARE_TEST_PACK")
-    pack = Path(env) if env else REPO.parent / "var" / "models" / "open"
-    assert (pack / "manifest.json").is_file(), f"open model pack missing at {pack}"
-    return pack
+@pytest.fixture(scope="module", autouse=True)
+def open_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _PACK[:] = [build_open_pack(tmp_path_factory.mktemp("packs") / "open")]
+    return _PACK[0]
 
 
 def factory():
     from face.pipeline import FaceEngine
 
-    return FaceEngine.from_pack(_pack())
+    return FaceEngine.from_pack(_PACK[0])
 
 
 @pytest.fixture(scope="module")

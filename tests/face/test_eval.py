@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pack_helpers import build_open_pack, faces_dir
 
 from face.eval import (
     EvalError,
@@ -28,13 +28,9 @@ from face.eval import (
 )
 from terminal.core.errors import NoFaceError
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _faces() -> Path:
-    base = os.environ.get("CARE_TESTDATA")
-    root = Path(base) if base else REPO.parent / "shared" / "testdata"
-    return root / "faces" if (root / "faces").is_dir() else root
+    return faces_dir()
 
 
 def auc_brute(scores: np.ndarray, same: np.ndarray) -> float:
@@ -228,22 +224,11 @@ def test_pairs_from_labels_round_trip(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ with the real models
 
 
-def find_pack() -> Path:
-    """The open model pack built by ``care-terminal models fetch``: $CARE_TEST_PACK,
-    else ``var/models/open`` beside the repository."""
-    env = os.environ.get("CARE_TEST_PACK")
-    pack = Path(env) if env else REPO.parent / "var" / "models" / "open"
-    assert (pack / "manifest.json").is_file(), (
-        f"open model pack missing at {pack}; run `care-terminal models fetch` or set CARE_TEST_PACK"
-    )
-    return pack
-
-
 @pytest.fixture(scope="module")
-def engine():
+def engine(tmp_path_factory: pytest.TempPathFactory):
     from face.pipeline import FaceEngine
 
-    return FaceEngine.from_pack(find_pack())
+    return FaceEngine.from_pack(build_open_pack(tmp_path_factory.mktemp("packs") / "open"))
 
 
 @pytest.fixture

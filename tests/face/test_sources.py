@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 import threading
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from pack_helpers import faces_dir
 
 from face.sources import (
     CameraSource,
@@ -28,14 +28,6 @@ from face.sources import (
     open_source,
 )
 from terminal.core.errors import SourceError
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def faces_dir() -> Path:
-    base = os.environ.get("CARE_TESTDATA")
-    root = Path(base) if base else REPO.parent / "shared" / "testdata"
-    return root / "faces" if (root / "faces").is_dir() else root
 
 
 def face_images(limit: int = 6) -> list[Path]:
