@@ -20,7 +20,9 @@ The kiosk reads ``sync.db`` read-only through :func:`sync_status` and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -42,6 +44,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from terminal.core.clock import rfc3339
@@ -805,3 +808,46 @@ def latest_dataset(
             return _dataset(row, cipher) if row else None
     finally:
         engine.dispose()
+
+
+class AckedThrough:
+    """The kiosk's view of what the platform has settled: the highest kiosk-stream
+    sequence number acknowledged in ``sync.db`` (read-only, cached for
+    ``ttl_s`` seconds so a payment never waits on it). 0 while nothing is acked
+    or sync.db does not exist yet; unsynced exposure limits count from there."""
+
+    def __init__(
+        self, sync_db_url: str, ttl_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._url = sync_db_url
+        self._ttl = ttl_s
+        self._clock = clock
+        self._value = 0
+        self._read_at: float | None = None
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            now = self._clock()
+            if self._read_at is not None and now - self._read_at < self._ttl:
+                return self._value
+            self._read_at = now
+            path = sqlite_file(self._url)
+            if path is None or not path.exists():
+                return self._value
+            try:
+                if self._engine is None:
+                    self._engine = readonly_engine(self._url)
+                with Session(self._engine) as s:
+                    value = s.scalar(
+                        select(StreamStateRow.acked_seq).where(StreamStateRow.stream == "kiosk")
+                    )
+                self._value = max(self._value, int(value or 0))
+            except SQLAlchemyError:
+                pass  # sync.db busy or not yet created: keep the last known value
+            return self._value
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()

@@ -6,6 +6,7 @@ created until used, so ``care-terminal residents list`` never loads a model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -104,7 +105,15 @@ class Services:
             config=self.flow_config,
             match_threshold=self.settings.face.accept_threshold,
             id_number_hmac=self._id_number_hmac,
+            acked_through=self.acked_through,
         )
+
+    @cached_property
+    def acked_through(self) -> Callable[[], int]:
+        """Highest kiosk record the platform has settled (from the agent's sync.db)."""
+        from sync.store import AckedThrough
+
+        return AckedThrough(self.settings.sync_db_url)
 
     def _id_number_hmac(self, id_number: str) -> str:
         """The spec's pseudonymised ID number: HMAC with the district pepper (a
