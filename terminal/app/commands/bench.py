@@ -32,6 +32,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--json", action="store_true", help="(output is always JSON)")
     p.set_defaults(handler=cmd_payment)
+    ff = bsub.add_parser(
+        "footfall", help="footfall fps, per-stage ms, CPU share, RSS, cost to identify"
+    )
+    ff.add_argument("--video", type=Path, help="clip to run on (default: a generated test clip)")
+    ff.add_argument("--quick", action="store_true", help="skip the kiosk-interference measurement")
+    ff.add_argument("--json", action="store_true", help="(output is always JSON)")
+    ff.set_defaults(handler=cmd_footfall)
+    from terminal.app.commands.kiosk import add_bench_parser
+
+    add_bench_parser(bsub)
     sy = bsub.add_parser(
         "sync", help="records/s drained to the loopback platform, batch size, outbox disk use"
     )
