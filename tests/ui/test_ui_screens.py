@@ -3,7 +3,6 @@ out-of-service on errors; watchdog feeding; voice prompts."""
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -11,11 +10,9 @@ from typing import Any
 
 import pytest
 from PyQt6.QtCharts import QChartView
-from PyQt6.QtCore import QTimer
 from PyQt6.QtGui import QFontMetricsF
 from PyQt6.QtWidgets import (
     QAbstractButton,
-    QApplication,
     QCheckBox,
     QLabel,
     QLineEdit,
@@ -54,7 +51,7 @@ from terminal.core.money import Money
 from ui import theme
 from ui.i18n import Translator
 from ui.model import ChallengeView, Fault, FlowView
-from ui.views.app import install_exception_hook, run_kiosk
+from ui.views.app import install_exception_hook
 from ui.views.sound import PromptPlayer
 from ui.views.window import KioskWindow
 
@@ -355,36 +352,58 @@ def test_runner_fault_shows_out_of_service(
     assert "worker_failed" in w.oos.code.text()
 
 
-def test_run_kiosk_feeds_the_watchdog_only_while_healthy(qtbot: QtBot) -> None:
-    kiosk = ScriptedKiosk()
-    messages: list[str] = []
-    healthy = {"ok": True}
+_WATCHDOG_CHILD = """
+import sys
+from PyQt6.QtCore import QTimer
+from PyQt6.QtWidgets import QApplication
+from ui_support import CannedBackend, ScriptedKiosk
+from ui.views.app import run_kiosk
 
-    def notify(msg: str) -> bool:
-        messages.append(msg)
-        return True
+app = QApplication(sys.argv)
+healthy = {"ok": True}
 
-    def flip() -> None:
-        healthy["ok"] = False
-        messages.append("--unhealthy--")
+def notify(msg):
+    print(msg, flush=True)
+    return True
 
-    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    QTimer.singleShot(600, flip)
-    QTimer.singleShot(1000, QApplication.quit)
-    try:
-        code = run_kiosk(
-            kiosk,  # type: ignore[arg-type]
-            CannedBackend(),  # type: ignore[arg-type]
-            fullscreen=False,
-            healthy=lambda: healthy["ok"],
-            notify=notify,
-            watchdog_s=0.05,
-            voice=False,
-        )
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    assert code == 0
+def flip():
+    healthy["ok"] = False
+    print("--unhealthy--", flush=True)
+
+QTimer.singleShot(600, flip)
+QTimer.singleShot(1000, QApplication.quit)
+code = run_kiosk(ScriptedKiosk(), CannedBackend(), fullscreen=False, healthy=lambda: healthy["ok"],
+                 notify=notify, watchdog_s=0.05, voice=False)
+print(f"exit={code}", flush=True)
+"""
+
+
+def test_run_kiosk_feeds_the_watchdog_only_while_healthy(tmp_path: Any) -> None:
+    # run_kiosk owns the event loop and quits the application when it ends, so it
+    # runs in its own process: the shared test QApplication must never quit.
+    import os
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="offscreen",
+        PYTHONPATH=os.pathsep.join(
+            [str(here), str(here.parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _WATCHDOG_CHILD],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    messages = [ln for ln in out.stdout.splitlines() if ln and not ln.startswith("{")]
+    assert "exit=0" in messages, out.stderr[-2000:]
+    messages.remove("exit=0")
     assert messages[0] == "READY=1" and messages[-1] == "STOPPING=1"
     cut = messages.index("--unhealthy--")
     assert messages[1:cut].count("WATCHDOG=1") >= 2
