@@ -145,3 +145,41 @@ def run_kiosk(
         window.deleteLater()
         restore()
     return int(code)
+
+
+def run_out_of_service(
+    code: str,
+    *,
+    language: str = "zh_CN",
+    fullscreen: bool = True,
+    quit_after_s: float | None = None,
+) -> int:
+    """Boot failed (invalid configuration, unverifiable model pack, unusable
+    database): show the out-of-service screen with the error code instead of a
+    traceback or a blank screen, until the service is stopped."""
+    from PyQt6.QtCore import Qt
+
+    from ui.presenters.kiosk import present_out_of_service
+    from ui.views.senior import OutOfServiceScreen
+
+    app = make_app()
+    screen = OutOfServiceScreen()
+    screen.show_vm(present_out_of_service(Translator(language), code).vm)  # type: ignore[arg-type]
+    if fullscreen:
+        screen.setWindowFlag(Qt.WindowType.FramelessWindowHint, True)
+        screen.showFullScreen()
+    else:
+        screen.resize(theme.SCREEN_W, theme.SCREEN_H)
+        screen.show()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_a: app.quit())
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
+    if quit_after_s:
+        QTimer.singleShot(int(quit_after_s * 1000), app.quit)
+    try:
+        return int(app.exec())
+    finally:
+        wake.stop()
+        screen.close()

@@ -187,14 +187,30 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         else:
-            services = Services()
-            printer = open_printer(args.printer) if args.printer else None
-            app = build_kiosk(
-                services,
-                camera=not args.no_camera,
-                printer=printer,
-                card_reader_url=args.card_reader,
-            )
+            try:
+                services = Services()
+                services.db  # noqa: B018 - open (quick_check, migrate) before the screen
+                printer = open_printer(args.printer) if args.printer else None
+                app = build_kiosk(
+                    services,
+                    camera=not args.no_camera,
+                    printer=printer,
+                    card_reader_url=args.card_reader,
+                )
+            except TerminalError as exc:
+                # Invalid config, a pack that does not verify, an unusable database:
+                # the terminal shows "out of service" with the code, never a traceback.
+                log.error("boot_failed", code=exc.code, error=str(exc))
+                print(f"error: {exc}", file=sys.stderr)
+                from ui.views.app import run_out_of_service
+
+                run_out_of_service(
+                    exc.code,
+                    language=args.language or "zh_CN",
+                    fullscreen=not args.windowed,
+                    quit_after_s=args.seconds,
+                )
+                return 2
         app.start()
         return _run_qt(app, args, services, sd_notify, watchdog_period())
     finally:
