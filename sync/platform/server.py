@@ -32,6 +32,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -48,7 +49,7 @@ from sync.auth import (
     server_ssl_context,
     verify_request,
 )
-from sync.platform.store import Device, PlatformStore, PlatformStoreError
+from sync.platform.store import Device, PlatformStore, PlatformStoreError, PlatformUnavailable
 from terminal.core.clock import CHINA_TZ
 from terminal.core.log import get_logger
 
@@ -299,6 +300,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- routes ----------------------------------------------------------------------
     def do_POST(self) -> None:
+        self._guarded(self._post)
+
+    def do_GET(self) -> None:
+        self._guarded(self._get)
+
+    def _guarded(self, route: Callable[[], None]) -> None:
+        """Run a route; a database that cannot be reached (a PostgreSQL server
+        restarting or across a lost network) is a retryable 503, not a dropped
+        connection with a traceback in the server's log."""
+        try:
+            route()
+        except PlatformUnavailable as exc:
+            log.warning("platform_db_unavailable", path=urlsplit(self.path).path)
+            self._error(503, "unavailable", str(exc))
+
+    def _post(self) -> None:
         body = self._read_body()
         if urlsplit(self.path).path != "/v1/batches":
             self._error(404, "not_found", "no such endpoint")
@@ -359,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
             answer.status, answer.body, {"Idempotent-Replayed": "true"} if answer.replayed else None
         )
 
-    def do_GET(self) -> None:
+    def _get(self) -> None:
         body = self._read_body()
         parts = urlsplit(self.path)
         segs = [p for p in parts.path.split("/") if p]

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Engine,
     Integer,
     MetaData,
@@ -29,11 +31,13 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     delete,
+    event,
     func,
     insert,
     select,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sync import schemas
@@ -55,6 +59,16 @@ FINAL_REASONS = frozenset(
         "envelope_mismatch",
     }
 )
+
+
+# PostgreSQL's INTEGER is 32-bit and its driver binds Python ints as ::INTEGER, so a
+# client-supplied number outside this range must never reach a query (SQLite's
+# INTEGER is 64-bit and was forgiving).
+INT32_MAX = 2**31 - 1
+_CODE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the spec's Code (device and centre ids)
+
+# 64-bit on PostgreSQL; unchanged (INTEGER) on SQLite.
+_BigInt = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class PlatformBase(DeclarativeBase):
@@ -81,9 +95,12 @@ class StreamRow(PlatformBase):
 
 class RecordRow(PlatformBase):
     __tablename__ = "records"
+    # Explicit names: the shared convention names a unique constraint after its first
+    # column only, so both would be "uq_records_device_id". SQLite accepts the clash;
+    # PostgreSQL refuses the second (constraint names are relations there).
     __table_args__ = (
-        UniqueConstraint("device_id", "stream", "seq"),
-        UniqueConstraint("device_id", "record_id"),
+        UniqueConstraint("device_id", "stream", "seq", name="uq_records_device_stream_seq"),
+        UniqueConstraint("device_id", "record_id", name="uq_records_device_record_id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(64))
@@ -116,7 +133,7 @@ class NonceRow(PlatformBase):
     __tablename__ = "nonces"
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
-    created: Mapped[int] = mapped_column(Integer, index=True)
+    created: Mapped[int] = mapped_column(_BigInt, index=True)  # unix time: past 2038
 
 
 class DatasetRow(PlatformBase):
@@ -140,6 +157,15 @@ class PlatformStoreError(TerminalError):
     code = "platform_store_error"
 
 
+class PlatformUnavailable(TerminalError):
+    """The database server cannot be reached (PostgreSQL restarted, network lost).
+    The HTTP layer answers 503 ``unavailable`` so devices retry; nothing is lost
+    because the transaction was not committed, or, if it was, the retry with the
+    same Idempotency-Key gets the stored answer."""
+
+    code = "unavailable"
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
     device_id: str
@@ -155,10 +181,26 @@ class StoredAnswer:
     replayed: bool
 
 
+def _on_db_error(context: ExceptionContext) -> None:
+    if context.is_pre_ping:  # let the pool replace a stale connection by itself
+        return
+    if context.is_disconnect or isinstance(context.sqlalchemy_exception, OperationalError):
+        raise PlatformUnavailable(
+            "the platform database is unavailable; retry later"
+        ) from context.original_exception
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return make_engine(url)
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "handle_error", _on_db_error)
+    return engine
+
+
+def _no_nul(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL; free text is stored with U+FFFD instead."""
+    return text.replace("\x00", "\ufffd") if text else text
 
 
 def _money_problem(kind: str, p: dict[str, Any]) -> str | None:
@@ -220,14 +262,28 @@ class _BatchContext:
     ) -> None:
         self.device, self.stream, self.head, self.stamp = device, stream, head, stamp
         self.rows: list[dict[str, Any]] = []
-        seqs = [r["seq"] for r in records if isinstance(r, dict) and isinstance(r.get("seq"), int)]
+        # Only values that could match a stored row are looked up: stored seqs are
+        # >= 1 and stored record ids are ULIDs (26 ASCII letters and digits). Anything
+        # else in a malformed record must not reach the query (on PostgreSQL an
+        # out-of-range integer or a NUL character fails the whole statement).
+        seqs = [
+            r["seq"]
+            for r in records
+            if isinstance(r, dict)
+            and isinstance(r.get("seq"), int)
+            and not isinstance(r.get("seq"), bool)
+        ]
         rids = [
             r["record_id"]
             for r in records
-            if isinstance(r, dict) and isinstance(r.get("record_id"), str)
+            if isinstance(r, dict)
+            and isinstance(r.get("record_id"), str)
+            and len(r["record_id"]) == 26
+            and r["record_id"].isascii()
+            and r["record_id"].isalnum()
         ]
         self.by_seq: dict[int, tuple[str, str, str]] = {}
-        old = [q for q in seqs if q < head.next_seq]
+        old = [q for q in seqs if 1 <= q < head.next_seq]
         if old:
             for seq, rid, digest, stored_as in s.execute(
                 select(
@@ -329,7 +385,7 @@ class _BatchContext:
                 "payload": canonical_json(rec["payload"]),
                 "stored_as": stored_as,
                 "quarantine_reason": quarantine["reason"] if quarantine else None,
-                "quarantine_detail": quarantine.get("detail") if quarantine else None,
+                "quarantine_detail": _no_nul(quarantine.get("detail")) if quarantine else None,
                 "received_at": self.stamp,
             }
         )
@@ -355,6 +411,19 @@ class PlatformStore:
     def register_device(
         self, device_id: str, centre_id: str, public_key: str, now: datetime
     ) -> None:
+        # Checked here so both databases refuse the same input (PostgreSQL enforces
+        # the column lengths, SQLite would have stored anything).
+        for label, value in (("device id", device_id), ("centre id", centre_id)):
+            if not _CODE.fullmatch(value):
+                raise PlatformStoreError(
+                    f"{label} must be 1-64 letters, digits, '.', '_' or '-'",
+                    code="invalid_registration",
+                )
+        if not public_key or len(public_key) > 100 or not public_key.isascii():
+            raise PlatformStoreError(
+                "the public key must be the spec's base64 text form",
+                code="invalid_registration",
+            )
         with self.sessions.begin() as s:
             row = s.get(DeviceRow, device_id)
             if row is None:
@@ -377,6 +446,8 @@ class PlatformStore:
                 row.status = "revoked"
 
     def device(self, device_id: str) -> Device | None:
+        if "\x00" in device_id:  # cannot be registered; PostgreSQL refuses to compare it
+            return None
         with self.sessions() as s:
             row = s.get(DeviceRow, device_id)
             return Device(row.device_id, row.centre_id, row.public_key, row.status) if row else None
@@ -386,6 +457,7 @@ class PlatformStore:
         self, device_id: str, nonce: str, created: int, now: int, window_s: int
     ) -> bool:
         """True if the nonce is new for this device (and is now remembered)."""
+        nonce = nonce.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
         try:
             with self.sessions.begin() as s:
                 s.add(NonceRow(device_id=device_id, nonce=nonce, created=created))
@@ -430,54 +502,75 @@ class PlatformStore:
         body_sha256: str,
         now: datetime,
     ) -> StoredAnswer:
-        """Apply a batch in one transaction and store the answer under ``key``."""
-        try:
-            with self.sessions.begin() as s:
-                prior = s.get(IdempotencyRow, (device.device_id, key))
-                if prior is not None:
-                    if prior.body_sha256 != body_sha256:
-                        raise PlatformStoreError(
-                            "this Idempotency-Key was used before with a different body",
-                            code="idempotency_key_reused",
-                        )
-                    return StoredAnswer(prior.status, json.loads(prior.response), True)
-                head = s.get(StreamRow, (device.device_id, stream), with_for_update=True)
-                if head is None:
-                    head = StreamRow(
-                        device_id=device.device_id,
-                        stream=stream,
-                        next_seq=1,
-                        head_hash=GENESIS,
-                        quarantined=0,
+        """Apply a batch in one transaction and store the answer under ``key``.
+
+        On PostgreSQL two first batches of a stream can race to create its head
+        row (SQLite serialises whole transactions with BEGIN IMMEDIATE, PostgreSQL
+        only the rows it locks): the loser's INSERT fails on the primary key once
+        the winner commits. If the winner used the same Idempotency-Key its answer
+        is replayed; otherwise the batch is simply run again against the new head.
+        """
+        for attempt in range(3):
+            try:
+                return self._process_once(device, stream, records, key, body_sha256, now)
+            except IntegrityError:
+                answer = self.idempotent_answer(device.device_id, key, body_sha256)
+                if answer is not None:
+                    return answer
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _process_once(
+        self,
+        device: Device,
+        stream: str,
+        records: Sequence[Any],
+        key: str,
+        body_sha256: str,
+        now: datetime,
+    ) -> StoredAnswer:
+        """One attempt in one transaction (see :meth:`process_batch`)."""
+        with self.sessions.begin() as s:
+            prior = s.get(IdempotencyRow, (device.device_id, key))
+            if prior is not None:
+                if prior.body_sha256 != body_sha256:
+                    raise PlatformStoreError(
+                        "this Idempotency-Key was used before with a different body",
+                        code="idempotency_key_reused",
                     )
-                    s.add(head)
-                    s.flush()
-                results = self._apply(s, device, stream, head, records, now)
-                body = {
-                    "device_id": device.device_id,
-                    "stream": stream,
-                    "results": results,
-                    "next_seq": head.next_seq,
-                    "head_hash": head.head_hash,
-                }
-                schemas.validate("BatchResponse", body, "platform reply")
-                s.add(
-                    IdempotencyRow(
-                        device_id=device.device_id,
-                        key=key,
-                        body_sha256=body_sha256,
-                        status=200,
-                        response=json.dumps(body, ensure_ascii=False),
-                        created_at=rfc3339(now),
-                    )
+                return StoredAnswer(prior.status, json.loads(prior.response), True)
+            head = s.get(StreamRow, (device.device_id, stream), with_for_update=True)
+            if head is None:
+                head = StreamRow(
+                    device_id=device.device_id,
+                    stream=stream,
+                    next_seq=1,
+                    head_hash=GENESIS,
+                    quarantined=0,
                 )
-                return StoredAnswer(200, body, False)
-        except IntegrityError:
-            # A concurrent request with the same key won the race: replay its answer.
-            answer = self.idempotent_answer(device.device_id, key, body_sha256)
-            if answer is None:
-                raise
-            return answer
+                s.add(head)
+                s.flush()
+            results = self._apply(s, device, stream, head, records, now)
+            body = {
+                "device_id": device.device_id,
+                "stream": stream,
+                "results": results,
+                "next_seq": head.next_seq,
+                "head_hash": head.head_hash,
+            }
+            schemas.validate("BatchResponse", body, "platform reply")
+            s.add(
+                IdempotencyRow(
+                    device_id=device.device_id,
+                    key=key,
+                    body_sha256=body_sha256,
+                    status=200,
+                    response=json.dumps(body, ensure_ascii=False),
+                    created_at=rfc3339(now),
+                )
+            )
+            return StoredAnswer(200, body, False)
 
     def _apply(
         self,
@@ -594,12 +687,15 @@ class PlatformStore:
             )
 
     def consent_page(self, centre_id: str, cursor: str | None, limit: int = 500) -> dict[str, Any]:
-        after = int(cursor) if cursor and cursor.isdigit() else 0
+        after = int(cursor) if cursor and cursor.isdecimal() else 0
+        # Ids are 32-bit on PostgreSQL (and never that high on SQLite): a larger
+        # cursor means "nothing after", and must not reach the query as is.
+        bound = min(after, INT32_MAX)
         with self.sessions() as s:
             rows = list(
                 s.scalars(
                     select(ConsentChangeRow)
-                    .where(ConsentChangeRow.centre_id == centre_id, ConsentChangeRow.id > after)
+                    .where(ConsentChangeRow.centre_id == centre_id, ConsentChangeRow.id > bound)
                     .order_by(ConsentChangeRow.id)
                     .limit(limit + 1)
                 )
