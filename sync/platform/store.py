@@ -9,6 +9,12 @@ seen nonces, and the datasets served to terminals.
 sequence continuity, recomputed hashes, the chain link, per-record idempotency
 by ``record_id`` and payload validation, all in one transaction together with
 the stored answer for the request's Idempotency-Key.
+
+PostgreSQL URLs take the psycopg 3 driver (``postgresql+psycopg://user@host/db``);
+tests/sync/test_platform_postgres.py runs the real server against a real
+PostgreSQL. Where the two databases differ (32-bit INTEGER, no NUL in text,
+row locks instead of a database-wide write lock, a server that can restart) the
+store keeps the answers the same; each place says why.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sync import schemas
@@ -193,7 +199,15 @@ def _on_db_error(context: ExceptionContext) -> None:
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return make_engine(url)
-    engine = create_engine(url, pool_pre_ping=True)
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except (ImportError, ArgumentError) as exc:  # the URL is not echoed: it may hold a password
+        scheme = url.split("://", 1)[0] if "://" in url else "malformed"
+        raise PlatformStoreError(
+            f"cannot open a {scheme!r} database URL ({exc}); PostgreSQL needs "
+            "the psycopg package and a URL of the form postgresql+psycopg://user@host/db",
+            code="bad_database_url",
+        ) from exc
     event.listen(engine, "handle_error", _on_db_error)
     return engine
 

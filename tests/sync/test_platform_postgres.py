@@ -28,7 +28,7 @@ from sync import auth, schemas
 from sync.auth import Signer, load_device_key, provision_device_key
 from sync.client import PlatformClient, PlatformError, body_idempotency_key, encode_body
 from sync.platform.server import Faults, serve
-from sync.platform.store import PlatformStore, PlatformStoreError
+from sync.platform.store import PlatformStore, PlatformStoreError, PlatformUnavailable
 from sync.pull import Puller
 from sync.samples import demo_datasets, sample_payload
 from sync.store import SyncStore, latest_dataset
@@ -465,3 +465,15 @@ def test_command_line_server_on_a_postgres_url(tmp_path: Path, pg: PgServer) -> 
         assert device is not None and device.centre_id == CENTRE
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("url", ["nosuchdialect://x/y", "postgresql+psycopg//user:pw@host/db"])
+def test_unusable_database_url_is_a_clear_error(url: str) -> None:
+    with pytest.raises(PlatformStoreError, match="cannot open") as info:
+        PlatformStore(url)
+    assert "pw" not in str(info.value) and info.value.code == "bad_database_url"
+
+
+def test_unreachable_postgres_at_start_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PlatformUnavailable, match="unavailable"):
+        PlatformStore(f"postgresql+psycopg://nobody@/platform?host={tmp_path}&port=1")
