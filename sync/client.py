@@ -71,10 +71,19 @@ def encode_body(doc: Any) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def body_idempotency_key(body: bytes) -> str:
-    """The reference terminal's Idempotency-Key: derived from the body, so a retry
-    of the same batch is always a replay and a different batch never reuses a key."""
-    return "batch-" + hashlib.sha256(body).hexdigest()[:32]
+def body_idempotency_key(body: bytes, generation: str = "") -> str:
+    """The reference terminal's Idempotency-Key: derived from the body and the
+    uploader's send *generation*, so a retry of the same batch in the same
+    generation is a replay and a different batch never reuses a key.
+
+    The generation matters because the platform replays the first answer for a
+    key for days: after a ``seq_gap`` (the platform lost records it had
+    acknowledged and the terminal rewound to its head) the terminal sends batches
+    whose bodies can repeat earlier ones byte for byte, and under the old key the
+    platform would replay the stale answer instead of looking again. The uploader
+    draws a new generation for that (see :class:`sync.uploader.Uploader`)."""
+    material = generation.encode("utf-8") + b"\n" + body if generation else body
+    return "batch-" + hashlib.sha256(material).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,10 +237,20 @@ class PlatformClient:
 
     # -- endpoints ---------------------------------------------------------------------
     def upload_batch(
-        self, device_id: str, centre_id: str, stream: str, records: Sequence[dict[str, Any]]
+        self,
+        device_id: str,
+        centre_id: str,
+        stream: str,
+        records: Sequence[dict[str, Any]],
+        *,
+        key_generation: str = "",
     ) -> dict[str, Any]:
         """POST one batch; returns the validated BatchResponse whose results match
-        the records sent one for one (else :class:`ReplyInvalid`)."""
+        the records sent one for one (else :class:`ReplyInvalid`).
+
+        The Idempotency-Key is :func:`body_idempotency_key` of the body and
+        ``key_generation``: the same records sent again in the same generation
+        get the platform's first answer replayed."""
         doc = {
             "device_id": device_id,
             "centre_id": centre_id,
@@ -247,7 +266,7 @@ class PlatformClient:
             "POST",
             "/v1/batches",
             body=body,
-            headers={"Idempotency-Key": body_idempotency_key(body)},
+            headers={"Idempotency-Key": body_idempotency_key(body, key_generation)},
         )
         reply = self._json(resp, "BatchResponse", "batch upload")
         results = reply["results"]

@@ -2,9 +2,9 @@
 
 Per round: read the next ``batch_size`` records after the acknowledged
 high-water mark, check their hash chain locally, POST them as one batch
-(Idempotency-Key derived from the body; each record's own idempotency key is
-its ``record_id``), then settle what the reply says in one ``sync.db``
-transaction:
+(Idempotency-Key derived from the body and the send generation, see below;
+each record's own idempotency key is its ``record_id``), then settle what the
+reply says in one ``sync.db`` transaction:
 
 * ``accepted`` / ``duplicate``: the record is acknowledged (the high-water mark
   moves over it). Nothing else ever acknowledges a record.
@@ -23,12 +23,26 @@ transaction:
 * final HTTP failures (400/401/403/409/422): nothing is acked, no record is
   dead-lettered (the records are not at fault); the stream is blocked with the
   reason and retried after the backoff cap.
+
+Send generation: a random value drawn when the uploader starts and again on
+every ``seq_gap`` answer, mixed into each batch's Idempotency-Key. A retry after
+a lost reply (same records, same generation) is a replay of the platform's
+first answer, as the spec intends. But a ``seq_gap`` means the platform's stream
+is not where an earlier answer left it (it lost records it had acknowledged):
+the batches sent after the rewind can repeat earlier bodies byte for byte, and
+under the same key the platform would replay its stored answer (the stale
+``seq_gap`` for ever, or ``accepted`` for records it no longer holds) instead of
+looking again. A new generation makes them new requests; per-record
+idempotency (``record_id``) still answers ``duplicate`` for anything the
+platform holds. The generation is not persisted: after a restart a retry is a
+new request answered per record, which is just as safe.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,8 +115,15 @@ class Uploader:
         self.policy = policy or BackoffPolicy()
         self.rand = rand
         self._head_checked = False
+        self._generation = ""
+        self._new_generation()
 
     # ------------------------------------------------------------------------------
+    def _new_generation(self) -> None:
+        """Start a new send generation (module docstring): batches sent from now on
+        are new requests, never replays of answers given before."""
+        self._generation = secrets.token_hex(8)
+
     def _epoch(self) -> float:
         return self.clock.now().timestamp()
 
@@ -237,6 +258,7 @@ class Uploader:
         self.store.rewind(
             self.stream, platform_last, local, f"resynced to platform head {platform_last}", now
         )
+        report.acked_seq = platform_last
         return True
 
     # ------------------------------------------------------------------------------
@@ -303,7 +325,11 @@ class Uploader:
             report.sent += len(envelopes)
             try:
                 reply = self.client.upload_batch(
-                    self.device_id, self.centre_id, self.stream, envelopes
+                    self.device_id,
+                    self.centre_id,
+                    self.stream,
+                    envelopes,
+                    key_generation=self._generation,
                 )
             except PlatformError as err:
                 self._fail(report, err, state.attempts)
@@ -389,6 +415,9 @@ class Uploader:
             self._fail(report, blocked, attempts)
             return False
         if gap:
+            # The platform is not where its earlier answers left it: nothing sent
+            # from here on may be answered from what it stored before.
+            self._new_generation()
             try:
                 return self._resync(report)
             except PlatformError as err:

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import delete, select
+
 from sync.auth import Signer, load_device_key, provision_device_key
 from sync.client import PlatformClient
 from sync.platform.server import Faults, PlatformHandle, serve
+from sync.platform.store import IdempotencyRow, PlatformStore, RecordRow, StreamRow
 from sync.samples import demo_datasets, sample_payload
 from sync.store import KioskOutboxReader, SyncStore
 from sync.uploader import Uploader
@@ -16,7 +19,7 @@ from terminal.core.clock import SystemClock
 from terminal.core.ids import new_ulid
 from terminal.db.database import open_database
 from terminal.db.engine import write_session
-from terminal.db.outbox import Outbox
+from terminal.db.outbox import GENESIS, Outbox
 
 DEVICE = "dev-01"
 CENTRE = "centre-01"
@@ -111,3 +114,47 @@ def make_env(tmp_path: Path) -> Env:
         pub,
         handle,
     )
+
+
+def platform_answer_keys(store: PlatformStore) -> frozenset[str]:
+    """Every Idempotency-Key the platform holds an answer for (a backup's view)."""
+    with store.sessions() as s:
+        return frozenset(s.scalars(select(IdempotencyRow.key)))
+
+
+def platform_loses_records(
+    store: PlatformStore,
+    keep_seq: int,
+    *,
+    answers_from_backup: frozenset[str] | None = None,
+    stream: str = "kiosk",
+) -> None:
+    """The platform loses every record of ``DEVICE``'s stream after ``keep_seq``
+    that it had acknowledged, and its stream head moves back to ``keep_seq``.
+
+    With ``answers_from_backup`` (the keys of :func:`platform_answer_keys` taken at
+    backup time) it is a restored backup: the stored Idempotency-Key answers made
+    since are lost too. Without it only the records go and every stored answer
+    survives, the harsher case (answers that describe records no longer held)."""
+    with store.sessions.begin() as s:
+        kept = s.scalar(
+            select(RecordRow.hash).where(
+                RecordRow.device_id == DEVICE, RecordRow.stream == stream, RecordRow.seq == keep_seq
+            )
+        )
+        s.execute(
+            delete(RecordRow).where(
+                RecordRow.device_id == DEVICE, RecordRow.stream == stream, RecordRow.seq > keep_seq
+            )
+        )
+        head = s.get(StreamRow, (DEVICE, stream))
+        assert head is not None
+        head.next_seq = keep_seq + 1
+        head.head_hash = kept if keep_seq else GENESIS
+        if answers_from_backup is not None:
+            s.execute(
+                delete(IdempotencyRow).where(
+                    IdempotencyRow.device_id == DEVICE,
+                    IdempotencyRow.key.not_in(answers_from_backup),
+                )
+            )

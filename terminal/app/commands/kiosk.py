@@ -152,6 +152,7 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
     from terminal.app.services import Services
 
     demo = None
+    demo_printer: Any = None
     services: Any = None
     app = None
     try:
@@ -168,7 +169,15 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
             from face.sources import VideoFileSource
 
             source = VideoFileSource(demo.clip, realtime=True, loop=True)
-            app = build_kiosk(services, source=source, sync_now=demo.sync_once)
+            from terminal.app.demo_printer import DemoPrinter
+
+            demo_printer = DemoPrinter(demo.base / "receipts.txt")
+            app = build_kiosk(
+                services,
+                source=source,
+                sync_now=demo.sync_once,
+                printer=open_printer(demo_printer.path),
+            )
             demo.start_sync_loop()
             cards = ", ".join(f"{r.name} {r.card}" for r in DEMO_RESIDENTS[:3])
             print(
@@ -181,6 +190,7 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
                             f"{pin} ({name}, {role})" for _i, name, pin, role in DEMO_STAFF
                         ),
                         f"card reader: type a card number and Enter, e.g. {cards}",
+                        f"receipts (a simulated printer on a pty): {demo.base / 'receipts.txt'}",
                         "the simulated camera: two enrolled residents walk up, then an unenrolled visitor",
                     ]
                 ),
@@ -216,6 +226,8 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
     finally:
         if app is not None:
             app.close()
+        if demo_printer is not None:
+            demo_printer.close()
         if demo is not None:
             demo.close()
         elif services is not None:
