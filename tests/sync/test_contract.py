@@ -15,8 +15,7 @@ from sync_helpers import (
     DEVICE,
     Env,
     append_records,
-    platform_answer_keys,
-    platform_loses_records,
+    platform_loses_records_scenario,
 )
 
 from sync import schemas
@@ -61,41 +60,7 @@ def test_upload_then_replay_is_all_duplicates_and_chain_valid(env: Env) -> None:
 def test_platform_losing_acknowledged_records_is_resent_not_replayed(
     env: Env, answers: str
 ) -> None:
-    """The platform loses records it had acknowledged (a database restored from a
-    backup). The terminal's next batch gets ``seq_gap``, it rewinds to the
-    platform's head and resends. Batches after the rewind start at the same seqs
-    as before, so their bodies repeat the earlier ones byte for byte: a batch key
-    derived from the body alone made the platform replay its stored answers (the
-    stale ``seq_gap``, or ``accepted`` for records it no longer holds) for ever."""
-    ids = append_records(env.terminal_url, 20)
-    store = _store(env)
-    with env.client() as client:
-        up = env.uploader(client, store, batch_size=10)
-        assert up.run_once().acked_seq == 20
-        backup = platform_answer_keys(env.platform.store)
-        ids += append_records(env.terminal_url, 10, start=20)
-        assert up.run_once().acked_seq == 30
-        kept = None if answers == "kept" else backup
-        platform_loses_records(env.platform.store, 20, answers_from_backup=kept)
-        assert client.stream_head(DEVICE, "kiosk")["next_seq"] == 21
-        ids += append_records(env.terminal_url, 10, start=30)
-        rep = up.run_once(max_batches=12)
-        assert rep.drained and not rep.failures and rep.blocked is None, rep.failures
-        assert rep.acked_seq == 40 and rep.accepted == 20
-        # Lost again; the agent stops right after the seq_gap and a restarted one
-        # (a new uploader) resumes from the rewound mark.
-        platform_loses_records(env.platform.store, 30, answers_from_backup=kept)
-        ids += append_records(env.terminal_url, 10, start=40)
-        rep = up.run_once(max_batches=1)
-        assert rep.sent == 10 and rep.accepted == 0 and rep.acked_seq == 30 and not rep.failures
-        assert store.stream_state("kiosk").acked_seq == 30
-        rep = env.uploader(client, store, batch_size=10).run_once(max_batches=12)
-        assert rep.drained and not rep.failures and rep.acked_seq == 50 and rep.accepted == 20
-    stored = env.platform.store.records(DEVICE)
-    assert [r.record_id for r in stored] == ids and [r.seq for r in stored] == list(range(1, 51))
-    assert env.platform.store.verify_chain(DEVICE) is None
-    assert store.stream_state("kiosk").blocked_reason is None
-    store.close()
+    platform_loses_records_scenario(env, from_backup=answers == "restored_from_backup")
 
 
 def test_batch_key_follows_body_and_send_generation() -> None:

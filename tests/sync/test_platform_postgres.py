@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from pg_server import PgServer, missing_reason, pg_server
-from sync_helpers import CENTRE, DEVICE, Env, append_records
+from sync_helpers import CENTRE, DEVICE, Env, append_records, platform_loses_records_scenario
 
 from sync import auth, schemas
 from sync.auth import Signer, load_device_key, provision_device_key
@@ -239,6 +239,14 @@ def test_upload_replay_and_refusals_store_an_exact_chain(penv: PgEnv) -> None:
     _check_chain_in_sql(penv, 301)
     assert penv.platform.store.verify_chain(DEVICE) is None
     assert penv.sql("SELECT count(*) FROM idempotency_keys WHERE key = %s", key) == [(1,)]
+
+
+@pytest.mark.parametrize("from_backup", [True, False], ids=["restored_from_backup", "kept"])
+def test_platform_losing_acknowledged_records_is_resent_not_replayed(
+    penv: PgEnv, from_backup: bool
+) -> None:
+    platform_loses_records_scenario(penv, from_backup=from_backup)
+    _check_chain_in_sql(penv, 50)
 
 
 def test_pulls_with_etags_and_consent_cursor(penv: PgEnv) -> None:
