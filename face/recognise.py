@@ -116,6 +116,12 @@ class Recogniser:
         engine = FaceEngine.from_pack(pack_dir, settings)
         return cls(engine, settings, pack_id=template_space_id(manifest))
 
+    @property
+    def model_lock(self) -> threading.Lock:
+        """Held around every model call: an engine is not re-entrant, so callers
+        that use ``engine`` directly (the kiosk's per-frame guidance) take it too."""
+        return self._lock
+
     # -- gallery ---------------------------------------------------------------------
     def load_gallery(self, templates: Iterable[StoredTemplate]) -> None:
         self.gallery.load((t.resident_id, t.vector) for t in templates)

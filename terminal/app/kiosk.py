@@ -171,7 +171,7 @@ class RecogniserFace:
 
     @property
     def _lock(self) -> threading.Lock:
-        return self.rec._lock  # the recogniser's own model lock (same object on purpose)
+        return self.rec.model_lock
 
     def observe(self, image: np.ndarray) -> Observation | None:
         from face.align import norm_crop
