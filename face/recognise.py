@@ -17,7 +17,10 @@ from face.pipeline import FaceEngine, FaceObservation, PrimaryFace
 from face.store import StoredTemplate
 from terminal.config.settings import FaceSettings
 from terminal.core.errors import ImageError, NoFaceError, TerminalError
+from terminal.core.log import get_logger
 from terminal.core.protocols import Identification, LivenessDecision
+
+log = get_logger(__name__)
 
 
 class EnrolmentError(TerminalError):
@@ -153,6 +156,21 @@ class Recogniser:
             ident = decide_with(
                 top, self.settings.model_copy(update={"accept_threshold": 2.0}), liveness
             )
+        # Every identification is recorded with the liveness decision and its
+        # inputs; no resident id, name, image or embedding goes into the log.
+        log.info(
+            "identification",
+            decision=ident.decision,
+            score=round(ident.score, 4),
+            second_score=round(ident.second_score, 4),
+            accept_threshold=ident.threshold,
+            min_margin=ident.margin,
+            quality=str(q.reason),
+            faces_found=primary.faces_found,
+            liveness_live=liveness.live,
+            liveness_method=liveness.method,
+            liveness_signals={k: round(float(v), 4) for k, v in liveness.signals.items()},
+        )
         face = primary.observation.face
         return IdentifyResult(
             identification=ident,
