@@ -236,3 +236,27 @@ def test_tampered_pack_stops_recognition(data: Path, tmp_path: Path) -> None:
     model.write_bytes(bytes(blob))
     assert_clean_error(run(d, "models", "verify"), "fr_feature.onnx")
     assert_clean_error(run(d, "identify", face("fr_obama_obama.jpg")), "fr_feature.onnx")
+
+
+def test_every_identification_is_logged_without_personal_data(data: Path) -> None:
+    run(data, "enroll", "--resident-id", "R-log", "--name", "拜登登", face("fr_biden_biden2.jpg"))
+    env_run = subprocess.run(
+        [sys.executable, "-m", "terminal.app.cli", "identify", face("fr_biden_biden.jpg")],
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(data / "home"),
+            "CARE_DATA_DIR": str(data),
+            "CARE_DEVICE": "0",
+            "CARE_LOG_LEVEL": "INFO",
+        },
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    events = [json.loads(ln) for ln in env_run.stderr.splitlines() if ln.startswith("{")]
+    ident = [e for e in events if e["event"] == "identification"]
+    assert len(ident) == 1
+    rec = ident[0]
+    assert rec["decision"] == "identified" and rec["liveness_method"] == "passive"
+    assert "passive" in rec["liveness_signals"] and rec["accept_threshold"] > 0
+    assert "拜登登" not in env_run.stderr and "R-log" not in env_run.stderr
