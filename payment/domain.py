@@ -17,6 +17,7 @@ from typing import Any
 from payment.errors import DomainError, MenuError
 from terminal.core.clock import CHINA_TZ
 from terminal.core.money import Money
+from terminal.core.names import is_code, mask_name
 
 # --------------------------------------------------------------------------- categories
 
@@ -140,31 +141,12 @@ def best_category(categories: Iterable[SeniorCategory]) -> SeniorCategory:
 # --------------------------------------------------------------------------- residents
 
 
-def mask_name(name: str) -> str:
-    """Mask a name for display: 张三华 -> 张*华, 张三 -> 张*, 张 -> 张.
-
-    Names with spaces are masked word by word (Latin names). The same rule is
-    used by the roster, which keeps only the masked form in clear.
-    """
-    name = name.strip()
-    if not name:
-        return ""
-    if " " in name:
-        return " ".join(mask_name(part) for part in name.split())
-    if len(name) == 1:
-        return name
-    if len(name) == 2:
-        return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
-
-
-_RESIDENT_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _LAST4_RE = re.compile(r"^\d{4}$")
 
 
 def validate_resident_id(resident_id: str) -> str:
     rid = resident_id.strip()
-    if not _RESIDENT_ID_RE.match(rid):
+    if not is_code(rid):
         raise DomainError(
             "resident id must be 1-64 letters, digits, '-', '_' or '.'", code="bad_resident_id"
         )

@@ -120,8 +120,11 @@ class Services:
         32-byte secret provisioned per district; created locally for demos)."""
         from sync.auth import id_number_hmac
 
-        pepper = load_or_create_key(self.settings.data_dir / "keys" / "district-pepper")
-        return id_number_hmac(pepper, id_number)
+        return id_number_hmac(self._district_pepper, id_number)
+
+    @cached_property
+    def _district_pepper(self) -> bytes:
+        return load_or_create_key(self.settings.data_dir / "keys" / "district-pepper")
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -13,30 +13,14 @@ from sqlalchemy.orm import Session
 
 from terminal.core.clock import rfc3339
 from terminal.core.errors import NotFound, TerminalError
+from terminal.core.names import is_code, mask_name
 from terminal.db.crypto import FieldCipher
 from terminal.db.tables import AuditRow, ResidentRow
-
-MAX_ID_LEN = 64
-
-
-def mask_name(name: str) -> str:
-    """张三华 -> 张*华, 张三 -> 张*, single characters unchanged; Latin names keep
-    the first and last letters of each word."""
-    name = name.strip()
-    if not name:
-        return ""
-    if " " in name:
-        return " ".join(mask_name(part) for part in name.split())
-    if len(name) == 1:
-        return name
-    if len(name) == 2:
-        return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
 
 
 def validate_resident_id(resident_id: str) -> str:
     rid = resident_id.strip()
-    if not rid or len(rid) > MAX_ID_LEN or not all(c.isalnum() or c in "-_." for c in rid):
+    if not is_code(rid):
         raise TerminalError(
             "resident id must be 1-64 letters, digits, '-', '_' or '.'", code="bad_resident_id"
         )

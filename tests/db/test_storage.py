@@ -148,3 +148,14 @@ def test_names_are_encrypted_in_the_file(tmp_path: Path) -> None:
 )
 def test_mask_name(name: str, masked: str) -> None:
     assert mask_name(name) == masked
+
+
+@pytest.mark.parametrize("rid", ["张三", "R 1", "", "x" * 65, "R1/2"])
+def test_roster_refuses_ids_the_data_spec_would_refuse(tmp_path: Path, rid: str) -> None:
+    from terminal.core.errors import TerminalError
+
+    db = open_database(f"sqlite:///{tmp_path}/t.db")
+    roster = RosterStore(FieldCipher(load_or_create_key(tmp_path / "k")))
+    with pytest.raises(TerminalError, match="resident id"), write_session(db.sessions) as s:
+        roster.upsert(s, rid, "张三", NOW)
+    db.close()
