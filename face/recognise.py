@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from face.gallery import Gallery, Match, decide_with
+from face.gallery import Gallery, Match, decide, decide_with
 from face.modelpack import PackManifest, verify_pack
 from face.pipeline import FaceEngine, FaceObservation, PrimaryFace
 from face.store import StoredTemplate
@@ -153,8 +153,9 @@ class Recogniser:
         q = primary.observation.quality
         if not q.ok and ident.decision == "identified":
             # A poor frame never identifies on its own; the kiosk asks for a better one.
-            ident = decide_with(
-                top, self.settings.model_copy(update={"accept_threshold": 2.0}), liveness
+            # (no cosine reaches 2.0, so the best candidate is at most "uncertain")
+            ident = decide(
+                top, 2.0, self.settings.uncertain_threshold, self.settings.min_margin, liveness
             )
         # Every identification is recorded with the liveness decision and its
         # inputs; no resident id, name, image or embedding goes into the log.

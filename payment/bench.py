@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from payment.crashtest import _DAY0, RESIDENTS, make_store, run_harness, seed
+from payment.crashtest import DAY0, RESIDENTS, make_store, run_harness, seed
 from payment.flow import Charge, Idle, StaffLookup, Touch, step
 from terminal.db.engine import pragma
 
@@ -32,7 +32,7 @@ def bench_payment(
         latencies: list[float] = []
         t_all = time.perf_counter()
         for n in range(payments):
-            now = _DAY0 + timedelta(milliseconds=n)
+            now = DAY0 + timedelta(milliseconds=n)
             state, _ = step(
                 Idle(n), StaffLookup(RESIDENTS[n % len(RESIDENTS)], "staff-1"), now, ctx
             )

@@ -45,7 +45,7 @@ from terminal.db.tables import OutboxRow
 
 RESIDENTS = [f"R{i}" for i in range(8)]
 _BIG = Money(10**8)
-_DAY0 = datetime(2026, 1, 5, 11, 0, tzinfo=CHINA_TZ)
+DAY0 = datetime(2026, 1, 5, 11, 0, tzinfo=CHINA_TZ)
 
 
 class HarnessFailure(AssertionError):
@@ -62,7 +62,7 @@ def make_store(data: Path) -> PaymentStore:
         roster,
         device_id="crash-dev",
         centre_id="c",
-        clock=FakeClock(_DAY0),
+        clock=FakeClock(DAY0),
         config=config,
     )
 
@@ -106,7 +106,7 @@ def child_main(data: Path, finish: bool = False) -> int:
     while True:
         n += 1
         rid = rng.choice(RESIDENTS)
-        now = _DAY0 + timedelta(milliseconds=n)
+        now = DAY0 + timedelta(milliseconds=n)
         state, _ = step(Idle(session_base + n), StaffLookup(rid, "staff-1"), now, ctx)
         state, effects = step(state, Touch("confirm"), now, ctx)
         charges = [e for e in effects if isinstance(e, Charge)]
@@ -126,7 +126,7 @@ def seed(data: Path) -> None:
     store = make_store(data)
     with write_session(store._sessions) as s:
         for rid in RESIDENTS:
-            store._roster.upsert(s, rid, "测试老人", _DAY0, categories=["age_70_79"])
+            store._roster.upsert(s, rid, "测试老人", DAY0, categories=["age_70_79"])
     store.set_menu(
         Menu.from_dict(
             {

@@ -495,7 +495,9 @@ class PaymentStore:
         verification: dict[str, Any] = {
             "method": req.method.value,
             "match_score": round(req.match_score, 4) if req.match_score is not None else None,
-            "match_threshold": self._match_threshold if req.method is VerificationMethod.FACE else None,
+            "match_threshold": self._match_threshold
+            if req.method is VerificationMethod.FACE
+            else None,
             "staff_id": req.staff_id,
             "liveness": None
             if live is None
@@ -509,8 +511,10 @@ class PaymentStore:
         if req.method is VerificationMethod.ID_CARD:
             number = self._roster.id_number(s, req.resident_id)
             if number is None or self._id_number_hmac is None:
-                raise PaymentError("ID-card payment needs the district pepper and the resident's ID number",
-                                   code="id_card_unverifiable")
+                raise PaymentError(
+                    "ID-card payment needs the district pepper and the resident's ID number",
+                    code="id_card_unverifiable",
+                )
             verification["id_number_hmac"] = self._id_number_hmac(number)
         return {
             "resident_id": req.resident_id,
