@@ -4,7 +4,11 @@
 One cycle = heartbeat (when due) -> upload the kiosk stream -> upload the agent
 stream -> pull datasets (when due). The loop sleeps between cycles (the
 shorter of the idle interval and the next scheduled retry) and wakes early on
-SIGUSR1 (``sync now`` while the agent runs). SIGTERM/SIGINT stop it cleanly:
+SIGUSR1 (``sync now`` while the agent runs). Under systemd (``Type=notify``,
+``WatchdogSec=``) the loop itself tells systemd it is ready, pings the watchdog
+between its steps and while it sleeps, and keeps a ``STATUS=`` line such as
+``sync: 3 queued, last ack 12:03``; a step that hangs stops the pings, and
+systemd restarts the agent. SIGTERM/SIGINT stop it cleanly:
 the batch in flight finishes or times out, every ``sync.db`` transaction
 either committed or did not happen, nothing is half-written.
 
@@ -38,12 +42,14 @@ from sync.auth import Signer, client_ssl_context, load_device_key, provision_dev
 from sync.client import PlatformClient
 from sync.pull import Puller, PullOutcome
 from sync.retry import BackoffPolicy
+from sync.schemas import DATASET_KINDS
 from sync.store import AgentOutbox, KioskOutboxReader, SyncStore, sqlite_file, sync_status
 from sync.uploader import Uploader, UploadReport
 from terminal.core.clock import Clock, SystemClock, rfc3339
 from terminal.core.errors import TerminalError
 from terminal.core.ids import new_ulid
 from terminal.core.log import get_logger
+from terminal.core.sdnotify import Notifier
 
 if TYPE_CHECKING:
     from terminal.config.settings import Settings
@@ -51,6 +57,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 HEALTH_STALE_S = 300
+STATUS_EVERY_S = 5.0  # while draining a backlog, the STATUS= line is refreshed this often
 
 
 class AgentBusy(TerminalError):
@@ -251,8 +258,18 @@ class SyncAgent:
         self.agent_outbox.append("ota_status", record_id, payload, now)
         return record_id
 
-    def cycle(self, *, force: bool = False, stop: threading.Event | None = None) -> CycleReport:
+    def cycle(
+        self,
+        *,
+        force: bool = False,
+        stop: threading.Event | None = None,
+        max_batches: int | None = None,
+        tick: Callable[[], object] | None = None,
+    ) -> CycleReport:
+        """One cycle. ``tick`` is called between its steps (each step is bounded
+        by the client timeout), which is where the service watchdog is fed."""
         report = CycleReport()
+        beat = tick or (lambda: None)
         mono = self.clock.monotonic()
         if (
             force
@@ -262,11 +279,42 @@ class SyncAgent:
             report.heartbeat = self.append_heartbeat()
             self._last_heartbeat = mono
         for up in self.uploaders:
-            report.uploads.append(up.run_once(ignore_schedule=force, stop=stop))
+            beat()
+            report.uploads.append(
+                up.run_once(ignore_schedule=force, stop=stop, max_batches=max_batches)
+            )
         if force or self._last_pull is None or mono - self._last_pull >= self.pull_interval_s:
-            report.pulls = self.puller.pull_all(ignore_schedule=force)
+            for kind in DATASET_KINDS:
+                beat()
+                report.pulls.append(self.puller.pull(kind, ignore_schedule=force))
             self._last_pull = mono
         return report
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: queue, last acknowledgement, trouble."""
+        try:
+            st = sync_status(self.terminal_db_url, self.store.url, self.clock.now())
+        except TerminalError as exc:
+            return f"sync: status unavailable ({exc.code})"
+        last = max(
+            (s.last_success_at for s in st.streams.values() if s.last_success_at), default=None
+        )
+        when = "never"
+        if last:
+            try:
+                local = datetime.fromisoformat(last).astimezone(self.clock.now().tzinfo)
+                when = local.strftime("%H:%M")
+            except ValueError:
+                when = last
+        parts = [f"sync: {st.queue_depth} queued", f"last ack {when}"]
+        if st.dead_letter_count:
+            parts.append(f"{st.dead_letter_count} dead letters")
+        if st.blocked_streams:
+            parts.append("blocked: " + ",".join(st.blocked_streams))
+        errors = [s.last_error for s in st.streams.values() if s.last_error and s.queue_depth]
+        if errors:
+            parts.append(f"retrying ({errors[0][:60]})")
+        return ", ".join(parts)
 
     def next_sleep(self, report: CycleReport) -> float:
         now = self.clock.now().timestamp()
@@ -278,16 +326,35 @@ class SyncAgent:
                 delay = 0.0
         return delay
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
+        """The agent loop. With a ``notifier`` the loop feeds the systemd
+        watchdog itself: between the steps of a cycle (one batch per stream per
+        cycle, so a long backlog is many short cycles) and while it sleeps. A
+        step that never returns means no more pings."""
         log.info("sync_agent_started", device=self.device_id)
+        ping = notifier.alive if notifier is not None else (lambda status=None: False)
+        step = notifier.ping_every_s if notifier is not None else None
+        status_at = float("-inf")
         while not stop.is_set():
             try:
-                report = self.cycle(stop=stop)
+                report = self.cycle(
+                    stop=stop, max_batches=1 if step else None, tick=lambda: ping(None)
+                )
                 delay = self.next_sleep(report)
             except TerminalError as exc:
                 log.error("sync_cycle_failed", error=str(exc)[:300])
                 delay = self.idle_interval_s
-            self.wake.wait(delay)
+            if notifier is not None and notifier.enabled:
+                now_m = time.monotonic()
+                if now_m - status_at >= STATUS_EVERY_S or delay > 0:
+                    status_at = now_m
+                    ping(self.status_line())
+            deadline = time.monotonic() + delay
+            while not stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 or self.wake.wait(min(left, step) if step else left):
+                    break
+                ping(None)
             self.wake.clear()
         log.info("sync_agent_stopped", device=self.device_id)
 
@@ -355,6 +422,7 @@ def run_agent(
     ``on_start(stop, agent)`` lets the composition root start services beside
     the sync loop (the OTA client) that stop with it."""
     stop = threading.Event()
+    notifier = Notifier()
     with writer_lock(settings.sync_db_url):
         agent = build_agent(settings, clock)
         if on_start is not None:
@@ -370,9 +438,11 @@ def run_agent(
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGUSR1, _wake)
+        notifier.ready(f"sync: started, platform {settings.sync.platform_url}")
         try:
-            agent.run(stop)
+            agent.run(stop, notifier)
         finally:
+            notifier.stopping("sync: stopping")
             agent.client.close()
             agent.close()
             agent.store.close()

@@ -10,7 +10,6 @@
 * :mod:`sync.ota.agent` - one poll cycle at a time, for ``care-terminal agent``.
 * :mod:`sync.ota.health` - the health report the updater waits for.
 * :mod:`sync.ota.provision` - device key pair, registration, configs, hardware check.
-* :mod:`sync.ota.sdnotify` - systemd READY/WATCHDOG notifications.
 
 Activation and rollback live in ``deploy/updater`` (standard library only).
 """

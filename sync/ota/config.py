@@ -1,4 +1,5 @@
-"""OTA settings: ``/etc/care-terminal/ota.toml`` (``$CARE_OTA_CONFIG`` overrides).
+"""OTA settings: ``/etc/care-terminal/ota.toml`` (beside ``$CARE_CONFIG`` when that is
+set; ``$CARE_OTA_CONFIG`` overrides both).
 
 Kept in its own file so district IT can change the DDI server or the
 maintenance windows without touching the terminal's main config. Secrets
@@ -160,7 +161,15 @@ def _read_secret(path: Path | None) -> str | None:
 
 
 def default_config_path() -> Path:
-    return Path(os.environ.get("CARE_OTA_CONFIG") or DEFAULT_CONFIG)
+    """``$CARE_OTA_CONFIG``, else ``ota.toml`` beside ``$CARE_CONFIG`` (where
+    provisioning writes it), else /etc/care-terminal/ota.toml."""
+    explicit = os.environ.get("CARE_OTA_CONFIG")
+    if explicit:
+        return Path(explicit)
+    main = os.environ.get("CARE_CONFIG")
+    if main:
+        return Path(main).parent / "ota.toml"
+    return DEFAULT_CONFIG
 
 
 def load_ota_config(path: Path | None = None) -> OtaConfig:

@@ -9,21 +9,30 @@ Steps, each usable on its own:
    spec has no self-registration endpoint, so registration is an
    administrator's act. :func:`check_platform_registration` then proves it
    took effect with a signed request.
-3. :func:`write_configs` - ``config.toml`` (centre and device), ``ota.toml``
-   (DDI server, hardware, windows) and the DDI token file (0600).
+3. :func:`write_configs` - ``config.toml`` (data directory, centre and
+   device, platform URL, device key path; other settings already in the file
+   are kept), ``ota.toml`` beside it (DDI server, hardware, paths, windows;
+   only when a DDI server is given) and the DDI token file (0640).
 4. :func:`check_hardware` - stable device names, cameras, touch, audio,
    clock synchronisation and free disk space, each with a fix-it hint.
+
+One key path convention everywhere: ``<data dir>/keys/device_ed25519.pem``
+(:func:`terminal.config.settings.device_key_path`), written into
+``config.toml`` as ``sync.device_key_file`` so the agent, the kiosk and any
+tool read the same file.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
 import ssl
 import subprocess
 import time
+import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -34,6 +43,7 @@ import httpx
 
 from sync.auth import Signer, load_device_key, provision_device_key
 from sync.ota.errors import OtaConfigError
+from terminal.config.settings import DEVICE_CONFIG_DIR, DEVICE_DATA_DIR, device_key_path
 from terminal.core.clock import rfc3339
 
 _ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -51,8 +61,12 @@ class ProvisionRequest:
     board: str = "care-pi4"
     revision: str = "1"
     centre_name: str = ""
-    config_dir: Path = Path("/etc/care-terminal")
-    key_path: Path = Path("/var/lib/care-terminal/keys/device.key")
+    config_file: Path = DEVICE_CONFIG_DIR / "config.toml"
+    data_dir: Path = DEVICE_DATA_DIR
+    key_file: Path | None = None  # default: device_key_path(data_dir)
+    release_root: Path = Path("/opt/care-terminal")
+    windows: tuple[str, ...] = ("14:00-16:30", "20:00-06:00")
+    meal_slots: tuple[str, ...] = ("10:30-13:30", "16:30-18:30")
 
     def __post_init__(self) -> None:
         for name in ("centre_id", "device_id", "board", "revision"):
@@ -73,6 +87,15 @@ class ProvisionRequest:
     def controller(self) -> str:
         return self.controller_id or self.device_id
 
+    @property
+    def config_dir(self) -> Path:
+        """``ota.toml``, the DDI token and ``registration.json`` live beside config.toml."""
+        return self.config_file.parent
+
+    @property
+    def key_path(self) -> Path:
+        return self.key_file or device_key_path(self.data_dir)
+
 
 def create_device_key(path: Path) -> str:
     """Create (once) the device key; return the public key text (base64)."""
@@ -92,6 +115,9 @@ def registration_record(
         "hw_revision": req.revision,
         "sw_version": sw_version,
         "created_at": rfc3339(now),
+        "platform_url": req.platform_url,
+        "device_key_file": str(req.key_path),
+        "config_file": str(req.config_file),
         # The reference platform's command line takes this form:
         "platform_register_arg": f"{req.device_id}:{req.centre_id}:{public_key}",
     }
@@ -101,15 +127,117 @@ def _toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise OtaConfigError(f"cannot write {value} to TOML")
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise OtaConfigError(f"cannot write a {type(value).__name__} to config.toml")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_str(key)
+
+
+def dump_toml(doc: Mapping[str, Any], header: str = "") -> str:
+    """A small TOML writer for configuration documents (tables, strings,
+    numbers, booleans and lists of those)."""
+    out: list[str] = []
+
+    def table(prefix: str, body: Mapping[str, Any]) -> None:
+        plain = [(k, v) for k, v in body.items() if not isinstance(v, Mapping)]
+        subs = [(k, v) for k, v in body.items() if isinstance(v, Mapping)]
+        if prefix and (plain or not subs):
+            out.append(f"\n[{prefix}]")
+        out.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in plain)
+        for k, v in subs:
+            table(f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k), v)
+
+    table("", doc)
+    text = "\n".join(out).lstrip("\n") + "\n"
+    return header + text
+
+
+def _merged(doc: dict[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in updates.items():
+        if isinstance(value, Mapping):
+            sub = doc.get(key)
+            if not isinstance(sub, dict):
+                sub = {}
+            doc[key] = _merged(sub, value)
+        elif value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    return doc
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise OtaConfigError(
+            f"{path} is not valid TOML ({exc}); fix or move it, then provision again"
+        ) from None
+
+
+def terminal_settings(req: ProvisionRequest) -> dict[str, Any]:
+    """What provisioning owns in config.toml (merged over what is there)."""
+    centre: dict[str, Any] = {"centre_id": req.centre_id, "device_id": req.device_id}
+    if req.centre_name:
+        centre["centre_name"] = req.centre_name
+    sync: dict[str, Any] = {"device_key_file": str(req.key_path)}
+    if req.platform_url:
+        sync["platform_url"] = req.platform_url.rstrip("/")
+    return {"data_dir": str(req.data_dir), "centre": centre, "sync": sync}
+
+
+def ota_settings(req: ProvisionRequest, token_file: Path | None) -> dict[str, Any]:
+    ddi: dict[str, Any] = {
+        "base_url": req.ddi_url.rstrip("/"),
+        "tenant": req.ddi_tenant,
+        "controller_id": req.controller,
+    }
+    if token_file is not None:
+        ddi["target_token_file"] = str(token_file)
+    return {
+        "ddi": ddi,
+        "device": {"board": req.board, "revision": req.revision},
+        "paths": {
+            "root": str(req.release_root),
+            "work_dir": str(req.data_dir / "ota"),
+            "trust_dir": str(req.config_dir / "ota-keys"),
+        },
+        "window": {"allowed": list(req.windows), "meal_slots": list(req.meal_slots)},
+        "updater": {"trigger": []},
+    }
+
+
 def write_configs(req: ProvisionRequest) -> list[Path]:
-    """Write config.toml, ota.toml and the DDI token (0600). Existing files are
-    kept as ``*.bak`` once. Returns the files written."""
+    """Write config.toml (merged: settings provisioning does not own are kept),
+    ota.toml when a DDI server is given, and the DDI token (0640). A file that
+    is changed is kept once as ``*.bak``. Returns the files written."""
     req.config_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
-    def put(path: Path, text: str, mode: int = 0o644) -> None:
-        if path.exists() and not path.with_suffix(path.suffix + ".bak").exists():
-            shutil.copy2(path, path.with_suffix(path.suffix + ".bak"))
+    def put(path: Path, text: str, mode: int = 0o640) -> None:
+        if path.exists():
+            if path.read_bytes() == text.encode("utf-8"):
+                written.append(path)
+                return
+            if not path.with_suffix(path.suffix + ".bak").exists():
+                shutil.copy2(path, path.with_suffix(path.suffix + ".bak"))
         tmp = path.with_name(f".{path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
@@ -121,26 +249,23 @@ def write_configs(req: ProvisionRequest) -> list[Path]:
         os.replace(tmp, path)
         written.append(path)
 
-    centre = [f"centre_id = {_toml_str(req.centre_id)}", f"device_id = {_toml_str(req.device_id)}"]
-    if req.centre_name:
-        centre.append(f"centre_name = {_toml_str(req.centre_name)}")
-    put(req.config_dir / "config.toml", "[centre]\n" + "\n".join(centre) + "\n")
-    token_line = ""
-    if req.ddi_token is not None:
-        if not req.ddi_token or any(c.isspace() for c in req.ddi_token):
-            raise OtaConfigError("the DDI target token must be one word")
-        put(req.config_dir / "ddi-token", req.ddi_token + "\n", 0o600)
-        token_line = f"target_token_file = {_toml_str(str(req.config_dir / 'ddi-token'))}\n"
-    ota = (
-        "[ddi]\n"
-        f"base_url = {_toml_str(req.ddi_url or 'http://127.0.0.1:60053')}\n"
-        f"tenant = {_toml_str(req.ddi_tenant)}\n"
-        f"controller_id = {_toml_str(req.controller)}\n" + token_line + "\n"
-        "[device]\n"
-        f"board = {_toml_str(req.board)}\n"
-        f"revision = {_toml_str(req.revision)}\n"
+    header = (
+        "# care-terminal settings (terminal/config/settings.py). `care-terminal provision`\n"
+        "# owns data_dir, [centre] and [sync] platform_url / device_key_file and\n"
+        "# keeps everything else in this file.\n"
     )
-    put(req.config_dir / "ota.toml", ota)
+    doc = _merged(_read_toml(req.config_file), terminal_settings(req))
+    put(req.config_file, dump_toml(doc, header))
+    if req.ddi_url:
+        token_file: Path | None = None
+        if req.ddi_token is not None:
+            if not req.ddi_token or any(c.isspace() for c in req.ddi_token):
+                raise OtaConfigError("the DDI target token must be one word")
+            token_file = req.config_dir / "ddi-token"
+            put(token_file, req.ddi_token + "\n", 0o640)
+        ota_path = req.config_dir / "ota.toml"
+        ota = _merged(_read_toml(ota_path), ota_settings(req, token_file))
+        put(ota_path, dump_toml(ota, "# OTA settings (sync/ota/config.py), from provisioning.\n"))
     return written
 
 
@@ -191,7 +316,7 @@ class HardwareEnv:
     dev: Path = Path("/dev")
     sys_video: Path = Path("/sys/class/video4linux")
     asound_cards: Path = Path("/proc/asound/cards")
-    data_dir: Path = Path("/var/lib/care-terminal")
+    data_dir: Path = DEVICE_DATA_DIR
     min_free_bytes: int = 2 << 30
     timedatectl: list[str] = field(
         default_factory=lambda: ["timedatectl", "show", "-p", "NTPSynchronized"]
@@ -320,12 +445,13 @@ def provision(
     verify: ssl.SSLContext | bool = True,
     check_hw: bool = True,
 ) -> ProvisionReport:
-    """All four steps. Safe to run again: the key is kept, configs rewritten."""
+    """All four steps. Safe to run again: the key is kept, configs merged."""
     pub = create_device_key(req.key_path)
     record = registration_record(req, pub, sw_version, now)
     files = write_configs(req)
     reg_path = req.config_dir / "registration.json"
     reg_path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.chmod(reg_path, 0o640)
     files.append(reg_path)
     registered: bool | None = None
     detail = "no platform URL given; registration not checked"
@@ -333,14 +459,22 @@ def provision(
         registered, detail = check_platform_registration(
             req.platform_url, req.device_id, req.key_path, verify=verify, now=now.timestamp()
         )
-    hw = check_hardware(hardware) if check_hw else []
+    hw = check_hardware(hardware or HardwareEnv(data_dir=req.data_dir)) if check_hw else []
     return ProvisionReport(pub, record, [str(f) for f in files], registered, detail, hw)
 
 
 def summarize(report: ProvisionReport) -> Mapping[str, Any]:
-    """Short form for the console."""
+    """Short form for the console: what to hand to district IT, where things went."""
+    reg = report.registration
     return {
         "ok": report.ok,
+        "device_id": reg["device_id"],
+        "centre_id": reg["centre_id"],
+        "public_key": report.public_key,
+        "platform_register_arg": reg["platform_register_arg"],
+        "platform_url": reg.get("platform_url", ""),
+        "device_key_file": reg.get("device_key_file", ""),
+        "config_file": reg.get("config_file", ""),
         "registered": report.registered,
         "detail": report.registration_detail,
         "problems": [f"{h.name}: {h.detail} ({h.hint})" for h in report.hardware if not h.ok],

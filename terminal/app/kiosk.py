@@ -25,14 +25,13 @@ blocks runs here, on the runner's own threads:
 
 Workers that raise are restarted under a budget (``RestartBudget``); when the
 budget is spent the runner publishes a fatal :class:`ui.model.Fault` and the
-GUI shows the out-of-service screen. ``healthy()`` feeds the systemd watchdog.
+GUI shows the out-of-service screen. ``healthy()`` gates the systemd watchdog:
+the GUI loop pings (``terminal.core.sdnotify``) only while the flow loop beats.
 """
 
 from __future__ import annotations
 
-import os
 import queue
-import socket
 import threading
 import time
 from collections import deque
@@ -285,40 +284,6 @@ def idle_info_from_context(ctx: FlowContext, now: datetime) -> IdleInfo:
         menu=lines,
         menu_set=menu is not None and bool(menu.items),
     )
-
-
-# --------------------------------------------------------------------------- systemd
-
-
-def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
-    """Send ``message`` (``READY=1``, ``WATCHDOG=1`` ...) to systemd's notify
-    socket (stdlib only). Returns False when not run under systemd."""
-    e = os.environ if env is None else env
-    path = e.get("NOTIFY_SOCKET")
-    if not path:
-        return False
-    addr = "\0" + path[1:] if path.startswith("@") else path
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(addr)
-            s.sendall(message.encode())
-        return True
-    except OSError as exc:
-        log.warning("sd_notify_failed", error=type(exc).__name__)
-        return False
-
-
-def watchdog_period(env: dict[str, str] | None = None) -> float | None:
-    """Seconds between watchdog pings (half of ``WATCHDOG_USEC``), or None."""
-    e = os.environ if env is None else env
-    usec = e.get("WATCHDOG_USEC")
-    pid = e.get("WATCHDOG_PID")
-    if not usec or (pid and pid.strip() != str(os.getpid())):
-        return None
-    try:
-        return max(0.5, int(usec) / 2_000_000)
-    except ValueError:
-        return None
 
 
 # --------------------------------------------------------------------------- supervision
@@ -1005,7 +970,5 @@ __all__ = [
     "RunnerConfig",
     "collect_states",
     "idle_info_from_context",
-    "sd_notify",
     "wait_for",
-    "watchdog_period",
 ]

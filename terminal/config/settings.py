@@ -57,6 +57,11 @@ def default_config_file() -> Path:
     return Path(xdg) / "care-terminal" / "config.toml"
 
 
+def device_key_path(data_dir: Path) -> Path:
+    """The device's Ed25519 key: one convention for provisioning, the agent and the docs."""
+    return data_dir / "keys" / "device_ed25519.pem"
+
+
 def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg) / "care-terminal"
@@ -248,7 +253,7 @@ class Settings(BaseSettings):
 
     @property
     def device_key_file(self) -> Path:
-        return self.sync.device_key_file or (self.data_dir / "keys" / "device_ed25519.pem")
+        return self.sync.device_key_file or device_key_path(self.data_dir)
 
     @property
     def kiosk_health_file(self) -> Path:

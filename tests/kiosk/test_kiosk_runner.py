@@ -3,8 +3,6 @@ showing folders of real face photos."""
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -12,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from kiosk_world import World, make_world, start_kiosk
 
 from payment.flow import (
@@ -32,9 +29,7 @@ from terminal.app.kiosk import (
     RestartBudget,
     RunnerConfig,
     idle_info_from_context,
-    sd_notify,
     wait_for,
-    watchdog_period,
 )
 from terminal.app.kiosk_compose import KIOSK_TIMEOUTS
 from terminal.core.money import Money
@@ -313,34 +308,6 @@ def test_idle_info_shows_the_slot_being_served(world: World) -> None:
     later = idle_info_from_context(world.services.payment.context(), evening)
     assert later.slot is None and later.next_slot is not None and later.next_slot.value == "dinner"
     assert later.next_window == "16:30-19:00"
-
-
-def test_sd_notify_sends_datagrams(tmp_path: Path) -> None:
-    path = str(tmp_path / "notify.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
-        srv.bind(path)
-        srv.settimeout(2)
-        assert sd_notify("READY=1", {"NOTIFY_SOCKET": path})
-        assert srv.recv(100) == b"READY=1"
-        assert sd_notify("WATCHDOG=1", {"NOTIFY_SOCKET": path})
-        assert srv.recv(100) == b"WATCHDOG=1"
-    assert not sd_notify("READY=1", {})
-    assert not sd_notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "missing.sock")})
-
-
-@pytest.mark.parametrize(
-    ("env", "want"),
-    [
-        ({}, None),
-        ({"WATCHDOG_USEC": "20000000"}, 10.0),
-        ({"WATCHDOG_USEC": "20000000", "WATCHDOG_PID": "1"}, None),
-        ({"WATCHDOG_USEC": "junk"}, None),
-        ({"WATCHDOG_USEC": "100"}, 0.5),
-    ],
-)
-def test_watchdog_period(env: dict[str, str], want: float | None) -> None:
-    assert watchdog_period(env) == want
-    assert watchdog_period({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": str(os.getpid())}) == 2.0
 
 
 def test_idle_after_flow_error_budget(world: World) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
+import subprocess
 import sys
+import tomllib
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +17,6 @@ import pytest
 from sync.ota.config import load_ota_config
 from sync.ota.errors import OtaConfigError
 from sync.ota.provision import HardwareEnv, ProvisionRequest, check_hardware, provision, summarize
-from sync.ota.sdnotify import WatchdogPinger, notify, watchdog_interval
 from terminal.core.clock import CHINA_TZ
 
 NOW = datetime(2026, 5, 6, 9, 0, tzinfo=CHINA_TZ)
@@ -54,42 +54,98 @@ def test_provision_writes_key_configs_and_record(tmp_path) -> None:
         device_id="C0012-T01",
         ddi_url="https://ota.example.test",
         ddi_token="tok-123",
-        config_dir=tmp_path / "etc",
-        key_path=tmp_path / "keys" / "device.key",
+        config_file=tmp_path / "etc" / "config.toml",
+        data_dir=tmp_path / "data",
         centre_name="东风村居家养老服务照料中心",
     )
     report = provision(
         req, sw_version="1.0.0", now=NOW, hardware=fake_hw(tmp_path, all_present=True)
     )
     assert report.ok and report.registered is None
-    assert stat.S_IMODE((tmp_path / "keys" / "device.key").stat().st_mode) == 0o600
-    assert stat.S_IMODE((tmp_path / "etc" / "ddi-token").stat().st_mode) == 0o600
+    key = tmp_path / "data" / "keys" / "device_ed25519.pem"  # the one key path convention
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    # the agent (group care) reads the token; nobody else does
+    assert stat.S_IMODE((tmp_path / "etc" / "ddi-token").stat().st_mode) == 0o640
     rec = json.loads((tmp_path / "etc" / "registration.json").read_text())
     assert rec["public_key"] == report.public_key and rec["ddi_controller_id"] == "C0012-T01"
     assert rec["platform_register_arg"] == f"C0012-T01:C0012:{report.public_key}"
     cfg = load_ota_config(tmp_path / "etc" / "ota.toml")
     assert cfg.ddi_config().target_token == "tok-123" and cfg.device.board == "care-pi4"
+    assert cfg.paths.work_dir == tmp_path / "data" / "ota"
+    assert cfg.paths.trust_dir == tmp_path / "etc" / "ota-keys"
+    assert cfg.window.allowed == ["14:00-16:30", "20:00-06:00"] and cfg.updater.trigger == []
     assert "东风村" in (tmp_path / "etc" / "config.toml").read_text()
+    # the technician edits a setting provisioning does not own; a second run keeps it
+    cfg_file = tmp_path / "etc" / "config.toml"
+    cfg_file.write_text(cfg_file.read_text() + '\n[camera]\nsource = "/dev/video2"\n')
     again = provision(
         req, sw_version="1.0.0", now=NOW, hardware=fake_hw(tmp_path / "b", all_present=True)
     )
     assert again.public_key == report.public_key  # the key is created once
-    assert (tmp_path / "etc" / "config.toml.bak").exists()
+    doc = tomllib.loads(cfg_file.read_text())
+    assert doc["camera"]["source"] == "/dev/video2" and doc["centre"]["device_id"] == "C0012-T01"
 
 
 def test_config_toml_is_accepted_by_the_terminal_settings(tmp_path, monkeypatch) -> None:
     req = ProvisionRequest(
         centre_id="C0012",
         device_id="C0012-T01",
-        config_dir=tmp_path / "etc",
-        key_path=tmp_path / "k" / "device.key",
+        platform_url="https://platform.example.test/",
+        config_file=tmp_path / "etc" / "config.toml",
+        data_dir=tmp_path / "data",
     )
-    provision(req, sw_version="1.0.0", now=NOW, check_hw=False)
+    report = provision(req, sw_version="1.0.0", now=NOW, check_hw=False)
+    assert not (tmp_path / "etc" / "ota.toml").exists()  # no DDI server: OTA stays off
     monkeypatch.setenv("CARE_CONFIG", str(tmp_path / "etc" / "config.toml"))
+    monkeypatch.setenv("CARE_DEVICE", "1")  # as the units run it: the file decides the paths
     from terminal.config.settings import load_settings
 
     s = load_settings()
     assert s.centre.device_id == "C0012-T01" and s.centre.centre_id == "C0012"
+    assert s.sync.platform_url == "https://platform.example.test"
+    assert s.data_dir == tmp_path / "data"
+    assert s.device_key_file == tmp_path / "data" / "keys" / "device_ed25519.pem"
+    assert summarize(report)["device_key_file"] == str(s.device_key_file)
+
+
+def test_provision_command_follows_care_config_and_care_data_dir(tmp_path) -> None:
+    """`care-terminal provision` as a technician types it: no path options,
+    the environment decides where config and key go."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path / "home"),
+        "CARE_DEVICE": "1",
+        "CARE_CONFIG": str(tmp_path / "etc" / "config.toml"),
+        "CARE_DATA_DIR": str(tmp_path / "var"),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "terminal.app.cli",
+            "provision",
+            "--centre",
+            "C1",
+            "--device",
+            "D1",
+            "--platform",
+            "http://127.0.0.1:9",
+            "--no-hw-check",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr  # the platform is not reachable: said, not hidden
+    out = json.loads(proc.stdout)
+    assert out["registered"] is False and "not reachable" in out["detail"]
+    assert out["device_key_file"] == str(tmp_path / "var" / "keys" / "device_ed25519.pem")
+    assert (tmp_path / "var" / "keys" / "device_ed25519.pem").is_file()
+    doc = tomllib.loads((tmp_path / "etc" / "config.toml").read_text())
+    assert doc["sync"]["platform_url"] == "http://127.0.0.1:9"
+    assert out["platform_register_arg"] == f"D1:C1:{out['public_key']}"
 
 
 @pytest.mark.parametrize(
@@ -128,8 +184,8 @@ def test_registration_is_checked_with_a_signed_request(tmp_path) -> None:
             centre_id="C0012",
             device_id="C0012-T01",
             platform_url=handle.url,
-            config_dir=tmp_path / "etc",
-            key_path=tmp_path / "k" / "device.key",
+            config_file=tmp_path / "etc" / "config.toml",
+            data_dir=tmp_path / "data",
         )
         first = provision(req, sw_version="1.0.0", now=datetime.now(CHINA_TZ), check_hw=False)
         assert first.registered is False and "not registered" in first.registration_detail
@@ -139,22 +195,3 @@ def test_registration_is_checked_with_a_signed_request(tmp_path) -> None:
         assert second.registered is True, second.registration_detail
     finally:
         handle.stop()
-
-
-def test_sd_notify_and_watchdog(tmp_path) -> None:
-    path = str(tmp_path / "notify.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
-        srv.bind(path)
-        env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000", "WATCHDOG_PID": str(os.getpid())}
-        assert notify("READY=1", env=env)
-        assert srv.recv(100) == b"READY=1"
-        assert watchdog_interval(env) == 2.0
-        t = [100.0]
-        w = WatchdogPinger(env, monotonic=lambda: t[0])
-        assert w.ping_if_alive() and srv.recv(100) == b"WATCHDOG=1"
-        t[0] += 1.0
-        assert not w.ping_if_alive()
-        t[0] += 1.5
-        assert w.ping_if_alive()
-    assert not notify("READY=1", env={})
-    assert watchdog_interval({"WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}) is None

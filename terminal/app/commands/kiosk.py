@@ -2,8 +2,11 @@
 ``bench kiosk`` sub-command (added to ``bench`` by :func:`add_bench_parser`).
 
 The kiosk runs full-screen on the device (the kiosk session starts it under
-systemd with ``Type=notify`` and a watchdog). ``--demo`` sets up a complete
-world on this machine first (see ``terminal.app.demo``).
+systemd with ``Type=notify`` and a watchdog). It sends ``READY=1`` when the
+screen is up, ``WATCHDOG=1`` from the GUI loop only while the runner's flow
+loop beats (see ``KioskRunner.healthy``), a ``STATUS=`` line (flow state and
+devices, never personal data) and ``STOPPING=1`` on SIGTERM. ``--demo`` sets
+up a complete world on this machine first (see ``terminal.app.demo``).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import getpass
 import json
 import os
 import sys
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from terminal.core.errors import TerminalError
 from terminal.core.log import get_logger
+from terminal.core.sdnotify import Notifier
 
 log = get_logger(__name__)
 
@@ -147,7 +153,6 @@ def _demo_time(text: str | None) -> datetime | None:
 
 def cmd_kiosk(args: argparse.Namespace) -> int:
     _check_display()
-    from terminal.app.kiosk import sd_notify, watchdog_period
     from terminal.app.kiosk_compose import build_kiosk, open_printer
     from terminal.app.services import Services
 
@@ -212,6 +217,7 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
                 # the terminal shows "out of service" with the code, never a traceback.
                 log.error("boot_failed", code=exc.code, error=str(exc))
                 print(f"error: {exc}", file=sys.stderr)
+                Notifier().status(f"kiosk: out of service ({exc.code})")
                 from ui.views.app import run_out_of_service
 
                 run_out_of_service(
@@ -222,7 +228,7 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
                 )
                 return 2
         app.start()
-        return _run_qt(app, args, services, sd_notify, watchdog_period())
+        return _run_qt(app, args, services, Notifier())
     finally:
         if app is not None:
             app.close()
@@ -234,19 +240,71 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
             services.close()
 
 
-def _run_qt(
-    app: Any, args: argparse.Namespace, services: Any, notify: Any, watchdog_s: float | None
-) -> int:
+def kiosk_status(runner: Any) -> str:
+    """The ``STATUS=`` line: flow state and devices (no names, no ids)."""
+    h = runner.health
+    state = type(runner.current().state).__name__.lower()
+    text = f"kiosk: {state}, camera {h.camera}, printer {h.printer}, card reader {h.card_reader}"
+    fault = runner.fault
+    if fault is not None:
+        text += f", fault {fault.code}"
+    return text
+
+
+def systemd_notify(runner: Any, notifier: Notifier) -> Any:
+    """What the GUI loop calls with ``READY=1`` / ``WATCHDOG=1`` / ``STOPPING=1``;
+    each message carries the current status line."""
+
+    def notify(message: str) -> bool:
+        if message == "READY=1":
+            return notifier.ready(kiosk_status(runner))
+        if message == "WATCHDOG=1":
+            return notifier.alive(kiosk_status(runner))
+        if message == "STOPPING=1":
+            return notifier.stopping("kiosk: stopping")
+        return notifier.send(message)
+
+    return notify
+
+
+def install_test_wedge(runner: Any) -> None:
+    """Test hook, honoured only with ``CARE_TEST_HOOKS=1``: after
+    ``CARE_TEST_WEDGE_AFTER_S`` seconds the flow loop blocks for good inside
+    a subscriber call, as a hung effect would. The service tests use it to
+    prove that the watchdog pings stop when the flow loop stops."""
+    if os.environ.get("CARE_TEST_HOOKS") != "1" or not os.environ.get("CARE_TEST_WEDGE_AFTER_S"):
+        return
+    from payment.flow import CardTapped
+
+    after = float(os.environ["CARE_TEST_WEDGE_AFTER_S"])
+    due = time.monotonic() + after
+    forever = threading.Event()
+
+    def block_flow(_update: Any) -> None:
+        if threading.current_thread().name == "kiosk-flow" and time.monotonic() >= due:
+            log.warning("test_hook_flow_loop_wedged")
+            forever.wait()
+
+    runner.subscribe(block_flow)
+    # something for the flow loop to publish once the time has come
+    t = threading.Timer(after + 0.2, runner.post, args=(CardTapped("test-wedge"),))
+    t.daemon = True
+    t.start()
+
+
+def _run_qt(app: Any, args: argparse.Namespace, services: Any, notifier: Notifier) -> int:
     from ui.views.app import run_kiosk
 
+    install_test_wedge(app.runner)
     return run_kiosk(
         app.runner,
         app.backend,
         language=args.language or app.language,
         fullscreen=not args.windowed,
         healthy=app.runner.healthy,
-        notify=notify if os.environ.get("NOTIFY_SOCKET") else None,
-        watchdog_s=watchdog_s,
+        notify=systemd_notify(app.runner, notifier) if notifier.enabled else None,
+        # the GUI loop calls WATCHDOG=1 each quarter of WatchdogSec (when healthy)
+        watchdog_s=notifier.ping_every_s,
         clock=services.clock.now,
         wedge_key=app.wedge_key,
         voice=not args.no_voice,

@@ -21,14 +21,36 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--centre", required=True)
     p.add_argument("--device", required=True)
     p.add_argument("--centre-name", default="")
-    p.add_argument("--platform", default="", help="district platform URL")
-    p.add_argument("--ddi", default="", help="hawkBit DDI base URL")
+    p.add_argument("--platform", default="", help="district platform URL (https://...)")
+    p.add_argument("--ddi", default="", help="hawkBit DDI base URL (writes ota.toml)")
     p.add_argument("--ddi-tenant", default="DEFAULT")
     p.add_argument("--ddi-token-file", type=Path, help="file holding the target token")
     p.add_argument("--board", default="care-pi4")
     p.add_argument("--revision", default="1")
-    p.add_argument("--config-dir", type=Path, default=Path("/etc/care-terminal"))
-    p.add_argument("--key", type=Path, default=Path("/var/lib/care-terminal/keys/device.key"))
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config",
+        type=Path,
+        help="config.toml to write (default: $CARE_CONFIG, /etc/care-terminal/config.toml "
+        "on a device); ota.toml and the DDI token go beside it",
+    )
+    where.add_argument("--config-dir", type=Path, help="same as --config DIR/config.toml")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="data directory (default: $CARE_DATA_DIR, /var/lib/care-terminal on a device)",
+    )
+    p.add_argument(
+        "--key",
+        type=Path,
+        help="device key file (default: <data dir>/keys/device_ed25519.pem)",
+    )
+    p.add_argument(
+        "--release-root",
+        type=Path,
+        default=Path("/opt/care-terminal"),
+        help="where releases live (written to ota.toml)",
+    )
     p.add_argument("--no-hw-check", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_provision)
@@ -84,7 +106,10 @@ def _load_signing_key(path: Path) -> Any:
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
+    import os
+
     from sync.ota.provision import ProvisionRequest, provision, summarize
+    from terminal.config.settings import default_config_file, default_data_dir
 
     token = None
     if args.ddi_token_file:
@@ -102,8 +127,17 @@ def cmd_provision(args: argparse.Namespace) -> int:
         board=args.board,
         revision=args.revision,
         centre_name=args.centre_name,
-        config_dir=args.config_dir,
-        key_path=args.key,
+        config_file=(
+            args.config
+            or (args.config_dir / "config.toml" if args.config_dir else default_config_file())
+        ).absolute(),
+        data_dir=(
+            args.data_dir
+            or (Path(os.environ["CARE_DATA_DIR"]) if os.environ.get("CARE_DATA_DIR") else None)
+            or default_data_dir()
+        ).absolute(),
+        key_file=args.key.absolute() if args.key else None,
+        release_root=args.release_root.absolute(),
     )
     report = provision(
         req, sw_version=__version__, now=datetime.now(UTC), check_hw=not args.no_hw_check
