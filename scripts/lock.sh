@@ -1,10 +1,53 @@
 #!/usr/bin/env bash
 # Regenerate requirements/runtime.lock and requirements/dev.lock from pyproject.toml
 # in a throw-away virtual environment (exact pins for reproducible device builds).
+#
+#   scripts/lock.sh           regenerate the locks (on the dev machine, x86_64)
+#   scripts/lock.sh --check   only check that every pin has a wheel for every
+#                             platform the project supports (no download of the
+#                             wheels themselves; pip reads the index metadata)
+#
+# Supported platforms: the dev machine (x86_64, Debian 12 with Python 3.11 or
+# Debian 13 with Python 3.13) and the terminal (Raspberry Pi OS trixie = Debian 13,
+# aarch64, Python 3.13, glibc 2.41). One lock serves both architectures, so every
+# pin must have a binary wheel for each; only the packages in SOURCE_OK may build
+# from source (insightface's small C++ extension, built by ./run setup).
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+SOURCE_OK="insightface"
+
+# check_wheels ARCH PYTHON_VERSION MAX_GLIBC_MINOR: can every pin install from a
+# wheel there? (a dry run: pip resolves each exact pin against the index)
+check_wheels() {
+  local arch=$1 pyver=$2 glibc=$3 plats=() v out
+  for v in $(seq 17 "$glibc"); do plats+=(--platform "manylinux_2_${v}_${arch}"); done
+  plats+=(--platform "manylinux2014_${arch}" --platform "linux_${arch}")
+  local work
+  work=$(mktemp -d)
+  grep -h -v -E '^\s*(#|$)' requirements/runtime.lock requirements/dev.lock requirements/nodeps.lock |
+    grep -v -i -E "^($(echo "$SOURCE_OK" | tr ' ' '|'))==" > "$work/pins.txt"
+  if out=$("$PY" -m pip install --dry-run --quiet --ignore-installed --no-deps --only-binary=:all: \
+             "${plats[@]}" --python-version "$pyver" --target "$work/target" \
+             -r "$work/pins.txt" 2>&1); then
+    echo "ok: $(wc -l < "$work/pins.txt") pins have wheels for $arch, Python $pyver, glibc <= 2.$glibc"
+    rm -rf "$work"
+  else
+    printf '%s\n' "$out" | grep -v -E '^WARNING: Location' >&2
+    echo "FAILED: a pin has no wheel for $arch, Python $pyver, glibc <= 2.$glibc (above)" >&2
+    rm -rf "$work"
+    return 1
+  fi
+}
+
+if [ "${1:-}" = "--check" ]; then
+  rc=0
+  check_wheels x86_64 3.11 36 || rc=1    # dev machine, Debian 12
+  check_wheels x86_64 3.13 41 || rc=1    # dev machine, Debian 13
+  check_wheels aarch64 3.13 41 || rc=1   # the terminal: Raspberry Pi OS trixie
+  exit $rc
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$PY" -m venv "$tmp/venv"
@@ -28,3 +71,5 @@ if grep -i -E '^opencv-python==' requirements/*.lock; then
   echo "error: the non-headless OpenCV wheel entered the lock" >&2; exit 1
 fi
 echo "locks written: $(grep -vc '^#' requirements/runtime.lock) runtime, $(grep -vc '^#' requirements/dev.lock) dev"
+echo "checking that every pin has a wheel for every supported platform ..."
+"$0" --check
