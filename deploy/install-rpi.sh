@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# care-terminal: one-time installation on Raspberry Pi OS (Bookworm, arm64),
-# run by the technician as root on a freshly flashed card:
+# care-terminal: one-time installation on Raspberry Pi OS trixie (Debian 13,
+# arm64), run by the technician as root on a freshly flashed card:
 #
 #   sudo ./install-rpi.sh --app care-terminal-1.0.0-arm64.tar.gz \
 #        --release-key district-release-2026.pub \
@@ -10,8 +10,10 @@
 #
 # --app takes the application release (a virtual environment built for the
 # Pi with the care-terminal wheel installed, as a tar.gz, or such a folder).
-# Options for testing on another machine: --root DIR installs below DIR and
-# --no-system skips apt, users, systemctl, udevadm and the boot config.
+# It then runs `care-terminal provision` (device key, config.toml, ota.toml,
+# registration record, hardware check). Options for testing on another
+# machine: --root DIR installs below DIR and --no-system skips the OS check,
+# apt, users, systemctl, udevadm, the boot config and the hardware check.
 set -euo pipefail
 
 ROOT=""
@@ -43,7 +45,7 @@ while [ $# -gt 0 ]; do
         --ddi-token-file) DDI_TOKEN_FILE="$2"; shift 2 ;;
         --board) BOARD="$2"; shift 2 ;;
         --revision) REVISION="$2"; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -52,10 +54,41 @@ done
 [ -n "$KEY" ] && [ -f "$KEY" ] || die "--release-key must name the district's release public key file"
 [ -n "$CENTRE" ] && [ -n "$DEVICE" ] || die "--centre and --device are required"
 [[ "$DEVICE" =~ ^[A-Za-z0-9._-]{1,64}$ ]] || die "--device may only use letters, digits, '.', '_' and '-'"
+[[ "$PLATFORM" =~ ^https?://[^[:space:]]+$ ]] || die "--platform must give the district platform URL (https://...)"
+[ -z "$DDI_TOKEN_FILE" ] || [ -f "$DDI_TOKEN_FILE" ] || die "--ddi-token-file $DDI_TOKEN_FILE not found"
+
+# The target is Raspberry Pi OS trixie (Debian 13, glibc 2.41). Bookworm
+# (Debian 12, glibc 2.36) cannot install the locked PyQt6 wheels.
+check_os() {
+    local file="${CARE_OS_RELEASE:-/etc/os-release}" id="" codename="" pretty="" version=""
+    if [ -r "$file" ]; then
+        id=$(. "$file"; echo "${ID:-}")
+        codename=$(. "$file"; echo "${VERSION_CODENAME:-}")
+        pretty=$(. "$file"; echo "${PRETTY_NAME:-}")
+        version=$(. "$file"; echo "${VERSION_ID:-}")
+    fi
+    local problem=""
+    case "$codename" in
+        trixie|forky|sid) ;;
+        buster|bullseye|bookworm)
+            problem="${pretty:-$codename} is too old: care-terminal needs Raspberry Pi OS trixie (Debian 13); bookworm's glibc 2.36 cannot install the locked PyQt6 wheels. Flash a trixie image." ;;
+        *)
+            if [[ "$version" =~ ^[0-9]+$ ]] && [ "$version" -lt 13 ]; then
+                problem="${pretty:-$id $version} is too old: care-terminal needs Debian 13 (trixie) or newer."
+            else
+                say "warning: made for Raspberry Pi OS trixie (Debian 13), this is ${pretty:-unknown}"
+            fi ;;
+    esac
+    if [ -n "$problem" ]; then
+        if [ "$SYSTEM" = 1 ]; then die "$problem"; else say "warning: $problem"; fi
+    fi
+    if [ "$SYSTEM" = 1 ] && [ "$(uname -m)" != "aarch64" ]; then
+        say "warning: the release is built for arm64; this machine is $(uname -m)"
+    fi
+}
+check_os
 if [ "$SYSTEM" = 1 ]; then
     [ "$(id -u)" -eq 0 ] || die "run as root (sudo)"
-    [ -r /etc/os-release ] && . /etc/os-release
-    [ "${VERSION_CODENAME:-}" = "bookworm" ] || say "warning: tested on Raspberry Pi OS Bookworm, this is ${PRETTY_NAME:-unknown}"
 fi
 
 OPT="$ROOT/opt/care-terminal"
@@ -105,33 +138,14 @@ mv -T "$OPT/current.new" "$OPT/current"
 install -d -m 0755 "$FINAL/app/share/care-terminal"
 install -m 0755 "$HERE/kiosk/kiosk-session.sh" "$FINAL/app/share/care-terminal/kiosk-session.sh"
 
-say "release key and configuration"
+say "release key and updater configuration"
 install -m 0644 "$KEY" "$ETC/ota-keys/$(basename "${KEY%.pub}").pub"
-if [ -n "$DDI_TOKEN_FILE" ]; then
-    install -m 0600 "$DDI_TOKEN_FILE" "$ETC/ddi-token"
-fi
+# Paths as the device sees them (below --root only when testing elsewhere).
 cat > "$ETC/updater.toml" <<CONF
-root = "/opt/care-terminal"
-db_path = "/var/lib/care-terminal/terminal.db"
+root = "$OPT"
+db_path = "$VAR/terminal.db"
 health_file = "/run/care-terminal/health.json"
 health_timeout_s = 180
-CONF
-cat > "$ETC/ota.toml" <<CONF
-[ddi]
-base_url = "${DDI:-http://127.0.0.1:60053}"
-controller_id = "$DEVICE"
-$( [ -n "$DDI_TOKEN_FILE" ] && echo 'target_token_file = "/etc/care-terminal/ddi-token"' )
-
-[device]
-board = "$BOARD"
-revision = "$REVISION"
-
-[window]
-allowed = ["14:00-16:30", "20:00-06:00"]
-meal_slots = ["10:30-13:30", "16:30-18:30"]
-
-[updater]
-trigger = []  # care-terminal-updater.path starts the updater
 CONF
 
 say "systemd units, udev rules, journald limits, kiosk PAM session"
@@ -144,8 +158,33 @@ install -m 0644 "$HERE/udev/99-care-terminal.rules" "$ROOT/etc/udev/rules.d/"
 install -m 0644 "$HERE/journald/care-terminal.conf" "$ROOT/etc/systemd/journald.conf.d/"
 install -m 0644 "$HERE/kiosk/pam-care-kiosk" "$ROOT/etc/pam.d/care-kiosk"
 
+say "provisioning (device key, configuration, registration check, hardware check)"
+# One convention for every path: config in $ETC, data and the device key
+# (keys/device_ed25519.pem) in $VAR; the services read the same files.
+ARGS=(--centre "$CENTRE" --device "$DEVICE" --platform "$PLATFORM"
+      --config "$ETC/config.toml" --data-dir "$VAR" --release-root "$OPT"
+      --board "$BOARD" --revision "$REVISION")
+[ -n "$DDI" ] && ARGS+=(--ddi "$DDI")
+[ -n "$DDI_TOKEN_FILE" ] && ARGS+=(--ddi-token-file "$DDI_TOKEN_FILE")
+[ -n "$DDI" ] || say "no --ddi given: OTA updates stay off (run provision again with --ddi to turn them on)"
+[ "$SYSTEM" = 1 ] || ARGS+=(--no-hw-check)
+CT="$OPT/current/app/bin/care-terminal"
+[ -x "$CT" ] || die "the application release has no bin/care-terminal"
+PROVISIONED=0
+if CARE_DEVICE=1 "$CT" provision "${ARGS[@]}"; then
+    PROVISIONED=1
+else
+    say "provisioning reported problems (above). Give district IT $ETC/registration.json"
+    say "(platform_register_arg), fix what the hardware check names, then check again with:"
+    say "  sudo $CT provision ${ARGS[*]}"
+fi
+[ -f "$VAR/keys/device_ed25519.pem" ] || die "provisioning did not create the device key"
+
 if [ "$SYSTEM" = 1 ]; then
+    # The services run as care: it owns the data and reads (group) the configuration.
     chown -R care:care "$VAR" "$OPT/spool"
+    chown -R root:care "$ETC"
+    chmod 0750 "$ETC"
     chown -R care:care "$OPT/releases"
     # Screen blanking off on the console, quiet boot.
     CMDLINE=/boot/firmware/cmdline.txt
@@ -159,11 +198,6 @@ if [ "$SYSTEM" = 1 ]; then
     systemctl enable care-terminal-updater-boot.service care-terminal-updater.path \
         care-terminal-agent.service care-terminal-kiosk.service
     timedatectl set-ntp true || true
-    say "provisioning (device key, registration, configuration, hardware check)"
-    ARGS=(--centre "$CENTRE" --device "$DEVICE")
-    [ -n "$PLATFORM" ] && ARGS+=(--platform "$PLATFORM")
-    runuser -u care -- "$OPT/current/app/bin/care-terminal" provision "${ARGS[@]}" || \
-        say "provisioning reported problems (see above); fix them and run: care-terminal provision ${ARGS[*]}"
     systemctl start care-terminal-updater.path care-terminal-agent.service care-terminal-kiosk.service
 fi
-say "installed care-terminal $VERSION for device $DEVICE"
+say "installed care-terminal $VERSION for device $DEVICE (provisioned: $([ "$PROVISIONED" = 1 ] && echo yes || echo 'with problems'))"

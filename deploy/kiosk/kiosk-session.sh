@@ -10,6 +10,12 @@ setterm --blank 0 --powersave off --powerdown 0 </dev/tty1 >/dev/tty1 2>/dev/nul
 # ... and Wayland: cage has no idle timeout of its own; the UI additionally holds
 # an idle inhibitor while shown. (Kernel side: consoleblank=0 in cmdline.txt.)
 
+# systemd's watchdog: the UI sends READY=1 / WATCHDOG=1 / STATUS= itself
+# (NotifyAccess=all). Under cage it is a child of the main process, so the
+# main PID that systemd names in WATCHDOG_PID is not the UI's: drop it, or
+# the UI would (rightly, by the protocol) consider the watchdog not its own.
+unset WATCHDOG_PID
+
 export QT_QPA_PLATFORM=wayland
 export QT_WAYLAND_DISABLE_WINDOWDECORATION=1
 export QT_QUICK_BACKEND=software

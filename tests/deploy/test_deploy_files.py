@@ -11,10 +11,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-from device_sim import make_release
+from unit_runner import make_app_release
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("care-terminal-*"))
@@ -121,7 +122,7 @@ def test_kiosk_session_uses_cage_without_blanking() -> None:
 
 
 def test_install_script_into_a_temporary_root(tmp_path) -> None:
-    app = make_release(tmp_path / "app", "1.0.0")
+    app = make_app_release(tmp_path / "app", "1.0.0")
     key = tmp_path / "district-2026.pub"
     key.write_text("MCowBQYDK2VwAyEA\n")
     token = tmp_path / "token.txt"
@@ -142,6 +143,8 @@ def test_install_script_into_a_temporary_root(tmp_path) -> None:
             "C0012",
             "--device",
             "C0012-T01",
+            "--platform",
+            "http://127.0.0.1:9",
             "--ddi",
             "https://ota.example.test",
             "--ddi-token-file",
@@ -149,9 +152,14 @@ def test_install_script_into_a_temporary_root(tmp_path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
+        env={**os.environ, "CARE_OS_RELEASE": str(os_release(tmp_path, "bookworm", "12"))},
     )
     assert proc.returncode == 0, proc.stderr
+    # too old an OS: a warning here (--no-system), a refusal on a device
+    assert "needs Raspberry Pi OS trixie" in proc.stderr and "glibc 2.36" in proc.stderr
+    # the platform is not reachable from here: provisioning says so and the install goes on
+    assert "provisioning reported problems" in proc.stderr
     opt = root / "opt" / "care-terminal"
     assert os.readlink(opt / "current") == "releases/1.0.0-c0"
     assert json.loads((opt / "current" / "manifest.json").read_text()) == {
@@ -162,12 +170,23 @@ def test_install_script_into_a_temporary_root(tmp_path) -> None:
     assert (root / "etc" / "systemd" / "system" / "care-terminal-kiosk.service").is_file()
     assert (root / "etc" / "udev" / "rules.d" / "99-care-terminal.rules").is_file()
     assert (root / "etc" / "care-terminal" / "ota-keys" / "district-2026.pub").is_file()
-    assert oct((root / "etc" / "care-terminal" / "ddi-token").stat().st_mode)[-3:] == "600"
+    assert oct((root / "etc" / "care-terminal" / "ddi-token").stat().st_mode)[-3:] == "640"
     sys.path.insert(0, str(DEPLOY.parent))
     from sync.ota.config import load_ota_config
 
-    cfg = load_ota_config(root / "etc" / "care-terminal" / "ota.toml")
+    etc, var = root / "etc" / "care-terminal", root / "var" / "lib" / "care-terminal"
+    cfg = load_ota_config(etc / "ota.toml")
     assert cfg.ddi.controller_id == "C0012-T01" and cfg.updater.trigger == []
+    assert cfg.ddi.base_url == "https://ota.example.test" and cfg.paths.root == opt
+    assert cfg.ddi_config().target_token == "ddi-token-1"
+    # provisioning ran: one key path, and config.toml names it and the platform
+    key = var / "keys" / "device_ed25519.pem"
+    assert oct(key.stat().st_mode)[-3:] == "600"
+    conf = tomllib.loads((etc / "config.toml").read_text())
+    assert conf["sync"] == {"device_key_file": str(key), "platform_url": "http://127.0.0.1:9"}
+    assert conf["data_dir"] == str(var) and conf["centre"]["device_id"] == "C0012-T01"
+    reg = json.loads((etc / "registration.json").read_text())
+    assert reg["platform_register_arg"].startswith("C0012-T01:C0012:")
     # The installed updater runs from there, isolated, with the written config.
     (root / "etc" / "care-terminal" / "u.toml").write_text(f'root = "{opt}"\n')
     st = subprocess.run(
@@ -183,6 +202,15 @@ def test_install_script_into_a_temporary_root(tmp_path) -> None:
         text=True,
     )
     assert st.returncode == 0 and json.loads(st.stdout)["current"] == "1.0.0-c0"
+
+
+def os_release(tmp_path: Path, codename: str, version: str) -> Path:
+    path = tmp_path / f"os-release-{codename}"
+    path.write_text(
+        f'PRETTY_NAME="Debian GNU/Linux {version} ({codename})"\nID=debian\n'
+        f"VERSION_ID={version}\nVERSION_CODENAME={codename}\n"
+    )
+    return path
 
 
 def test_install_script_refuses_bad_input(tmp_path) -> None:
@@ -206,3 +234,16 @@ def test_install_script_refuses_bad_input(tmp_path) -> None:
         text=True,
     )
     assert proc.returncode == 2 and "release public key" in proc.stderr
+
+
+def test_install_script_needs_the_platform_url(tmp_path) -> None:
+    key = tmp_path / "district-2026.pub"
+    key.write_text("MCowBQYDK2VwAyEA\n")
+    args = ["--app", "x", "--release-key", str(key), "--centre", "C", "--device", "D"]
+    proc = subprocess.run(
+        ["bash", str(DEPLOY / "install-rpi.sh"), "--root", str(tmp_path), "--no-system", *args],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "--platform must give the district platform URL" in proc.stderr
+    assert not (tmp_path / "etc").exists()  # refused before anything was written
