@@ -23,15 +23,30 @@ touch required) -> [SecondFactor (phone last 4 or card tap)] -> Charging ->
 Done (voice + receipt only after ChargeCommitted) -> Idle. Card, ID card and
 staff lookup start the same journey without a face. Every timed state returns
 to Idle on timeout and on cancel, except Charging: a charge in flight cannot be
-cancelled, and when its result does not arrive in time the flow shows
-Failed(charge_timeout) telling the senior to ask staff (who can see the last
-transaction) instead of silently going back to Idle.
+cancelled, and when its result does not arrive in time the flow never claims
+it failed (it may still land). It moves to ChargePending ("still checking")
+and asks the runner to resolve the outcome by the request's id
+(:class:`ResolveCharge`, answered with ChargeCommitted or ChargeFailed, or not
+at all while the store cannot tell yet); it checks again every
+``timeouts.charge_check`` seconds until the outcome is known.
+
+One meal is one charge: any earlier meal of the resident in the slot (see
+:mod:`payment.guard`) leads to AlreadyPaid. From there staff may approve a
+second meal (StaffApprove), or the senior may choose "another portion"
+(:class:`AnotherPortion`, 再来一份): Confirm then shows that second charge's
+price, with no subsidy, and needs its own confirmation.
+
+Every charge request carries a random ``request_id`` from
+``FlowContext.new_request_id`` (never derived from the clock): the store
+persists it as an intent before charging, and a retry with the same id returns
+the existing record instead of charging again.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -56,7 +71,7 @@ from payment.errors import DomainError, MenuError
 from payment.guard import check_duplicate
 from payment.limits import Exposure, ExposureLimits, check_limits
 from payment.receipt import Receipt, receipt_for_charge
-from payment.subsidy import Quote, SubsidyPolicy, quote, select_policy
+from payment.subsidy import Outcome, Quote, SubsidyPolicy, quote, select_policy
 from terminal.core.money import Money
 from terminal.core.protocols import LivenessDecision, MatchDecision
 
@@ -116,6 +131,7 @@ class FlowTimeouts:
     confirm: float = 30.0
     second_factor: float = 30.0
     charging: float = 15.0
+    charge_check: float = 5.0  # while ChargePending: ask the store again this often
     done: float = 6.0
     failed: float = 10.0
     already_paid: float = 10.0
@@ -138,7 +154,7 @@ class FlowConfig:
     overdraft_limit: Money = _ZERO
     max_quality_retries: int = 5
     max_second_factor_attempts: int = 3
-    duplicate_guard_any_meal: bool = False
+    duplicate_guard_any_meal: bool = True  # False: only a subsidised meal blocks a second
 
 
 class FlowContext(Protocol):
@@ -164,6 +180,14 @@ class FlowContext(Protocol):
 
     def policy(self, day: date) -> SubsidyPolicy | None: ...
 
+    def new_request_id(self) -> str:
+        """A fresh random id for a charge request (uuid4 hex; never from the clock)."""
+        ...
+
+
+def random_request_id() -> str:
+    return uuid.uuid4().hex
+
 
 @dataclass(frozen=True)
 class StaticContext:
@@ -178,6 +202,7 @@ class StaticContext:
     menus: Mapping[date, Menu] = field(default_factory=dict)
     policies: Sequence[SubsidyPolicy] = ()
     id_cards: Mapping[str, str] = field(default_factory=dict)  # ID number -> resident id
+    request_ids: Callable[[], str] = random_request_id
 
     def resident(self, resident_id: str) -> Resident | None:
         return self.residents.get(resident_id)
@@ -206,6 +231,9 @@ class StaticContext:
 
     def policy(self, day: date) -> SubsidyPolicy | None:
         return select_policy(self.policies, day)
+
+    def new_request_id(self) -> str:
+        return self.request_ids()
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -265,6 +293,7 @@ class Candidate:
     slot: MealSlot | None = None  # set by staff lookups; otherwise from the clock
     items: tuple[tuple[str, int], ...] | None = None  # None = the slot's default order
     overrides: tuple[StaffOverride, ...] = ()
+    another_portion: bool = False  # the senior chose 再来一份 on the already-paid screen
 
     def override(self, kind: OverrideKind) -> StaffOverride | None:
         for o in self.overrides:
@@ -285,6 +314,9 @@ class Payment:
     quote: Quote
     needs_second_factor: bool
     second_factor_options: tuple[SecondFactor, ...] = ()
+    meals_before: int = 0  # non-voided meals in this slot today when quoted
+    another_portion: bool = False  # a second portion: priced without subsidy
+    paid_before_hhmm: str | None = None  # when the earlier meal was paid (second portions)
 
     @property
     def resident_id(self) -> str:
@@ -316,7 +348,10 @@ class ChargeRequest:
     match_score: float | None
     staff_id: str | None
     overrides: tuple[StaffOverride, ...]
-    requested_at: datetime
+    requested_at: datetime  # informational only: idempotency uses request_id
+    request_id: str = ""  # random, from FlowContext.new_request_id
+    another_portion: bool = False
+    meals_before: int = 0  # the store refuses when more meals exist in the slot by now
 
     @property
     def lines(self) -> tuple[OrderLine, ...]:
@@ -403,6 +438,11 @@ class Touch:
 
 
 @dataclass(frozen=True, slots=True)
+class AnotherPortion:
+    """The senior chose 再来一份 (another portion) on the already-paid screen."""
+
+
+@dataclass(frozen=True, slots=True)
 class DigitsEntered:
     digits: str = field(repr=False)
 
@@ -451,6 +491,7 @@ Event = (
     | StaffLookup
     | StaffApprove
     | Touch
+    | AnotherPortion
     | DigitsEntered
     | SelectItems
     | ChargeCommitted
@@ -465,6 +506,14 @@ Event = (
 
 @dataclass(frozen=True, slots=True)
 class Charge:
+    request: ChargeRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveCharge:
+    """Find out from the store what became of ``request`` (by its request id)
+    and send ChargeCommitted or ChargeFailed; send nothing while it cannot tell."""
+
     request: ChargeRequest
 
 
@@ -490,7 +539,7 @@ class CancelTimer:
     name: str
 
 
-Effect = Charge | Print | Speak | StartTimer | CancelTimer
+Effect = Charge | ResolveCharge | Print | Speak | StartTimer | CancelTimer
 
 # --------------------------------------------------------------------------- states
 
@@ -549,6 +598,20 @@ class Charging:
 
 
 @dataclass(frozen=True, slots=True)
+class ChargePending:
+    """The charge outlived its timeout: it may still land. The screen says
+    "still checking"; the runner resolves it by request id. Never "failed"
+    until the store says nothing was (or can any more be) written."""
+
+    session: int
+    deadline: datetime  # next check
+    payment: Payment
+    request: ChargeRequest
+    checks: int = 1
+    TIMER: ClassVar[str | None] = "charge_check"
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     session: int
     deadline: datetime
@@ -604,6 +667,7 @@ State = (
     | Confirm
     | SecondFactorEntry
     | Charging
+    | ChargePending
     | Done
     | Failed
     | AlreadyPaid
@@ -658,8 +722,13 @@ def _dispatch(
     state: State, event: Event, now: datetime, ctx: FlowContext
 ) -> tuple[State, list[Effect]]:
     if _timed_out(state, event, now):
+        check = _after(now, ctx.config.timeouts.charge_check)
         if isinstance(state, Charging):
-            return _failed(state.session, FailReason.CHARGE_TIMEOUT, NextAction.ASK_STAFF, now, ctx)
+            pending = ChargePending(state.session, check, state.payment, state.request)
+            return pending, [ResolveCharge(state.request)]
+        if isinstance(state, ChargePending):
+            nxt = replace(state, deadline=check, checks=state.checks + 1)
+            return nxt, [ResolveCharge(state.request)]
         return Idle(state.session), []
 
     match state:
@@ -673,7 +742,7 @@ def _dispatch(
             return _in_confirm(state, event, now, ctx)
         case SecondFactorEntry():
             return _in_second_factor(state, event, now, ctx)
-        case Charging():
+        case Charging() | ChargePending():
             return _in_charging(state, event, now, ctx)
         case Done():
             if isinstance(event, PrintResult):
@@ -688,6 +757,9 @@ def _dispatch(
         case AlreadyPaid():
             if isinstance(event, StaffApprove) and event.staff_id.strip():
                 cand = _with_override(state.candidate, OverrideKind.DUPLICATE, event.staff_id)
+                return _prepare(cand, state.session, now, ctx)
+            if isinstance(event, AnotherPortion):
+                cand = replace(state.candidate, another_portion=True)
                 return _prepare(cand, state.session, now, ctx)
             if isinstance(event, Touch):
                 return Idle(state.session), []
@@ -924,6 +996,7 @@ def _prepare(
         slot=slot,
         day=day,
         staff_override=dup_override.staff_id if dup_override else None,
+        another_portion=cand.another_portion,
         any_meal=cfg.duplicate_guard_any_meal,
         tz=cfg.slot_windows.tz,
     )
@@ -955,6 +1028,10 @@ def _prepare(
         subsidised_before=subsidised_meals(meals, slot, day),
         overdraft_limit=cfg.overdraft_limit,
     )
+    # a portion the senior added on top of an earlier meal: never a second subsidy
+    second_portion = guard.another_portion and guard.overridden_by is None
+    if second_portion:
+        q = _without_subsidy(q)
     if not q.funds_ok:
         return _failed(
             session,
@@ -1006,9 +1083,26 @@ def _prepare(
         q,
         needs_2fa,
         options,
+        meals_before=guard.meals_before,
+        another_portion=second_portion,
+        paid_before_hhmm=guard.paid_at_hhmm,
     )
     confirm = Confirm(session, _after(now, cfg.timeouts.confirm), payment)
     return confirm, [Speak("pay.confirm", (("due", q.due.yuan_str()),))]
+
+
+def _without_subsidy(q: Quote) -> Quote:
+    """The same order priced in full (a second portion gets no subsidy)."""
+    if q.subsidy.fen == 0:
+        return q
+    return replace(
+        q,
+        subsidy=_ZERO,
+        due=q.list_total,
+        balance_after=q.balance_before - q.list_total,
+        applied=None,
+        outcome=Outcome.LIMIT_REACHED,
+    )
 
 
 def _staff_required(
@@ -1121,6 +1215,9 @@ def _charge(
         staff_id=cand.staff_id,
         overrides=cand.overrides,
         requested_at=now,
+        request_id=ctx.new_request_id(),
+        another_portion=payment.another_portion,
+        meals_before=payment.meals_before,
     )
     st = Charging(session, _after(now, ctx.config.timeouts.charging), payment, req)
     return st, [Charge(req)]
@@ -1130,8 +1227,10 @@ def _charge(
 
 
 def _in_charging(
-    state: Charging, event: Event, now: datetime, ctx: FlowContext
+    state: Charging | ChargePending, event: Event, now: datetime, ctx: FlowContext
 ) -> tuple[State, list[Effect]]:
+    """Only the charge's own outcome moves on from here: touches, faces and
+    cards wait (a charge in flight cannot be cancelled)."""
     if isinstance(event, ChargeCommitted) and event.session == state.session:
         p = state.payment
         receipt = receipt_for_charge(

@@ -6,10 +6,26 @@ ledger entry, updates the derived wallet balance and appends the outbox record
 kiosk acknowledges a payment (screen, voice, receipt) only after :meth:`charge`
 returned ``ChargeCommitted``.
 
-A charge request carries a ``request_key`` derived from the flow session and
-the moment it was confirmed; if the same request reaches the store twice (a
-runner retry after an ambiguous failure) the first record is returned instead
-of charging again.
+A charge request carries a random ``request_id`` (uuid4 from the device, never
+derived from the clock: a Pi without RTC can step back after a reboot). The
+store keeps one *intent* per request id:
+
+1. :meth:`PaymentStore.charge` first writes the intent (``open``) in its own
+   committed transaction, then charges in a second transaction that re-reads
+   the intent under the write lock and marks it ``committed`` (with the record
+   id) or ``failed`` (with the reason). A request whose intent is already
+   closed is never charged: a retry with the same id returns the existing
+   record, or the same refusal.
+2. :meth:`PaymentStore.resolve_charge` answers "what became of this request?"
+   for a charge that outlived the kiosk's timeout or crashed: committed ->
+   ``ChargeCommitted``; still open -> closed as ``abandoned`` under the write
+   lock, so the charge transaction (which checks the intent first) can no
+   longer land -> ``ChargeFailed``; the write lock still busy -> ``None``
+   (ask again later).
+3. :meth:`PaymentStore.mark_shown` records that the senior was told "paid";
+   :meth:`PaymentStore.recover_intents` (at start-up) closes open intents as
+   abandoned and reports committed charges nobody was told about (the process
+   died between COMMIT and the screen), with an audit row each.
 """
 
 from __future__ import annotations
@@ -22,6 +38,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String, Text, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from payment.domain import (
@@ -41,6 +58,7 @@ from payment.flow import (
     FailReason,
     FlowConfig,
     OverrideKind,
+    random_request_id,
 )
 from payment.guard import check_duplicate
 from payment.ledger import (
@@ -56,12 +74,15 @@ from payment.receipt import Receipt, receipt_for_charge
 from payment.subsidy import SubsidyPolicy, parse_policy, select_policy
 from terminal.core.clock import Clock, rfc3339
 from terminal.core.ids import new_ulid
+from terminal.core.log import get_logger
 from terminal.core.money import Money
 from terminal.db.base import Base
 from terminal.db.engine import write_session
 from terminal.db.outbox import Outbox, verify_outbox
 from terminal.db.roster import RosterStore, audit
 from terminal.db.tables import OutboxRow
+
+log = get_logger(__name__)
 
 VOID_REASON_CODES = (
     "wrong_item",
@@ -96,6 +117,39 @@ class LedgerRow(Base):
     seq: Mapped[int] = mapped_column(Integer, ForeignKey("outbox.seq"), unique=True)
     hash: Mapped[str] = mapped_column(String(64))
     doc: Mapped[str] = mapped_column(Text)
+
+
+class IntentRow(Base):
+    """One charge request, written before its charge (see the module docs)."""
+
+    __tablename__ = "charge_intents"
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session: Mapped[int] = mapped_column(Integer)
+    resident_id: Mapped[str] = mapped_column(String(64))
+    day: Mapped[str] = mapped_column(String(10))
+    slot: Mapped[str] = mapped_column(String(12))
+    due_fen: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12))  # open, committed, failed, abandoned
+    created_at: Mapped[str] = mapped_column(String(40))
+    closed_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    record_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    shown_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    shown_by: Mapped[str | None] = mapped_column(String(12), nullable=True)
+
+
+INTENT_OPEN = "open"
+INTENT_COMMITTED = "committed"
+INTENT_FAILED = "failed"
+INTENT_ABANDONED = "abandoned"
+
+
+@dataclass(frozen=True)
+class IntentRecovery:
+    """What :meth:`PaymentStore.recover_intents` found at start-up."""
+
+    paid: list[TxView]  # committed charges nobody had been told about (now reported)
+    abandoned: list[str]  # request ids whose charge never committed (now closed)
 
 
 class WalletRow(Base):
@@ -176,8 +230,11 @@ class LedgerCheck:
 
 
 def request_key(request: ChargeRequest, device_id: str) -> str:
-    body = f"{device_id}|{request.session}|{request.resident_id}|{rfc3339(request.requested_at)}"
-    return hashlib.sha256(body.encode()).hexdigest()
+    """The ledger's idempotency key: the device and the request's random id only
+    (no session counter, no clock: both repeat after a reboot)."""
+    if not request.request_id:
+        raise PaymentError("a charge request needs a request id", code="no_request_id")
+    return hashlib.sha256(f"{device_id}|{request.request_id}".encode()).hexdigest()
 
 
 def _entry(row: LedgerRow) -> LedgerEntry:
@@ -399,82 +456,252 @@ class PaymentStore:
 
     def charge(self, request: ChargeRequest) -> ChargeCommitted | ChargeFailed:
         """Commit a meal charge, re-checking balance, duplicates and limits inside
-        the write transaction. Returns the event to feed back into the flow."""
-        key = request_key(request, self.device_id)
+        the write transaction. Returns the event to feed back into the flow.
+
+        The request's intent is written (and committed) first; the charge
+        transaction lands only while that intent is still open."""
         try:
+            key = request_key(request, self.device_id)
+            status, reason = self._open_intent(request)
+            if status != INTENT_OPEN:  # this request was settled before: same answer again
+                done = self._settled(request, key)
+                if done is not None:
+                    return done
+                return ChargeFailed(request.session, reason or FailReason.CHARGE_FAILED.value)
             with write_session(self._sessions) as s:
                 existing = s.scalar(select(LedgerRow).where(LedgerRow.request_key == key))
+                intent = s.get(IntentRow, request.request_id)
                 if existing is not None:  # the same request again: never charge twice
-                    return ChargeCommitted(
-                        request.session,
-                        existing.entry_id,
-                        Money(existing.balance_after_fen),
-                        existing.hash,
-                    )
-                resident = self.resident(s, request.resident_id)
-                if resident is None or not resident.active:
-                    return ChargeFailed(request.session, FailReason.RESIDENT_NOT_FOUND.value)
-                overrides = {o.kind for o in request.overrides}
-                staff_for = {o.kind: o.staff_id for o in request.overrides}
-                meals = self.prior_meals(s, request.resident_id, request.day)
-                guard = check_duplicate(
-                    [m for m in meals if not m.voided],
-                    slot=request.slot,
-                    day=request.day,
-                    staff_override=staff_for.get(OverrideKind.DUPLICATE),
-                    any_meal=self.config.duplicate_guard_any_meal,
-                )
-                if guard.result == "already_paid":
-                    return ChargeFailed(request.session, "already_paid")
-                subsidised_now = sum(
-                    1 for m in meals if not m.voided and m.slot is request.slot and m.subsidised
-                )
-                if request.quote.subsidised and subsidised_now > request.quote.subsidised_before:
-                    return ChargeFailed(request.session, "quote_stale")
-                if OverrideKind.LIMITS not in overrides:
-                    limit = check_limits(
-                        request.due, self.exposure(s, request.resident_id), self.config.limits
-                    )
-                    if limit.result != "ok":
-                        return ChargeFailed(request.session, "staff_required")
-                before = self.balance(request.resident_id, s)
-                entry = make_charge(
-                    new_ulid(),
-                    request.resident_id,
-                    request.requested_at if request.requested_at.tzinfo else self._clock.now(),
-                    slot=request.slot,
-                    day=request.day,
-                    list_amount=request.list_amount,
-                    subsidy=request.subsidy,
-                    method=request.method,
-                    staff_id=request.staff_id,
-                )
-                after = validate_new_entry(
-                    entry, wallet_balance=before, overdraft_limit=self.config.overdraft_limit
-                )
-                payload = self._meal_payload(s, request, resident, before, after)
-                row = self._append(
-                    s,
-                    entry,
-                    before,
-                    after,
-                    "meal_transaction",
-                    payload,
-                    verification=request.verification,
-                    key=key,
-                    extra={
-                        "quote": list(request.quote.explain()),
-                        "liveness": payload["verification"].get("liveness"),
-                    },
-                )
-                return ChargeCommitted(request.session, row.entry_id, after, row.hash)
+                    if intent is not None and intent.status == INTENT_OPEN:
+                        self._close(intent, INTENT_COMMITTED, record_id=existing.entry_id)
+                    return self._committed(request.session, existing)
+                if intent is None or intent.status != INTENT_OPEN:
+                    # closed meanwhile (resolved as abandoned after a timeout, or at start-up)
+                    why = intent.reason if intent is not None else None
+                    return ChargeFailed(request.session, why or FailReason.CHARGE_FAILED.value)
+                outcome = self._charge_in(s, request, key)
+                if isinstance(outcome, ChargeCommitted):
+                    self._close(intent, INTENT_COMMITTED, record_id=outcome.record_id)
+                else:
+                    self._close(intent, INTENT_FAILED, reason=outcome.reason)
+                return outcome
         except PaymentError as exc:
             reason = (
                 "insufficient_balance"
                 if exc.code == "insufficient_balance"
                 else FailReason.CHARGE_FAILED.value
             )
+            if request.request_id:
+                self._fail_open_intent(request.request_id, reason)
             return ChargeFailed(request.session, reason)
+
+    def _charge_in(
+        self, s: Session, request: ChargeRequest, key: str
+    ) -> ChargeCommitted | ChargeFailed:
+        resident = self.resident(s, request.resident_id)
+        if resident is None or not resident.active:
+            return ChargeFailed(request.session, FailReason.RESIDENT_NOT_FOUND.value)
+        overrides = {o.kind for o in request.overrides}
+        staff_for = {o.kind: o.staff_id for o in request.overrides}
+        meals = self.prior_meals(s, request.resident_id, request.day)
+        guard = check_duplicate(
+            [m for m in meals if not m.voided],
+            slot=request.slot,
+            day=request.day,
+            staff_override=staff_for.get(OverrideKind.DUPLICATE),
+            another_portion=request.another_portion,
+            any_meal=self.config.duplicate_guard_any_meal,
+        )
+        if guard.result == "already_paid":
+            return ChargeFailed(request.session, "already_paid")
+        if guard.meals_before > request.meals_before:
+            # another meal landed since the senior saw the quote: never two for one choice
+            return ChargeFailed(request.session, "already_paid")
+        subsidised_now = sum(
+            1 for m in meals if not m.voided and m.slot is request.slot and m.subsidised
+        )
+        if request.quote.subsidised and (
+            subsidised_now > request.quote.subsidised_before or request.another_portion
+        ):
+            return ChargeFailed(request.session, "quote_stale")
+        if OverrideKind.LIMITS not in overrides:
+            limit = check_limits(
+                request.due, self.exposure(s, request.resident_id), self.config.limits
+            )
+            if limit.result != "ok":
+                return ChargeFailed(request.session, "staff_required")
+        before = self.balance(request.resident_id, s)
+        entry = make_charge(
+            new_ulid(),
+            request.resident_id,
+            request.requested_at if request.requested_at.tzinfo else self._clock.now(),
+            slot=request.slot,
+            day=request.day,
+            list_amount=request.list_amount,
+            subsidy=request.subsidy,
+            method=request.method,
+            staff_id=request.staff_id,
+        )
+        after = validate_new_entry(
+            entry, wallet_balance=before, overdraft_limit=self.config.overdraft_limit
+        )
+        payload = self._meal_payload(s, request, resident, before, after)
+        row = self._append(
+            s,
+            entry,
+            before,
+            after,
+            "meal_transaction",
+            payload,
+            verification=request.verification,
+            key=key,
+            extra={
+                "quote": list(request.quote.explain()),
+                "liveness": payload["verification"].get("liveness"),
+                "request_id": request.request_id,
+                "another_portion": request.another_portion,
+            },
+        )
+        return ChargeCommitted(request.session, row.entry_id, after, row.hash)
+
+    # ------------------------------------------------------------------ charge intents
+    @staticmethod
+    def _committed(session: int, row: LedgerRow) -> ChargeCommitted:
+        return ChargeCommitted(session, row.entry_id, Money(row.balance_after_fen), row.hash)
+
+    def _close(
+        self,
+        intent: IntentRow,
+        status: str,
+        *,
+        record_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        intent.status = status
+        intent.closed_at = rfc3339(self._clock.now())
+        intent.record_id = record_id
+        intent.reason = reason
+
+    def _intent_row(self, request: ChargeRequest) -> IntentRow:
+        return IntentRow(
+            request_id=request.request_id,
+            session=request.session,
+            resident_id=request.resident_id,
+            day=request.day.isoformat(),
+            slot=request.slot.value,
+            due_fen=request.due.fen,
+            status=INTENT_OPEN,
+            created_at=rfc3339(self._clock.now()),
+        )
+
+    def _open_intent(self, request: ChargeRequest) -> tuple[str, str | None]:
+        """Persist the intent (own transaction, committed before the charge).
+        Returns the intent's status and reason; an existing intent is left as is."""
+        with write_session(self._sessions) as s:
+            intent = s.get(IntentRow, request.request_id)
+            if intent is not None:
+                return intent.status, intent.reason
+            s.add(self._intent_row(request))
+            return INTENT_OPEN, None
+
+    def _settled(self, request: ChargeRequest, key: str) -> ChargeCommitted | None:
+        with self._sessions() as s:
+            row = s.scalar(select(LedgerRow).where(LedgerRow.request_key == key))
+            return self._committed(request.session, row) if row is not None else None
+
+    def _fail_open_intent(self, request_id: str, reason: str) -> None:
+        try:
+            with write_session(self._sessions) as s:
+                intent = s.get(IntentRow, request_id)
+                if intent is not None and intent.status == INTENT_OPEN:
+                    self._close(intent, INTENT_FAILED, reason=reason)
+        except DBAPIError as exc:  # the next resolve or restart closes it
+            log.warning("intent_close_failed", error=type(exc).__name__)
+
+    def resolve_charge(self, request: ChargeRequest) -> ChargeCommitted | ChargeFailed | None:
+        """What became of ``request`` (by its request id)? ``ChargeCommitted`` when
+        its record exists; ``ChargeFailed`` when it was refused or can no longer
+        land (an open intent is closed as abandoned here, under the write lock,
+        so its charge transaction refuses to run); ``None`` while the store
+        cannot tell (the write lock is held by a charge still committing)."""
+        if not request.request_id:
+            return ChargeFailed(request.session, FailReason.CHARGE_FAILED.value)
+        key = request_key(request, self.device_id)
+        try:
+            with write_session(self._sessions) as s:
+                row = s.scalar(select(LedgerRow).where(LedgerRow.request_key == key))
+                intent = s.get(IntentRow, request.request_id)
+                if row is not None:
+                    if intent is not None and intent.status == INTENT_OPEN:
+                        self._close(intent, INTENT_COMMITTED, record_id=row.entry_id)
+                    return self._committed(request.session, row)
+                if intent is None:  # never started: a tombstone keeps it from starting later
+                    intent = self._intent_row(request)
+                    s.add(intent)
+                if intent.status == INTENT_OPEN:
+                    self._close(intent, INTENT_ABANDONED, reason=FailReason.CHARGE_FAILED.value)
+                    log.warning("charge_intent_abandoned", session=request.session)
+                return ChargeFailed(
+                    request.session, intent.reason or FailReason.CHARGE_FAILED.value
+                )
+        except DBAPIError as exc:
+            log.warning("charge_resolve_pending", error=type(exc).__name__)
+            return None
+
+    def mark_shown(self, request_id: str, by: str = "screen") -> bool:
+        """Record that the senior was told "paid" for this request (after the
+        screen showed it). False when there is no committed intent to mark."""
+        with write_session(self._sessions) as s:
+            intent = s.get(IntentRow, request_id)
+            if intent is None or intent.status != INTENT_COMMITTED or intent.shown_at:
+                return False
+            intent.shown_at = rfc3339(self._clock.now())
+            intent.shown_by = by
+            return True
+
+    def intent(self, request_id: str) -> IntentRow | None:
+        with self._sessions() as s:
+            return s.get(IntentRow, request_id)
+
+    def recover_intents(self) -> IntentRecovery:
+        """At start-up: close every open intent as abandoned (its charge did not
+        commit, and now never will), and report every committed charge nobody
+        was told about (killed between COMMIT and the screen) as paid, with an
+        audit row for staff. Safe to call again: nothing is reported twice."""
+        now = self._clock.now()
+        paid_ids: list[str] = []
+        abandoned: list[str] = []
+        with write_session(self._sessions) as s:
+            for intent in s.scalars(
+                select(IntentRow)
+                .where(IntentRow.status == INTENT_OPEN)
+                .order_by(IntentRow.created_at)
+            ):
+                self._close(intent, INTENT_ABANDONED, reason=FailReason.CHARGE_FAILED.value)
+                abandoned.append(intent.request_id)
+            for intent in s.scalars(
+                select(IntentRow).where(
+                    IntentRow.status == INTENT_COMMITTED, IntentRow.shown_at.is_(None)
+                )
+            ):
+                intent.shown_at = rfc3339(now)
+                intent.shown_by = "restart"
+                assert intent.record_id is not None
+                paid_ids.append(intent.record_id)
+                audit(
+                    s,
+                    now,
+                    "system",
+                    "charge_reported_after_restart",
+                    intent.record_id,
+                    {"due_fen": intent.due_fen, "slot": intent.slot},
+                )
+            if abandoned:
+                audit(s, now, "system", "charge_intents_abandoned", None, {"count": len(abandoned)})
+        if paid_ids or abandoned:
+            log.warning("charge_intents_recovered", paid=len(paid_ids), abandoned=len(abandoned))
+        paid = sorted((self.get(r) for r in paid_ids), key=lambda t: t.seq)
+        return IntentRecovery(paid=paid, abandoned=abandoned)
 
     def _meal_payload(
         self, s: Session, req: ChargeRequest, resident: Resident, before: Money, after: Money
@@ -842,3 +1069,6 @@ class DbFlowContext:
 
     def policy(self, day: date) -> SubsidyPolicy | None:
         return self._store.policy(day)
+
+    def new_request_id(self) -> str:
+        return random_request_id()

@@ -142,7 +142,9 @@ class PaymentSettings(BaseModel):
     # Face payments at or above this amount also need phone last-4 or a card tap.
     large_amount_fen: int = Field(2000, ge=0)
     overdraft_limit_fen: int = Field(0, ge=0)
-    duplicate_guard_any_meal: bool = False
+    # Any earlier meal in the slot blocks a second one (staff or 再来一份 let it through);
+    # False narrows the guard to subsidised meals only.
+    duplicate_guard_any_meal: bool = True
     # Passive liveness score at or above which no active challenge is asked when
     # the match is also clearly good; below reject_below the attempt fails at once.
     liveness_clearly_live: float = Field(0.90, ge=0, le=1)

@@ -21,6 +21,7 @@ from payment.domain import (
 )
 from payment.flow import (
     AlreadyPaid,
+    AnotherPortion,
     CancelTimer,
     CardTapped,
     Challenge,
@@ -28,6 +29,7 @@ from payment.flow import (
     Charge,
     ChargeCommitted,
     ChargeFailed,
+    ChargePending,
     Charging,
     Checking,
     Confirm,
@@ -48,6 +50,7 @@ from payment.flow import (
     OverrideKind,
     Print,
     PrintResult,
+    ResolveCharge,
     SecondFactorEntry,
     SelectItems,
     Speak,
@@ -520,6 +523,86 @@ def test_already_paid_applies_to_card_and_staff_paths_too() -> None:
         assert isinstance(last([ev], ctx=ctx)[0], AlreadyPaid)
 
 
+UNSUBSIDISED = replace(PAID, record_id="01JDINNER", subsidised=False)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [GOOD_FACE, CardTapped("C-001"), StaffLookup("R1", "S1"), IdCardRead("11010519450101123X")],
+)
+@pytest.mark.parametrize("prior", [PAID, UNSUBSIDISED], ids=["subsidised", "unsubsidised"])
+def test_any_earlier_meal_in_the_slot_blocks_by_default(event: Event, prior: PriorMeal) -> None:
+    ctx = replace(CTX, meal_history={"R1": [prior]})
+    s, e = last([event], ctx=ctx)
+    assert isinstance(s, AlreadyPaid) and s.record_id == prior.record_id
+    assert not charges(e)
+
+
+def test_a_senior_who_taps_whenever_asked_is_charged_once() -> None:
+    """Done -> Idle -> the same senior again: every tap the screens ask for is
+    given, yet only the first meal is charged."""
+    history: list[PriorMeal] = []
+    ctx = replace(CTX, meal_history={"R1": history})
+    s: State = Idle()
+    charged = []
+    for attempt in range(3):
+        s, _ = step(s, GOOD_FACE, NOW + timedelta(seconds=10 * attempt), ctx)
+        for _tap in range(3):  # "taps whenever asked"
+            s, eff = step(s, Touch("confirm"), NOW, ctx)
+            for c in charges(eff):
+                charged.append(c.request)
+                history.append(replace(PAID, record_id=f"REC{len(charged)}"))
+                s, _ = step(s, ChargeCommitted(c.request.session, "REC", Money(1)), NOW, ctx)
+    assert len(charged) == 1
+
+
+def test_another_portion_is_an_explicit_choice_priced_without_subsidy() -> None:
+    ctx = replace(CTX, meal_history={"R1": [PAID]})
+    s1, _ = last([CardTapped("C-001")], ctx=ctx)
+    assert isinstance(s1, AlreadyPaid)
+    normal, _ = last([CardTapped("C-001")])
+    assert isinstance(normal, Confirm) and normal.payment.quote.subsidy.fen > 0
+    s2, e2 = step(s1, AnotherPortion(), NOW, ctx)
+    assert isinstance(s2, Confirm)
+    p = s2.payment
+    assert p.another_portion and p.paid_before_hhmm == "11:05" and p.meals_before == 1
+    assert p.quote.subsidy == Money(0) and p.quote.due == p.quote.list_total == Money(1500)
+    assert p.quote.balance_after == Money(5000 - 1500)
+    assert e2[-1] == Speak("pay.confirm", (("due", "15.00"),))
+    assert not charges(e2)  # choosing it is not paying for it: Confirm needs its own touch
+    # the order can still change; it stays a second portion
+    s3, _ = step(s2, SelectItems((("L1", 1), ("D1", 1))), NOW, ctx)
+    assert isinstance(s3, Confirm) and s3.payment.another_portion
+    assert s3.payment.quote.due == Money(1800)
+    _s4, e4 = step(s3, Touch("confirm"), NOW, ctx)
+    [c] = charges(e4)
+    assert c.request.another_portion and c.request.meals_before == 1
+    assert c.request.subsidy == Money(0) and not c.request.overrides
+    # without an earlier meal the choice changes nothing (and the subsidy stays)
+    s5, _ = step(Idle(), CardTapped("C-001"), NOW, CTX)
+    assert isinstance(s5, Confirm) and not s5.payment.another_portion
+
+
+def test_guard_can_be_narrowed_to_subsidised_meals_by_configuration() -> None:
+    cfg = replace(CTX.config, duplicate_guard_any_meal=False)
+    ctx = replace(CTX, config=cfg, meal_history={"R1": [UNSUBSIDISED]})
+    assert isinstance(last([CardTapped("C-001")], ctx=ctx)[0], Confirm)
+    assert FlowConfig().duplicate_guard_any_meal  # the default covers every meal
+
+
+def test_every_charge_request_gets_a_fresh_random_id() -> None:
+    ids = iter(["id-a", "id-b"])
+    ctx = replace(CTX, request_ids=lambda: next(ids))
+    a = charges(last([CardTapped("C-001"), Touch("confirm")], ctx=ctx)[1])[0].request
+    b = charges(last([CardTapped("C-001"), Touch("confirm")], ctx=ctx)[1])[0].request
+    # same session counter, same clock reading (a Pi after a reboot): different ids
+    assert (a.session, a.requested_at) == (b.session, b.requested_at)
+    assert (a.request_id, b.request_id) == ("id-a", "id-b")
+    r1 = charges(last([CardTapped("C-001"), Touch("confirm")])[1])[0].request
+    r2 = charges(last([CardTapped("C-001"), Touch("confirm")])[1])[0].request
+    assert r1.request_id != r2.request_id and len(r1.request_id) == 32
+
+
 @pytest.mark.parametrize(
     ("unsynced", "terminal", "reason"),
     [
@@ -579,13 +662,51 @@ def test_stale_results_are_ignored() -> None:
         assert step(s, ev, NOW, CTX) == (s, [])
 
 
-def test_charge_timeout_tells_senior_to_ask_staff() -> None:
-    s, e = step(charging_state(), Timeout("charging"), NOW + timedelta(seconds=15), CTX)
-    assert isinstance(s, Failed) and s.reason is FailReason.CHARGE_TIMEOUT
-    assert s.action is NextAction.ASK_STAFF
-    assert e[:2] == [CancelTimer("charging"), StartTimer("failed", 10.0)]
-    # a late commit is not acknowledged to whoever stands there now
-    assert step(s, ChargeCommitted(1, "R", Money(0)), NOW, CTX) == (s, [])
+def pending_state() -> ChargePending:
+    s, _ = step(charging_state(), Timeout("charging"), NOW + timedelta(seconds=15), CTX)
+    assert isinstance(s, ChargePending)
+    return s
+
+
+def test_charge_timeout_shows_still_checking_never_failed() -> None:
+    """A charge slower than the timeout may still land: the flow asks the runner
+    to resolve it by request id and keeps checking; it never says "failed"."""
+    c = charging_state()
+    s, e = step(c, Timeout("charging"), NOW + timedelta(seconds=15), CTX)
+    assert isinstance(s, ChargePending) and s.request == c.request and s.checks == 1
+    assert e == [
+        CancelTimer("charging"),
+        StartTimer("charge_check", 5.0),
+        ResolveCharge(c.request),
+    ]
+    assert "pay.success" not in speaks(e) and not any(isinstance(x, Print) for x in e)
+    # no answer yet (the store cannot tell): check again, still no "failed"
+    s2, e2 = step(s, Timeout("charge_check"), NOW + timedelta(seconds=20), CTX)
+    assert isinstance(s2, ChargePending) and s2.checks == 2
+    assert ResolveCharge(c.request) in e2
+    # nothing the senior does starts another charge meanwhile
+    for ev in (Touch("confirm"), Touch("cancel"), CardTapped("C-001"), GOOD_FACE, AnotherPortion()):
+        assert step(s2, ev, NOW, CTX) == (s2, [])
+    assert step(s2, ChargeCommitted(9, "X", Money(1)), NOW, CTX) == (s2, [])
+
+
+@pytest.mark.parametrize(
+    ("outcome", "want", "spoken"),
+    [
+        (ChargeCommitted(1, "01JLATE", Money(4250)), Done, "pay.success"),
+        (ChargeFailed(1, "charge_failed"), Failed, "pay.failed.charge_failed"),
+        (ChargeFailed(1, "insufficient_balance"), Failed, "pay.failed.insufficient_balance"),
+    ],
+)
+def test_a_resolved_pending_charge_shows_its_real_outcome(
+    outcome: Event, want: type, spoken: str
+) -> None:
+    s, e = step(pending_state(), outcome, NOW + timedelta(seconds=16), CTX)
+    assert isinstance(s, want) and spoken in speaks(e)
+    if isinstance(s, Done):
+        assert s.record_id == "01JLATE" and any(isinstance(x, Print) for x in e)
+    else:
+        assert isinstance(s, Failed) and s.reason is not FailReason.CHARGE_TIMEOUT
 
 
 def test_print_failure_is_recorded_not_fatal() -> None:
@@ -615,6 +736,7 @@ STATES: dict[str, tuple[Builder, StaticContext]] = {
     "confirm": (_build([GOOD_FACE]), CTX),
     "second_factor": (_build([CardTapped("C-001"), SelectItems((("L9", 1),))]), CTX),
     "charging": (charging_state, CTX),
+    "charge_check": (pending_state, CTX),
     "done": (
         _build([CardTapped("C-001"), Touch("confirm"), ChargeCommitted(1, "01JREC", Money(4250))]),
         CTX,
@@ -646,8 +768,8 @@ def test_timeout_from_every_state(name: str) -> None:
     assert step(s, Tick(), deadline - timedelta(seconds=1), ctx) == (s, [])
     for ev, at in ((Timeout(name), deadline), (Tick(), deadline)):
         new, eff = step(s, ev, at, ctx)
-        if name == "charging":
-            assert isinstance(new, Failed) and new.reason is FailReason.CHARGE_TIMEOUT
+        if name in ("charging", "charge_check"):
+            assert isinstance(new, ChargePending) and ResolveCharge(s.request) in eff  # type: ignore[union-attr]
         else:
             assert new == Idle(s.session)
             assert eff == [CancelTimer(name)]
@@ -657,7 +779,7 @@ def test_timeout_from_every_state(name: str) -> None:
 def test_cancel_from_every_state(name: str) -> None:
     s, ctx = _state(name)
     new, eff = step(s, Touch("cancel"), NOW, ctx)
-    if name == "charging":
+    if name in ("charging", "charge_check"):
         assert (new, eff) == (s, [])
     else:
         assert new == Idle(s.session)
@@ -709,6 +831,8 @@ EVENTS = st.sampled_from(
         Tick(),
         Timeout("confirm"),
         Timeout("charging"),
+        Timeout("charge_check"),
+        AnotherPortion(),
         Timeout("done"),
         Timeout("failed"),
     ]
@@ -728,7 +852,8 @@ def test_random_event_sequences_keep_the_rules(events: list[tuple[int, Event]], 
         ack = "pay.success" in speaks(eff) or any(isinstance(e, Print) for e in eff)
         # acknowledgement only right after a matching commit
         if ack:
-            assert isinstance(before, Charging) and isinstance(ev, ChargeCommitted)
+            assert isinstance(before, Charging | ChargePending)
+            assert isinstance(ev, ChargeCommitted)
             assert ev.session == before.session and isinstance(s, Done)
         for c in charges(eff):
             req = c.request
@@ -741,8 +866,10 @@ def test_random_event_sequences_keep_the_rules(events: list[tuple[int, Event]], 
                     assert req.second_factor is not None
             assert req.quote.funds_ok
             if dup and req.resident_id == "R1" and req.slot is MealSlot.LUNCH:
-                assert any(o.kind is OverrideKind.DUPLICATE for o in req.overrides)
-                assert req.subsidy == Money(0)
+                staff = any(o.kind is OverrideKind.DUPLICATE for o in req.overrides)
+                assert staff or req.another_portion  # never a second meal by default
+                assert req.subsidy == Money(0) and req.meals_before == 1
+            assert len(req.request_id) == 32
         # at most one start and one cancel per step; they name the current timer
         starts = [e for e in eff if isinstance(e, StartTimer)]
         assert len(starts) <= 1

@@ -124,3 +124,39 @@ def test_duplicate_guard_reports_local_time() -> None:
         [PriorMeal("A", at, MealSlot.LUNCH, DAY, True)], slot=MealSlot.LUNCH, day=DAY
     )
     assert g.paid_at_hhmm == "11:05"
+
+
+@pytest.mark.parametrize(
+    ("meals", "override", "portion", "result", "record", "count", "portion_echo"),
+    [
+        # by default every earlier meal blocks, subsidised or not (dinner at full price)
+        ([meal("A", 11, 5, sub=False)], None, False, "already_paid", "A", 1, False),
+        ([meal("A", 11, 5)], None, False, "already_paid", "A", 1, False),
+        # the senior's explicit "another portion" lets a second one through
+        ([meal("A", 11, 5, sub=False)], None, True, "ok", "A", 1, True),
+        ([meal("A", 11, 5), meal("B", 12, 0, sub=False)], None, True, "ok", "B", 2, True),
+        # staff override wins and is what the result reports
+        ([meal("A", 11, 5)], "S7", True, "ok", "A", 1, False),
+        # no earlier meal: the choice is not needed and not echoed
+        ([], None, True, "ok", None, 0, False),
+        ([meal("A", 11, 5, voided=True)], None, False, "ok", None, 0, False),
+    ],
+)
+def test_duplicate_guard_covers_every_meal_by_default(
+    meals: list[PriorMeal],
+    override: str | None,
+    portion: bool,
+    result: str,
+    record: str | None,
+    count: int,
+    portion_echo: bool,
+) -> None:
+    g = check_duplicate(
+        meals, slot=MealSlot.LUNCH, day=DAY, staff_override=override, another_portion=portion
+    )
+    assert (g.result, g.record_id, g.meals_before, g.another_portion) == (
+        result,
+        record,
+        count,
+        portion_echo,
+    )
