@@ -21,11 +21,13 @@ An engine is not safe for concurrent calls; give each thread its own or lock.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -198,6 +200,9 @@ class PrimaryFace:
     observation: FaceObservation
     embedding: np.ndarray
     faces_found: int
+    # fr_liveness score of this face when ``primary(..., liveness=True)`` asked
+    # for it (None when not asked or the pack has no liveness model).
+    passive_liveness: float | None = None
 
     @property
     def several_faces(self) -> bool:
@@ -282,6 +287,14 @@ class FaceEngine:
         self.liveness_model = liveness
         self.load_seconds = load_seconds
         self.last_timings = StageTimings()
+        # One worker thread for the passive liveness model, so it runs beside
+        # landmarks + alignment + embedding (onnxruntime releases the GIL).
+        self._live_pool: ThreadPoolExecutor | None = None
+        self._live_pool_lock = threading.Lock()
+        # The score primary(..., liveness=True) computed last, so a following
+        # passive_liveness() call for the same image and face does not run the
+        # model again: (image object, face object, score).
+        self._live_last: tuple[np.ndarray, DetectedFace, float] | None = None
 
     # -- construction -----------------------------------------------------
 
@@ -294,7 +307,7 @@ class FaceEngine:
         opts = om.session_options(settings.intra_op_threads, settings.graph_optimization)
 
         def session(f: PackFile) -> Any:
-            return om.open_session(manifest.root / f.name, opts, f.name)
+            return om.open_model(manifest.root / f.name, opts, f.name)
 
         # Landmarks (optional unless the detector needs them) and liveness: our loaders.
         lm_file = manifest.by_role("landmarks68")
@@ -360,7 +373,8 @@ class FaceEngine:
         if f.format == "ultraface":
             return om.UltraFaceDetector(session(f), f.preprocessing, f.name)
         if f.format == "centerface":
-            sess = om.open_session(om._dynamic_centerface(manifest.root / f.name), opts, f.name)
+            path = manifest.root / f.name
+            sess = om.open_model(path, opts, f.name, source=om._dynamic_centerface(path))
             return om.CenterFaceDetector(sess, f.preprocessing, f.name)
         if f.format == "scrfd":
             model = om.load_with_model_zoo(manifest.root / f.name, opts)
@@ -385,30 +399,58 @@ class FaceEngine:
 
     # -- stages -----------------------------------------------------------
 
-    def _detect(self, image: np.ndarray, timer: _Timer) -> list[DetectedFace]:
+    def _boxes(
+        self, image: np.ndarray, timer: _Timer
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Detector output and the indices of at most ``MAX_FACES`` boxes, largest first."""
         with timer.stage("detect"):
             boxes, scores, kps = self.detector.detect(image)
-        if len(boxes) == 0:
-            return []
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         order = np.argsort(-areas, kind="stable")[:MAX_FACES]
-        faces: list[DetectedFace] = []
-        gray = None
-        for i in order:
-            box = boxes[i].astype(np.float32)
-            lm68 = None
-            if self.landmarker is not None and kps is None:
-                with timer.stage("landmarks"):
-                    if gray is None:
-                        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-                    lm68 = self.landmarker.predict(gray, box)
-            if kps is not None:
-                k5 = kps[i].astype(np.float32)
-            else:
-                assert lm68 is not None
-                k5 = landmarks68_to_5(lm68)
-            faces.append(DetectedFace(box=box, score=float(scores[i]), kps=k5, landmarks68=lm68))
-        return faces
+        return boxes, scores, kps, order
+
+    def _face(
+        self,
+        image: np.ndarray,
+        gray: list[np.ndarray],
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        kps: np.ndarray | None,
+        i: int,
+        timer: _Timer,
+    ) -> DetectedFace:
+        """Box ``i`` with its landmarks (``gray`` caches the grey frame)."""
+        box = boxes[i].astype(np.float32)
+        lm68 = None
+        if self.landmarker is not None and kps is None:
+            with timer.stage("landmarks"):
+                if not gray:
+                    gray.append(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+                lm68 = self.landmarker.predict(gray[0], box)
+        if kps is not None:
+            k5 = kps[i].astype(np.float32)
+        else:
+            assert lm68 is not None
+            k5 = landmarks68_to_5(lm68)
+        return DetectedFace(box=box, score=float(scores[i]), kps=k5, landmarks68=lm68)
+
+    def _detect(self, image: np.ndarray, timer: _Timer) -> list[DetectedFace]:
+        boxes, scores, kps, order = self._boxes(image, timer)
+        gray: list[np.ndarray] = []
+        return [self._face(image, gray, boxes, scores, kps, int(i), timer) for i in order]
+
+    def _score_liveness(self, image: np.ndarray, box: np.ndarray) -> tuple[float, float]:
+        assert self.liveness_model is not None
+        t0 = time.perf_counter()
+        score = self.liveness_model.score(image, box)
+        return score, (time.perf_counter() - t0) * 1000.0
+
+    def _liveness_async(self, image: np.ndarray, box: np.ndarray) -> Future[tuple[float, float]]:
+        with self._live_pool_lock:
+            if self._live_pool is None:
+                self._live_pool = ThreadPoolExecutor(1, thread_name_prefix="face-liveness")
+            pool = self._live_pool
+        return pool.submit(self._score_liveness, image, box)
 
     def _align_embed(
         self, image: np.ndarray, face: DetectedFace, timer: _Timer
@@ -465,9 +507,13 @@ class FaceEngine:
         return vec
 
     def passive_liveness(self, image_bgr: np.ndarray, face: DetectedFace) -> float | None:
-        """fr_liveness probability of a live face, or None without the model."""
+        """fr_liveness probability of a live face, or None without the model.
+        The face that ``primary(image, liveness=True)`` just scored is not scored again."""
         if self.liveness_model is None:
             return None
+        last = self._live_last
+        if last is not None and last[0] is image_bgr and last[1] is face:
+            return last[2]
         t0 = time.perf_counter()
         score = self.liveness_model.score(image_bgr, face.box)
         ms = (time.perf_counter() - t0) * 1000.0
@@ -498,31 +544,75 @@ class FaceEngine:
         self.last_timings = timer.t
         return out
 
-    def primary(self, image_bgr: np.ndarray, *, require_quality: bool = False) -> PrimaryFace:
+    def primary(
+        self,
+        image_bgr: np.ndarray,
+        *,
+        require_quality: bool = False,
+        liveness: bool | None = None,
+    ) -> PrimaryFace:
         """The largest face, embedded. Raises :class:`NoFaceError` when there is
         none, and :class:`PoorQualityError` when ``require_quality`` and the
         face fails the gate. Several faces: the largest is used and
-        ``faces_found`` says how many there were."""
-        obs = self.analyze(image_bgr, embed_all=False)
-        if not obs:
+        ``faces_found`` says how many there were.
+
+        The result equals ``analyze(image)[0]`` (embedded even when its quality
+        failed), but only the largest face gets landmarks, a quality verdict
+        and an embedding: the others only count and size it. ``liveness=True``
+        (default: when ``face.liveness_passive`` is on) also scores the face
+        with the passive liveness model, on a worker thread while the landmarks
+        and the embedding run here; the score is in ``passive_liveness`` and a
+        following ``passive_liveness(image, face)`` call (what the recogniser
+        does after ``primary``) returns it without running the model again.
+        """
+        if liveness is None:
+            liveness = bool(self.settings.liveness_passive)
+        timer = _Timer()
+        t0 = time.perf_counter()
+        self._live_last = None
+        image = check_image(image_bgr, what="frame")
+        boxes, scores, kps, order = self._boxes(image, timer)
+        if len(order) == 0:
+            self.last_timings = timer.t
             raise NoFaceError("no face found in the image")
-        first = obs[0]
-        if require_quality and not first.quality.ok:
-            raise PoorQualityError(first.quality)
-        vec = first.embedding
-        if vec is None:
-            t0 = time.perf_counter()
-            vec = self.embedder.embed(norm_crop(check_image(image_bgr), first.face.kps, 112))
-            self.last_timings.embed_ms += (time.perf_counter() - t0) * 1000.0
-            self.last_timings.total_ms += (time.perf_counter() - t0) * 1000.0
-            first = replace(first, embedding=vec)
-        if len(obs) > 1:
-            log.info("several_faces", faces=len(obs))
-        return PrimaryFace(observation=first, embedding=vec, faces_found=len(obs))
+        top = int(order[0])
+        pending = None
+        if liveness and self.liveness_model is not None:
+            pending = self._liveness_async(image, boxes[top].astype(np.float32))
+        try:
+            face = self._face(image, [], boxes, scores, kps, top, timer)
+            # the same figure analyze() gives the largest face: the widest other box
+            others = max(
+                (float(boxes[int(j), 2] - boxes[int(j), 0]) for j in order[1:]), default=0.0
+            )
+            with timer.stage("align"):
+                aligned = norm_crop(image, face.kps, 112)
+            with timer.stage("quality"):
+                q = self._quality(image, face, aligned, others)
+            if require_quality and not q.ok:
+                raise PoorQualityError(q)
+            with timer.stage("embed"):
+                vec = self.embedder.embed(aligned)
+        finally:
+            live = None
+            if pending is not None:
+                live, timer.t.liveness_ms = pending.result()
+        timer.t.total_ms = (time.perf_counter() - t0) * 1000.0
+        self.last_timings = timer.t
+        if live is not None:
+            self._live_last = (image_bgr, face, live)
+        if len(order) > 1:
+            log.info("several_faces", faces=len(order))
+        return PrimaryFace(
+            observation=FaceObservation(face=face, quality=q, embedding=vec),
+            embedding=vec,
+            faces_found=len(order),
+            passive_liveness=live,
+        )
 
     def embed_file(self, path: Path | str) -> np.ndarray:
         """Embedding of the largest face in an image file (quality not required)."""
-        return self.primary(load_image(path)).embedding
+        return self.primary(load_image(path), liveness=False).embedding
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
