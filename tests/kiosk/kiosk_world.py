@@ -19,6 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import testfaces
 
 from face.enrol import apply_to_gallery, enrol
 from face.modelpack import fetch_open_pack, verify_pack
@@ -48,10 +49,7 @@ TEST_FACE = {
 }
 
 
-def faces_dir() -> Path:
-    d = Path(os.environ.get("CARE_TESTDATA", REPO.parent / "shared" / "testdata")) / "faces"
-    assert (d / "labels.csv").is_file(), f"shared test faces missing at {d}"
-    return d
+faces_dir = testfaces.faces_dir
 
 
 def package_cache() -> Path:
@@ -218,7 +216,9 @@ def make_scene_folders(base: Path) -> dict[str, Path]:
     far = base / "camera" / "far"
     far.mkdir(parents=True, exist_ok=True)
     img = load_image(faces_dir() / "fr_obama_obama2.jpg")
-    small = cv2.resize(img, (img.shape[1] // 6, img.shape[0] // 6), interpolation=cv2.INTER_AREA)
+    # 200 px tall (a face about 43 px wide), whatever the size of the photo file
+    f = 200 / img.shape[0]
+    small = cv2.resize(img, (round(img.shape[1] * f), 200), interpolation=cv2.INTER_AREA)
     canvas = np.full((720, 960, 3), 110, np.uint8)
     y, x = 40, 400
     canvas[y : y + small.shape[0], x : x + small.shape[1]] = small

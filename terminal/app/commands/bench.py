@@ -53,11 +53,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _bench_images(folder: str | None) -> list[Path]:
     """Faces to benchmark on: --images, else the shared test faces next to the
-    checkout, else the sample photos that ship with the insightface package."""
+    checkout, else the repository's own test faces, else the sample photos that
+    ship with the insightface package."""
     from face.bench import image_files
 
     candidates = [Path(folder)] if folder else []
-    candidates.append(Path(__file__).resolve().parents[3].parent / "shared" / "testdata" / "faces")
+    repo = Path(__file__).resolve().parents[3]
+    candidates.append(repo.parent / "shared" / "testdata" / "faces")
+    candidates.append(repo / "tests" / "data" / "faces")
     spec = importlib.util.find_spec("insightface")  # locate its sample photos without importing it
     if spec is not None and spec.origin:
         candidates.append(Path(spec.origin).parent / "data" / "images")
