@@ -1,0 +1,270 @@
+"""A terminal from zero to acknowledged meals, with processes only.
+
+``install-rpi.sh --root <tmp> --no-system`` installs a release whose
+``bin/care-terminal`` is this checkout and provisions it against a platform
+URL nobody answers yet; district IT registers the printed key at
+``care-terminal platform serve`` (loopback, its own SQLite file); the
+technician re-runs ``provision``, which now proves the registration; staff set
+up a menu, residents and wallets; the agent and the kiosk run as their units
+start them; meals are paid headless by staff lookup and by card (a face
+payment from a still image is refused: the flow asks for an active liveness
+challenge, which a photo cannot answer); the records arrive at the
+provisioned platform URL under the provisioned key, and ``sync status``
+reports them acknowledged.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from unit_runner import DEPLOY, VENV_BIN, Service, make_app_release, start_service
+
+CENTRE, DEVICE = "C0012", "C0012-T01"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(
+    cmd: list[str], env: dict[str, str], timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def serve_platform(db: Path, port: int, register: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [
+            str(VENV_BIN / "care-terminal"),
+            "platform",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            f"sqlite:///{db}",
+            "--register",
+            register,
+            "--print-url",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "CARE_DEVICE": "0"},
+    )
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["url"] == f"http://127.0.0.1:{port}"
+    return proc
+
+
+def one_identity(faces_dir: Path) -> list[Path]:
+    """The photos of the identity with the most photos in labels.csv."""
+    by: dict[str, list[Path]] = {}
+    with (faces_dir / "labels.csv").open(encoding="utf-8-sig", newline="") as fh:
+        for row in csv.DictReader(fh):
+            by.setdefault(row["identity"], []).append(faces_dir / row["file"])
+    return max(by.values(), key=len)
+
+
+@pytest.mark.slow  # about 80 s on two cores: ./run test -m slow tests/e2e
+def test_from_zero_to_acknowledged_meals(tmp_path: Path, faces_dir: Path) -> None:
+    root = tmp_path / "root"
+    etc, var = root / "etc/care-terminal", root / "var/lib/care-terminal"
+    port = free_port()
+    platform_url = f"http://127.0.0.1:{port}"
+    release_key = tmp_path / "district-2026.pub"
+    release_key.write_text("MCowBQYDK2VwAyEA\n")
+
+    # 1. install and provision from zero
+    install = run(
+        [
+            "bash",
+            str(DEPLOY / "install-rpi.sh"),
+            "--root",
+            str(root),
+            "--no-system",
+            "--app",
+            str(make_app_release(tmp_path / "app", "1.0.0")),
+            "--release-key",
+            str(release_key),
+            "--centre",
+            CENTRE,
+            "--device",
+            DEVICE,
+            "--platform",
+            platform_url,
+        ],
+        env={"HOME": str(tmp_path)},
+    )
+    assert install.returncode == 0, install.stderr
+    printed = json.loads(install.stdout)  # what provision printed for the technician
+    assert printed["registered"] is False and "not reachable" in printed["detail"]
+    key_file = var / "keys/device_ed25519.pem"
+    assert printed["device_key_file"] == str(key_file) and key_file.is_file()
+    conf = tomllib.loads((etc / "config.toml").read_text())
+    assert conf["sync"]["platform_url"] == platform_url
+    assert conf["sync"]["device_key_file"] == str(key_file) and conf["data_dir"] == str(var)
+    for unit in ("care-terminal-agent.service", "care-terminal-kiosk.service"):
+        assert (root / "etc/systemd/system" / unit).read_text() == (
+            DEPLOY / "systemd" / unit
+        ).read_text()
+    assert (root / "opt/care-terminal/current/app/share/care-terminal/kiosk-session.sh").is_file()
+    assert not (etc / "ota.toml").exists()  # no DDI server given: OTA off
+
+    # 2. district IT registers the printed key; the technician checks again
+    platform_db = tmp_path / "platform.db"
+    platform = serve_platform(platform_db, port, str(printed["platform_register_arg"]))
+    services: list[Service] = []
+    try:
+        env = {
+            "CARE_DEVICE": "1",
+            "CARE_CONFIG": str(etc / "config.toml"),
+            "HOME": str(var),
+        }
+        ct = str(root / "opt/care-terminal/current/app/bin/care-terminal")
+
+        def care(*args: str) -> subprocess.CompletedProcess[str]:
+            return run([ct, *args], env)
+
+        again = care(
+            "provision", "--centre", CENTRE, "--device", DEVICE, "--platform", platform_url,
+            "--config", str(etc / "config.toml"), "--data-dir", str(var), "--no-hw-check",
+        )  # fmt: skip
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert json.loads(again.stdout)["registered"] is True
+        assert json.loads(again.stdout)["public_key"] == printed["public_key"]  # key kept
+
+        # 3. the centre's day: models, a menu served all day, residents, wallets
+        (etc / "config.toml").write_text(
+            (etc / "config.toml").read_text()
+            + '\n[payment.slot_windows]\nbreakfast = "00:00-09:59"\n'
+            'lunch = "10:00-15:59"\ndinner = "16:00-23:59"\n'
+        )
+        for args in (
+            ("models", "fetch"),
+            ("menu", "set", "--item", "M1,午餐套餐,15.00,breakfast+lunch+dinner", "--staff", "S01"),
+            ("residents", "add", "--resident-id", "R1", "--name", "张三", "--card", "20260001"),
+            ("residents", "add", "--resident-id", "R3", "--name", "王五", "--card", "20260003"),
+        ):
+            r = care(*args)
+            assert r.returncode == 0, (args, r.stderr)
+        photos = one_identity(faces_dir)
+        r = care("enroll", "--resident-id", "R2", "--name", "李四", *map(str, photos[:2]))
+        assert r.returncode == 0, r.stderr
+        for resident in ("R1", "R2", "R3"):
+            assert (
+                care("topup", "--resident", resident, "--amount", "50", "--staff", "S01").returncode
+                == 0
+            )
+
+        # 4. the services, as their units start them
+        camera = tmp_path / "camera"
+        camera.mkdir()
+        (camera / photos[0].name).write_bytes(photos[0].read_bytes())
+        (etc / "environment").write_text(f"CARE_CAMERA__SOURCE={camera}\nCARE_CAMERA__FPS=2\n")
+        extra = {"CARE_CONFIG": str(etc / "config.toml")}
+        agent = start_service(
+            "care-terminal-agent.service", root, tmp_path / "agent", extra_env=extra
+        )
+        services.append(agent)
+        kiosk = start_service(
+            "care-terminal-kiosk.service", root, tmp_path / "kiosk", extra_env=extra
+        )
+        services.append(kiosk)
+        agent.notify.wait_for("READY", "1", timeout=60)
+        kiosk.notify.wait_for("READY", "1", timeout=120)
+
+        # 5. meals: staff lookup and card; a face from a still photo is refused
+        paid = []
+        r = care(
+            "pay",
+            "--resident",
+            "R1",
+            "--method",
+            "staff",
+            "--slot",
+            "lunch",
+            "--staff",
+            "S01",
+            "--json",
+        )
+        assert r.returncode == 0, r.stderr
+        paid.append(json.loads(r.stdout)["record_id"])
+        r = care("pay", "--resident", "R3", "--method", "card", "--json")
+        assert r.returncode == 0, r.stderr
+        paid.append(json.loads(r.stdout)["record_id"])
+        r = care(
+            "pay", "--resident", "R2", "--method", "face", "--image", str(photos[-1]), "--json"
+        )
+        if r.returncode == 0:
+            paid.append(json.loads(r.stdout)["record_id"])
+        else:
+            assert "active liveness challenge" in r.stderr, r.stderr
+
+        # 6. sync now wakes the running agent (it owns sync.db) ...
+        r = care("sync", "now", "--json")
+        assert r.returncode == 0 and json.loads(r.stdout)["delegated_to_pid"], r.stdout + r.stderr
+        deadline = time.monotonic() + 60
+        status: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            status = json.loads(care("sync", "status", "--json").stdout)
+            kiosk_stream = status["streams"]["kiosk"]  # type: ignore[index]
+            if status["queue_depth"] == 0 and kiosk_stream["acked_seq"] >= len(paid):
+                break
+            time.sleep(0.5)
+        # ... and `sync status` reports every record acknowledged
+        streams = status["streams"]
+        assert status["queue_depth"] == 0 and status["dead_letters"] == 0, status
+        assert streams["kiosk"]["acked_seq"] == streams["kiosk"]["head_seq"] >= len(paid), status  # type: ignore[index]
+        assert streams["kiosk"]["last_success_at"], status  # type: ignore[index]
+
+        # 7. at the platform: the meals, from this device, under the provisioned key
+        with sqlite3.connect(platform_db) as db:
+            (registered_key,) = db.execute(
+                "SELECT public_key FROM devices WHERE device_id = ?", (DEVICE,)
+            ).fetchone()
+            rows = dict(
+                db.execute(
+                    "SELECT record_id, kind FROM records WHERE device_id = ? AND stream = 'kiosk'",
+                    (DEVICE,),
+                ).fetchall()
+            )
+        private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        raw = private.public_key().public_bytes(  # type: ignore[union-attr]
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        assert registered_key == base64.b64encode(raw).decode() == printed["public_key"]
+        for record_id in paid:
+            assert record_id in rows, (record_id, rows)
+
+        # the agent's status line tells a technician the same
+        assert any("sync: 0 queued, last ack" in v for v in agent.notify.values("STATUS"))
+
+        for svc in services:
+            assert svc.terminate(timeout=30) == 0, svc.output()[-2000:]
+            assert svc.notify.wait_for("STOPPING", "1", timeout=1)
+    finally:
+        for svc in services:
+            svc.kill()
+            svc.notify.close()
+        platform.terminate()
+        platform.wait(20)
