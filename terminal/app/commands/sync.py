@@ -7,6 +7,8 @@ import threading
 
 from terminal.app.cli import emit
 from terminal.config.settings import load_settings
+from terminal.core.errors import TerminalError
+from terminal.core.sdnotify import Notifier
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,7 +59,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
         # its status records go into the agent's own stream.
         start_ota_thread(stop, on_status=agent.append_ota_status)
 
-    return run_agent(load_settings(), on_start=beside)
+    try:
+        return run_agent(load_settings(), on_start=beside)
+    except TerminalError as exc:
+        # e.g. no device key yet: `systemctl status` says why before the restart
+        Notifier().status(f"sync: not running ({exc.code})")
+        raise
 
 
 def cmd_platform(args: argparse.Namespace) -> int:
