@@ -77,7 +77,7 @@ from terminal.core.ids import new_ulid
 from terminal.core.log import get_logger
 from terminal.core.money import Money
 from terminal.db.base import Base
-from terminal.db.engine import write_session
+from terminal.db.engine import DiskFull, write_session
 from terminal.db.outbox import Outbox, verify_outbox
 from terminal.db.roster import RosterStore, audit
 from terminal.db.tables import OutboxRow
@@ -494,6 +494,14 @@ class PaymentStore:
             if request.request_id:
                 self._fail_open_intent(request.request_id, reason)
             return ChargeFailed(request.session, reason)
+        except DiskFull:
+            # SQLITE_FULL: the transaction was rolled back, nothing of this charge
+            # exists and it is not retried; an open intent is closed here if there
+            # is room, else at the next resolve or start-up.
+            log.error("charge_disk_full", session=request.session)
+            if request.request_id:
+                self._fail_open_intent(request.request_id, "disk_full")
+            return ChargeFailed(request.session, "disk_full")
 
     def _charge_in(
         self, s: Session, request: ChargeRequest, key: str

@@ -13,6 +13,8 @@ the kiosk is not writing, see ARCHITECTURE.md.
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from terminal.core.errors import DatabaseCorrupt, StorageError
@@ -31,6 +35,84 @@ from terminal.core.log import get_logger
 log = get_logger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+
+# SQLite primary result codes that mean "the storage failed", not "the file is
+# damaged": a full disk, an I/O error, a file that cannot be opened, a lock.
+SQLITE_FULL = 13
+_NOT_CORRUPTION = {5, 6, 10, 13, 14}  # BUSY, LOCKED, IOERR, FULL, CANTOPEN
+LOW_SPACE_BYTES = 256 * 1024  # below this an I/O error is taken for a full disk
+
+
+class DiskFull(StorageError, OperationalError):
+    """The data partition is full: the write was rolled back, nothing of it was
+    recorded, everything recorded before is intact.
+
+    Also an SQLAlchemy ``OperationalError``, so code that already treats a
+    failed statement as "the database could not do it" (``except DBAPIError``)
+    keeps doing so, while commands and screens that catch ``TerminalError``
+    get a message fit to show."""
+
+    code = "disk_full"
+
+    def __init__(self, message: str, orig: BaseException | None = None) -> None:
+        Exception.__init__(self, message)
+        self.message = message
+        self.statement = None
+        self.params = None
+        self.orig = orig  # type: ignore[assignment]
+        self.ismulti = None
+        self.connection_invalidated = False
+        self.hide_parameters = False
+        self.detail = []
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.message,))
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or what it wraps) is SQLITE_FULL or ENOSPC."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, DiskFull):
+            return True
+        if isinstance(exc, sqlite3.Error):
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF == SQLITE_FULL:
+                return True
+            if "database or disk is full" in str(exc):
+                return True
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__
+        seen += 1
+    return False
+
+
+def storage_full(exc: BaseException | None, where: Path | None) -> bool:
+    """SQLITE_FULL/ENOSPC, or an I/O error on a partition with no space left
+    (SQLite reports a shared-memory file it cannot grow as SQLITE_IOERR)."""
+    if is_disk_full(exc):
+        return True
+    err = getattr(exc, "orig", None) or exc
+    code = getattr(err, "sqlite_errorcode", None)
+    if where is None or code is None or code & 0xFF != 10:
+        return False
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < LOW_SPACE_BYTES
+
+
+def disk_full_error(where: Path | None, orig: BaseException | None = None) -> DiskFull:
+    place = f" ({where})" if where is not None else ""
+    return DiskFull(
+        f"disk full: nothing was written; free space on the data partition{place} and try again",
+        orig,
+    )
 
 
 def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -61,7 +143,22 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False})
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _on_begin)
+    where = _data_dir(url)
+
+    def on_error(ctx: ExceptionContext) -> BaseException | None:
+        # A full disk is not an internal error: say so, whichever statement hit it.
+        if storage_full(ctx.original_exception, where):
+            return disk_full_error(where, ctx.original_exception)
+        return None
+
+    event.listen(engine, "handle_error", on_error)
     return engine
+
+
+def _data_dir(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url.removeprefix("sqlite:///")).parent
+    return None
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -71,9 +168,19 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 @contextmanager
 def write_session(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One write transaction (BEGIN IMMEDIATE ... COMMIT). Returns only after the
-    COMMIT reached the disk (synchronous=FULL); raise inside to roll back."""
-    with factory() as session, session.begin():
-        yield session
+    COMMIT reached the disk (synchronous=FULL); raise inside to roll back.
+    A full disk raises :class:`DiskFull` (the transaction is rolled back)."""
+    try:
+        with factory() as session, session.begin():
+            yield session
+    except DiskFull:
+        raise
+    except Exception as exc:
+        bind = factory.kw.get("bind")
+        where = _data_dir(str(bind.url)) if bind is not None else None
+        if storage_full(exc, where):
+            raise disk_full_error(where, exc) from exc
+        raise
 
 
 def pragma(engine: Engine, name: str) -> Any:
@@ -113,6 +220,15 @@ def quick_check(path: Path) -> BootCheck:
             return BootCheck(ok=True, detail="ok")
         detail = "; ".join(str(r[0]) for r in rows[:5])
     except sqlite3.DatabaseError as exc:
+        # A full disk, an I/O error or a lock says nothing about the file: moving
+        # a good database aside would start the terminal on an empty one.
+        if storage_full(exc, path.parent):
+            raise disk_full_error(path.parent, exc) from exc
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(exc, sqlite3.OperationalError) and (
+            code is None or code & 0xFF in _NOT_CORRUPTION
+        ):
+            raise StorageError(f"cannot check the database {path}: {exc}") from exc
         detail = str(exc)
     qdir = path.parent / "quarantine"
     qdir.mkdir(parents=True, exist_ok=True)

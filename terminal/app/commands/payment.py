@@ -13,6 +13,7 @@ from terminal.app.cli import emit
 from terminal.app.services import Services
 from terminal.core.errors import TerminalError
 from terminal.core.money import Money
+from terminal.db.engine import DiskFull
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -221,6 +222,8 @@ def cmd_pay(args: argparse.Namespace) -> int:
             reason = getattr(state, "reason", None) or type(state).__name__
             detail = getattr(state, "detail", "") or ""
             paid_at = getattr(state, "paid_at_hhmm", None)
+            if detail == "disk_full":
+                raise DiskFull("disk full")  # worded below
             msg = f"payment not made: {getattr(reason, 'value', reason)}"
             if paid_at:
                 msg += f" (paid already at {paid_at}; staff can override in the kiosk)"
@@ -241,6 +244,11 @@ def cmd_pay(args: argparse.Namespace) -> int:
             text += "\n" + "\n".join(lines)
         emit(args, doc, text)
         return 0
+    except DiskFull as exc:
+        raise DiskFull(
+            "disk full: the payment was not recorded; free space on the data partition "
+            f"({svc.settings.data_dir}) and try again"
+        ) from exc
     finally:
         svc.close()
 
