@@ -48,9 +48,11 @@ from payment.flow import (
     Challenge,
     ChallengeResult,
     Charge,
+    ChargeCommitted,
     ChargeFailed,
     ChargeRequest,
     Checking,
+    Done,
     Event,
     FaceResult,
     FaceSeen,
@@ -58,6 +60,7 @@ from payment.flow import (
     Idle,
     Print,
     PrintResult,
+    ResolveCharge,
     Speak,
     StartTimer,
     State,
@@ -89,6 +92,8 @@ log = get_logger(__name__)
 
 Subscriber = Callable[[KioskUpdate], None]
 ChargePort = Callable[[ChargeRequest], Event]
+# what became of a request (by its id): ChargeCommitted / ChargeFailed, None = cannot tell yet
+ResolvePort = Callable[[ChargeRequest], Event | None]
 PrinterPort = Callable[[Receipt], tuple[bool, str]]
 SpeakerPort = Callable[[str], None]
 ContextFactory = Callable[[], FlowContext]
@@ -339,8 +344,7 @@ class RunnerConfig:
     quality_hint_interval_s: float = 2.5  # between spoken quality hints while Checking
     presence_frames: int = 2  # consecutive frames with a face before FaceSeen
     presence_min_px: float = 48.0  # a face smaller than this is "someone far away"
-    rearm_absent_s: float = 1.0  # after a session: face must leave this long ...
-    rearm_after_s: float = 8.0  # ... or this much time pass, before a new one starts
+    rearm_absent_s: float = 1.0  # after a session: the face must leave this long first
     idle_refresh_s: float = 30.0
     restart_limit: int = 5
     restart_window_s: float = 600.0
@@ -374,9 +378,13 @@ class KioskRunner:
         idle_info: Callable[[FlowContext, datetime], IdleInfo] = idle_info_from_context,
         last_payment: Callable[[], tuple[str, str, str] | None] | None = None,
         last_payment_s: float = 600.0,
+        resolve: ResolvePort | None = None,
+        shown: Callable[[str], object] | None = None,
     ) -> None:
         self._context = context
         self._charge = charge
+        self._resolve = resolve  # asked after a timeout or a crashing charge
+        self._shown = shown  # told the request id once the senior saw "paid"
         self._printer = printer
         self._speaker = speaker
         self._source = source
@@ -391,7 +399,7 @@ class KioskRunner:
         self._boot = time.monotonic()
 
         self._events: queue.Queue[Event | _RefreshIdle | None] = queue.Queue()
-        self._charges: queue.Queue[ChargeRequest | None] = queue.Queue()
+        self._charges: queue.Queue[ChargeRequest | ResolveCharge | None] = queue.Queue()
         self._prints: queue.Queue[Receipt | None] = queue.Queue()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -697,6 +705,8 @@ class KioskRunner:
     def _execute(self, eff: Any) -> None:
         if isinstance(eff, Charge):
             self._charges.put(eff.request)
+        elif isinstance(eff, ResolveCharge):
+            self._charges.put(eff)  # behind the charge itself, on the same thread
         elif isinstance(eff, Print):
             self._prints.put(eff.receipt)
         elif isinstance(eff, Speak):
@@ -715,22 +725,67 @@ class KioskRunner:
     # ----------------------------------------------------------------- charge / print
 
     def _charge_loop(self) -> None:
+        """Charges, and resolutions of charges that outlived the flow's timeout.
+
+        A crashing charge is not reported as failed on a guess: the store says
+        by request id whether it landed (then it is paid) or can no longer land
+        (then it failed); when the store cannot tell yet, nothing is posted and
+        the flow keeps showing "still checking" and asks again."""
         while not self._stop.is_set():
-            req = self._charges.get()
-            if req is None:
+            item = self._charges.get()
+            if item is None:
                 return
-            t0 = time.perf_counter()
-            try:
-                result = self._charge(req)
-            except Exception as exc:
-                log.exception("kiosk_charge_crashed", exc_type=type(exc).__name__)
-                result = ChargeFailed(req.session, "charge_failed")
-            log.info(
-                "kiosk_charge_done",
-                result=type(result).__name__,
-                ms=round((time.perf_counter() - t0) * 1000, 1),
-            )
-            self.post(result)
+            if isinstance(item, ResolveCharge):
+                req = item.request
+                result = self._resolve_charge(req)
+                log.info("kiosk_charge_resolved", result=type(result).__name__)
+            else:
+                req = item
+                t0 = time.perf_counter()
+                try:
+                    result = self._charge(req)
+                except Exception as exc:
+                    log.exception("kiosk_charge_crashed", exc_type=type(exc).__name__)
+                    if self._resolve is None:
+                        result = ChargeFailed(req.session, "charge_failed")
+                    else:
+                        result = self._resolve_charge(req)
+                log.info(
+                    "kiosk_charge_done",
+                    result=type(result).__name__,
+                    ms=round((time.perf_counter() - t0) * 1000, 1),
+                )
+            if result is not None:
+                self.post(result)
+                if isinstance(result, ChargeCommitted):
+                    self._mark_shown(req)
+
+    def _resolve_charge(self, req: ChargeRequest) -> Event | None:
+        if self._resolve is None:
+            return None  # the charge's own result is the only answer
+        try:
+            return self._resolve(req)
+        except Exception as exc:
+            log.exception("kiosk_charge_resolve_failed", exc_type=type(exc).__name__)
+            return None
+
+    def _mark_shown(self, req: ChargeRequest, timeout: float = 2.0) -> None:
+        """Once the flow shows Done for this charge, tell the store the senior
+        saw "paid" (a charge committed but never shown is reported at the next
+        start-up instead)."""
+        if self._shown is None or not req.request_id:
+            return
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                st = self._state
+            if isinstance(st, Done) and st.session == req.session:
+                try:
+                    self._shown(req.request_id)
+                except Exception as exc:
+                    log.exception("kiosk_mark_shown_failed", exc_type=type(exc).__name__)
+                return
+            self._stop.wait(0.01)
 
     def _print_loop(self) -> None:
         while not self._stop.is_set():
@@ -828,7 +883,6 @@ class KioskRunner:
         present_run = 0
         armed = True
         absent_since: float | None = None
-        disarmed_at = 0.0
         last_state: State = Idle()
         last_identify = 0.0
         last_hint = 0.0
@@ -862,12 +916,13 @@ class KioskRunner:
             if cap is not None:
                 self._feed_capture(cap, obs, image, t0)
             elif mode == "pay":
-                # session bookkeeping: re-arm only after the face left or time passed
+                # session bookkeeping: re-arm only after the face has left the frame
+                # (no time-based re-arm: a senior who stays in view after Done is
+                # not asked to pay again)
                 if not isinstance(state, Idle) and isinstance(last_state, Idle):
                     armed = False
                 if isinstance(state, Idle) and not isinstance(last_state, Idle):
                     armed = False
-                    disarmed_at = t0
                     absent_since = None
                 last_state = state
                 if obs is None or obs.width < cfg.presence_min_px:
@@ -876,9 +931,10 @@ class KioskRunner:
                 else:
                     absent_since = None
                     present_run += 1
-                if not armed and (
-                    (absent_since is not None and t0 - absent_since >= cfg.rearm_absent_s)
-                    or t0 - disarmed_at >= cfg.rearm_after_s
+                if (
+                    not armed
+                    and absent_since is not None
+                    and t0 - absent_since >= cfg.rearm_absent_s
                 ):
                     armed = True
                 if isinstance(state, Idle):

@@ -162,12 +162,16 @@ def build_kiosk(
             backend_box[0].record_print_failure(record_id, reason)
 
     def last_payment() -> tuple[str, str, str] | None:
-        """The last charge if it happened in the last 10 minutes (after a restart)."""
-        tx = store.last_transaction()
+        """At start-up: settle charge intents left by the previous run (open ones
+        are abandoned; a charge that committed but was never shown is reported
+        here and in the audit trail), then show the last charge if it happened
+        in the last 10 minutes, or the unshown one whenever it happened."""
+        recovered = store.recover_intents().paid
+        tx = recovered[-1] if recovered else store.last_transaction()
         if tx is None or tx.kind != "charge" or tx.voided:
             return None
         now = services.clock.now()
-        if not timedelta(0) <= now - tx.at <= timedelta(minutes=10):
+        if not recovered and not timedelta(0) <= now - tx.at <= timedelta(minutes=10):
             return None
         return (tx.name_masked, tx.due.yuan_str(), tx.at.astimezone(now.tzinfo).strftime("%H:%M"))
 
@@ -175,6 +179,8 @@ def build_kiosk(
         last_payment=last_payment,
         context=store.context,
         charge=store.charge,
+        resolve=store.resolve_charge,
+        shown=store.mark_shown,
         clock=services.clock,
         printer=print_port,
         speaker=speaker,

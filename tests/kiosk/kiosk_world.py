@@ -293,7 +293,6 @@ FAST = RunnerConfig(
     identify_interval_s=0.2,
     quality_hint_interval_s=0.6,
     rearm_absent_s=0.4,
-    rearm_after_s=1.5,
 )
 
 

@@ -117,7 +117,10 @@ def test_duplicate_meal_is_refused_until_staff_approve(world: World) -> None:
     assert world.wait_state("Done")
     app.runner.post(Touch("confirm"))  # finish
     assert world.wait_state("Idle")
-    # the same senior comes back (re-armed after the configured pause)
+    # the same senior leaves the frame and comes back (re-armed only by absence)
+    world.source.show(None)
+    time.sleep(1.0)
+    world.source.show("obama")
     assert world.wait_state("AlreadyPaid", 15), world.states()
     assert len(ledger(world, "R-OB")) == 1
     app.runner.post(StaffApprove("S-TEST"))
