@@ -96,7 +96,9 @@ def test_check_targets() -> None:
 def test_default_tunings_cover_levels_threads_spinning() -> None:
     names = [t.name for t in default_tunings(2, "all")]
     assert names[0] == "configured"
-    assert {"graph=extended", "graph=basic", "threads=1", "spinning=on"} <= set(names)
+    assert {"graph=extended", "graph=basic", "threads=1", "spinning=on", "prelu=native"} <= set(
+        names
+    )
     assert "graph=all" not in names  # already the configured one
 
 
@@ -139,6 +141,20 @@ def test_bench_face_end_to_end_minimal(frames) -> None:
     for stage in ("detect", "landmarks", "align", "embed", "liveness"):
         assert report["stages_ms"][stage]["n"] == 3 and report["stages_ms"][stage]["median"] > 0
     assert report["identify_ms"]["median"] >= report["stages_ms"]["embed"]["median"]
+    # identify with passive liveness is the headline figure, wall and CPU
+    ident = report["identify_with_liveness_ms"]
+    assert ident == report["identify_ms"] and ident["n"] == 3
+    assert report["identify_with_liveness_cpu_ms"]["n"] == 3
+    assert "passive liveness" in report["identify_includes"]
+    conc = report["liveness_concurrency"]
+    assert conc["concurrent_ms"]["n"] == 3 and conc["sequential_ms"]["n"] == 3
+    # the active challenge's compute per frame: every frame is found and re-identified
+    ch = report["challenge"]
+    assert report["challenge_compute_ms_per_frame"] == ch["challenge_compute_ms_per_frame"]
+    assert ch["frames"] == 3 and ch["reidentified_frames"] == 3
+    assert ch["challenge_compute_ms_per_frame"]["median"] > 0
+    assert ch["max_frames_per_second"] > 0
+    assert "bench kiosk" in ch["face_to_confirm"]
     assert report["model_load_seconds"] > 0
     assert report["memory_with_pack"]["peak_rss_mb"] > 0
     assert report["threads"]["intra_op"] == 2 and report["threads"]["process_threads"] >= 1
@@ -172,3 +188,76 @@ def test_int8_variants_agree_with_float(frames) -> None:
         assert 0.8 < v["cosine_to_float"]["min"] <= 1.0 + 1e-5
         assert v["cosine_to_float"]["mean"] < 0.99999  # a different model really ran
         assert v["pairs"] == 3
+
+
+def test_variant_with_the_graphs_as_shipped(frames) -> None:
+    import onnx
+
+    from face import onnx_models as om
+
+    opened: list[object] = []
+    real = om.open_session
+
+    def spy(model, opts, label):
+        opened.append(model)
+        return real(model, opts, label)
+
+    om.open_session = spy
+    try:
+        out = bench_variants(
+            factory,
+            frames[:1],
+            [Tuning("prelu=native", "all", 2, prelu_rewrite=False)],
+            1,
+            5,
+            lambda _m: None,
+        )
+    finally:
+        om.open_session = real
+    assert out[0]["prelu_rewrite"] is False and "error" not in out[0]
+    # the reopened sessions are the files as shipped: fr_feature still has its PReLUs
+    feature = [m for m in opened if isinstance(m, Path) and m.name == "fr_feature.onnx"]
+    assert feature and any(n.op_type == "PRelu" for n in onnx.load(str(feature[-1])).graph.node)
+
+
+def test_peer_unavailable_says_how_to_install(monkeypatch, frames) -> None:
+    import face.bench as fb
+
+    monkeypatch.setattr(fb, "load_peer", lambda: (None, "dlib is not installed (run x)"))
+    out = fb.bench_peer(frames, 1, 10.0, lambda: [1.0])
+    assert out == {"available": False, "reason": "dlib is not installed (run x)"}
+
+
+def test_dlib_missing_reason_names_the_install_script(monkeypatch) -> None:
+    import importlib
+
+    import face.bench as fb
+
+    real_import = importlib.import_module
+
+    def no_dlib(name, *a, **k):
+        if name == "dlib":
+            raise ImportError("no dlib")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(fb.importlib, "import_module", no_dlib)
+    fr, reason = fb.load_peer()
+    assert fr is None and "scripts/install-peer.sh" in reason
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("dlib") is None, reason="peer not installed"
+)
+def test_peer_ratio_from_interleaved_passes(frames) -> None:
+    passes = []
+
+    def ours() -> list[float]:
+        passes.append(1)
+        return [2.0, 2.0, 2.0]
+
+    from face.bench import bench_peer
+
+    out = bench_peer(frames, 2, 999.0, ours)
+    assert out["available"] is True and len(passes) == 2
+    assert out["ours_identify_ms"]["median"] == 2.0
+    assert out["ratio_peer_over_ours"] == round(out["identify_ms"]["median"] / 2.0, 2)
