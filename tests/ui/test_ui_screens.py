@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -22,14 +23,17 @@ from PyQt6.QtWidgets import (
 from pytestqt.qtbot import QtBot
 from ui_support import CannedBackend, ScriptedKiosk
 
-from payment.domain import MealSlot, Menu, Resident, VerificationMethod
+from payment.domain import MealSlot, Menu, PriorMeal, Resident, VerificationMethod
 from payment.flow import (
     AlreadyPaid,
+    AnotherPortion,
     Candidate,
     CardTapped,
     Challenge,
     ChallengeResult,
     ChargeCommitted,
+    ChargePending,
+    Confirm,
     DigitsEntered,
     FaceResult,
     FaceSeen,
@@ -40,6 +44,7 @@ from payment.flow import (
     StaffRequired,
     State,
     StaticContext,
+    Timeout,
     Touch,
     step,
 )
@@ -100,6 +105,17 @@ def run(*events: Any, state: State | None = None) -> State:
     return st
 
 
+def another_portion_confirm() -> State:
+    """R1 had lunch at 11:02 and chose 再来一份 on the already-paid screen."""
+    paid = PriorMeal("01X", NOW.replace(hour=11, minute=2), MealSlot.LUNCH, NOW.date(), True)
+    ctx = replace(CTX, meal_history={"R1": [paid]})
+    st, _ = step(Idle(), CardTapped("0000000101"), NOW, ctx)
+    assert isinstance(st, AlreadyPaid)
+    st, _ = step(st, AnotherPortion(), NOW, ctx)
+    assert isinstance(st, Confirm) and st.payment.another_portion
+    return st
+
+
 def every_state() -> list[tuple[str, State]]:
     confirm = run(FaceSeen(), FaceResult("identified", "R1", 0.9, 0.99))
     uncertain = run(FaceSeen(), FaceResult("uncertain", "R1", 0.45, 0.99))
@@ -120,6 +136,8 @@ def every_state() -> list[tuple[str, State]]:
         ("keypad", keypad),
         ("keypad-wrong", run(DigitsEntered("0000"), state=keypad)),
         ("charging", charging),
+        ("charge-pending", run(CardTapped("0000000101"), Touch("confirm"), Timeout("charging"))),
+        ("confirm-another", another_portion_confirm()),
         ("done", done),
         ("done-print-failed", run(PrintResult(False, "paper_out"), state=done)),
         ("failed-unknown", run(FaceSeen(), FaceResult("unknown", None, 0.1, 0.99))),
@@ -466,3 +484,40 @@ def test_staff_approve_and_staff_lookup_payment_post_flow_events(
     lookup = next(e for e in kiosk.posted if isinstance(e, StaffLookup))
     assert (lookup.resident_id, lookup.staff_id) == ("D003", "S01")
     assert not w.staff_mode and kiosk.modes[-1] == "pay"
+
+
+def test_still_checking_and_another_portion_screens(
+    qtbot: QtBot, screens: tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend]
+) -> None:
+    w, kiosk, tr, _ = screens
+    states = dict(every_state())
+    # a charge that outlived its timeout: "checking", never "failed", nothing to tap away
+    pending = states["charge-pending"]
+    assert isinstance(pending, ChargePending)
+    kiosk.publish(FlowView(pending, NOW, 1))
+    qtbot.wait(10)
+    assert w.stack.currentWidget() is w.result
+    assert w.result.title.text() == "正在确认支付结果，请稍候"
+    assert w.result.action.text() == "请不要重复支付。如需帮助，请找工作人员。"
+    assert w.result.big.text() == "7.50 元"
+    assert "失败" not in w.result.title.text() and not w.result._finish_enabled
+    assert not w.result.portion_btn.isVisibleTo(w)
+    # the already-paid screen offers 再来一份 beside the staff button; it posts the event
+    kiosk.publish(FlowView(states["already-paid"], NOW, 2))
+    qtbot.wait(10)
+    assert w.result.portion_btn.isVisibleTo(w) and w.result.portion_btn.text() == "再来一份"
+    w.result.portion_btn.click()
+    assert isinstance(kiosk.posted[-1], AnotherPortion)
+    # the second portion's confirm screen shows its full price and says why
+    kiosk.publish(FlowView(states["confirm-another"], NOW, 3))
+    qtbot.wait(10)
+    assert w.stack.currentWidget() is w.confirm
+    assert w.confirm.title.text() == "再来一份：请确认"
+    assert w.confirm.note.text() == "今天 11:02 已付过一份午餐。这一份没有补贴，按原价支付。"
+    assert w.confirm.due.text() == "15.00 元" and w.confirm.pay_btn.text() == "确认再买一份"
+    tr.set_language("en")
+    qtbot.wait(10)
+    assert w.confirm.title.text() == "Another portion: please confirm"
+    assert w.confirm.pay_btn.text() == "Pay for another portion"
+    w.confirm.pay_btn.click()
+    assert isinstance(kiosk.posted[-1], Touch) and kiosk.posted[-1].action == "confirm"

@@ -14,6 +14,7 @@ from typing import Literal
 from payment.flow import (
     AlreadyPaid,
     Challenge,
+    ChargePending,
     Charging,
     Checking,
     Confirm,
@@ -99,6 +100,7 @@ class ResultVM:
     finish: str  # "touch to finish" hint, "" when touching does nothing
     countdown: str
     record_id: str = ""
+    portion_button: str = ""  # label of the "another portion" (再来一份) button, "" for none
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,16 +229,21 @@ def present(
                 (tr("confirm.balance_after"), _yuan(tr, q.balance_after.yuan_str()), True),
             ]
             items = _items_text(tuple((ln.name, ln.quantity) for ln in p.lines))
+            note = tr("confirm.needs_second") if p.needs_second_factor else ""
+            if p.another_portion:  # a second charge: say so, and that it has no subsidy
+                slot_name = tr(p.slot.i18n_key)
+                portion = tr("confirm.another_note", time=p.paid_before_hhmm, slot=slot_name)
+                note = "\n".join(t for t in (portion, note) if t)
             vm2 = ConfirmVM(
-                title=tr("confirm.title"),
+                title=tr("confirm.another_title" if p.another_portion else "confirm.title"),
                 name=p.name_masked,
                 category=tr("confirm.category", category=tr(p.category.i18n_key)),
                 meal=tr("confirm.meal", slot=tr(p.slot.i18n_key), items=items),
                 lines=tuple(lines),
                 due_label=tr("confirm.due"),
                 due=_yuan(tr, q.due.yuan_str()),
-                note=tr("confirm.needs_second") if p.needs_second_factor else "",
-                pay=tr("confirm.pay"),
+                note=note,
+                pay=tr("confirm.another_pay" if p.another_portion else "confirm.pay"),
                 cancel=tr("confirm.cancel"),
                 countdown=_countdown(tr, state.deadline, now),
             )
@@ -257,13 +264,16 @@ def present(
                 countdown=_countdown(tr, state.deadline, now),
             )
             return Presented("keypad", vm3, state_name=name)
-        case Charging():
+        case Charging() | ChargePending():
+            # ChargePending: the charge outlived its timeout and may still land;
+            # "checking", never "failed", until the store knows
+            checking = isinstance(state, ChargePending)
             vm4 = ResultVM(
                 tone="busy",
-                title=tr("charging.title"),
+                title=tr("charging.checking" if checking else "charging.title"),
                 big=_yuan(tr, state.payment.quote.due.yuan_str()),
                 lines=(state.payment.name_masked,),
-                action="",
+                action=tr("charging.checking_hint") if checking else "",
                 staff_button="",
                 finish="",
                 countdown="",
@@ -322,6 +332,7 @@ def present(
                 staff_button=tr("already.staff"),
                 finish=tr("common.touch_to_finish"),
                 countdown=_countdown(tr, state.deadline, now),
+                portion_button=tr("already.another"),
             )
             return Presented("result", vm7, state_name=name)
         case StaffRequired():

@@ -306,6 +306,7 @@ class ResultScreen(QWidget):
 
     finish = pyqtSignal()
     staff = pyqtSignal()
+    portion = pyqtSignal()  # "another portion" (再来一份) on the already-paid screen
 
     def __init__(self) -> None:
         super().__init__()
@@ -320,13 +321,15 @@ class ResultScreen(QWidget):
         self.action.setStyleSheet(f"font-size: {theme.TITLE_PX - 4}px; font-weight: bold;")
         self.staff_btn = button("", "big", self.staff.emit)
         self.staff_btn.setMinimumWidth(380)
+        self.portion_btn = button("", "big", self.portion.emit)
+        self.portion_btn.setMinimumWidth(380)
         self.footer = label("", "muted", align="center")
         lay = vbox(spacing=12, margins=theme.PADDING)
         lay.addStretch(1)
         lay.addLayout(hbox(1, self.icon, self.title, 1, spacing=28))
         for w in (self.big, self.lines, self.action):
             lay.addWidget(w)
-        lay.addLayout(hbox(1, self.staff_btn, 1))
+        lay.addLayout(hbox(1, self.staff_btn, self.portion_btn, 1, spacing=24))
         lay.addStretch(1)
         lay.addWidget(self.footer)
         body.setLayout(lay)
@@ -347,6 +350,8 @@ class ResultScreen(QWidget):
         set_role(self.action, "ok" if vm.tone == "ok" else "notice")
         self.staff_btn.setText(vm.staff_button)
         self.staff_btn.setVisible(bool(vm.staff_button))
+        self.portion_btn.setText(vm.portion_button)
+        self.portion_btn.setVisible(bool(vm.portion_button))
         self.footer.setText("   ·   ".join(t for t in (vm.finish, vm.countdown) if t))
         self._finish_enabled = bool(vm.finish)
 

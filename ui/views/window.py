@@ -17,6 +17,7 @@ from PyQt6.QtGui import QKeyEvent, QMouseEvent
 from PyQt6.QtWidgets import QApplication, QStackedWidget, QVBoxLayout, QWidget
 
 from payment.flow import (
+    AnotherPortion,
     DigitsEntered,
     Idle,
     SecondFactorEntry,
@@ -168,6 +169,7 @@ class KioskWindow(QWidget):
         self.keypad.cancel.connect(lambda: self.kiosk.post(Touch("cancel")))
         self.result.finish.connect(lambda: self.kiosk.post(Touch("confirm")))
         self.result.staff.connect(lambda: self.open_pin("approve"))
+        self.result.portion.connect(lambda: self.kiosk.post(AnotherPortion()))
         self.pin.submitted.connect(self.check_pin)
         self.pin.cancel.connect(self.close_pin)
         self.home.open_page.connect(self.show_page)
