@@ -15,9 +15,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="benchmarks (JSON on stdout)")
     bsub = p.add_subparsers(dest="action", required=True)
     f = bsub.add_parser(
-        "face", help="per-stage latency, identify per frame, 1:N search, load time, RSS"
+        "face",
+        help="identify + passive liveness per frame, per-stage latency, active-challenge "
+        "compute per frame, 1:N search, load time, RSS",
     )
-    f.add_argument("--peer", action="store_true", help="also run the face_recognition (dlib) peer")
+    f.add_argument(
+        "--peer",
+        action="store_true",
+        help="also run the face_recognition (dlib) peer, interleaved with ours "
+        "(install it once with scripts/install-peer.sh)",
+    )
     f.add_argument("--json", action="store_true", help="(output is always JSON)")
     f.add_argument("--repeat", type=int, default=5, help="passes over the images per measurement")
     f.add_argument("--images", help="folder of face photos (default: the shared test faces)")
