@@ -85,6 +85,7 @@ def outbox_rows(tmp_path_factory: pytest.TempPathFactory) -> list[OutboxRow]:
             "staff",
             "--staff",
             "s1",
+            "--yes",
             "--json",
         ],
     ]

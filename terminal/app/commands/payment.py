@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,11 @@ from terminal.db.engine import DiskFull
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("pay", help="pay a meal without the touch screen (staff tools, tests)")
+    p = sub.add_parser(
+        "pay",
+        help="pay a meal without the touch screen (staff tools, tests); shows the quote and "
+        "asks y/N on a terminal, --yes confirms non-interactively",
+    )
     p.add_argument("--resident", required=True, help="resident id")
     p.add_argument(
         "--slot",
@@ -35,7 +40,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--image", type=Path, help="face image (method face)")
     p.add_argument("--card", help="card id (method card; default: the resident's first card)")
     p.add_argument("--phone-last4", help="second factor when the flow asks for it")
-    p.add_argument("--staff", default="cli", help="staff id (method staff, overrides)")
+    p.add_argument("--staff", help="staff id: required for method staff (a staff action, recorded)")
+    p.add_argument(
+        "--yes", action="store_true", help="confirm the quoted payment without asking (scripts)"
+    )
+    p.add_argument(
+        "--another-portion",
+        action="store_true",
+        help="the resident already had this meal: pay for another portion (no subsidy)",
+    )
     p.add_argument("--receipt", action="store_true", help="print the receipt text")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_pay)
@@ -139,8 +152,11 @@ def _read_json(path: Path) -> Any:
 def cmd_pay(args: argparse.Namespace) -> int:
     from payment.domain import MealSlot
     from payment.flow import (
+        AlreadyPaid,
+        AnotherPortion,
         CardTapped,
         Challenge,
+        Charge,
         Confirm,
         DigitsEntered,
         Done,
@@ -161,6 +177,11 @@ def cmd_pay(args: argparse.Namespace) -> int:
         ctx = store.context()
         events: list[Any] = []
         if args.method == "staff":
+            if not (args.staff or "").strip():
+                raise TerminalError(
+                    "method staff is a staff action: pass --staff STAFF_ID (it is recorded)",
+                    code="staff_required",
+                )
             slot = MealSlot(args.slot) if args.slot else None
             events.append(StaffLookup(args.resident, args.staff, slot))
         elif args.slot:
@@ -204,11 +225,14 @@ def cmd_pay(args: argparse.Namespace) -> int:
                 "the flow asks for an active liveness challenge (blink or turn); "
                 "a still image cannot answer it: use the kiosk, a card or staff lookup"
             )
+        if isinstance(d.state, AlreadyPaid) and args.another_portion:
+            d = drive(ctx, store.charge, [AnotherPortion()], svc.clock.now, state=d.state)
         if isinstance(d.state, Confirm) and args.item:
             d = drive(
                 ctx, store.charge, [SelectItems(_items(args.item))], svc.clock.now, state=d.state
             )
         if isinstance(d.state, Confirm):
+            _confirm_quote(d.state, args.yes)  # the same confirmation the touch screen asks
             d = drive(ctx, store.charge, [Touch("confirm")], svc.clock.now, state=d.state)
         if isinstance(d.state, SecondFactorEntry):
             if not args.phone_last4:
@@ -226,11 +250,17 @@ def cmd_pay(args: argparse.Namespace) -> int:
                 raise DiskFull("disk full")  # worded below
             msg = f"payment not made: {getattr(reason, 'value', reason)}"
             if paid_at:
-                msg += f" (paid already at {paid_at}; staff can override in the kiosk)"
+                msg += (
+                    f" (paid already at {paid_at}; pass --another-portion for a second one "
+                    "without subsidy, or staff approve it in the kiosk)"
+                )
             if detail:
                 msg += f" ({detail})"
             raise TerminalError(msg, code="payment_refused")
         tx = store.get(d.committed[0].record_id)
+        for eff in d.effects:  # told "paid" on this terminal: not reported again at start-up
+            if isinstance(eff, Charge):
+                store.mark_shown(eff.request.request_id, by="cli")
         doc = tx.as_dict()
         doc["spoken"] = d.spoken
         lines = render_receipt(store.receipt(tx.record_id, reprint=False))
@@ -251,6 +281,34 @@ def cmd_pay(args: argparse.Namespace) -> int:
         ) from exc
     finally:
         svc.close()
+
+
+def _confirm_quote(state: Any, yes: bool) -> None:
+    """Show the quote (on stderr: stdout stays for the result) and ask y/N on a
+    terminal; without a terminal only ``--yes`` confirms."""
+    p = state.payment
+    q = p.quote
+    items = ", ".join(f"{ln.name} x{ln.quantity}" for ln in p.lines)
+    lines = [
+        f"{'another portion of ' if p.another_portion else ''}{p.slot.value} for "
+        f"{p.name_masked} ({p.resident_id}): {items}",
+        f"list {q.list_total.yuan_str()} - subsidy {q.subsidy.yuan_str()} = "
+        f"to pay {q.due.yuan_str()} yuan; balance {q.balance_before.yuan_str()} -> "
+        f"{q.balance_after.yuan_str()}",
+    ]
+    if p.another_portion:
+        lines.append(f"already paid for this meal at {p.paid_before_hhmm}; no subsidy this time")
+    print("\n".join(lines), file=sys.stderr)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise TerminalError(
+            "this payment needs confirmation: answer on a terminal, or pass --yes",
+            code="confirmation_required",
+        )
+    answer = input(f"pay {q.due.yuan_str()} yuan? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise TerminalError("payment not made: not confirmed", code="not_confirmed")
 
 
 def cmd_topup(args: argparse.Namespace) -> int:
