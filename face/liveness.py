@@ -1,35 +1,33 @@
-"""Liveness: several weak signals combined into one recorded decision.
+"""Liveness: several signals combined into one recorded decision.
 
-Be clear about what this is. The passive model of the open pack
-(``fr_liveness``) looks at one crop and says how "live" it looks. It passes
-most crude print and screen fakes (measured for the architecture; on our own
-simulated phone-screen composites it drops for some faces and not for
-others), so **on its own it is not an anti-spoofing control**. What makes a
-replay harder is combining it with signals a photo cannot give:
+Be clear about what each is worth. The passive model of the open pack
+(``fr_liveness``) looks at one crop and says how "live" it looks; it scores raw
+photos of faces at 0.97 and above, so **on its own it is not an anti-spoofing
+control** and nothing ever skips the active challenge on its strength. It stays
+one signal: its median over the challenge frames must still pass.
 
-* an *active challenge* over a few frames, judged from landmarks:
+What a picture cannot do is the **active challenge**
+(:class:`face.challenge.TurnChallenge`): after a random delay the senior is
+asked to turn to a randomly drawn side and back; the landmark motion must show
+3-D parallax that no homography of a flat picture explains, follow the depth
+of a real face, move continuously the asked way, and come from the same,
+re-identified face on every frame. Optionally (``turn_and_blink``) a blink is
+also required; a blink alone is never enough, because an edited still can
+"blink".
 
-  - **blink**: the eye aspect ratio (EAR, Soukupova & Cech 2016) from the 68
-    landmarks falls clearly below the person's own open-eye level and comes
-    back. Relative, because the open pack's 68-point model is coarse on small
-    faces (measured EAR: open eyes 0.21-0.41, closed 0.15-0.18).
-    Needs a pack with the 68-point model (the open pack's default detector).
-  - **head turn**: the yaw from the 5 landmarks moves by ``turn_deg`` in the
-    asked direction. The direction can be drawn at random per attempt, which a
-    pre-recorded video cannot follow. Works with every pack.
+* **blink**: the eye aspect ratio (EAR, Soukupova & Cech 2016) from the 68
+  landmarks drops clearly below the eye's *own* open level and spread (median
+  and MAD of its history) and comes back.
+* an optional **IR camera** signal: :class:`IrPresenceSignal` is a simple
+  brightness/texture check on the IR frame inside the face box and is a
+  placeholder for a vendor module, not a tuned detector.
 
-* an optional **IR camera** signal (a phone or monitor shows nothing under
-  near-infrared light; a printed photo looks flat). :class:`IrPresenceSignal`
-  is a simple brightness/texture check on the IR frame inside the face box and
-  is a placeholder for a vendor module, not a tuned detector.
-
-A blink or a turn can still be replayed from a video of the enrolled person,
-and a mask defeats all of these; the kiosk must keep the non-face alternative
-and the daily limits of the payment rules. Every identification records the
-decision and the inputs that produced it (:class:`LivenessDecision.signals`).
+A video of the enrolled person turning the asked way, or a mask, can still
+pass; the kiosk keeps the non-face alternative and the payment limits. Every
+decision records the inputs that produced it (:class:`LivenessDecision.signals`).
 
 Everything here is pure: landmarks, scores and times go in, results come out.
-The kiosk flow owns the clock and feeds frames (``now`` in seconds).
+The kiosk owns the clock and feeds frames (``now`` in seconds).
 """
 
 from __future__ import annotations
@@ -38,29 +36,30 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from face.quality import estimate_pose
+from face.challenge import ChallengeFrame, ChallengeParams, Direction, TurnChallenge
 from terminal.core.protocols import LivenessDecision
 
 if TYPE_CHECKING:
     from terminal.config.settings import FaceSettings
 
-Direction = Literal["left", "right"]
-
 # Prompts the kiosk shows / speaks for a challenge: key, English, Chinese.
 PROMPTS: dict[str, tuple[str, str, str]] = {
-    "blink": ("face.liveness.blink", "Please blink", "请眨眨眼"),
-    "turn_left": ("face.liveness.turn_left", "Please turn your head to the left", "请向左转头"),
-    "turn_right": ("face.liveness.turn_right", "Please turn your head to the right", "请向右转头"),
-    "turn": ("face.liveness.turn", "Please turn your head a little", "请转一下头"),
-    "blink_or_turn": (
-        "face.liveness.blink_or_turn",
-        "Please blink or turn your head",
-        "请眨眨眼或转转头",
+    "hold": ("face.liveness.hold", "Please look at the screen", "请看着屏幕"),
+    "turn_left": (
+        "face.liveness.turn_left",
+        "Please turn your head to the left, then back",
+        "请向左转头，再转回来",
     ),
+    "turn_right": (
+        "face.liveness.turn_right",
+        "Please turn your head to the right, then back",
+        "请向右转头，再转回来",
+    ),
+    "blink": ("face.liveness.blink", "Please blink", "请眨眨眼"),
 }
 
 
@@ -133,13 +132,15 @@ def eye_aspect_ratio(landmarks68: np.ndarray) -> float:
 
 
 class BlinkChallenge:
-    """Passes when the EAR goes open -> closed -> open within ``max_closed_s``.
+    """Passes when the eye closes and reopens within ``max_closed_s``, judged
+    against the eye's own history rather than one fixed ratio.
 
-    "Open" is the 75th percentile of the EAR over the frames seen so far (most
-    frames have open eyes, and a long closure does not drag it down); closed
-    means below ``close_ratio`` of it, reopened means back above
-    ``reopen_ratio`` of it. EAR is invariant to moving, scaling and rotating
-    the face in the image, so waving a photo does not blink.
+    "Open" is the median EAR of the frames seen so far and its spread the
+    median absolute deviation (MAD); closed means at least ``min_drop`` of the
+    open level *and* ``k_mad`` spreads below it, reopened means back within
+    ``reopen`` of the open level. EAR does not change when a photo is moved,
+    scaled or rotated in the image; an edited still can still "blink", which
+    is why a blink is only ever asked in addition to the turn.
     """
 
     name = "blink"
@@ -147,15 +148,15 @@ class BlinkChallenge:
     def __init__(
         self,
         *,
-        close_ratio: float = 0.72,
-        reopen_ratio: float = 0.88,
+        min_drop: float = 0.25,
+        k_mad: float = 4.0,
+        reopen: float = 0.12,
         max_closed_s: float = 0.8,
         min_frames: int = 4,
-        open_percentile: float = 75.0,
     ) -> None:
-        self.open_percentile = open_percentile
-        self.close_ratio = close_ratio
-        self.reopen_ratio = reopen_ratio
+        self.min_drop = min_drop
+        self.k_mad = k_mad
+        self.reopen = reopen
         self.max_closed_s = max_closed_s
         self.min_frames = min_frames
         self.samples: list[tuple[float, float]] = []  # (time, ear)
@@ -171,22 +172,25 @@ class BlinkChallenge:
     def _evaluate(self) -> None:
         if len(self.samples) < self.min_frames:
             return
-        base = float(np.percentile([e for _, e in self.samples], self.open_percentile))
+        ears = np.array([e for _, e in self.samples])
+        base = float(np.median(ears))
         if base <= 1e-6:
             return
+        spread = 1.4826 * float(np.median(np.abs(ears - base)))
+        closed_below = base - max(self.min_drop * base, self.k_mad * spread)
+        open_above = base * (1.0 - self.reopen)
         state = "wait_open"
         closed_at = 0.0
         for t, e in self.samples:
-            r = e / base
-            self._min_ratio = min(self._min_ratio, r)
-            if state == "wait_open" and r >= self.reopen_ratio:
+            self._min_ratio = min(self._min_ratio, e / base)
+            if state == "wait_open" and e >= open_above:
                 state = "open"
-            elif state == "open" and r <= self.close_ratio:
+            elif state == "open" and e <= closed_below:
                 state, closed_at = "closed", t
             elif state == "closed":
                 if t - closed_at > self.max_closed_s:
                     state = "wait_open"  # eyes shut too long: not a blink
-                elif r >= self.reopen_ratio:
+                elif e >= open_above:
                     self._passed = True
                     return
 
@@ -200,65 +204,6 @@ class BlinkChallenge:
         if len(self.samples) < self.min_frames:
             return SignalResult(self.name, None, 0.0, "no_frames", detail)
         return SignalResult(self.name, None, 0.0, "no_blink_yet", detail)
-
-
-class HeadTurnChallenge:
-    """Passes when the yaw moves ``turn_deg`` from its starting value in the
-    asked direction (or either, when ``direction`` is None).
-
-    ``direction`` is the senior's own left/right. With a camera that is not
-    mirrored, turning to one's left moves the nose to the image right (yaw
-    grows); ``mirrored=True`` flips that.
-    """
-
-    name = "turn"
-
-    def __init__(
-        self,
-        direction: Direction | None = None,
-        *,
-        turn_deg: float = 20.0,
-        mirrored: bool = False,
-        baseline_frames: int = 2,
-    ) -> None:
-        self.direction = direction
-        self.turn_deg = turn_deg
-        self.mirrored = mirrored
-        self.baseline_frames = baseline_frames
-        self.yaws: list[float] = []
-        self._passed = False
-        self._max_delta = 0.0
-
-    def add_yaw(self, yaw_deg: float) -> None:
-        if self._passed or not math.isfinite(yaw_deg):
-            return
-        self.yaws.append(float(yaw_deg))
-        if len(self.yaws) <= self.baseline_frames:
-            return
-        base = float(np.median(self.yaws[: self.baseline_frames]))
-        delta = self.yaws[-1] - base
-        if self.mirrored:
-            delta = -delta
-        # Positive delta = the senior turned to their left.
-        if self.direction == "left":
-            signed = delta
-        elif self.direction == "right":
-            signed = -delta
-        else:
-            signed = abs(delta)
-        self._max_delta = max(self._max_delta, signed)
-        if signed >= self.turn_deg:
-            self._passed = True
-
-    def add(self, now: float, kps: np.ndarray | None) -> None:
-        if kps is not None:
-            self.add_yaw(estimate_pose(kps).yaw)
-
-    def result(self) -> SignalResult:
-        detail = {"turn_frames": float(len(self.yaws)), "turn_max_deg": round(self._max_delta, 1)}
-        if self._passed:
-            return SignalResult(self.name, True, 1.0, "", detail)
-        return SignalResult(self.name, None, 0.0, "no_turn_yet", detail)
 
 
 # ---------------------------------------------------------------------------
@@ -332,33 +277,14 @@ def combine(results: Sequence[SignalResult], *, final: bool = True) -> LivenessD
     return LivenessDecision(True, method, signals, "")
 
 
-class EitherChallenge:
-    """Blink or head turn, whichever the senior does first (blink is skipped
-    when the pack has no 68-point landmarks)."""
-
-    name = "blink_or_turn"
-
-    def __init__(self, blink: BlinkChallenge, turn: HeadTurnChallenge) -> None:
-        self.blink = blink
-        self.turn = turn
-
-    def result(self) -> SignalResult:
-        b, t = self.blink.result(), self.turn.result()
-        detail = {**b.detail, **t.detail}
-        if b.passed:
-            return SignalResult(self.name, True, 1.0, "", {**detail, "blink": 1.0})
-        if t.passed:
-            return SignalResult(self.name, True, 1.0, "", {**detail, "turn": 1.0})
-        return SignalResult(self.name, None, 0.0, "no_challenge_yet", detail)
-
-
 class LivenessCheck:
     """One liveness attempt over a few frames, configured from FaceSettings.
 
-    Feed every frame with :meth:`observe`; ask :meth:`decide` each frame.
-    It returns None while undecided and a :class:`LivenessDecision` once every
-    required signal has passed, one has failed, or the challenge window is
-    over. ``prompt`` is what the kiosk should ask for (None: nothing to ask).
+    Draws the side to turn to and the moment of the prompt at random; feed
+    every frame with :meth:`observe` and ask :meth:`decide`. It returns None
+    while undecided and a :class:`LivenessDecision` once every required signal
+    has passed, one has failed (a binding check fails at once), or the window
+    is over. ``prompt(now)`` is what the kiosk should show and say.
     """
 
     def __init__(
@@ -369,87 +295,64 @@ class LivenessCheck:
         has_landmarks68: bool = True,
         rng: random.Random | None = None,
         mirrored: bool = False,
+        params: ChallengeParams | None = None,
     ) -> None:
+        rnd = rng or random.SystemRandom()
         self.settings = settings
         self.started_at = started_at
-        self.deadline = started_at + settings.liveness_challenge_seconds
+        self.direction: Direction = rnd.choice(("left", "right"))
+        lo, hi = settings.liveness_prompt_delay_s
+        self.prompt_at = started_at + rnd.uniform(lo, hi)
+        self.deadline = self.prompt_at + settings.liveness_challenge_seconds
+        self.has_landmarks68 = has_landmarks68
+        self.turn = TurnChallenge(
+            self.direction,
+            prompt_at=self.prompt_at,
+            deadline=self.deadline,
+            params=params,
+            mirrored=mirrored,
+        )
+        self.blink = BlinkChallenge() if settings.liveness_challenge == "turn_and_blink" else None
         self.passive = (
-            PassiveSignal(settings.liveness_threshold) if settings.liveness_passive else None
-        )
-        self.ir = IrPresenceSignal() if settings.liveness_ir else None
-        mode = settings.liveness_challenge
-        if mode == "blink" and not has_landmarks68:
-            mode = "turn"  # the pack cannot see eyes: fall back to a head turn
-        self.mode = mode
-        self.blink = (
-            BlinkChallenge() if mode in ("blink", "blink_or_turn") and has_landmarks68 else None
-        )
-        direction: Direction | None = None
-        if mode == "turn":
-            direction = (rng or random.SystemRandom()).choice(("left", "right"))
-        self.turn = (
-            HeadTurnChallenge(direction, mirrored=mirrored)
-            if mode in ("turn", "blink_or_turn")
+            PassiveSignal(settings.liveness_threshold, min_frames=2)
+            if settings.liveness_passive
             else None
         )
-        self.direction = direction
+        self.ir = IrPresenceSignal() if settings.liveness_ir else None
 
-    @property
-    def prompt(self) -> tuple[str, str, str] | None:
-        """(translation key, English, Chinese) of what to ask the senior."""
-        if self.blink is not None and self.turn is not None:
-            return PROMPTS["blink_or_turn"]
-        if self.blink is not None:
-            return PROMPTS["blink"]
-        if self.turn is not None:
-            return PROMPTS[f"turn_{self.direction}"] if self.direction else PROMPTS["turn"]
-        return None
+    def prompt(self, now: float) -> tuple[str, str, str]:
+        """(translation key, English, Chinese) of what to ask the senior now."""
+        if now < self.prompt_at:
+            return PROMPTS["hold"]
+        return PROMPTS[f"turn_{self.direction}"]
 
-    def observe(
-        self,
-        now: float,
-        *,
-        kps: np.ndarray | None,
-        landmarks68: np.ndarray | None = None,
-        passive_score: float | None = None,
-        box: np.ndarray | None = None,
-        ir_gray: np.ndarray | None = None,
-    ) -> None:
+    def observe(self, frame: ChallengeFrame, *, ir_gray: np.ndarray | None = None) -> None:
+        self.turn.add(frame)
         if self.passive is not None:
-            self.passive.add(passive_score)
+            self.passive.add(frame.passive)
         if self.blink is not None:
-            self.blink.add(now, landmarks68)
-        if self.turn is not None:
-            self.turn.add(now, kps)
-        if self.ir is not None and box is not None:
-            self.ir.add(ir_gray, box)
+            self.blink.add(frame.t, frame.landmarks68)
+        if self.ir is not None and frame.box is not None:
+            self.ir.add(ir_gray, np.asarray(frame.box))
 
-    def _results(self) -> list[SignalResult]:
-        out: list[SignalResult] = []
-        if self.passive is not None:
-            out.append(self.passive.result())
-        if self.blink is not None and self.turn is not None:
-            out.append(EitherChallenge(self.blink, self.turn).result())
-        elif self.blink is not None:
-            out.append(self.blink.result())
-        elif self.turn is not None:
-            out.append(self.turn.result())
-        if self.ir is not None:
-            out.append(self.ir.result())
-        return out
+    def _turn_result(self, now: float) -> SignalResult:
+        if not self.has_landmarks68:
+            return SignalResult("turn", False, 0.0, "no_landmarks68")
+        v = self.turn.verdict(now)
+        return SignalResult("turn", v.passed, 1.0 if v.passed else 0.0, v.reason, v.detail)
 
     def decide(self, now: float) -> LivenessDecision | None:
-        """None while undecided. Decides as soon as every signal other than the
-        passive model has passed (the passive median is judged on the frames
-        seen so far); otherwise at the end of the challenge window, when any
-        signal still failing or undecided makes the attempt fail."""
-        results = self._results()
-        if not results:
-            return LivenessDecision(True, "none", {}, "liveness disabled by configuration")
+        """None while undecided. The turn decides (pass or fail); the passive
+        median and the optional blink and IR signals must then pass too."""
+        turn = self._turn_result(now)
+        results = [turn]
+        if self.passive is not None:
+            results.append(self.passive.result())
+        if self.blink is not None:
+            results.append(self.blink.result())
+        if self.ir is not None:
+            results.append(self.ir.result())
         timed_out = now >= self.deadline
-        # The passive median is only final at the end of the window, unless the
-        # challenge already passed (then use the frames seen so far).
-        challenge_done = all(r.passed is True for r in results if r.name != "passive")
-        if not timed_out and not challenge_done:
+        if turn.passed is None and not timed_out:
             return None
         return combine(results, final=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from face.challenge import ChallengeFrame
 from face.gallery import Gallery, Match, decide, decide_with
 from face.modelpack import PackManifest, verify_pack
 from face.pipeline import FaceEngine, FaceObservation, PrimaryFace
@@ -182,6 +183,39 @@ class Recogniser:
             quality_reason=str(q.reason),
             quality_text_en=str(q.text_en),
             quality_text_zh=str(q.text_zh),
+        )
+
+    def challenge_frame(
+        self,
+        image: np.ndarray,
+        t: float,
+        resident_id: str,
+        *,
+        passive: bool = False,
+        second_face_ratio: float = 0.5,
+    ) -> ChallengeFrame:
+        """What a frame of an active challenge shows: how many faces of
+        comparable size, the largest one's box and 68 landmarks, its cosine to
+        ``resident_id``'s own templates (re-identification), and optionally
+        the passive model's score. Used by the kiosk and by the evaluation."""
+        with self._lock:
+            faces = self.engine.detect(image)
+            if not faces:
+                return ChallengeFrame(t)
+            face = faces[0]
+            vec = self.engine.embed(image, face)
+            score = self.engine.passive_liveness(image, face) if passive else None
+        big = sum(1 for f in faces if f.width >= second_face_ratio * face.width)
+        templates = self.gallery.templates_of(resident_id)
+        reid = float(np.max(templates @ vec)) if len(templates) else -1.0
+        box = tuple(float(v) for v in face.box)
+        return ChallengeFrame(
+            t,
+            faces=big,
+            box=(box[0], box[1], box[2], box[3]),
+            landmarks68=face.landmarks68,
+            reid=reid,
+            passive=score,
         )
 
     def embed_primary(self, image: np.ndarray) -> PrimaryFace:

@@ -83,43 +83,23 @@ _ZERO = Money(0)
 
 @dataclass(frozen=True, slots=True)
 class LivenessPolicy:
-    """When the passive score is enough, and when an active challenge is needed.
+    """Every face payment needs an active challenge (``face`` asks the senior to
+    turn their head to a random side and checks that the same, re-identified
+    face made a real 3-D turn). The passive model never waives it: it scores
+    photos as live. Below ``reject_below`` an identification fails outright
+    (the card path remains)."""
 
-    The passive model alone passes many printed and screen fakes, so it decides
-    alone only when it is *clearly* live and the match is *clearly* good;
-    otherwise the senior is asked to blink or turn the head (read from
-    landmarks over a few frames by ``face``). Below ``reject_below`` the attempt
-    fails outright (the card path remains).
-    """
-
-    clearly_live: float = 0.90
     reject_below: float = 0.10
-    clearly_good_match: float = 0.60
-    always_challenge: bool = False
-    challenges: tuple[str, ...] = ("blink", "turn")
+    challenges: tuple[str, ...] = ("turn",)
     max_challenge_attempts: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("clearly_live", "reject_below", "clearly_good_match"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise DomainError(f"liveness {name} must be within 0..1", code="bad_liveness")
-        if self.reject_below > self.clearly_live:
-            raise DomainError(
-                "liveness reject_below must not exceed clearly_live", code="bad_liveness"
-            )
+        if not 0.0 <= self.reject_below <= 1.0:
+            raise DomainError("liveness reject_below must be within 0..1", code="bad_liveness")
         if not self.challenges or any(not c.strip() for c in self.challenges):
             raise DomainError("liveness needs at least one challenge", code="bad_liveness")
         if self.max_challenge_attempts < 1:
             raise DomainError("max_challenge_attempts must be >= 1", code="bad_liveness")
-
-    def needs_challenge(self, decision: MatchDecision, score: float, passive: float) -> bool:
-        return (
-            self.always_challenge
-            or passive < self.clearly_live
-            or decision != "identified"
-            or score < self.clearly_good_match
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -899,14 +879,10 @@ def _on_face(
             ctx,
             alternatives=NON_FACE_METHODS,
         )
-    if pol.needs_challenge(ev.decision, ev.score, ev.passive_liveness):
-        kind = pol.challenges[(now.microsecond // 1000 + now.second) % len(pol.challenges)]
-        st = Challenge(state.session, _after(now, cfg.timeouts.challenge), ev, kind, 1)
-        return st, [Speak(f"pay.challenge.{kind}")]
-    liveness = LivenessDecision(
-        True, "passive", {"passive": ev.passive_liveness, "match": ev.score}, "clearly live"
-    )
-    return _prepare(_face_candidate(ev, liveness), state.session, now, ctx)
+    # Always an active challenge: no score, however high, stands in for it.
+    kind = pol.challenges[0]
+    st = Challenge(state.session, _after(now, cfg.timeouts.challenge), ev, kind, 1)
+    return st, [Speak(f"pay.challenge.{kind}")]
 
 
 def _face_candidate(ev: FaceResult, liveness: LivenessDecision) -> Candidate:

@@ -124,10 +124,11 @@ class Observation:
 
 class ChallengeSession(Protocol):
     kind: str
-    prompt: str  # translation key
     deadline: float  # monotonic
 
-    def feed(self, now: float, obs: Observation | None) -> ChallengeResult | None: ...
+    def prompt(self, now: float) -> str: ...  # translation key of what to ask now
+
+    def feed(self, now: float, image: np.ndarray | None) -> ChallengeResult | None: ...
 
 
 class FacePort(Protocol):
@@ -137,22 +138,33 @@ class FacePort(Protocol):
 
     def identify(self, image: np.ndarray) -> FaceResult | None: ...
 
-    def challenge(self, kind: str, now: float) -> ChallengeSession: ...
+    def challenge(self, kind: str, now: float, resident_id: str) -> ChallengeSession: ...
 
 
 class _LivenessChallenge:
-    """One active challenge attempt over ``face.liveness.LivenessCheck``."""
+    """One active challenge attempt: ``face.liveness.LivenessCheck`` fed with
+    what every frame shows of the candidate (``Recogniser.challenge_frame``:
+    faces, box, 68 landmarks, re-identification against the candidate's own
+    templates, and the passive model on every other frame)."""
 
-    def __init__(self, check: Any, kind: str) -> None:
+    def __init__(self, rec: Recogniser, check: Any, kind: str, resident_id: str) -> None:
+        self._rec = rec
         self._check = check
+        self._resident_id = resident_id
+        self._frames = 0
         self.kind = kind
-        prompt = check.prompt
-        self.prompt = prompt[0] if prompt else f"pay.challenge.{kind}"
         self.deadline = float(check.deadline)
 
-    def feed(self, now: float, obs: Observation | None) -> ChallengeResult | None:
-        if obs is not None:
-            self._check.observe(now, kps=obs.kps, landmarks68=obs.landmarks68)
+    def prompt(self, now: float) -> str:
+        return str(self._check.prompt(now)[0])
+
+    def feed(self, now: float, image: np.ndarray | None) -> ChallengeResult | None:
+        if image is not None:
+            frame = self._rec.challenge_frame(
+                image, now, self._resident_id, passive=self._frames % 2 == 0
+            )
+            self._frames += 1
+            self._check.observe(frame)
         decision = self._check.decide(now)
         if decision is None:
             return None
@@ -233,22 +245,18 @@ class RecogniserFace:
             quality_reason=None if res.quality_ok else res.quality_reason,
         )
 
-    def challenge(self, kind: str, now: float) -> ChallengeSession:
+    def challenge(self, kind: str, now: float, resident_id: str) -> ChallengeSession:
         from face.liveness import LivenessCheck
 
-        mode = kind if kind in ("blink", "turn", "blink_or_turn") else "blink_or_turn"
-        update: dict[str, Any] = {
-            "liveness_challenge": mode,
-            "liveness_passive": False,  # the flow already weighed the passive score
-            "liveness_ir": False,
-        }
+        settings = self.rec.settings
         if self.challenge_seconds is not None:
-            update["liveness_challenge_seconds"] = self.challenge_seconds
-        settings = self.rec.settings.model_copy(update=update)
+            settings = settings.model_copy(
+                update={"liveness_challenge_seconds": self.challenge_seconds}
+            )
         check = LivenessCheck(
             settings, started_at=now, has_landmarks68=self.rec.engine.has_landmarks68
         )
-        return _LivenessChallenge(check, kind)
+        return _LivenessChallenge(self.rec, check, kind, resident_id)
 
 
 # --------------------------------------------------------------------------- idle info
@@ -968,12 +976,22 @@ class KioskRunner:
                     ckey = (state.session, state.attempt, state.kind)
                     if challenge_done != ckey:  # else: result posted, the flow moves on
                         if challenge is None or challenge_key != ckey:
-                            challenge = face.challenge(state.kind, t0)
+                            rid = state.face.resident_id or ""
+                            challenge = face.challenge(state.kind, t0, rid)
                             challenge_key = ckey
-                            view = ChallengeView(state.kind, challenge.prompt, challenge.deadline)
+                        prompt = challenge.prompt(t0)
+                        view = self._challenge_view
+                        if view is None or (view.prompt, view.deadline_s) != (
+                            prompt,
+                            challenge.deadline,
+                        ):
+                            view = ChallengeView(state.kind, prompt, challenge.deadline)
                             self._challenge_view = view
                             self._publish(view)
-                        res = challenge.feed(t0, obs)
+                            if prompt != "face.liveness.hold":
+                                self._execute(Speak(prompt))  # say which side, when asked
+                        # every frame of the attempt is judged, a frame without a face too
+                        res = challenge.feed(t0, image)
                         if res is not None:
                             self.post(res)
                             challenge = None

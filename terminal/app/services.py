@@ -70,17 +70,10 @@ class Services:
         from terminal.core.money import Money
 
         p = self.settings.payment
-        f = self.settings.face
         return FlowConfig(
             centre_name=self.settings.centre.centre_name,
             slot_windows=SlotWindows.from_dict(dict(p.slot_windows)),
-            liveness=LivenessPolicy(
-                clearly_live=p.liveness_clearly_live,
-                reject_below=p.liveness_reject_below,
-                # "clearly good": the accept threshold plus the identity margin again
-                clearly_good_match=min(1.0, f.accept_threshold + f.min_margin),
-                always_challenge=p.liveness_always_challenge,
-            ),
+            liveness=LivenessPolicy(reject_below=p.liveness_reject_below),
             limits=ExposureLimits(
                 max_per_transaction=Money(p.max_per_transaction_fen),
                 max_unsynced_per_resident=Money(p.max_unsynced_per_resident_fen),

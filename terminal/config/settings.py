@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -94,12 +94,18 @@ class FaceSettings(BaseModel):
     multi_face_ratio: float = Field(0.7, gt=0, le=1.0)
     # Passive model (fr_liveness) live probability needed by the passive signal.
     liveness_threshold: float = Field(0.5, ge=0, le=1)
-    # Liveness signals that must all pass: passive model, active challenge, IR camera.
+    # Liveness signals that must all pass: the active challenge (always: a 3-D head
+    # turn to a random side, by the re-identified paying face; optionally a blink
+    # too), the passive model's median over the challenge frames, an IR camera.
+    # There is no setting that skips the challenge (see docs/liveness.md).
     liveness_passive: bool = True
-    liveness_challenge: Literal["none", "blink", "turn", "blink_or_turn"] = "blink_or_turn"
+    liveness_challenge: Literal["turn", "turn_and_blink"] = "turn"
     liveness_ir: bool = False
-    # Seconds the senior has for the active challenge.
+    # Seconds the senior has for the turn, counted from the prompt.
     liveness_challenge_seconds: float = Field(6.0, gt=0, le=60)
+    # The prompt appears after a random delay in this range (seconds), so a
+    # recording cannot be timed to it.
+    liveness_prompt_delay_s: tuple[float, float] = (0.4, 1.0)
     intra_op_threads: int = Field(2, ge=1, le=16)
     # onnxruntime graph optimisation; "all" measured fastest on x86, re-measure on the Pi.
     graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
@@ -108,8 +114,21 @@ class FaceSettings(BaseModel):
     enrol_min_images: int = Field(1, ge=1)
     enrol_max_templates: int = Field(5, ge=1, le=20)
 
+    @field_validator("liveness_challenge", mode="before")
+    @classmethod
+    def _no_weaker_challenge(cls, v: object) -> object:
+        if v in ("none", "blink", "blink_or_turn"):
+            raise ValueError(
+                f"face.liveness_challenge={v!r} is no longer offered: a still photo can pass it; "
+                "use 'turn' (default) or 'turn_and_blink'"
+            )
+        return v
+
     @model_validator(mode="after")
     def _ordered(self) -> FaceSettings:
+        lo, hi = self.liveness_prompt_delay_s
+        if not 0 <= lo <= hi <= 5:
+            raise ValueError("face.liveness_prompt_delay_s must be 0 <= min <= max <= 5 seconds")
         if self.uncertain_threshold > self.accept_threshold:
             raise ValueError("face.uncertain_threshold must not exceed face.accept_threshold")
         if self.min_brightness >= self.max_brightness:
@@ -145,11 +164,9 @@ class PaymentSettings(BaseModel):
     # Any earlier meal in the slot blocks a second one (staff or 再来一份 let it through);
     # False narrows the guard to subsidised meals only.
     duplicate_guard_any_meal: bool = True
-    # Passive liveness score at or above which no active challenge is asked when
-    # the match is also clearly good; below reject_below the attempt fails at once.
-    liveness_clearly_live: float = Field(0.90, ge=0, le=1)
+    # Below this passive liveness score an identification fails at once (a crude
+    # screen replay); above it the active challenge is always asked.
     liveness_reject_below: float = Field(0.10, ge=0, le=1)
-    liveness_always_challenge: bool = False
 
 
 class CentreSettings(BaseModel):

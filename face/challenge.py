@@ -1,0 +1,358 @@
+"""The active liveness challenge: a head turn that a flat picture cannot answer,
+made by the face that is paying.
+
+Pure: landmarks, boxes, scores and times go in, a verdict comes out. The kiosk
+(``terminal.app.kiosk``) feeds one :class:`ChallengeFrame` per analysed frame;
+:mod:`face.liveness_eval` feeds frames of synthetic genuine heads and attacks.
+
+What the challenge asks and checks
+----------------------------------
+
+The senior is asked, after a random delay, to turn their head to a randomly
+drawn side and back. Every frame of the attempt must show
+
+* **one face** (a second face of comparable size fails the attempt),
+* **the same face**: its box moves continuously from frame to frame (no jumps,
+  no gap longer than ``max_missing`` frames) and the face is **re-identified**
+  against the candidate's own templates on every frame that can be embedded
+  (``reid_front`` near frontal, ``reid_turned`` when turned), so a photo that
+  was identified cannot hand the challenge to another person's real head.
+
+And the motion must be a real 3-D turn:
+
+* **parallax**: the 68 landmarks of a flat photo or screen, however it is moved,
+  tilted or zoomed, are mapped from the frontal frame by one homography (up to
+  landmark noise); a real head turning is not, because the nose, eyes and face
+  outline lie at different depths. The root-mean-square residual of the best
+  homography, in units of the inter-ocular distance, must reach
+  ``min_parallax`` and stand well above the noise of the frames before the
+  prompt.
+* **structure**: that residual must follow depth: its horizontal component
+  correlates with the depth of the points in the 3-D mean face shape (the
+  insightface wheel's ``meanshape_68``), with the sign of the asked direction.
+  A 2-D edit that slides the nose sideways leaves a residual on the nose only.
+* **direction and continuity**: the yaw of an affine fit of the 3-D mean shape
+  moves towards the asked side (never the other), passes through intermediate
+  values on the way (two photos swapped do not), and comes back.
+
+How the thresholds were chosen is written in ``docs/liveness.md``: on the
+tuning half of :mod:`face.liveness_eval`'s clips only, with the held-out half
+reported beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from face.meanshape import mean_shape_68
+
+Direction = Literal["left", "right"]
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def inter_ocular(lm68: np.ndarray) -> float:
+    lm = np.asarray(lm68, np.float64).reshape(68, 2)
+    return float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+
+
+def pose_yaw(lm68: np.ndarray) -> float:
+    """Yaw in degrees from an affine fit of the 3-D mean shape to 68 landmarks.
+    Positive when the nose moves towards the image's right."""
+    ms = mean_shape_68()
+    x = np.column_stack([ms, np.ones(68)])
+    a, *_ = np.linalg.lstsq(x, np.asarray(lm68, np.float64).reshape(68, 2), rcond=None)
+    r1 = a[:3, 0]
+    n = float(np.linalg.norm(r1))
+    if n < 1e-9:
+        return 0.0
+    r1 = r1 / n
+    return math.degrees(math.atan2(r1[2], r1[0]))
+
+
+def _normaliser(p: np.ndarray) -> np.ndarray:
+    c = p.mean(0)
+    d = float(np.sqrt(((p - c) ** 2).sum(1)).mean()) or 1.0
+    s = math.sqrt(2.0) / d
+    return np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
+
+
+def fit_homography(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The 3x3 homography mapping points ``a`` onto ``b`` (normalised DLT, least squares)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    ta, tb = _normaliser(a), _normaliser(b)
+    ah = np.column_stack([a, np.ones(len(a))]) @ ta.T
+    bh = np.column_stack([b, np.ones(len(b))]) @ tb.T
+    n = len(a)
+    m = np.zeros((2 * n, 9))
+    x, y = ah[:, 0], ah[:, 1]
+    u, v = bh[:, 0], bh[:, 1]
+    m[0::2, 0], m[0::2, 1], m[0::2, 2] = -x, -y, -1
+    m[0::2, 6], m[0::2, 7], m[0::2, 8] = u * x, u * y, u
+    m[1::2, 3], m[1::2, 4], m[1::2, 5] = -x, -y, -1
+    m[1::2, 6], m[1::2, 7], m[1::2, 8] = v * x, v * y, v
+    _, _, vt = np.linalg.svd(m)
+    h = np.linalg.inv(tb) @ vt[-1].reshape(3, 3) @ ta
+    out: np.ndarray = h / (h[2, 2] if abs(h[2, 2]) > 1e-12 else 1.0)
+    return out
+
+
+def homography_residual(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, 2) residual of ``b`` after the best homography from ``a``."""
+    h = fit_homography(a, b)
+    p = np.column_stack([np.asarray(a, np.float64), np.ones(len(a))]) @ h.T
+    w = np.where(np.abs(p[:, 2:3]) < 1e-12, 1e-12, p[:, 2:3])
+    res: np.ndarray = p[:, :2] / w - np.asarray(b, np.float64)
+    return res
+
+
+@dataclass(frozen=True, slots=True)
+class Parallax:
+    """How far the motion from a frontal frame is from any flat picture's."""
+
+    residual: float  # RMS homography residual / inter-ocular distance
+    depth_corr: float  # corr(horizontal residual, mean-shape depth); sign = turn side
+
+    @classmethod
+    def between(cls, frontal: np.ndarray, turned: np.ndarray) -> Parallax:
+        r = homography_residual(frontal, turned)
+        iod = inter_ocular(turned) or 1.0
+        rms = float(np.sqrt((r**2).sum(1).mean()) / iod)
+        z = mean_shape_68()[:, 2]
+        rx = r[:, 0]
+        corr = 0.0 if float(rx.std()) < 1e-09 else float(np.corrcoef(rx, z)[0, 1])
+        return cls(rms, corr if math.isfinite(corr) else 0.0)
+
+
+def side_sign(direction: Direction, *, mirrored: bool = False) -> float:
+    """+1 when turning to the senior's ``direction`` moves the nose towards the
+    image's right (an unmirrored camera and a turn to the senior's left)."""
+    s = 1.0 if direction == "left" else -1.0
+    return -s if mirrored else s
+
+
+# --------------------------------------------------------------------------- the judge
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeFrame:
+    """What one analysed frame says about the face answering the challenge."""
+
+    t: float  # seconds (monotonic)
+    faces: int = 0  # faces at least ``second_face_ratio`` as wide as the largest
+    box: tuple[float, float, float, float] | None = None
+    landmarks68: np.ndarray | None = None
+    reid: float | None = None  # cosine to the candidate's best template, when embedded
+    passive: float | None = None  # passive model score, when run
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeParams:
+    """Thresholds; see docs/liveness.md for how each was chosen."""
+
+    min_parallax: float = 0.060
+    noise_factor: float = 2.5
+    min_depth_corr: float = 0.30
+    min_yaw_deg: float = 4.0
+    wrong_way_deg: float = 8.0
+    turned_frames: int = 2
+    max_missing: int = 1
+    max_jump: float = 0.45  # box centre shift between frames / box width
+    max_scale_step: float = 1.35  # box width ratio between frames
+    reid_front: float = 0.40
+    reid_turned: float = 0.25
+    min_reid_frames: int = 3
+    min_baseline_frames: int = 2
+    max_round_trips: int = 2
+
+
+@dataclass(slots=True)
+class ChallengeVerdict:
+    passed: bool | None  # None: not decided yet
+    reason: str = ""
+    detail: dict[str, float] = field(default_factory=dict)
+
+
+class TurnChallenge:
+    """One attempt: turn to ``direction`` after ``prompt_at`` and come back,
+    before ``deadline``. Feed frames with :meth:`add`; read :meth:`verdict`.
+    A failed binding check (second face, lost track, someone else) ends the
+    attempt at once; the motion checks decide when the senior has come back."""
+
+    name = "turn"
+
+    def __init__(
+        self,
+        direction: Direction,
+        *,
+        prompt_at: float,
+        deadline: float,
+        params: ChallengeParams | None = None,
+        mirrored: bool = False,
+    ) -> None:
+        self.direction = direction
+        self.prompt_at = prompt_at
+        self.deadline = deadline
+        self.p = params or ChallengeParams()
+        self.sign = side_sign(direction, mirrored=mirrored)
+        self._baseline: list[np.ndarray] = []
+        self._base_yaws: list[float] = []
+        self._ref: np.ndarray | None = None
+        self._noise = 0.0
+        self._yaw0 = 0.0
+        self._missing = 0
+        self._last_box: tuple[float, float, float, float] | None = None
+        self._reids: list[float] = []
+        self._passive: list[float] = []
+        self._state = "front"  # front -> turning -> turned -> back
+        self._turned = 0
+        self._round_trips = 0
+        self._saw_intermediate = False
+        self._peak_yaw = 0.0
+        self._peak_res = 0.0
+        self._peak_corr = 0.0
+        self._verdict = ChallengeVerdict(None, "waiting")
+        self.frames = 0
+
+    # -- feeding ------------------------------------------------------------------
+    def _fail(self, reason: str) -> None:
+        self._verdict = ChallengeVerdict(False, reason, self.detail())
+
+    def add(self, f: ChallengeFrame) -> ChallengeVerdict:
+        if self._verdict.passed is not None:
+            return self._verdict
+        self.frames += 1
+        if f.t >= self.deadline:
+            self._fail("challenge_timeout")
+            return self._verdict
+        if not self._bound(f):
+            return self._verdict
+        if f.passive is not None and math.isfinite(f.passive):
+            self._passive.append(float(f.passive))
+        if f.landmarks68 is None:
+            return self._verdict
+        lm = np.asarray(f.landmarks68, np.float64).reshape(68, 2)
+        if f.t < self.prompt_at or len(self._baseline) < self.p.min_baseline_frames:
+            self._add_baseline(lm)
+            return self._verdict
+        self._motion(lm, f.t)
+        return self._verdict
+
+    def _bound(self, f: ChallengeFrame) -> bool:
+        """The binding checks: one face, the same track, the same person."""
+        p = self.p
+        if f.faces > 1:
+            self._fail("second_face")
+            return False
+        if f.box is None or f.faces == 0:
+            self._missing += 1
+            if self._missing > p.max_missing:
+                self._fail("face_lost")
+            return False
+        self._missing = 0
+        if self._last_box is not None:
+            a, b = self._last_box, f.box
+            wa, wb = a[2] - a[0], b[2] - b[0]
+            if wa <= 0 or wb <= 0:
+                self._fail("face_lost")
+                return False
+            ca = ((a[0] + a[2]) / 2, (a[1] + a[3]) / 2)
+            cb = ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+            shift = math.hypot(ca[0] - cb[0], ca[1] - cb[1]) / wa
+            ratio = max(wa, wb) / min(wa, wb)
+            if shift > p.max_jump or ratio > p.max_scale_step:
+                self._fail("track_jump")
+                return False
+        self._last_box = f.box
+        if f.reid is not None:
+            self._reids.append(float(f.reid))
+            turned = self._state in ("turning", "turned")
+            floor = p.reid_turned if turned else p.reid_front
+            if f.reid < floor:
+                self._fail("different_face")
+                return False
+        return True
+
+    def _add_baseline(self, lm: np.ndarray) -> None:
+        if self._ref is not None:
+            self._noise = max(self._noise, Parallax.between(self._ref, lm).residual)
+        self._baseline.append(lm)
+        self._base_yaws.append(pose_yaw(lm))
+        self._ref = lm
+        self._yaw0 = float(np.median(self._base_yaws))
+
+    def _motion(self, lm: np.ndarray, t: float) -> None:
+        p = self.p
+        assert self._ref is not None
+        par = Parallax.between(self._ref, lm)
+        dyaw = (pose_yaw(lm) - self._yaw0) * self.sign
+        corr = -par.depth_corr * self.sign  # a turn to the nose's image-right gives corr < 0
+        need = max(p.min_parallax, p.noise_factor * self._noise)
+        is_turned = par.residual >= need and dyaw >= p.min_yaw_deg and corr >= p.min_depth_corr
+        if dyaw <= -p.wrong_way_deg and par.residual >= need:
+            self._fail("wrong_direction")
+            return
+        if is_turned:
+            if self._state == "front":
+                # straight from frontal to fully turned: two pictures swapped
+                self._fail("no_continuous_turn")
+                return
+            self._state = "turned"
+            self._turned += 1
+            if par.residual > self._peak_res:
+                self._peak_res, self._peak_corr = par.residual, corr
+            self._peak_yaw = max(self._peak_yaw, dyaw)
+            return
+        moving = par.residual >= need * 0.35 or dyaw >= p.min_yaw_deg * 0.5
+        if self._state == "front" and moving:
+            self._state = "turning"
+        elif self._state == "turned" and par.residual < need * 0.6:
+            self._round_trips += 1
+            if self._round_trips > p.max_round_trips:
+                self._fail("erratic_motion")
+                return
+            if self._turned >= p.turned_frames:
+                self._state = "back"
+                self._finish()
+            else:
+                self._state, self._turned = "front", 0  # a glance is not a turn
+        elif self._state == "turning" and not moving:
+            self._state = "front"
+
+    def _finish(self) -> None:
+        p = self.p
+        if len(self._reids) < p.min_reid_frames:
+            self._fail("not_reidentified")
+            return
+        self._verdict = ChallengeVerdict(True, "", self.detail())
+
+    # -- reading ------------------------------------------------------------------
+    def detail(self) -> dict[str, float]:
+        return {
+            "turn_frames": float(self.frames),
+            "turn_turned_frames": float(self._turned),
+            "turn_peak_parallax": round(self._peak_res, 4),
+            "turn_peak_depth_corr": round(self._peak_corr, 3),
+            "turn_peak_yaw": round(self._peak_yaw, 1),
+            "turn_noise": round(self._noise, 4),
+            "reid_min": round(min(self._reids), 4) if self._reids else -1.0,
+            "reid_frames": float(len(self._reids)),
+        }
+
+    def verdict(self, now: float | None = None) -> ChallengeVerdict:
+        if self._verdict.passed is None and now is not None and now >= self.deadline:
+            self._fail("challenge_timeout")
+        if self._verdict.passed is None:
+            self._verdict.detail = self.detail()
+        return self._verdict
+
+    @property
+    def passive_scores(self) -> Sequence[float]:
+        return tuple(self._passive)

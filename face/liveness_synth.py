@@ -1,0 +1,665 @@
+"""Synthetic presentations for measuring the liveness challenge.
+
+Two families of clips, both made from real face photos:
+
+* **genuine**: the photo's face is lifted onto a 3-D head (a textured
+  triangle mesh whose depth comes from the 68-point 3-D mean face shape that
+  the insightface wheel ships, ``data/objects/meanshape_68.pkl``) and rendered
+  turning its head, swaying, blinking now and then, under camera noise,
+  brightness drift and JPEG compression. This is the stand-in for a senior
+  answering the challenge; the ``hwtests`` protocol measures real people.
+* **attacks**: what someone holding a picture of an enrolled senior can do:
+  a steady photo, a handheld one, a printed sheet (paper texture, tilt,
+  bending), a phone screen (bezel, moire, glare), zooming, a still whose eyes
+  are edited shut in alternate frames, a still whose nose is shifted in 2-D
+  to fake a turn, two photos alternated, and another person's real face
+  answering the challenge after the victim's photo was identified.
+
+Nothing here is trained on; the clips are split into a tuning half and a
+held-out half by seed (see :mod:`face.liveness_eval`).
+
+The renderer is deliberately simple: piecewise-affine warping of mesh
+triangles painted back to front. A turned head shows the texture of its
+visible side stretched, which is close enough for a 64x64 landmark model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from face.meanshape import mean_shape_68
+
+FPS = 8.0  # the kiosk analyses about 8 frames per second
+
+
+# --------------------------------------------------------------------------- mesh
+
+
+@dataclass(frozen=True)
+class HeadMesh:
+    src: np.ndarray  # (N, 2) texture coordinates in the photo
+    xyz: np.ndarray  # (N, 3) head coordinates in pixels, origin at the rotation centre
+    tris: np.ndarray  # (T, 3) vertex indices
+    centre: np.ndarray  # (2,) image position of the rotation centre's projection
+    eyes: tuple[np.ndarray, np.ndarray]  # indices of the 6 eye points, each eye
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Scale, rotation and translation mapping ``src`` onto ``dst`` (Umeyama)."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s0, d0 = src - mu_s, dst - mu_d
+    cov = d0.T @ s0 / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1, 1] = -1
+    rot = u @ d @ vt
+    scale = float(np.trace(np.diag(sig) @ d) / (s0**2).sum(1).mean())
+    t = mu_d - scale * rot @ mu_s
+    return scale, rot, t
+
+
+def build_head(photo_lm68: np.ndarray, image_shape: tuple[int, ...]) -> HeadMesh:
+    """A head mesh over the face in a photo whose 68 landmarks are known."""
+    from scipy.spatial import Delaunay
+
+    lm = np.asarray(photo_lm68, np.float64).reshape(68, 2)
+    ms = mean_shape_68()
+    scale, _rot, _t = _similarity(ms[:, :2], lm)
+    z_face = ms[:, 2] * scale
+    # The mean shape's x/y fitted to the photo, depth from the mean shape.
+    pts2 = [lm]
+    zs = [z_face]
+    # Forehead: the brows lifted by a third of the brow-to-chin distance,
+    # leaning back; then the crown.
+    brow = lm[17:27]
+    chin = lm[8]
+    up = brow.mean(0) - chin
+    up /= np.linalg.norm(up) + 1e-9
+    face_h = float(np.linalg.norm(brow.mean(0) - chin))
+    for k, back in ((0.22, 0.10), (0.42, 0.35)):
+        pts2.append(brow + up * face_h * k)
+        zs.append(z_face[17:27] - scale * back)
+    # A ring around the outline for the sides of the head and the hair.
+    outline = np.vstack([lm[0:17], (brow + up * face_h * 0.42)[::-1]])
+    centre2 = outline.mean(0)
+    ring = centre2 + (outline - centre2) * 1.22
+    pts2.append(ring)
+    zs.append(np.full(len(ring), -0.62 * scale))
+    src = np.vstack(pts2)
+    z = np.concatenate(zs)
+    h, w = image_shape[:2]
+    src[:, 0] = np.clip(src[:, 0], 0, w - 1)
+    src[:, 1] = np.clip(src[:, 1], 0, h - 1)
+    tri = Delaunay(src).simplices.astype(np.int32)
+    # Rotation centre: behind the face, about at the neck's axis.
+    pivot_z = -0.55 * scale
+    xyz = np.column_stack([src[:, 0] - centre2[0], src[:, 1] - centre2[1], z - pivot_z])
+    eyes = (np.arange(36, 42), np.arange(42, 48))
+    return HeadMesh(src=src, xyz=xyz, tris=tri, centre=centre2, eyes=eyes)
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cr, sr = math.cos(roll), math.sin(roll)
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    r: np.ndarray = rz @ rx @ ry
+    return r
+
+
+def _warp_triangle(src_img: np.ndarray, dst_img: np.ndarray, s: np.ndarray, d: np.ndarray) -> None:
+    x, y, w, h = cv2.boundingRect(d.astype(np.float32))
+    if w <= 0 or h <= 0:
+        return
+    H, W = dst_img.shape[:2]
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(W, x + w), min(H, y + h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    m = cv2.getAffineTransform(s.astype(np.float32), (d - [x, y]).astype(np.float32))
+    patch = cv2.warpAffine(
+        src_img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(mask, np.round(d - [x, y]).astype(np.int32), 255, lineType=cv2.LINE_8)
+    sub = dst_img[y0:y1, x0:x1]
+    mp = mask[y0 - y : y1 - y, x0 - x : x1 - x] > 0
+    sub[mp] = patch[y0 - y : y1 - y, x0 - x : x1 - x][mp]
+
+
+def project(
+    xyz: np.ndarray,
+    rot: np.ndarray,
+    *,
+    origin: np.ndarray,
+    shift: tuple[float, float] = (0.0, 0.0),
+    scale: float = 1.0,
+    distance: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Perspective projection of rotated points; returns (N, 2) image points and depths."""
+    p = xyz @ rot.T
+    persp = distance / (distance - p[:, 2])
+    proj = np.column_stack([p[:, 0] * persp, p[:, 1] * persp]) * scale
+    return proj + origin + np.asarray(shift), p[:, 2]
+
+
+def paint(
+    texture: np.ndarray,
+    src: np.ndarray,
+    proj: np.ndarray,
+    depth: np.ndarray,
+    tris: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Paint textured triangles back to front, skipping those facing away."""
+    order = np.argsort(depth[tris].mean(axis=1))
+    for ti in order:
+        tri = tris[ti]
+        s, d = src[tri], proj[tri]
+        s_area = np.cross(s[1] - s[0], s[2] - s[0])
+        d_area = np.cross(d[1] - d[0], d[2] - d[0])
+        if s_area * d_area <= 0 or abs(d_area) < 0.5:
+            continue
+        _warp_triangle(texture, out, s, d)
+
+
+def close_eyes(image: np.ndarray, lm68: np.ndarray) -> np.ndarray:
+    """Paint both eye openings with the skin above them (an edited or real shut eye)."""
+    out = image.copy()
+    for lo in (36, 42):
+        pts = np.round(lm68[lo : lo + 6]).astype(np.int32)
+        x, y, w, h = cv2.boundingRect(pts)
+        above = out[max(0, y - h - 2) : max(1, y - 1), x : x + w]
+        if above.size == 0:
+            continue
+        colour = above.reshape(-1, 3).mean(0)
+        cv2.fillConvexPoly(out, cv2.convexHull(pts), colour.tolist(), lineType=cv2.LINE_AA)
+        p0, p3 = (int(v) for v in pts[0]), (int(v) for v in pts[3])
+        cv2.line(out, tuple(p0), tuple(p3), (colour * 0.55).tolist(), 1, cv2.LINE_AA)
+    return out
+
+
+def render_head(
+    photo: np.ndarray,
+    mesh: HeadMesh,
+    background: np.ndarray,
+    *,
+    yaw_deg: float,
+    pitch_deg: float = 0.0,
+    roll_deg: float = 0.0,
+    shift: tuple[float, float] = (0.0, 0.0),
+    scale: float = 1.0,
+    blink: float = 0.0,
+    focal_widths: float = 7.0,
+) -> np.ndarray:
+    """One frame of the head over ``background`` (same size as ``photo``)."""
+    out = background.copy()
+    r = _rotation(math.radians(yaw_deg), math.radians(pitch_deg), math.radians(roll_deg))
+    face_w = float(np.ptp(mesh.xyz[:17, 0])) or 100.0
+    proj, depth = project(
+        mesh.xyz,
+        r,
+        origin=mesh.centre,
+        shift=shift,
+        scale=scale,
+        distance=focal_widths * face_w,
+    )
+    texture = close_eyes(photo, mesh.src[:68]) if blink > 0.5 else photo
+    paint(texture, mesh.src, proj, depth, mesh.tris, out)
+    return out
+
+
+# --------------------------------------------------------------------------- sheets
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """A flat (or bent) picture held in front of the camera: a grid mesh."""
+
+    src: np.ndarray
+    xyz: np.ndarray
+    tris: np.ndarray
+    size: tuple[int, int]
+
+
+def make_sheet(picture: np.ndarray, *, bend: float = 0.0, cols: int = 10, rows: int = 8) -> Sheet:
+    """A grid over ``picture``; ``bend`` curves it like a sheet held by its edges
+    (depth of the centre relative to the edges, as a fraction of the width)."""
+    h, w = picture.shape[:2]
+    xs = np.linspace(0, w - 1, cols + 1)
+    ys = np.linspace(0, h - 1, rows + 1)
+    gx, gy = np.meshgrid(xs, ys)
+    src = np.column_stack([gx.ravel(), gy.ravel()])
+    u = (src[:, 0] / (w - 1)) * 2 - 1
+    z = bend * w * (1 - u**2)
+    xyz = np.column_stack([src[:, 0] - w / 2, src[:, 1] - h / 2, z])
+    tris = []
+    for r in range(rows):
+        for c in range(cols):
+            i = r * (cols + 1) + c
+            tris += [(i, i + 1, i + cols + 1), (i + 1, i + cols + 2, i + cols + 1)]
+    return Sheet(src, xyz, np.asarray(tris, np.int32), (w, h))
+
+
+def render_sheet(
+    sheet: Sheet,
+    picture: np.ndarray,
+    background: np.ndarray,
+    *,
+    centre: tuple[float, float],
+    scale: float,
+    yaw_deg: float = 0.0,
+    pitch_deg: float = 0.0,
+    roll_deg: float = 0.0,
+) -> np.ndarray:
+    out = background.copy()
+    r = _rotation(math.radians(yaw_deg), math.radians(pitch_deg), math.radians(roll_deg))
+    proj, depth = project(
+        sheet.xyz,
+        r,
+        origin=np.asarray(centre, np.float64),
+        scale=scale,
+        distance=4.0 * sheet.size[0],
+    )
+    paint(picture, sheet.src, proj, depth, sheet.tris, out)
+    return out
+
+
+# --------------------------------------------------------------------------- camera
+
+
+@dataclass
+class Camera:
+    """Sensor noise, brightness drift, blur and JPEG of a cheap USB camera."""
+
+    rng: np.random.Generator
+    noise: float = 4.0
+    jpeg: int = 80
+    blur: float = 0.0
+    gain: float = 1.0
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        img: np.ndarray = frame.astype(np.float32) * self.gain
+        if self.blur > 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), self.blur)
+        img += self.rng.normal(0.0, self.noise, img.shape).astype(np.float32)
+        ok, buf = cv2.imencode(
+            ".jpg",
+            np.clip(img, 0, 255).astype(np.uint8),
+            [cv2.IMWRITE_JPEG_QUALITY, int(self.jpeg)],
+        )
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if out is None:
+            raise ValueError("JPEG round trip failed")
+        return np.asarray(out)
+
+
+def plain_background(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A wall with a gradient and a little texture (no faces)."""
+    h, w = shape[:2]
+    base = rng.uniform(90, 200, 3)
+    grad = np.linspace(-25, 25, w, dtype=np.float32)[None, :, None]
+    img = np.ones((h, w, 3), np.float32) * base + grad
+    img += cv2.GaussianBlur(rng.normal(0, 12, (h, w, 3)).astype(np.float32), (0, 0), 3)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- timelines
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A presentation: frames at ``FPS`` and what it is."""
+
+    name: str
+    kind: str  # "genuine" or the attack family
+    seed: int
+    frames: list[np.ndarray]
+    prompt_index: int  # frame at which the challenge prompt appears
+    direction: str  # the asked direction ("left" / "right" of the senior)
+    identity: str = ""
+    meta: dict[str, float] = field(default_factory=dict)
+
+
+def smoothstep(x: float) -> float:
+    x = min(1.0, max(0.0, x))
+    return x * x * (3 - 2 * x)
+
+
+def turn_profile(rng: np.random.Generator, n: int, prompt: int, peak_deg: float) -> Iterator[float]:
+    """Yaw per frame for someone who turns after the prompt and comes back."""
+    react = prompt + int(rng.uniform(0.3, 0.9) * FPS)
+    go = max(2, int(rng.uniform(0.45, 0.9) * FPS))
+    hold = int(rng.uniform(0.1, 0.5) * FPS)
+    back = max(2, int(rng.uniform(0.45, 0.9) * FPS))
+    for i in range(n):
+        if i < react:
+            yield 0.0
+        elif i < react + go:
+            yield peak_deg * smoothstep((i - react) / go)
+        elif i < react + go + hold:
+            yield peak_deg
+        elif i < react + go + hold + back:
+            yield peak_deg * (1 - smoothstep((i - react - go - hold) / back))
+        else:
+            yield 0.0
+
+
+def yaw_sign(direction: str, mirrored: bool = False) -> float:
+    """Image-space yaw sign for the senior's own left/right (camera not mirrored):
+    turning to one's left moves the nose towards the image's right."""
+    s = 1.0 if direction == "left" else -1.0
+    return -s if mirrored else s
+
+
+Landmarker = Callable[[np.ndarray], np.ndarray | None]
+
+
+def genuine_clip(
+    photo: np.ndarray,
+    lm68: np.ndarray,
+    *,
+    seed: int,
+    direction: str,
+    identity: str = "",
+    seconds: float = 4.5,
+    blink_rate: float = 0.25,
+) -> Clip:
+    """A real-looking head answering a turn challenge."""
+    rng = np.random.default_rng(seed)
+    mesh = build_head(lm68, photo.shape)
+    bg = (
+        cv2.GaussianBlur(photo, (0, 0), 25)
+        if rng.random() < 0.5
+        else plain_background(photo.shape, rng)
+    )
+    cam = Camera(
+        rng,
+        noise=float(rng.uniform(2, 7)),
+        jpeg=int(rng.integers(55, 92)),
+        blur=float(rng.uniform(0, 1.2)),
+        gain=float(rng.uniform(0.8, 1.15)),
+    )
+    n = int(seconds * FPS)
+    prompt = int(rng.uniform(0.6, 1.2) * FPS)
+    peak = float(rng.uniform(18, 38)) * yaw_sign(direction)
+    pitch0 = float(rng.uniform(-6, 6))
+    roll0 = float(rng.uniform(-5, 5))
+    drift = rng.normal(0, 1.2, size=(n, 2)).cumsum(axis=0)
+    blink_at = {int(i) for i in np.nonzero(rng.random(n) < blink_rate / FPS)[0]}
+    frames = []
+    for i, yaw in enumerate(turn_profile(rng, n, prompt, peak)):
+        wob = math.sin(i / FPS * 2.1 + seed)
+        frame = render_head(
+            photo,
+            mesh,
+            bg,
+            yaw_deg=yaw + float(rng.normal(0, 0.8)),
+            pitch_deg=pitch0 + 2.0 * wob + float(rng.normal(0, 0.5)),
+            roll_deg=roll0 + 1.5 * wob,
+            shift=(float(drift[i, 0]), float(drift[i, 1])),
+            blink=1.0 if i in blink_at else 0.0,
+        )
+        frames.append(cam(frame))
+    return Clip(
+        f"genuine-{identity}-{seed}",
+        "genuine",
+        seed,
+        frames,
+        prompt,
+        direction,
+        identity,
+        {"peak_deg": peak},
+    )
+
+
+# --------------------------------------------------------------------------- photos
+
+
+FRAME_W, FRAME_H = 640, 480
+
+
+def prepare_photo(
+    image: np.ndarray, lm68: np.ndarray, *, face_px: float = 170.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop and scale a photo to a 640x480 camera frame whose face is ``face_px``
+    wide and centred; returns the frame and its landmarks in frame coordinates."""
+    lm = np.asarray(lm68, np.float64).reshape(68, 2)
+    width = float(np.ptp(lm[:17, 0])) or 1.0
+    s = face_px / width
+    cx, cy = lm[:, 0].mean(), lm[:, 1].mean()
+    m = np.array([[s, 0, FRAME_W / 2 - s * cx], [0, s, FRAME_H / 2 - s * cy]], np.float64)
+    frame = cv2.warpAffine(image, m, (FRAME_W, FRAME_H), borderMode=cv2.BORDER_REPLICATE)
+    return frame, lm @ m[:, :2].T + m[:, 2]
+
+
+def picture_of(
+    frame: np.ndarray, lm: np.ndarray, margin: float = 1.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """The part of a prepared photo an attacker would print: head and shoulders."""
+    w = float(np.ptp(lm[:17, 0]))
+    cx, cy = lm[:, 0].mean(), lm[:, 1].mean()
+    x0, x1 = int(max(0, cx - w * margin)), int(min(frame.shape[1], cx + w * margin))
+    y0, y1 = int(max(0, cy - w * margin * 1.25)), int(min(frame.shape[0], cy + w * margin * 1.2))
+    return frame[y0:y1, x0:x1].copy(), lm - [x0, y0]
+
+
+def _paper(picture: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Printed on an office printer: a white border, lower contrast and saturation,
+    paper grain and a faint halftone."""
+    img = picture.astype(np.float32)
+    grey = img.mean(axis=2, keepdims=True)
+    img = grey + (img - grey) * rng.uniform(0.55, 0.85)
+    img = 40 + img * rng.uniform(0.7, 0.85)
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    period = rng.uniform(2.5, 4.0)
+    img += 6 * (np.sin(xx / period) * np.sin(yy / period))[..., None]
+    img += cv2.GaussianBlur(rng.normal(0, 10, (h, w, 1)).astype(np.float32), (0, 0), 0.8)[..., None]
+    b = max(6, w // 14)
+    out = np.full((h + 2 * b, w + 2 * b, 3), 235, np.float32)
+    out[b : b + h, b : b + w] = img
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _screen(picture: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shown on a phone: black bezel, moire, a glare spot, a blue cast."""
+    img = picture.astype(np.float32) * [1.05, 1.0, 0.92]
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    ang = rng.uniform(0, math.pi)
+    period = rng.uniform(3.0, 6.0)
+    img += 10 * np.sin((xx * math.cos(ang) + yy * math.sin(ang)) / period)[..., None]
+    gx, gy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.1, 0.5) * h
+    glare = np.exp(-(((xx - gx) / (0.25 * w)) ** 2 + ((yy - gy) / (0.15 * h)) ** 2))
+    img += (rng.uniform(40, 110) * glare)[..., None]
+    b = max(8, w // 10)
+    out = np.full((h + 2 * b, w + int(1.2 * b), 3), 12, np.float32)
+    out[b : b + h, int(0.6 * b) : int(0.6 * b) + w] = img
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _nose_shift(picture: np.ndarray, lm: np.ndarray, dx: float) -> np.ndarray:
+    """Move the nose (and a little of the mouth) sideways by ``dx`` pixels in 2-D,
+    as a photo editor would to fake a head turn."""
+    from scipy.spatial import Delaunay
+
+    h, w = picture.shape[:2]
+    border = np.array(
+        [
+            [0, 0],
+            [w - 1, 0],
+            [0, h - 1],
+            [w - 1, h - 1],
+            [w / 2, 0],
+            [w / 2, h - 1],
+            [0, h / 2],
+            [w - 1, h / 2],
+        ],
+        np.float64,
+    )
+    src = np.vstack([lm, border])
+    dst = src.copy()
+    dst[27:36, 0] += dx * np.linspace(0.4, 1.0, 9)
+    dst[48:68, 0] += dx * 0.35
+    tris = Delaunay(src).simplices
+    out = picture.copy()
+    for tri in tris:
+        _warp_triangle(picture, out, src[tri], dst[tri])
+    return out
+
+
+def _timeline(rng: np.random.Generator, seconds: float = 4.5) -> tuple[int, int]:
+    n = int(seconds * FPS)
+    prompt = int(rng.uniform(0.6, 1.2) * FPS)
+    return n, prompt
+
+
+ATTACKS = (
+    "steady",
+    "handheld",
+    "printed",
+    "screen",
+    "zoom",
+    "blink_edit",
+    "nose_shift",
+    "bent_print",
+    "two_photos",
+    "identity_swap",
+    "second_face",
+)
+
+
+def attack_clip(
+    kind: str,
+    victim: tuple[np.ndarray, np.ndarray],
+    *,
+    seed: int,
+    direction: str,
+    other: tuple[np.ndarray, np.ndarray] | None = None,
+    stranger: tuple[np.ndarray, np.ndarray] | None = None,
+    identity: str = "",
+) -> Clip:
+    """One presentation attack. ``victim`` is a prepared photo of the enrolled
+    senior (frame, landmarks) that is not the enrolment photo; ``other`` a second
+    photo of the victim (two_photos); ``stranger`` a prepared photo of someone
+    else, whose real head answers the challenge (identity_swap, second_face)."""
+    rng = np.random.default_rng(seed)
+    frame, lm = victim
+    n, prompt = _timeline(rng)
+    bg = plain_background((FRAME_H, FRAME_W), rng)
+    cam = Camera(
+        rng,
+        noise=float(rng.uniform(2, 7)),
+        jpeg=int(rng.integers(55, 92)),
+        blur=float(rng.uniform(0, 1.0)),
+        gain=float(rng.uniform(0.8, 1.15)),
+    )
+    sign = yaw_sign(direction)
+    # The attacker "turns" whatever they hold when asked: a rotation of the sheet.
+    peak = float(rng.uniform(25, 55)) * sign
+    yaw = list(turn_profile(rng, n, prompt, peak))
+    pic, plm = picture_of(frame, lm)
+    face_w = float(np.ptp(plm[:17, 0]))
+    target_px = float(rng.uniform(150, 210))
+    scale = target_px / face_w
+    centre = (FRAME_W / 2 + rng.uniform(-40, 40), FRAME_H / 2 + rng.uniform(-20, 30))
+    frames: list[np.ndarray] = []
+
+    def sheet_frames(
+        picture: np.ndarray,
+        *,
+        bend: float = 0.0,
+        jitter: float = 0.0,
+        zoom: bool = False,
+        tilt_pitch: float = 0.0,
+        swap: Callable[[int], np.ndarray] | None = None,
+    ) -> None:
+        sheet = make_sheet(picture, bend=bend)
+        drift = rng.normal(0, jitter, size=(n, 3)).cumsum(axis=0) if jitter else np.zeros((n, 3))
+        for i in range(n):
+            tex = swap(i) if swap is not None else picture
+            z = 1.0
+            if zoom and i > prompt:
+                z = 1.0 + 0.5 * math.sin(min(math.pi, (i - prompt) / FPS * 1.5))
+            img = render_sheet(
+                sheet,
+                tex,
+                bg,
+                centre=(centre[0] + drift[i, 0], centre[1] + drift[i, 1]),
+                scale=scale * z * (1 + 0.01 * drift[i, 2]),
+                yaw_deg=yaw[i],
+                pitch_deg=tilt_pitch + (0.3 * drift[i, 2] if jitter else 0.0),
+                roll_deg=0.5 * drift[i, 2] if jitter else 0.0,
+            )
+            frames.append(cam(img))
+
+    if kind == "steady":
+        yaw = [0.0] * n
+        sheet_frames(pic)
+    elif kind == "handheld":
+        sheet_frames(pic, jitter=2.5)
+    elif kind == "printed":
+        sheet_frames(_paper(pic, rng), jitter=1.5, tilt_pitch=float(rng.uniform(-20, 20)))
+    elif kind == "screen":
+        sheet_frames(_screen(pic, rng), jitter=1.5)
+    elif kind == "zoom":
+        sheet_frames(pic, zoom=True)
+    elif kind == "blink_edit":
+        shut = close_eyes(pic, plm)
+        sheet_frames(pic, jitter=1.0, swap=lambda i: shut if i > prompt and i % 2 else pic)
+    elif kind == "nose_shift":
+        yaw = [0.0] * n
+        prof = list(turn_profile(rng, n, prompt, 1.0))
+        amount = float(rng.uniform(0.12, 0.3)) * face_w * sign
+        cache: dict[int, np.ndarray] = {}
+
+        def nosed(i: int) -> np.ndarray:
+            key = round(prof[i] * 20)
+            if key not in cache:
+                cache[key] = _nose_shift(pic, plm, amount * key / 20)
+            return cache[key]
+
+        sheet_frames(pic, jitter=0.8, swap=nosed)
+    elif kind == "bent_print":
+        sheet_frames(_paper(pic, rng), bend=float(rng.uniform(0.08, 0.25)), jitter=1.5)
+    elif kind == "two_photos":
+        assert other is not None, "two_photos needs a second photo of the victim"
+        pic2, _ = picture_of(*other)
+        pic2 = cv2.resize(pic2, (pic.shape[1], pic.shape[0]))
+        sheet_frames(pic, jitter=1.0, swap=lambda i: pic2 if i > prompt and (i // 2) % 2 else pic)
+    elif kind in ("identity_swap", "second_face"):
+        assert stranger is not None, f"{kind} needs a stranger's photo"
+        sframe, slm = stranger
+        head = build_head(slm, sframe.shape)
+        for i in range(n):
+            if kind == "identity_swap":
+                if i <= prompt:
+                    img = render_sheet(make_sheet(pic), pic, bg, centre=centre, scale=scale)
+                else:
+                    img = render_head(sframe, head, bg, yaw_deg=yaw[i] * 0.7)
+            else:
+                # the victim's photo stays; a real stranger leans in and turns beside it
+                img = render_sheet(make_sheet(pic), pic, bg, centre=centre, scale=scale)
+                if i > prompt:
+                    small = render_head(
+                        sframe,
+                        head,
+                        img,
+                        yaw_deg=yaw[i] * 0.7,
+                        shift=(-FRAME_W * 0.32, 10),
+                        scale=0.8,
+                    )
+                    img = small
+            frames.append(cam(img))
+    else:
+        raise ValueError(f"unknown attack {kind!r}")
+    return Clip(f"{kind}-{identity}-{seed}", kind, seed, frames, prompt, direction, identity)

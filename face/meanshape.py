@@ -1,0 +1,27 @@
+"""The 68-point 3-D mean face shape shipped by the insightface wheel
+(``insightface/data/objects/meanshape_68.pkl``, loaded from the installed,
+pinned package; never downloaded)."""
+
+from __future__ import annotations
+
+import pickle
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+
+@lru_cache(maxsize=1)
+def mean_shape_68() -> np.ndarray:
+    """(68, 3) float64, centred: x right, y down, z towards the camera; the face
+    is about 1.25 units wide."""
+    import insightface
+
+    path = Path(insightface.__file__).parent / "data" / "objects" / "meanshape_68.pkl"
+    with path.open("rb") as fh:
+        shape = pickle.load(fh)  # noqa: S301 - a data file of an installed, pinned dependency
+    arr = np.asarray(shape, dtype=np.float64).reshape(68, 3)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{path} does not hold a finite 68x3 shape")
+    centred: np.ndarray = arr - arr.mean(axis=0)
+    return centred

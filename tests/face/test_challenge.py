@@ -1,0 +1,308 @@
+"""The active challenge's pure core: parallax geometry and the turn judge,
+on landmarks projected from the 3-D mean face shape (no models, no images)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+from pack_helpers import default_settings
+
+from face.challenge import (
+    ChallengeFrame,
+    Parallax,
+    TurnChallenge,
+    fit_homography,
+    homography_residual,
+    pose_yaw,
+)
+from face.liveness import PROMPTS, LivenessCheck
+from face.meanshape import mean_shape_68
+
+FPS = 8.0
+MS = mean_shape_68()
+
+
+def rot(yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    cy, sy = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+    cp, sp = math.cos(math.radians(pitch)), math.sin(math.radians(pitch))
+    cr, sr = math.cos(math.radians(roll)), math.sin(math.radians(roll))
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+def project(
+    points: np.ndarray,
+    r: np.ndarray,
+    *,
+    px: float = 150.0,
+    at: tuple[float, float] = (320.0, 240.0),
+) -> np.ndarray:
+    """Perspective projection of a face about ``px`` wide seen from ~6 face widths."""
+    p = points @ r.T
+    dist = 6.0
+    k = px * dist / (dist - p[:, 2])
+    return p[:, :2] * k[:, None] + np.asarray(at)
+
+
+def head(yaw: float, pitch: float = 0.0, roll: float = 0.0, **kw) -> np.ndarray:
+    return project(MS, rot(yaw, pitch, roll), **kw)
+
+
+def flat(yaw: float, pitch: float = 0.0, roll: float = 0.0, **kw) -> np.ndarray:
+    """The same face printed on a sheet (all depths zero), the sheet rotated."""
+    sheet = MS.copy()
+    sheet[:, 2] = 0.0
+    return project(sheet, rot(yaw, pitch, roll), **kw)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def test_homography_is_recovered_exactly() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0, 200, (68, 2))
+    h = np.array([[1.1, 0.2, 5.0], [-0.1, 0.9, 3.0], [1e-4, -2e-4, 1.0]])
+    p = np.column_stack([a, np.ones(68)]) @ h.T
+    b = p[:, :2] / p[:, 2:]
+    got = fit_homography(a, b)
+    assert np.allclose(got, h, atol=1e-6)
+    assert np.abs(homography_residual(a, b)).max() < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("yaw", "pitch", "roll"), [(35, 0, 0), (-50, 10, 0), (20, -25, 15), (0, 30, -10)]
+)
+def test_a_flat_picture_has_no_parallax_however_it_is_turned(yaw, pitch, roll) -> None:
+    par = Parallax.between(flat(0), flat(yaw, pitch, roll, px=190.0, at=(300.0, 260.0)))
+    assert par.residual < 1e-6
+
+
+@pytest.mark.parametrize(("yaw", "sign"), [(20, -1), (-20, 1), (30, -1), (-30, 1)])
+def test_a_turning_head_has_parallax_that_follows_depth(yaw: float, sign: int) -> None:
+    par = Parallax.between(head(0), head(yaw))
+    assert par.residual > 0.08
+    # the horizontal residual follows the mean shape's depth, its sign the side
+    assert par.depth_corr * sign > 0.8
+
+
+def test_parallax_grows_with_the_turn() -> None:
+    res = [Parallax.between(head(0), head(y)).residual for y in (5, 10, 20, 30)]
+    assert res == sorted(res)
+
+
+@pytest.mark.parametrize("yaw", [-30.0, -15.0, 15.0, 30.0])
+def test_pose_yaw_follows_the_head(yaw: float) -> None:
+    d = pose_yaw(head(yaw)) - pose_yaw(head(0))
+    # positive when the nose moves to the image's right
+    assert d == pytest.approx(yaw, abs=6.0)
+
+
+# --------------------------------------------------------------------------- the judge
+
+
+def frames(
+    landmarks: list[np.ndarray | None],
+    *,
+    faces: list[int] | None = None,
+    reid: list[float] | None = None,
+    boxes: list[tuple[float, float, float, float] | None] | None = None,
+) -> list[ChallengeFrame]:
+    out = []
+    for i, lm in enumerate(landmarks):
+        if lm is None:
+            out.append(ChallengeFrame(i / FPS))
+            continue
+        box = (
+            boxes[i]
+            if boxes is not None
+            else (
+                float(lm[:, 0].min()),
+                float(lm[:, 1].min()),
+                float(lm[:, 0].max()),
+                float(lm[:, 1].max()),
+            )
+        )
+        out.append(
+            ChallengeFrame(
+                i / FPS,
+                faces=faces[i] if faces else 1,
+                box=box,
+                landmarks68=lm,
+                reid=reid[i] if reid else 0.6,
+                passive=0.9,
+            )
+        )
+    return out
+
+
+def yaws_turn(peak: float, *, before: int = 6, go: int = 4, hold: int = 3, back: int = 4):
+    """Frontal, a smooth turn to ``peak`` degrees, a hold, back to frontal."""
+    seq = [0.0] * before
+    seq += [peak * (k + 1) / go for k in range(go)]
+    seq += [peak] * hold
+    seq += [peak * (1 - (k + 1) / back) for k in range(back)]
+    return seq + [0.0] * 4
+
+
+def judge(fs: list[ChallengeFrame], direction: str = "left", prompt_at: float = 0.5):
+    ch = TurnChallenge(direction, prompt_at=prompt_at, deadline=10.0)  # type: ignore[arg-type]
+    for f in fs:
+        ch.add(f)
+    return ch.verdict(11.0)
+
+
+# A turn to the senior's left moves the nose to the image's right: yaw > 0 here.
+LEFT = 25.0
+
+
+def test_a_real_turn_the_asked_way_and_back_passes() -> None:
+    v = judge(frames([head(y) for y in yaws_turn(LEFT)]), "left")
+    assert v.passed is True, v
+    v = judge(frames([head(y) for y in yaws_turn(-LEFT)]), "right")
+    assert v.passed is True, v
+
+
+CASES = {
+    "wrong side": (lambda: frames([head(y) for y in yaws_turn(LEFT)]), "right", "wrong_direction"),
+    "flat picture turned": (
+        lambda: frames([flat(y * 1.8) for y in yaws_turn(LEFT)]),
+        "left",
+        "challenge_timeout",
+    ),
+    "flat picture tilted and zoomed": (
+        lambda: frames([flat(y, pitch=y / 2, px=150 + 2 * y) for y in yaws_turn(LEFT)]),
+        "left",
+        "challenge_timeout",
+    ),
+    "two photos swapped": (
+        lambda: frames([head(LEFT if 6 <= i < 10 else 0.0) for i in range(20)]),
+        "left",
+        "no_continuous_turn",
+    ),
+    "never comes back": (
+        lambda: frames([head(y) for y in ([0.0] * 6 + [5.0, 12.0, 20.0] + [LEFT] * 12)]),
+        "left",
+        "challenge_timeout",
+    ),
+    "a second face": (
+        lambda: frames([head(y) for y in yaws_turn(LEFT)], faces=[1] * 8 + [2] + [1] * 12),
+        "left",
+        "second_face",
+    ),
+    "face lost for two frames": (
+        lambda: frames([None if i in (8, 9) else head(y) for i, y in enumerate(yaws_turn(LEFT))]),
+        "left",
+        "face_lost",
+    ),
+    "somebody else answers": (
+        lambda: frames([head(y) for y in yaws_turn(LEFT)], reid=[0.6] * 6 + [0.05] * 15),
+        "left",
+        "different_face",
+    ),
+    "the face jumps": (
+        lambda: frames(
+            [
+                head(y, at=(320.0 + (200.0 if i >= 8 else 0.0), 240.0))
+                for i, y in enumerate(yaws_turn(LEFT))
+            ]
+        ),
+        "left",
+        "track_jump",
+    ),
+    "flicker": (
+        lambda: frames([head(y) for y in [0.0] * 6 + [3.0, 25.0, 0.0] * 4]),
+        "left",
+        "erratic_motion",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_what_is_not_a_live_turn_fails(case: str) -> None:
+    make, direction, reason = CASES[case]
+    v = judge(make(), direction)
+    assert v.passed is False and v.reason == reason, (case, v)
+
+
+def test_a_nose_moved_in_2d_is_not_a_turn() -> None:
+    lms = []
+    for k in yaws_turn(1.0):
+        lm = head(0.0)
+        lm[27:36, 0] += 30.0 * k  # the nose slides sideways, nothing else moves
+        lms.append(lm)
+    v = judge(frames(lms), "left")
+    assert v.passed is False
+
+
+def test_motion_before_the_prompt_does_not_count() -> None:
+    # a turn finished before the prompt (a recording that does not wait) is baseline
+    seq = yaws_turn(LEFT, before=1) + [0.0] * 4
+    v = judge(frames([head(y) for y in seq]), "left", prompt_at=len(seq) / FPS)
+    assert v.passed is False
+
+
+# --------------------------------------------------------------------------- the attempt
+
+
+def test_the_prompt_comes_after_a_random_delay_and_names_a_random_side() -> None:
+    settings = default_settings()
+    sides = set()
+    for seed in range(12):
+        check = LivenessCheck(settings, started_at=100.0, rng=random.Random(seed))
+        lo, hi = settings.liveness_prompt_delay_s
+        assert 100.0 + lo <= check.prompt_at <= 100.0 + hi
+        assert check.prompt(100.0) == PROMPTS["hold"]
+        assert check.prompt(check.prompt_at) == PROMPTS[f"turn_{check.direction}"]
+        sides.add(check.direction)
+    assert sides == {"left", "right"}
+
+
+def _attempt(check: LivenessCheck, yaws: list[float], passive: float) -> object:
+    sign = 1.0 if check.direction == "left" else -1.0
+    t = check.started_at
+    fs = frames([head(y * sign) for y in yaws])
+    d = None
+    for f in fs:
+        t = check.prompt_at - 0.6 + f.t
+        check.observe(ChallengeFrame(t, f.faces, f.box, f.landmarks68, f.reid, passive))
+        d = check.decide(t)
+        if d is not None:
+            return d
+    return check.decide(check.deadline)
+
+
+def test_an_attempt_needs_the_turn_and_the_passive_median() -> None:
+    settings = default_settings()
+    ok = _attempt(
+        LivenessCheck(settings, started_at=0.0, rng=random.Random(1)), yaws_turn(LEFT), 0.9
+    )
+    assert ok.live is True and ok.method == "turn+passive"  # type: ignore[attr-defined]
+    low = _attempt(
+        LivenessCheck(settings, started_at=0.0, rng=random.Random(1)), yaws_turn(LEFT), 0.1
+    )
+    assert low.live is False and low.reason == "passive_low"  # type: ignore[attr-defined]
+    still = _attempt(
+        LivenessCheck(settings, started_at=0.0, rng=random.Random(1)), [0.0] * 30, 0.99
+    )
+    assert still.live is False and still.reason == "challenge_timeout"  # type: ignore[attr-defined]
+
+
+def test_a_pack_without_68_landmarks_cannot_pay_by_face() -> None:
+    check = LivenessCheck(default_settings(), started_at=0.0, has_landmarks68=False)
+    d = check.decide(check.deadline)
+    assert d is not None and d.live is False and d.reason == "no_landmarks68"
+
+
+@pytest.mark.parametrize("weaker", ["none", "blink", "blink_or_turn"])
+def test_no_setting_skips_the_turn(weaker: str) -> None:
+    from pydantic import ValidationError
+
+    from terminal.config.settings import FaceSettings
+
+    with pytest.raises(ValidationError, match="still photo can pass"):
+        FaceSettings(liveness_challenge=weaker)
