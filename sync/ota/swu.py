@@ -44,8 +44,22 @@ def _pad4(n: int) -> int:
     return (-n) % 4
 
 
+MAX_ENTRY_BYTES = 0xFFFF_FFFF  # the newc size field is 8 hex digits: 4 GiB - 1
+
+
+class EntryTooLarge(ValueError):
+    """An entry cannot be stored in a cpio newc container."""
+
+
 def _header(ino: int, mode: int, size: int, namesize: int) -> bytes:
+    if not 0 <= size <= MAX_ENTRY_BYTES:
+        raise EntryTooLarge(
+            f"a {size}-byte entry does not fit a cpio newc header "
+            f"(at most {MAX_ENTRY_BYTES} bytes, 4 GiB - 1); split the payload"
+        )
     fields = (ino, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, namesize, 0)
+    if not all(0 <= v <= 0xFFFF_FFFF for v in fields):
+        raise EntryTooLarge("a cpio newc header field is out of range")
     return b"070701" + b"".join(b"%08X" % v for v in fields)
 
 
@@ -70,19 +84,29 @@ def sw_description(
 
 def write_swu(dest: Path, entries: Sequence[tuple[str, bytes | Path]]) -> None:
     """Write a ``.swu`` with ``entries`` in order (the first should be
-    ``sw-description``). Payload files are streamed, not loaded."""
+    ``sw-description``). Payload files are streamed, not loaded. An entry of
+    4 GiB or more raises EntryTooLarge before ``dest`` is created."""
+    sizes = [len(data) if isinstance(data, bytes) else data.stat().st_size for _, data in entries]
+    for (name, _), size in zip(entries, sizes, strict=True):
+        try:
+            _header(0, stat.S_IFREG | 0o644, size, len(name) + 1)
+        except EntryTooLarge as exc:
+            raise EntryTooLarge(f"bundle entry {name}: {exc}") from None
     with dest.open("wb") as out:
-        for ino, (name, data) in enumerate(entries, start=1):
-            size = len(data) if isinstance(data, bytes) else data.stat().st_size
+        for ino, ((name, data), size) in enumerate(zip(entries, sizes, strict=True), start=1):
             raw_name = name.encode("ascii") + b"\0"
             head = _header(ino, stat.S_IFREG | 0o644, size, len(raw_name)) + raw_name
             out.write(head + b"\0" * _pad4(len(head)))
             if isinstance(data, bytes):
                 out.write(data)
             else:
+                left = size
                 with data.open("rb") as src:
-                    while chunk := src.read(_CHUNK):
+                    while left and (chunk := src.read(min(_CHUNK, left))):
                         out.write(chunk)
+                        left -= len(chunk)
+                if left or data.stat().st_size != size:
+                    raise ValueError(f"bundle entry {name} changed size while being written")
             out.write(b"\0" * _pad4(size))
         raw = TRAILER.encode("ascii") + b"\0"
         head = _header(0, 0, 0, len(raw)) + raw

@@ -427,6 +427,54 @@ def _migrate_outside(ctx: Ctx) -> Path:
     )
 
 
+# -- hand-made tar streams (header blocks written directly) ----------------------------------
+
+
+def header(name: str, kind: bytes, size: int = 0, linkname: str = "") -> bytes:
+    """One 512-byte ustar header block with a correct checksum."""
+    info = ti(name, kind, linkname)
+    info.size = size
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def with_data(head: bytes, data: bytes) -> bytes:
+    return head + data + bytes(-len(data) % 512)
+
+
+def ext(kind: bytes, data: bytes) -> bytes:
+    """A GNU long-name/long-link ('L'/'K') or PAX ('x'/'g') header with data."""
+    return with_data(header("././@LongLink", kind, len(data)), data)
+
+
+def pax_record(key: str, value: bytes) -> bytes:
+    body = f" {key}=".encode() + value + b"\n"
+    n = len(body) + 1
+    while len(str(n)) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+def raw_tar(*parts: bytes, tail: bytes = b"") -> bytes:
+    """Members already encoded, the end-of-archive marker, then ``tail``; gzipped."""
+    members = b"".join(
+        with_data(header(i.name, i.type, len(d or b"")), d or b"")
+        if i.type == tarfile.REGTYPE
+        else header(i.name, i.type, 0, i.linkname)
+        for i, d in release_members()
+    )
+    return gzip.compress(members + b"".join(parts) + bytes(1024) + tail, compresslevel=9, mtime=0)
+
+
+def _raw(name: str, *parts: bytes, tail: bytes = b"") -> Callable[[Ctx], Path]:
+    def build(ctx: Ctx) -> Path:
+        return app_only(ctx, name, raw_tar(*parts, tail=tail))
+
+    return build
+
+
+BOMB = 16 << 20  # 16 MiB of header data: 16 KB gzipped
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -525,6 +573,80 @@ CASES: list[Case] = [
         "duplicate archive member",
         "unsafe_archive",
         _archive("dup-member", [(ti("bin/kiosk", mode=0o755), b"#!/bin/sh\nevil\n")]),
+    ),
+    Case(
+        "symlink through an earlier symlink",
+        "unsafe_archive",
+        _archive(
+            "symlink-chain",
+            [
+                (ti("lib", tarfile.DIRTYPE, mode=0o755), None),
+                (ti("lib/up", tarfile.SYMTYPE, ".."), None),
+                (ti("esc", tarfile.SYMTYPE, "lib/up/.."), None),
+            ],
+        ),
+    ),
+    Case(
+        "symlink through a symlink that comes later",
+        "unsafe_archive",
+        _archive(
+            "symlink-chain-later",
+            [
+                (ti("esc", tarfile.SYMTYPE, "lib/up/../etc"), None),
+                (ti("lib", tarfile.DIRTYPE, mode=0o755), None),
+                (ti("lib/up", tarfile.SYMTYPE, ".."), None),
+            ],
+        ),
+    ),
+    Case(
+        "GNU long-name header bomb",
+        "unsafe_archive",
+        _raw("longname-bomb", ext(b"L", b"a" * BOMB), header("x", tarfile.REGTYPE)),
+    ),
+    Case(
+        "GNU long-link header bomb",
+        "unsafe_archive",
+        _raw("longlink-bomb", ext(b"K", b"b" * BOMB), header("l", tarfile.SYMTYPE, 0, "x")),
+    ),
+    Case(
+        "PAX header bomb",
+        "unsafe_archive",
+        _raw("pax-bomb", ext(b"x", pax_record("comment", b"7" * BOMB)), header("y", b"0")),
+    ),
+    Case(
+        "PAX header with records that do not tile",
+        "unsafe_archive",
+        _raw("pax-malformed", ext(b"x", b"99 path=lib/evil\n"), header("z", b"0")),
+    ),
+    Case(
+        "PAX size on a symlink (parser desync)",
+        "unsafe_archive",
+        _raw(
+            "pax-desync",
+            ext(b"x", pax_record("size", b"512")),
+            header("lib/l", tarfile.SYMTYPE, 0, "../bin"),
+            header("../../etc/cron.d/evil", tarfile.REGTYPE),
+        ),
+    ),
+    Case(
+        "global PAX header renaming every entry",
+        "unsafe_archive",
+        _raw("pax-global", ext(b"g", pax_record("path", b"../../evil")), header("w", b"0")),
+    ),
+    Case(
+        "chained long-name headers",
+        "unsafe_archive",
+        _raw("longname-chain", ext(b"L", b"a\0"), ext(b"L", b"b\0"), header("v", b"0")),
+    ),
+    Case(
+        "zero bomb after the end of the archive",
+        "oversize",
+        _raw("trailer-bomb", tail=bytes(32 << 20)),
+    ),
+    Case(
+        "data hidden after the end of the archive",
+        "damaged_archive",
+        _raw("trailer-data", tail=b"#!/bin/sh\necho hidden\n"),
     ),
     Case("truncated archive inside a signed payload", "damaged_archive", _truncated_tar),
     Case("app without release.json", "bad_manifest", _no_release_json),
