@@ -10,7 +10,10 @@ confirmation requests, and move the open deployment one step on:
     -> stage (allow-listed extraction) -> activation request -> updater
 
 Every refusal is reported as DDI feedback ``closed``/``failure`` with the
-reason code and message in ``details``. The updater (deploy/updater) switches
+reason code and message in ``details``. A bundle the updater rolled back is
+remembered in the agent's state (its artifact hashes, version and counter)
+and refused (``rolled_back``) when it is offered again, before it is
+downloaded, so its migration and rollback do not run a second time. The updater (deploy/updater) switches
 releases, checks health, rolls back, and reports the final outcome itself; it
 also leaves a result file that this agent re-sends if the updater could not
 reach the server.
@@ -21,11 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +55,10 @@ log = get_logger(__name__)
 
 STATE_NAME = "agent-state.json"
 MAX_FINISHED = 50
+MAX_BAD = 50
+MAX_RELEASE_HASHES = 10
+_HASH_NAMES = ("sha256", "sha1", "md5")
+_RELEASE_NAME = re.compile(r"^(?P<version>.+)-c(?P<counter>[0-9]+)$")
 
 
 def make_trigger(cfg: OtaConfig) -> Callable[[Path], None]:
@@ -93,6 +101,7 @@ class _Action:
     version: str = ""
     counter: int = 0
     wait_reason: str = ""
+    hashes: dict[str, str] = field(default_factory=dict)  # of the downloaded .swu
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +111,7 @@ class _Action:
             "version": self.version,
             "counter": self.counter,
             "wait_reason": self.wait_reason,
+            "hashes": dict(self.hashes),
         }
 
 
@@ -270,6 +280,56 @@ class OtaAgent:
         self._status(aid, "verify", "failed", version, f"{exc.code}: {exc}")
         self._finish(aid, "failure", details)
 
+    # -- bundles that were rolled back -------------------------------------------------------
+
+    def _bad_bundles(self) -> list[dict[str, Any]]:
+        bad = self._state.get("bad_bundles")
+        return [b for b in bad if isinstance(b, dict)] if isinstance(bad, list) else []
+
+    def _refuse_if_rolled_back(
+        self, hashes: Mapping[str, str], version: str = "", counter: int = 0
+    ) -> None:
+        """Raise BundleRejected(rolled_back) for a bundle that was rolled back
+        here before: same artifact hash (any algorithm both sides know), or
+        the same signed version and counter."""
+        want = {k: v.lower() for k, v in hashes.items() if k in _HASH_NAMES and v}
+        for b in self._bad_bundles():
+            known = b.get("hashes")
+            if not isinstance(known, dict):
+                known = {}
+            same_hash = any(known.get(k) == v for k, v in want.items())
+            same_release = counter > 0 and (b.get("version"), b.get("counter")) == (
+                version,
+                counter,
+            )
+            if same_hash or same_release:
+                raise BundleRejected(
+                    f"bundle {b.get('version')} (counter {b.get('counter')}) was rolled back "
+                    f"on this terminal at {b.get('at')} ({b.get('reason')}); it is not installed "
+                    "again: publish a fixed bundle with a new manifest counter",
+                    code="rolled_back",
+                )
+
+    def _remember_rolled_back(self, doc: Mapping[str, Any], details: list[str]) -> None:
+        release = str(doc.get("release") or "")
+        m = _RELEASE_NAME.fullmatch(release)
+        try:
+            counter = int(doc.get("counter") or (m["counter"] if m else 0))
+        except (TypeError, ValueError):
+            counter = 0
+        hashes = self._state.get("release_hashes", {}).get(release)
+        entry = {
+            "release": release,
+            "version": str(doc.get("version") or (m["version"] if m else "")),
+            "counter": counter,
+            "hashes": dict(hashes) if isinstance(hashes, dict) else {},
+            "action_id": str(doc.get("action_id", "")),
+            "reason": (details[0] if details else "rolled back")[:200],
+            "at": rfc3339(self.clock.now()),
+        }
+        self._state["bad_bundles"] = [*self._bad_bundles(), entry][-MAX_BAD:]
+        log.warning("ota_bundle_marked_bad", release=release, action=entry["action_id"])
+
     # -- cancel / confirmation ----------------------------------------------------------------
 
     def _cancel(self, href: str) -> None:
@@ -354,6 +414,12 @@ class OtaAgent:
         if dep.download == "skip":
             return None
         if a is None:
+            try:  # a bundle that was rolled back here is refused before any download
+                for art in dep.artifacts():
+                    self._refuse_if_rolled_back(art.hashes)
+            except BundleRejected as exc:
+                self._fail(aid, exc)
+                return None
             a = _Action(id=aid, phase="downloading")
             self._set_action(a)
             self._feedback(aid, "proceeding", "none", ["downloading"])
@@ -371,8 +437,11 @@ class OtaAgent:
                 self._fail(aid, exc)
                 return None
             self._feedback(aid, "downloaded", "none", [f"downloaded {art.filename[:80]}"])
+            hashes = {k: v.lower() for k, v in art.hashes.items() if k in _HASH_NAMES}
+            hashes["sha256"] = _sha256_file(path)
             try:
                 vb = verify_bundle(path, self.trust, self._verify_policy(), self.installed())
+                self._refuse_if_rolled_back(hashes, vb.manifest.version, vb.manifest.counter)
             except BundleRejected as exc:
                 self._fail(aid, exc)
                 return None
@@ -382,6 +451,7 @@ class OtaAgent:
                 bundle=str(path),
                 version=vb.manifest.version,
                 counter=vb.manifest.counter,
+                hashes=hashes,
             )
             self._set_action(a)
             self._feedback(
@@ -450,8 +520,17 @@ class OtaAgent:
         )
         self._feedback(aid, "proceeding", "none", [f"staged {staged.name}; activating"])
         a = _Action(
-            id=aid, phase="activating", bundle="", version=staged.version, counter=staged.counter
+            id=aid,
+            phase="activating",
+            bundle="",
+            version=staged.version,
+            counter=staged.counter,
+            hashes=a.hashes,
         )
+        known: dict[str, Any] = self._state.setdefault("release_hashes", {})
+        known[staged.name] = dict(a.hashes)
+        while len(known) > MAX_RELEASE_HASHES:
+            known.pop(next(iter(known)))
         self._set_action(a)
         self._discard_downloads()
         self._status(aid, "activate", "started", staged.version)
@@ -491,9 +570,19 @@ class OtaAgent:
                 str(doc.get("version", "")),
                 "; ".join(details),
             )
+            if outcome == "rolled_back":
+                self._remember_rolled_back(doc, details)
             doc["agent_seen"] = True
             atomic_write_json(path, doc, 0o600)
             self._finish(aid, "success" if ok else "failure", details)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _safe(text: str) -> str:

@@ -65,4 +65,5 @@ REASONS: dict[str, str] = {
     "damaged_archive": "an archive in the bundle is damaged or truncated",
     "artifact_hash": "the downloaded artifact does not match the hash the server gave",
     "artifact_size": "the downloaded artifact does not have the size the server gave",
+    "rolled_back": "the bundle was installed and rolled back on this terminal before",
 }

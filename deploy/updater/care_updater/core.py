@@ -270,6 +270,8 @@ class Updater:
             current = current_name(self.cfg.current)
             if current == req["release"]:
                 raise UpdaterError(f"release {req['release']} is already current")
+            if req["release"] in state.get("bad", []):
+                return self._refuse_bad(req, request_path)
             trial = {
                 "action_id": req.get("action_id"),
                 "release": req["release"],
@@ -319,6 +321,29 @@ class Updater:
                     ):
                         return self._rollback(state, trial, f"migration failed: {err}")
             return self._start_and_check(state, trial)
+
+    def _refuse_bad(self, req: dict[str, Any], request_path: Path | None) -> int:
+        """A release this terminal already rolled back is not activated again
+        (its migration and rollback would just run a second time). The
+        refusal is reported like any other outcome; nothing is switched."""
+        (request_path or self.cfg.spool / "request.json").unlink(missing_ok=True)
+        trial = {
+            "action_id": req.get("action_id"),
+            "release": req["release"],
+            "version": req["version"],
+            "counter": int(req.get("counter", 0)),
+            "from_version": req.get("from_version"),
+            "feedback": req.get("feedback"),
+        }
+        self._result(
+            trial,
+            "failed",
+            [
+                f"refused: release {req['release']} was rolled back on this terminal before",
+                "nothing was switched",
+            ],
+        )
+        return 2
 
     def _start_and_check(self, state: dict[str, Any], trial: dict[str, Any]) -> int:
         trial["phase"] = "checking"
