@@ -13,10 +13,10 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from device_sim import SimDevice, db_dump, make_db, make_release
+from device_sim import db_dump
 from hawkbit_like import HawkbitLike
 from ota_rig import make_agent
-from test_update_cycle import bundle
+from test_update_cycle import bundle, device_at_1_0_0
 
 from sync.ota.staging import StagedRelease, write_activation_request
 
@@ -37,10 +37,7 @@ def downloads_of(server: HawkbitLike, action: str) -> list[str]:
 
 def test_rolled_back_bundle_is_refused_when_offered_again(tmp_path: Path, session_key) -> None:
     server = HawkbitLike(token=TOKEN, sleep="00:00:01")
-    dev = SimDevice(tmp_path / "dev")
-    make_db(dev.db)
-    dev.install_factory(make_release(tmp_path / "factory", "1.0.0"), "1.0.0-c5", counter=5)
-    dev.start()
+    dev = device_at_1_0_0(tmp_path)
     runs = []
     agent, _ = make_agent(
         dev,
@@ -51,7 +48,6 @@ def test_rolled_back_bundle_is_refused_when_offered_again(tmp_path: Path, sessio
         ddi={"target_token": TOKEN},
     )
     try:
-        dev.wait_health("1.0.0")
         swu = bundle(
             tmp_path, session_key, "1.2.0", 7, mode="unhealthy", schema=2, migrate=True,
             health_timeout_s=5,
