@@ -333,6 +333,8 @@ class KioskWindow(QWidget):
         if p.state_name != self._last_screen:
             self._last_screen = p.state_name
             self.screen_log.append((time.monotonic(), p.state_name))
+            if len(self.screen_log) > 1000:  # the kiosk runs for weeks: keep the recent part
+                del self.screen_log[:500]
 
     def on_tick(self) -> None:
         self._banner()
