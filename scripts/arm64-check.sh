@@ -196,11 +196,18 @@ build_base() {
   remove_tree "$BASE"
   mkdir -p "$BASE"
   # python3: Raspberry Pi OS (Lite too) ships it; ./run needs it to start.
-  debootstrap --arch=arm64 --foreign --variant=minbase --include=python3,ca-certificates \
-    "$SUITE" "$BASE" "$MIRROR" >"$LOGS/debootstrap-1.log" 2>&1
-  qemu_into "$BASE"
-  say "debootstrap second stage (under qemu)"
-  chroot "$BASE" /debootstrap/debootstrap --second-stage >"$LOGS/debootstrap-2.log" 2>&1
+  local opts=(--arch=arm64 --variant=minbase --include=python3,ca-certificates)
+  if [ "$(uname -m)" = aarch64 ] || grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64; then
+    # One pass: debootstrap resolves packages with the host's tools and runs only
+    # dpkg and the maintainer scripts under qemu (a second stage inside the root
+    # would parse the package lists with emulated perl, many times slower).
+    debootstrap "${opts[@]}" "$SUITE" "$BASE" "$MIRROR" >"$LOGS/debootstrap.log" 2>&1
+  else
+    debootstrap "${opts[@]}" --foreign "$SUITE" "$BASE" "$MIRROR" >"$LOGS/debootstrap-1.log" 2>&1
+    qemu_into "$BASE"
+    say "debootstrap second stage (under qemu)"
+    chroot "$BASE" /debootstrap/debootstrap --second-stage >"$LOGS/debootstrap-2.log" 2>&1
+  fi
   {
     echo "deb $MIRROR $SUITE main"
     echo "deb $MIRROR $SUITE-updates main"
