@@ -166,6 +166,10 @@ class ChallengeParams:
     max_missing: int = 1
     max_jump: float = 0.45  # box centre shift between frames / box width
     max_scale_step: float = 1.35  # box width ratio between frames
+    max_rate: float = 1.2  # parallax per second between consecutive frames
+    rate_window_s: float = 0.3  # frames further apart than this are not speed-checked
+    steady_step: float = 0.04  # parallax between baseline frames that counts as still
+    steady_wait_s: float = 4.0  # after this long without a still face, give up
     reid_front: float = 0.40
     reid_turned: float = 0.25
     min_reid_frames: int = 3
@@ -181,10 +185,12 @@ class ChallengeVerdict:
 
 
 class TurnChallenge:
-    """One attempt: turn to ``direction`` after ``prompt_at`` and come back,
-    before ``deadline``. Feed frames with :meth:`add`; read :meth:`verdict`.
-    A failed binding check (second face, lost track, someone else) ends the
-    attempt at once; the motion checks decide when the senior has come back."""
+    """One attempt: once the face is still (and not before ``prompt_after``),
+    ask for a turn to ``direction`` and back within ``window_s``. Feed frames
+    with :meth:`add`; :attr:`prompted_at` says when the prompt was given; read
+    :meth:`verdict`. A failed binding check (second face, lost track, someone
+    else) ends the attempt at once; the motion checks decide when the senior
+    has come back."""
 
     name = "turn"
 
@@ -192,34 +198,43 @@ class TurnChallenge:
         self,
         direction: Direction,
         *,
-        prompt_at: float,
-        deadline: float,
+        prompt_after: float,
+        window_s: float,
         params: ChallengeParams | None = None,
         mirrored: bool = False,
     ) -> None:
         self.direction = direction
-        self.prompt_at = prompt_at
-        self.deadline = deadline
+        self.prompt_after = prompt_after
+        self.window_s = window_s
         self.p = params or ChallengeParams()
         self.sign = side_sign(direction, mirrored=mirrored)
+        self.prompted_at: float | None = None
         self._baseline: list[np.ndarray] = []
-        self._base_yaws: list[float] = []
         self._ref: np.ndarray | None = None
         self._noise = 0.0
         self._yaw0 = 0.0
         self._missing = 0
         self._last_box: tuple[float, float, float, float] | None = None
+        self._last: tuple[float, np.ndarray] | None = None
         self._reids: list[float] = []
         self._passive: list[float] = []
         self._state = "front"  # front -> turning -> turned -> back
         self._turned = 0
         self._round_trips = 0
-        self._saw_intermediate = False
+        self._max_rate = 0.0
         self._peak_yaw = 0.0
         self._peak_res = 0.0
         self._peak_corr = 0.0
         self._verdict = ChallengeVerdict(None, "waiting")
         self.frames = 0
+
+    @property
+    def deadline(self) -> float:
+        """The end of the attempt: the window after the prompt, or the wait for
+        a still face when no prompt could be given yet."""
+        if self.prompted_at is None:
+            return self.prompt_after + self.p.steady_wait_s + self.window_s
+        return self.prompted_at + self.window_s
 
     # -- feeding ------------------------------------------------------------------
     def _fail(self, reason: str) -> None:
@@ -239,10 +254,14 @@ class TurnChallenge:
         if f.landmarks68 is None:
             return self._verdict
         lm = np.asarray(f.landmarks68, np.float64).reshape(68, 2)
-        if f.t < self.prompt_at or len(self._baseline) < self.p.min_baseline_frames:
-            self._add_baseline(lm)
+        if not self._speed_ok(f.t, lm):
             return self._verdict
-        self._motion(lm, f.t)
+        if self.prompted_at is None:
+            self._add_baseline(lm, f.t)
+            if self.prompted_at is None and f.t >= self.prompt_after + self.p.steady_wait_s:
+                self._fail("not_still")
+            return self._verdict
+        self._motion(lm)
         return self._verdict
 
     def _bound(self, f: ChallengeFrame) -> bool:
@@ -253,6 +272,7 @@ class TurnChallenge:
             return False
         if f.box is None or f.faces == 0:
             self._missing += 1
+            self._last = None
             if self._missing > p.max_missing:
                 self._fail("face_lost")
             return False
@@ -280,15 +300,38 @@ class TurnChallenge:
                 return False
         return True
 
-    def _add_baseline(self, lm: np.ndarray) -> None:
-        if self._ref is not None:
-            self._noise = max(self._noise, Parallax.between(self._ref, lm).residual)
-        self._baseline.append(lm)
-        self._base_yaws.append(pose_yaw(lm))
-        self._ref = lm
-        self._yaw0 = float(np.median(self._base_yaws))
+    def _speed_ok(self, t: float, lm: np.ndarray) -> bool:
+        """No head turns faster than a person can: a picture swapped for
+        another jumps between two frames."""
+        last, self._last = self._last, (t, lm)
+        if last is None:
+            return True
+        dt = t - last[0]
+        if not 0 < dt <= self.p.rate_window_s:
+            return True
+        rate = Parallax.between(last[1], lm).residual / dt
+        self._max_rate = max(self._max_rate, rate)
+        if rate > self.p.max_rate:
+            self._fail("no_continuous_turn")
+            return False
+        return True
 
-    def _motion(self, lm: np.ndarray, t: float) -> None:
+    def _add_baseline(self, lm: np.ndarray, t: float) -> None:
+        """Frames before the prompt: the prompt is given once the face has been
+        still for ``min_baseline_frames`` frames, and not before ``prompt_after``."""
+        if self._ref is not None:
+            step = Parallax.between(self._ref, lm).residual
+            if step > self.p.steady_step:
+                self._baseline = []  # still moving: start the still run again
+            else:
+                self._noise = max(self._noise, step)
+        self._baseline.append(lm)
+        self._ref = lm
+        if len(self._baseline) >= self.p.min_baseline_frames and t >= self.prompt_after:
+            self._yaw0 = float(np.median([pose_yaw(b) for b in self._baseline]))
+            self.prompted_at = t
+
+    def _motion(self, lm: np.ndarray) -> None:
         p = self.p
         assert self._ref is not None
         par = Parallax.between(self._ref, lm)
@@ -296,14 +339,10 @@ class TurnChallenge:
         corr = -par.depth_corr * self.sign  # a turn to the nose's image-right gives corr < 0
         need = max(p.min_parallax, p.noise_factor * self._noise)
         is_turned = par.residual >= need and dyaw >= p.min_yaw_deg and corr >= p.min_depth_corr
-        if dyaw <= -p.wrong_way_deg and par.residual >= need:
+        if dyaw <= -p.wrong_way_deg and par.residual >= need and corr <= -p.min_depth_corr:
             self._fail("wrong_direction")
             return
         if is_turned:
-            if self._state == "front":
-                # straight from frontal to fully turned: two pictures swapped
-                self._fail("no_continuous_turn")
-                return
             self._state = "turned"
             self._turned += 1
             if par.residual > self._peak_res:
@@ -342,6 +381,7 @@ class TurnChallenge:
             "turn_peak_depth_corr": round(self._peak_corr, 3),
             "turn_peak_yaw": round(self._peak_yaw, 1),
             "turn_noise": round(self._noise, 4),
+            "turn_max_rate": round(self._max_rate, 3),
             "reid_min": round(min(self._reids), 4) if self._reids else -1.0,
             "reid_frames": float(len(self._reids)),
         }

@@ -280,7 +280,8 @@ def combine(results: Sequence[SignalResult], *, final: bool = True) -> LivenessD
 class LivenessCheck:
     """One liveness attempt over a few frames, configured from FaceSettings.
 
-    Draws the side to turn to and the moment of the prompt at random; feed
+    Draws the side to turn to and the earliest moment of the prompt at
+    random (the prompt waits for a still face); feed
     every frame with :meth:`observe` and ask :meth:`decide`. It returns None
     while undecided and a :class:`LivenessDecision` once every required signal
     has passed, one has failed (a binding check fails at once), or the window
@@ -302,13 +303,12 @@ class LivenessCheck:
         self.started_at = started_at
         self.direction: Direction = rnd.choice(("left", "right"))
         lo, hi = settings.liveness_prompt_delay_s
-        self.prompt_at = started_at + rnd.uniform(lo, hi)
-        self.deadline = self.prompt_at + settings.liveness_challenge_seconds
+        self.prompt_after = started_at + rnd.uniform(lo, hi)
         self.has_landmarks68 = has_landmarks68
         self.turn = TurnChallenge(
             self.direction,
-            prompt_at=self.prompt_at,
-            deadline=self.deadline,
+            prompt_after=self.prompt_after,
+            window_s=settings.liveness_challenge_seconds,
             params=params,
             mirrored=mirrored,
         )
@@ -320,9 +320,14 @@ class LivenessCheck:
         )
         self.ir = IrPresenceSignal() if settings.liveness_ir else None
 
+    @property
+    def deadline(self) -> float:
+        return self.turn.deadline
+
     def prompt(self, now: float) -> tuple[str, str, str]:
-        """(translation key, English, Chinese) of what to ask the senior now."""
-        if now < self.prompt_at:
+        """(translation key, English, Chinese) of what to ask the senior now:
+        to look at the screen until the face is still, then which way to turn."""
+        if self.turn.prompted_at is None or now < self.turn.prompted_at:
             return PROMPTS["hold"]
         return PROMPTS[f"turn_{self.direction}"]
 

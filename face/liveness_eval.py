@@ -83,8 +83,8 @@ def judge_clip(
     end = len(clip.frames) / fps
     ch = TurnChallenge(
         clip.direction,  # type: ignore[arg-type]
-        prompt_at=clip.prompt_index / fps,
-        deadline=end + 1e-6,
+        prompt_after=clip.prompt_index / fps,
+        window_s=end - clip.prompt_index / fps + 1e-6,
         params=params,
     )
     for f in frames:

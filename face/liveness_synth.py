@@ -68,8 +68,12 @@ def build_head(photo_lm68: np.ndarray, image_shape: tuple[int, ...]) -> HeadMesh
     """A head mesh over the face in a photo whose 68 landmarks are known."""
     from scipy.spatial import Delaunay
 
+    from face.challenge import pose_yaw
+
     lm = np.asarray(photo_lm68, np.float64).reshape(68, 2)
-    ms = mean_shape_68()
+    # The face in the photo may already be turned: take depth from the mean
+    # shape turned the same way, so a further turn moves the right points.
+    ms = mean_shape_68() @ _rotation(math.radians(pose_yaw(lm)), 0.0, 0.0).T
     scale, _rot, _t = _similarity(ms[:, :2], lm)
     z_face = ms[:, 2] * scale
     # The mean shape's x/y fitted to the photo, depth from the mean shape.
@@ -151,6 +155,12 @@ def project(
     return proj + origin + np.asarray(shift), p[:, 2]
 
 
+def _area2(t: np.ndarray) -> float:
+    """Twice the signed area of a triangle (positive counter-clockwise in y-down)."""
+    (ax, ay), (bx, by), (cx, cy) = t[0], t[1], t[2]
+    return float((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
+
+
 def paint(
     texture: np.ndarray,
     src: np.ndarray,
@@ -164,8 +174,8 @@ def paint(
     for ti in order:
         tri = tris[ti]
         s, d = src[tri], proj[tri]
-        s_area = np.cross(s[1] - s[0], s[2] - s[0])
-        d_area = np.cross(d[1] - d[0], d[2] - d[0])
+        s_area = _area2(s)
+        d_area = _area2(d)
         if s_area * d_area <= 0 or abs(d_area) < 0.5:
             continue
         _warp_triangle(texture, out, s, d)
@@ -663,3 +673,61 @@ def attack_clip(
     else:
         raise ValueError(f"unknown attack {kind!r}")
     return Clip(f"{kind}-{identity}-{seed}", kind, seed, frames, prompt, direction, identity)
+
+
+# --------------------------------------------------------------------------- a live camera
+
+
+class SimulatedSenior:
+    """One person at the kiosk camera, rendered as a 3-D head from a photo, who
+    turns the way the kiosk asks (:meth:`respond`) after a human reaction time.
+
+    Used by the demo's simulated camera and by the kiosk tests, so that the
+    real challenge, not a switch, is what lets them pay.
+    """
+
+    def __init__(
+        self,
+        photo: np.ndarray,
+        lm68: np.ndarray,
+        *,
+        seed: int = 0,
+        face_px: float = 170.0,
+        peak_deg: float = 26.0,
+    ) -> None:
+        self.frame0, self.lm = prepare_photo(photo, lm68, face_px=face_px)
+        rng = np.random.default_rng(seed)
+        self.mesh = build_head(self.lm, self.frame0.shape)
+        self.background = plain_background(self.frame0.shape, rng)
+        self.peak_deg = peak_deg
+        self._turn: tuple[float, float] | None = None  # (start, signed peak)
+        self._frontal: np.ndarray | None = None
+
+    def respond(self, direction: str, now: float, *, reaction_s: float = 0.5) -> None:
+        """Asked to turn to ``direction`` (the senior's own side) at ``now``."""
+        self._turn = (now + reaction_s, self.peak_deg * yaw_sign(direction))
+
+    def yaw_at(self, now: float) -> float:
+        if self._turn is None:
+            return 0.0
+        start, peak = self._turn
+        dt = now - start
+        go, hold, back = 0.7, 0.4, 0.7
+        if dt <= 0:
+            return 0.0
+        if dt < go:
+            return peak * smoothstep(dt / go)
+        if dt < go + hold:
+            return peak
+        if dt < go + hold + back:
+            return peak * (1 - smoothstep((dt - go - hold) / back))
+        self._turn = None
+        return 0.0
+
+    def frame(self, now: float) -> np.ndarray:
+        yaw = self.yaw_at(now)
+        if yaw == 0.0:
+            if self._frontal is None:
+                self._frontal = render_head(self.frame0, self.mesh, self.background, yaw_deg=0.0)
+            return self._frontal.copy()
+        return render_head(self.frame0, self.mesh, self.background, yaw_deg=yaw)

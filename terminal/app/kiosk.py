@@ -168,6 +168,14 @@ class _LivenessChallenge:
         decision = self._check.decide(now)
         if decision is None:
             return None
+        # the inputs of every decision are recorded; no id, name, image or embedding
+        log.info(
+            "liveness_challenge",
+            live=bool(decision.live),
+            reason=decision.reason,
+            frames=self._frames,
+            signals={k: round(float(v), 4) for k, v in decision.signals.items()},
+        )
         return ChallengeResult(self.kind, bool(decision.live), dict(decision.signals))
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import testfaces
 
 from face.enrol import apply_to_gallery, enrol
+from face.liveness_synth import SimulatedSenior
 from face.modelpack import fetch_open_pack, verify_pack
 from face.pipeline import FaceEngine, load_image
 from face.recognise import Recogniser, template_space_id
@@ -35,7 +36,7 @@ from terminal.config.settings import FaceSettings, Settings, default_cache_dir
 from terminal.core.clock import CHINA_TZ
 from terminal.core.money import Money
 from terminal.db.engine import write_session
-from ui.model import FlowView, KioskUpdate
+from ui.model import ChallengeView, FlowView, KioskUpdate
 
 REPO = Path(__file__).resolve().parents[2]
 LUNCH = datetime(2026, 3, 2, 11, 30, 0, 250_000, tzinfo=CHINA_TZ)  # a Monday
@@ -45,8 +46,14 @@ LUNCH = datetime(2026, 3, 2, 11, 30, 0, 250_000, tzinfo=CHINA_TZ)  # a Monday
 TEST_FACE = {
     "accept_threshold": 0.60,
     "uncertain_threshold": 0.40,
-    "liveness_challenge_seconds": 0.8,
+    "liveness_challenge_seconds": 4.0,
+    "liveness_prompt_delay_s": (0.2, 0.5),
 }
+
+# Scenes in which a live senior stands at the camera: a 3-D head rendered from
+# the photo that turns when the kiosk asks (face.liveness_synth.SimulatedSenior).
+# Every other scene shows still photos, which can never pass the challenge.
+LIVE_SCENES = {"obama": "fr_obama_obama2.jpg", "kit": "fr_kit_harington_john1.jpeg"}
 
 
 faces_dir = testfaces.faces_dir
@@ -120,15 +127,22 @@ def lunch_menu(day: Any) -> Menu:
 
 
 class SceneSource(ThreadedSource):
-    """A camera that shows one of several image folders (``show(name)``), or an
-    empty room (``show(None)``). Frames are the real image files, decoded per
-    frame like ``ImageFolderSource``; ``ts`` is the capture time."""
+    """A camera that shows one of several image folders (``show(name)``), a live
+    senior (scenes in ``live``), or an empty room (``show(None)``). Folder frames
+    are the real image files, decoded per frame like ``ImageFolderSource``; a
+    live senior turns when :meth:`respond` passes on the kiosk's prompt."""
 
     kind = "scene"
 
-    def __init__(self, folders: dict[str, Path], fps: float = 10.0) -> None:
+    def __init__(
+        self,
+        folders: dict[str, Path],
+        fps: float = 10.0,
+        live: dict[str, SimulatedSenior] | None = None,
+    ) -> None:
         super().__init__("scene")
         self.folders = folders
+        self.live = live or {}
         self.fps = fps
         self._scene: str | None = None
         self._lock2 = threading.Lock()
@@ -137,6 +151,13 @@ class SceneSource(ThreadedSource):
     def show(self, name: str | None) -> None:
         with self._lock2:
             self._scene = name
+
+    def respond(self, direction: str) -> None:
+        """The person in view hears the prompt and turns (a live senior only)."""
+        with self._lock2:
+            senior = self.live.get(self._scene or "")
+        if senior is not None:
+            senior.respond(direction, time.monotonic())
 
     def _run(self) -> None:
         self._set_status(SourceState.CONNECTED, "scene")
@@ -148,6 +169,9 @@ class SceneSource(ThreadedSource):
             if scene is None:
                 self._publish(self._empty.copy())
                 continue
+            if scene in self.live:
+                self._publish(self.live[scene].frame(time.monotonic()))
+                continue
             files = sorted(p for p in self.folders[scene].iterdir() if p.is_file())
             path = files[i % len(files)]
             i += 1
@@ -156,6 +180,26 @@ class SceneSource(ThreadedSource):
                 continue
             cache[path] = img
             self._publish(img)
+
+
+def live_seniors(engine: FaceEngine) -> dict[str, SimulatedSenior]:
+    out = {}
+    for scene, name in LIVE_SCENES.items():
+        image = load_image(faces_dir() / name)
+        faces = engine.detect(image)
+        assert faces and faces[0].landmarks68 is not None, name
+        out[scene] = SimulatedSenior(image, faces[0].landmarks68, seed=len(out))
+    return out
+
+
+def follow_prompts(source: SceneSource) -> Callable[[KioskUpdate], None]:
+    """A subscriber that makes the person in view do what the kiosk asks."""
+
+    def on_update(update: KioskUpdate) -> None:
+        if isinstance(update, ChallengeView) and update.prompt.startswith("face.liveness.turn_"):
+            source.respond(update.prompt.rsplit("_", 1)[1])
+
+    return on_update
 
 
 @dataclass
@@ -200,7 +244,11 @@ _ENGINES: dict[Path, FaceEngine] = {}
 def shared_engine(pack: Path) -> FaceEngine:
     """One engine per pack for the whole test session (models load once)."""
     if pack not in _ENGINES:
-        _ENGINES[pack] = FaceEngine.from_pack(pack, FaceSettings(**TEST_FACE))
+        engine = FaceEngine.from_pack(pack, FaceSettings(**TEST_FACE))
+        # one identification now starts the engine's own liveness worker, which
+        # lives as long as the engine (the session), before any test counts threads
+        engine.primary(load_image(faces_dir() / "fr_obama_obama.jpg"))
+        _ENGINES[pack] = engine
     return _ENGINES[pack]
 
 
@@ -283,7 +331,7 @@ def make_world(
                 )
             apply_to_gallery(rec, p.rid, plan)
         store.topup(p.rid, Money(p.balance_yuan * 100), "S-TEST")
-    source = SceneSource(make_scene_folders(base))
+    source = SceneSource(make_scene_folders(base), live=live_seniors(engine))
     return World(base, services, clock, source, rec)
 
 
@@ -328,6 +376,7 @@ def start_kiosk(
     )
     world.app = app
     app.runner.subscribe(world.updates.append)
+    app.runner.subscribe(follow_prompts(world.source))
     app.start()
     return app
 
