@@ -26,6 +26,8 @@ visible side stretched, which is close enough for a 64x64 landmark model.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -33,6 +35,7 @@ import cv2
 import numpy as np
 
 from face.meanshape import mean_shape_68
+from face.sources import SourceState, ThreadedSource
 
 FPS = 8.0  # the kiosk analyses about 8 frames per second
 
@@ -731,3 +734,84 @@ class SimulatedSenior:
                 self._frontal = render_head(self.frame0, self.mesh, self.background, yaw_deg=0.0)
             return self._frontal.copy()
         return render_head(self.frame0, self.mesh, self.background, yaw_deg=yaw)
+
+
+class SimulatedKioskCamera(ThreadedSource):
+    """The demo's camera: people walk up one after another, stand at the kiosk,
+    answer the liveness challenge like a senior would (:meth:`respond`, called
+    with the side the kiosk asks for), and leave; an empty gap follows each.
+
+    Every frame is rendered live from the 3-D heads, so the demo goes through
+    the same challenge a device does; nothing is switched off for it.
+    """
+
+    kind = "simulated"
+
+    def __init__(
+        self,
+        people: list[tuple[np.ndarray, np.ndarray]],
+        *,
+        fps: float = 10.0,
+        approach_s: float = 2.5,
+        stay_s: float = 16.0,
+        gap_s: float = 3.0,
+    ) -> None:
+        super().__init__("simulated-kiosk")
+        if not people:
+            raise ValueError("the simulated camera needs at least one person")
+        self.seniors = [
+            SimulatedSenior(img, lm, seed=i, face_px=150.0) for i, (img, lm) in enumerate(people)
+        ]
+        self.fps = fps
+        self.approach_s = approach_s
+        self.stay_s = stay_s
+        self.gap_s = gap_s
+        self._lock = threading.Lock()
+        self._current: SimulatedSenior | None = None
+        self._empty = plain_background((FRAME_H, FRAME_W), np.random.default_rng(99))
+
+    @property
+    def cycle_s(self) -> float:
+        return self.approach_s + self.stay_s + 1.0 + self.gap_s
+
+    def respond(self, direction: str) -> None:
+        """The person at the kiosk heard the prompt and turns."""
+        with self._lock:
+            senior = self._current
+        if senior is not None:
+            senior.respond(direction, time.monotonic())
+
+    def frame_at(self, t: float, now: float) -> np.ndarray:
+        """The frame ``t`` seconds into the show (``now`` drives the head turn)."""
+        k = int(t // self.cycle_s)
+        senior = self.seniors[k % len(self.seniors)]
+        u = t - k * self.cycle_s
+        if u >= self.approach_s + self.stay_s + 1.0:
+            with self._lock:
+                self._current = None
+            return self._empty.copy()
+        with self._lock:
+            self._current = senior
+        img = senior.frame(now)
+        if u < self.approach_s:  # walking up: small and high in the frame, growing
+            scale = 0.45 + 0.55 * smoothstep(u / self.approach_s)
+            shift = (0.0, -60.0 * (1 - u / self.approach_s))
+        elif u > self.approach_s + self.stay_s:  # leaving to the side
+            scale, shift = 1.0, (700.0 * (u - self.approach_s - self.stay_s), 0.0)
+        else:
+            return img
+        m = np.array(
+            [
+                [scale, 0, (1 - scale) * FRAME_W / 2 + shift[0]],
+                [0, scale, (1 - scale) * FRAME_H / 2 + shift[1]],
+            ]
+        )
+        out = cv2.warpAffine(img, m, (FRAME_W, FRAME_H), borderMode=cv2.BORDER_REPLICATE)
+        return np.asarray(out)
+
+    def _run(self) -> None:
+        self._set_status(SourceState.CONNECTED, f"{len(self.seniors)} simulated people")
+        t0 = time.monotonic()
+        while not self._stop.wait(1.0 / self.fps):
+            now = time.monotonic()
+            self._publish(self.frame_at(now - t0, now))

@@ -12,20 +12,19 @@ What the demo sets up, all on this machine:
 * faces: the group photo ``t1.jpg`` that the insightface wheel installs
   (``insightface/data/images``; insightface is MIT-licensed, the photo is a
   publicity still of a TV cast shipped as the library's sample). The faces are
-  cut out with our own detector, enrolled for four demo residents, and the
-  same cut-outs walk up to a simulated camera in a generated clip
-  (``face.footfall.synth``). Nothing of these images is copied into the
-  repository or the docs;
+  found with our own detector and enrolled for the demo residents; nothing of
+  these images is copied into the repository or the docs;
+* a simulated camera (``face.liveness_synth.SimulatedKioskCamera``): those
+  faces, lifted onto 3-D heads, walk up one after another, and when the kiosk
+  asks them to turn their head to one side they do, like a senior would;
 * the reference platform server (``sync.platform``) on a free loopback port,
   with this terminal registered, and a background sync every 20 s;
 * staff PINs: ``2468`` (staff 王护理) and ``1357`` (manager 赵主任).
 
-Honest limits of a simulated camera: the clip replays photos, which the
-passive liveness model rightly scores as *not live* (measured 0.002-0.8 on the
-composited frames), and a photo cannot blink or turn its head. The demo
-therefore switches the liveness gate off (``liveness_clearly_live=0``,
-``liveness_reject_below=0``). Never do that on a device. Meal windows cover
-the whole day so the demo works at any hour.
+The liveness challenge is the device's: the simulated people pass it because
+they really turn (3-D parallax, re-identified on every frame), and a photo
+held to a real camera would not. Meal windows cover the whole day so the demo
+works at any hour.
 """
 
 from __future__ import annotations
@@ -215,28 +214,26 @@ def demo_sprites(engine: Any, side_px: int = 360) -> list[Any]:
     ]
 
 
-def walkup_scene(sprite_keys: list[str], *, fps: float = 10.0, seed: int = 11) -> Any:
-    """One person after another walks up to the kiosk, stays, and leaves.
+def demo_people(engine: Any) -> list[tuple[Any, Any]]:
+    """(photo, 68 landmarks) of the people who walk up to the demo camera: the
+    enrolled residents, then the unenrolled visitor."""
+    from face.pipeline import load_image
 
-    The face starts small (far away: "please come closer"), grows as the
-    person comes closer, sways a little while they stand in front of the
-    screen, then leaves to the side; a short empty gap follows.
-    """
-    from face.footfall.synth import Actor, Scene, Waypoint
+    image = load_image(insightface_sample())
+    faces = sorted(engine.detect(image), key=lambda f: f.box[0])
+    order = [r.face for r in DEMO_RESIDENTS if r.face is not None] + [VISITOR]
+    return [(image, faces[i].landmarks68) for i in order if faces[i].landmarks68 is not None]
 
-    actors = []
-    t = 1.0
-    for i, key in enumerate(sprite_keys):
-        x_exit = -200.0 if i % 2 else 840.0
-        path = (
-            Waypoint(t, 320.0, 20.0),
-            Waypoint(t + 3.5, 320.0, 300.0),
-            Waypoint(t + 13.0, 320.0, 300.0),
-            Waypoint(t + 15.0, x_exit, 300.0),
-        )
-        actors.append(Actor(key, path, face_px=105.0, sway=((t + 3.5, t + 13.0),), sway_px=5.0))
-        t += 18.0
-    return Scene("kiosk_walkup", t + 1.0, tuple(actors), fps=fps, seed=seed)
+
+def answer_prompts(camera: Any) -> Any:
+    """A kiosk subscriber that makes the simulated person do what the kiosk asks."""
+    from ui.model import ChallengeView
+
+    def on_update(update: Any) -> None:
+        if isinstance(update, ChallengeView) and update.prompt.startswith("face.liveness.turn_"):
+            camera.respond(update.prompt.rsplit("_", 1)[1])
+
+    return on_update
 
 
 # --------------------------------------------------------------------------- set-up
@@ -245,12 +242,18 @@ def walkup_scene(sprite_keys: list[str], *, fps: float = 10.0, seed: int = 11) -
 @dataclass
 class DemoSetup:
     services: Any
-    clip: Path
     base: Path
+    people: list[tuple[Any, Any]] = field(default_factory=list)  # (photo, 68 landmarks)
     platform: Any | None = None
     sync_lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+
+    def camera(self) -> Any:
+        """The simulated camera: the demo's people walk up and answer the challenge."""
+        from face.liveness_synth import SimulatedKioskCamera
+
+        return SimulatedKioskCamera(self.people)
 
     def sync_once(self) -> dict[str, Any]:
         """One sync cycle with the platform (serialised within this process)."""
@@ -347,24 +350,21 @@ def prepare_demo(
         )
         platform_url = handle.url
 
-    clip_dir = base / "camera"
     settings = Settings(
         data_dir=state,
         cache_dir=base / "cache",
         face={"pack_dir": pack, "liveness_challenge_seconds": 6.0},
-        camera={"source": str(clip_dir / "kiosk_walkup.avi")},
+        camera={"source": "simulated"},
         centre={"centre_id": centre_id, "centre_name": DEMO_CENTRE, "device_id": device_id},
         payment={
             "slot_windows": DEMO_SLOT_WINDOWS,
-            "liveness_clearly_live": 0.0,
-            "liveness_reject_below": 0.0,
             "max_unsynced_per_resident_fen": 100_000,
         },
         sync={"platform_url": platform_url, "device_key_file": key_file, "idle_interval_s": 20.0},
     )
     services = Services(settings, clock=clock)
     setup = DemoSetup(
-        services=services, clip=clip_dir / "kiosk_walkup.avi", base=base, platform=handle
+        services=services, base=base, platform=handle
     )
     try:
         say("loading the face models")
@@ -424,13 +424,8 @@ def prepare_demo(
         _history(services, clock, today, history_days, start)
         clock.set(at)
         store.set_menu(demo_menu(today), "S01")
-        if not setup.clip.is_file():
-            say("rendering the simulated camera clip")
-            from face.footfall.synth import write_clip
-
-            keys = [sprites[r.face].key for r in DEMO_RESIDENTS if r.face is not None]
-            scene = walkup_scene([*keys, sprites[VISITOR].key])
-            write_clip(scene, {sp.key: sp for sp in sprites}, clip_dir)
+        say("lifting the demo faces onto 3-D heads for the simulated camera")
+        setup.people = demo_people(rec.engine)
     except BaseException:
         setup.close()
         raise
@@ -477,8 +472,9 @@ __all__ = [
     "DemoResident",
     "DemoSetup",
     "ShiftedClock",
+    "answer_prompts",
     "demo_menu",
+    "demo_people",
     "demo_sprites",
     "prepare_demo",
-    "walkup_scene",
 ]

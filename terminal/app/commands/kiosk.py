@@ -171,10 +171,10 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
                 progress=lambda m: print(f"  {m}", file=sys.stderr),
             )
             services = demo.services
-            from face.sources import VideoFileSource
-
-            source = VideoFileSource(demo.clip, realtime=True, loop=True)
+            from terminal.app.demo import answer_prompts
             from terminal.app.demo_printer import DemoPrinter
+
+            source = demo.camera()
 
             demo_printer = DemoPrinter(demo.base / "receipts.txt")
             app = build_kiosk(
@@ -183,6 +183,7 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
                 sync_now=demo.sync_once,
                 printer=open_printer(demo_printer.path),
             )
+            app.runner.subscribe(answer_prompts(source))
             demo.start_sync_loop()
             cards = ", ".join(f"{r.name} {r.card}" for r in DEMO_RESIDENTS[:3])
             print(
@@ -196,7 +197,8 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
                         ),
                         f"card reader: type a card number and Enter, e.g. {cards}",
                         f"receipts (a simulated printer on a pty): {demo.base / 'receipts.txt'}",
-                        "the simulated camera: two enrolled residents walk up, then an unenrolled visitor",
+                        "the simulated camera: enrolled residents walk up and turn their head "
+                        "when asked, then an unenrolled visitor",
                     ]
                 ),
                 file=sys.stderr,
