@@ -223,7 +223,10 @@ def _child(data: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "payment.crashtest", "child", str(data), *extra]
 
 
-def _wait_progress(data: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _wait_progress(data: Path, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+    """Until the child acknowledged one more payment. Progress, not time, decides
+    when to kill: a loaded machine (or an emulated one) can take many seconds
+    for one payment; ``timeout`` only catches a child that is stuck."""
     log = data / "acked.log"
     start = log.stat().st_size if log.exists() else 0
     deadline = time.monotonic() + timeout
@@ -242,12 +245,14 @@ def run_harness(data: Path, kills: int, seed_value: int = 7) -> dict[str, Any]:
     rng = random.Random(seed_value)
     for _ in range(kills):
         proc = subprocess.Popen(_child(data), stderr=subprocess.PIPE)
-        _wait_progress(data, proc)
-        time.sleep(rng.uniform(0.0, 0.25))  # land the kill at a random moment of the loop
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        try:
+            _wait_progress(data, proc)
+            time.sleep(rng.uniform(0.0, 0.25))  # land the kill at a random moment of the loop
+        finally:  # never leave a child running, also when the harness fails
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
     subprocess.run(_child(data, "--finish"), check=True)
     return check(data, kills)
 
