@@ -261,3 +261,33 @@ def test_every_identification_is_logged_without_personal_data(data: Path) -> Non
     assert rec["decision"] == "identified" and rec["liveness_method"] == "passive"
     assert "passive" in rec["liveness_signals"] and rec["accept_threshold"] > 0
     assert "拜登登" not in env_run.stderr and "R-log" not in env_run.stderr
+
+
+def test_a_photo_never_pays_from_the_command_line(data: Path) -> None:
+    """`pay --method face --image PHOTO` charged photos before: a still image
+    cannot answer the head-turn challenge, so it is refused and nothing is
+    charged; the refusal names the card path."""
+    r = run(
+        data, "residents", "add", "--resident-id", "R-photo", "--name", "林小", "--card", "77001"
+    )
+    assert r.returncode == 0, r.stderr
+    r = run(
+        data,
+        "enroll",
+        "--resident-id",
+        "R-photo",
+        "--name",
+        "林小",
+        face("fr_rose_leslie_img1.jpg"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert (
+        run(data, "topup", "--resident", "R-photo", "--amount", "50", "--staff", "S1").returncode
+        == 0
+    )
+    args = ("pay", "--resident", "R-photo", "--yes")
+    r = run(data, *args, "--method", "face", "--image", face("fr_rose_leslie_img2.jpg"))
+    assert_clean_error(r, "liveness challenge", "card")
+    r = run(data, "ledger", "show", "--resident", "R-photo", "--json")
+    assert r.returncode == 0, r.stderr
+    assert not [t for t in json.loads(r.stdout) if t.get("kind") == "charge"]

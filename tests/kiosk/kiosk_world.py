@@ -105,6 +105,7 @@ PEOPLE = (
 SCENES = {
     "obama": ("fr_obama_obama2.jpg", "fr_obama_obama3.jpg"),
     "alex": ("fr_alex_lacamoire_img1.jpg",),
+    "obama_photo": ("fr_obama_obama3.jpg",),  # a still photo of an enrolled senior
     "kit": (
         "fr_kit_harington_john1.jpeg",
         "fr_kit_harington_johnsnow_test1.jpg",

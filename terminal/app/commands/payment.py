@@ -222,7 +222,7 @@ def cmd_pay(args: argparse.Namespace) -> int:
         d = drive(ctx, store.charge, events, svc.clock.now)
         if isinstance(d.state, Challenge):
             raise TerminalError(
-                "the flow asks for an active liveness challenge (blink or turn); "
+                "face payment needs the live liveness challenge (a head turn at the kiosk camera); "
                 "a still image cannot answer it: use the kiosk, a card or staff lookup"
             )
         if isinstance(d.state, AlreadyPaid) and args.another_portion:
