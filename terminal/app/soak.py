@@ -9,6 +9,8 @@ Three real processes run side by side, as on a device:
 * ``care-terminal kiosk`` with a simulated camera (a looping video file of the
   empty entrance) under Qt's ``vnc`` platform plugin: it draws offscreen like
   ``offscreen`` does, and also accepts keyboard and pointer input over VNC.
+  Receipts go through the real ESC/POS serial adapter to the demo's simulated
+  printer on a pty (``terminal.app.demo_printer``), held by this process.
 
 Payments go through the running kiosk the way a senior makes them: a card
 number typed by a keyboard-wedge card reader (VNC key events), then a tap on
@@ -625,9 +627,12 @@ def run_soak(
     )
     agent = Proc("agent", [*cli, "agent"], env, base / "agent.log")
     kiosk_env = dict(env, QT_QPA_PLATFORM=f"vnc:size={SCREEN[0]}x{SCREEN[1]}:port={world.vnc_port}")
+    from terminal.app.demo_printer import DemoPrinter
+
+    printer = DemoPrinter(base / "receipts.txt")
     kiosk = Proc(
         "kiosk",
-        [*cli, "kiosk", "--no-voice", "--language", "zh_CN"],
+        [*cli, "kiosk", "--no-voice", "--language", "zh_CN", "--printer", printer.path],
         kiosk_env,
         base / "kiosk.log",
     )
@@ -706,6 +711,7 @@ def run_soak(
             "confirm tapped, over VNC (QT_QPA_PLATFORM=vnc)",
             "payments_attempted": driver.attempts,
             "confirm_taps": driver.confirmed,
+            "receipts_printed": _receipts(base / "receipts.txt"),
             "no_confirm_screen": driver.no_confirm_screen,
             "outages": outages,
             "outage_count": len(outages),
@@ -724,6 +730,15 @@ def run_soak(
             vnc.close()
         for p in procs:
             p.stop()
+        printer.close()
+
+
+def _receipts(path: Path) -> int:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return 0
+    return sum(1 for line in text.splitlines() if line == "=" * 32)
 
 
 # Bounds for the device's processes, over the samples after the warm-up. Why
@@ -781,6 +796,10 @@ def check(doc: dict[str, Any], bounds: dict[str, float] | None = None) -> list[s
     if led["payments_at_platform"] != led["payments_made"]:
         problems.append(
             f"{led['payments_made']} payments made, {led['payments_at_platform']} at the platform"
+        )
+    if doc.get("receipts_printed", 0) < 0.9 * led["payments_made"]:
+        problems.append(
+            f"{led['payments_made']} payments but {doc.get('receipts_printed')} receipts printed"
         )
     if led["payments_made"] < 0.9 * doc["confirm_taps"]:
         problems.append(
