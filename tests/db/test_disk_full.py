@@ -68,7 +68,7 @@ class Terminal:
         )
 
     def pay(self, rid: str) -> subprocess.CompletedProcess[str]:
-        return self.cli("pay", "--resident", rid, "--method", "card", "--json")
+        return self.cli("pay", "--resident", rid, "--method", "card", "--yes", "--json")
 
     def ledger(self) -> list[dict[str, Any]]:
         r = self.cli("ledger", "show", "--json", "--limit", "100000")
