@@ -20,6 +20,9 @@ from face.modelpack import fetch_open_pack
 from terminal.app.soak import SoakConfig, check, run_soak
 from terminal.config.settings import default_cache_dir, load_settings
 
+# The kiosk process is the real Qt kiosk; without PyQt6 there is nothing to soak.
+pytest.importorskip("PyQt6", reason="the soak runs the real kiosk, which needs PyQt6")
+
 
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
