@@ -119,6 +119,11 @@ class Parallax:
 
     residual: float  # RMS homography residual / inter-ocular distance
     depth_corr: float  # corr(horizontal residual, mean-shape depth); sign = turn side
+    # Horizontal residual of the nose tip (30) against the top of the nose
+    # bridge (27), two points at about the same x and different depths: a real
+    # turn moves the tip further; a sheet bent about a vertical axis (depth a
+    # function of x only) moves them alike.
+    nose: float = 0.0
 
     @classmethod
     def between(cls, frontal: np.ndarray, turned: np.ndarray) -> Parallax:
@@ -128,7 +133,8 @@ class Parallax:
         z = mean_shape_68()[:, 2]
         rx = r[:, 0]
         corr = 0.0 if float(rx.std()) < 1e-09 else float(np.corrcoef(rx, z)[0, 1])
-        return cls(rms, corr if math.isfinite(corr) else 0.0)
+        nose = float((rx[30] - rx[27]) / iod)
+        return cls(rms, corr if math.isfinite(corr) else 0.0, nose)
 
 
 def side_sign(direction: Direction, *, mirrored: bool = False) -> float:
@@ -157,10 +163,11 @@ class ChallengeFrame:
 class ChallengeParams:
     """Thresholds; see docs/liveness.md for how each was chosen."""
 
-    min_parallax: float = 0.060
+    min_parallax: float = 0.090
     noise_factor: float = 2.5
     min_depth_corr: float = 0.30
-    min_yaw_deg: float = 4.0
+    min_nose: float = 0.06  # the nose tip's own parallax (Parallax.nose, signed), in IOD
+    min_yaw_deg: float = 8.0
     wrong_way_deg: float = 8.0
     turned_frames: int = 2
     max_missing: int = 1
@@ -170,8 +177,8 @@ class ChallengeParams:
     rate_window_s: float = 0.3  # frames further apart than this are not speed-checked
     steady_step: float = 0.04  # parallax between baseline frames that counts as still
     steady_wait_s: float = 4.0  # after this long without a still face, give up
-    reid_front: float = 0.40
-    reid_turned: float = 0.25
+    reid_front: float = 0.30
+    reid_turned: float = 0.10
     min_reid_frames: int = 3
     min_baseline_frames: int = 2
     max_round_trips: int = 2
@@ -225,6 +232,7 @@ class TurnChallenge:
         self._peak_yaw = 0.0
         self._peak_res = 0.0
         self._peak_corr = 0.0
+        self._peak_nose = 0.0
         self._verdict = ChallengeVerdict(None, "waiting")
         self.frames = 0
 
@@ -337,8 +345,14 @@ class TurnChallenge:
         par = Parallax.between(self._ref, lm)
         dyaw = (pose_yaw(lm) - self._yaw0) * self.sign
         corr = -par.depth_corr * self.sign  # a turn to the nose's image-right gives corr < 0
+        nose = -par.nose * self.sign
         need = max(p.min_parallax, p.noise_factor * self._noise)
-        is_turned = par.residual >= need and dyaw >= p.min_yaw_deg and corr >= p.min_depth_corr
+        is_turned = (
+            par.residual >= need
+            and dyaw >= p.min_yaw_deg
+            and corr >= p.min_depth_corr
+            and nose >= p.min_nose
+        )
         if dyaw <= -p.wrong_way_deg and par.residual >= need and corr <= -p.min_depth_corr:
             self._fail("wrong_direction")
             return
@@ -346,7 +360,7 @@ class TurnChallenge:
             self._state = "turned"
             self._turned += 1
             if par.residual > self._peak_res:
-                self._peak_res, self._peak_corr = par.residual, corr
+                self._peak_res, self._peak_corr, self._peak_nose = par.residual, corr, nose
             self._peak_yaw = max(self._peak_yaw, dyaw)
             return
         moving = par.residual >= need * 0.35 or dyaw >= p.min_yaw_deg * 0.5
@@ -380,6 +394,7 @@ class TurnChallenge:
             "turn_peak_parallax": round(self._peak_res, 4),
             "turn_peak_depth_corr": round(self._peak_corr, 3),
             "turn_peak_yaw": round(self._peak_yaw, 1),
+            "turn_peak_nose": round(self._peak_nose, 3),
             "turn_noise": round(self._noise, 4),
             "turn_max_rate": round(self._max_rate, 3),
             "reid_min": round(min(self._reids), 4) if self._reids else -1.0,

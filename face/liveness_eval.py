@@ -90,6 +90,11 @@ def judge_clip(
     for f in frames:
         ch.add(f)
     v = ch.verdict(end + 1.0)
+    # The kiosk only challenges a face it identified (at least "uncertain"):
+    # a clip whose frontal frames do not match that well never gets here.
+    front = [f.reid for f in frames[: clip.prompt_index] if f.reid is not None]
+    if front and float(np.median(front)) < rec.settings.uncertain_threshold:
+        return False, "not_identified", dict(v.detail), frames
     detail = dict(v.detail)
     passed = bool(v.passed)
     reason = v.reason
@@ -180,7 +185,7 @@ def evaluate(
                 )
             for clip in clips:
                 ok, reason, detail, _ = judge_clip(rec, clip, s.identity, params=params)
-                if clip.kind == "genuine" and not ok:
+                if clip.kind == "genuine" and not ok and reason != "not_identified":
                     # a senior who failed tries once more: a fresh attempt
                     retry = synth.genuine_clip(
                         *victim,
@@ -213,6 +218,12 @@ def summarise(outcomes: list[Outcome], *, seconds: float = 0.0) -> dict[str, Any
                 "outcomes": dict(sorted(reasons.items())),
             }
             if kind == "genuine":
+                # a face the recogniser does not identify is a recognition miss,
+                # not a liveness refusal: reported, and left out of the rates
+                missed = [o for o in ks if o.reason.startswith("not_identified")]
+                entry["not_identified"] = len(missed)
+                ks = [o for o in ks if o not in missed]
+                entry["attempts_identified"] = len(ks)
                 first_fail = [o for o in ks if not o.passed]
                 both = [o for o in first_fail if not o.detail.get("second_try_passed")]
                 entry["needed_second_try"] = len(first_fail)

@@ -530,6 +530,18 @@ def _nose_shift(picture: np.ndarray, lm: np.ndarray, dx: float) -> np.ndarray:
     return out
 
 
+def _liquify(picture: np.ndarray, lm: np.ndarray, dx: float) -> np.ndarray:
+    """Push the middle of the face sideways by up to ``dx`` pixels with a smooth
+    2-D displacement field (strongest at the nose, fading to the outline)."""
+    h, w = picture.shape[:2]
+    cx, cy = lm[30]
+    sigma = float(np.ptp(lm[:17, 0])) * 0.35
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    g = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))).astype(np.float32)
+    out = cv2.remap(picture, xx - dx * g, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return np.asarray(out)
+
+
 def _timeline(rng: np.random.Generator, seconds: float = 4.5) -> tuple[int, int]:
     n = int(seconds * FPS)
     prompt = int(rng.uniform(0.6, 1.2) * FPS)
@@ -545,9 +557,11 @@ ATTACKS = (
     "blink_edit",
     "nose_shift",
     "bent_print",
+    "photo_warp",
     "two_photos",
     "identity_swap",
     "second_face",
+    "curved_print",
 )
 
 
@@ -642,8 +656,25 @@ def attack_clip(
             return cache[key]
 
         sheet_frames(pic, jitter=0.8, swap=nosed)
-    elif kind == "bent_print":
-        sheet_frames(_paper(pic, rng), bend=float(rng.uniform(0.08, 0.25)), jitter=1.5)
+    elif kind == "bent_print":  # a sheet held in one hand sags a little
+        sheet_frames(_paper(pic, rng), bend=float(rng.uniform(0.02, 0.07)), jitter=1.5)
+    elif kind == "curved_print":  # rolled into a half cylinder on purpose: a 3-D object
+        sheet_frames(_paper(pic, rng), bend=float(rng.uniform(0.12, 0.25)), jitter=1.5)
+    elif kind == "photo_warp":
+        # a flat photo whose face is warped in 2-D towards the asked side, frame
+        # by frame (an editing tool's "liquify"), shown on a sheet that also turns
+        yaw = [y * 0.5 for y in yaw]
+        prof = list(turn_profile(rng, n, prompt, 1.0))
+        strength = float(rng.uniform(0.15, 0.35)) * face_w * sign
+        wcache: dict[int, np.ndarray] = {}
+
+        def warped(i: int) -> np.ndarray:
+            key = round(prof[i] * 20)
+            if key not in wcache:
+                wcache[key] = _liquify(pic, plm, strength * key / 20)
+            return wcache[key]
+
+        sheet_frames(pic, jitter=1.0, swap=warped)
     elif kind == "two_photos":
         assert other is not None, "two_photos needs a second photo of the victim"
         pic2, _ = picture_of(*other)

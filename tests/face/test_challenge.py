@@ -220,7 +220,7 @@ CASES = {
         "no_continuous_turn",
     ),
     "short glances, again and again": (
-        lambda: frames([head(y) for y in [0.0] * 6 + [4.0, 8.0, 12.0, 8.0, 4.0, 0.0] * 4]),
+        lambda: frames([head(y) for y in [0.0] * 6 + [8.0, 18.0, 8.0, 0.0] * 4]),
         "left",
         "erratic_motion",
     ),
@@ -242,6 +242,22 @@ def test_a_nose_moved_in_2d_is_not_a_turn() -> None:
         lms.append(lm)
     v = judge(frames(lms), "left")
     assert v.passed is False
+
+
+def bent(yaw: float, depth: float = 0.2) -> np.ndarray:
+    """The face printed on a sheet bent about a vertical axis (depth a function
+    of x only: the centre bulges by ``depth`` face widths), the sheet turned."""
+    sheet = MS.copy()
+    half = float(np.abs(MS[:, 0]).max())
+    sheet[:, 2] = depth * 1.25 * (1 - (MS[:, 0] / half) ** 2)
+    return project(sheet, rot(yaw))
+
+
+def test_a_bent_print_has_parallax_but_not_a_nose_in_front_of_its_bridge() -> None:
+    par = Parallax.between(bent(0.0), bent(30.0))
+    real = Parallax.between(head(0.0), head(-30.0))
+    assert par.residual > 0.05  # a curved sheet is not flat ...
+    assert abs(par.nose) < 0.02 < abs(real.nose)  # ... but its depth does not vary along the nose
 
 
 def test_motion_before_the_prompt_does_not_count() -> None:
