@@ -392,9 +392,9 @@ EOF
   ct 900 menu set --staff s1 --item "L1,午餐套餐,15.00,breakfast+lunch+dinner"
   ct 900 topup --resident R1 --amount 100 --staff s1 --json |
     tee /dev/stderr | json_is 'd["balance_after_fen"] == 10000'
-  ct 900 pay --resident R1 --slot lunch --method staff --staff s1 --json |
+  ct 900 pay --resident R1 --slot lunch --method staff --staff s1 --yes --json |
     tee /dev/stderr | json_is 'd["kind"] == "charge" and d["due_fen"] == 1000 and d["balance_after_fen"] == 9000'
-  ct 900 pay --resident R1 --method face --image "$A4" --phone-last4 1234 --json |
+  ct 900 pay --resident R1 --method face --image "$A4" --phone-last4 1234 --yes --json |
     tee /dev/stderr | json_is 'd["kind"] == "charge" and d["method"] == "face" and d["balance_after_fen"] == 8000'
   ct 900 ledger verify --json | tee /dev/stderr | json_is 'd["ok"] is True'
 }
