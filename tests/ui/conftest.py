@@ -23,7 +23,7 @@ os.environ.setdefault("QT_LOGGING_RULES", "qt.multimedia*=false;qt.qpa.*=false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "kiosk"))
 
 import pytest  # noqa: E402
-from kiosk_world import World, build_pack, make_world  # noqa: E402
+from kiosk_world import World, build_pack, make_world, shared_engine  # noqa: E402
 from PyQt6 import sip  # noqa: E402
 from PyQt6.QtCore import QTimer  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
@@ -44,7 +44,9 @@ def _style(qapp: QApplication) -> None:
 
 @pytest.fixture(scope="session")
 def open_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_pack(tmp_path_factory.mktemp("packs") / "open")
+    pack = build_pack(tmp_path_factory.mktemp("packs") / "open")
+    shared_engine(pack)  # its liveness worker lives for the session, before any leak check
+    return pack
 
 
 @pytest.fixture

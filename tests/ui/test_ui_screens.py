@@ -117,7 +117,10 @@ def another_portion_confirm() -> State:
 
 
 def every_state() -> list[tuple[str, State]]:
-    confirm = run(FaceSeen(), FaceResult("identified", "R1", 0.9, 0.99))
+    # every face answers the head-turn challenge before it can confirm
+    confirm = run(
+        FaceSeen(), FaceResult("identified", "R1", 0.9, 0.99), ChallengeResult("turn", True)
+    )
     uncertain = run(FaceSeen(), FaceResult("uncertain", "R1", 0.45, 0.99))
     keypad = run(ChallengeResult(uncertain.kind, True), Touch("confirm"), state=uncertain)  # type: ignore[attr-defined]
     charging = run(Touch("confirm"), state=confirm)
