@@ -105,7 +105,7 @@ class FaceSettings(BaseModel):
     liveness_challenge_seconds: float = Field(6.0, gt=0, le=60)
     # The prompt appears after a random delay in this range (seconds), so a
     # recording cannot be timed to it.
-    liveness_prompt_delay_s: tuple[float, float] = (0.4, 1.0)
+    liveness_prompt_delay_s: tuple[float, float] = (0.2, 0.6)
     intra_op_threads: int = Field(2, ge=1, le=16)
     # onnxruntime graph optimisation; "all" measured fastest on x86, re-measure on the Pi.
     graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
