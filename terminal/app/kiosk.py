@@ -434,6 +434,7 @@ class KioskRunner:
         self._budget = RestartBudget(self.config.restart_limit, self.config.restart_window_s)
         self._workers: list[_Worker] = []
         self._flow_beat = time.monotonic()
+        self._face_beat: float | None = None  # set by the face loop while it runs
         self._started = False
         self._idle_loaded = 0.0
         self.print_failures: list[tuple[str, str]] = []
@@ -525,7 +526,8 @@ class KioskRunner:
                 self._stop.wait(min(5.0, 0.2 * 2**w.restarts))
 
     def healthy(self) -> bool:
-        """For the watchdog: no fatal fault, every worker alive, flow loop ticking."""
+        """For the watchdog: no fatal fault, every worker alive, the flow loop and
+        (with a camera) the face loop ticking."""
         if self._fault is not None and self._fault.fatal:
             return False
         if not self._started:
@@ -533,7 +535,10 @@ class KioskRunner:
         for w in self._workers:
             if w.failed or w.thread is None or not w.thread.is_alive():
                 return False
-        return time.monotonic() - self._flow_beat < self.config.stall_s
+        now = time.monotonic()
+        if self._face_beat is not None and now - self._face_beat >= self.config.stall_s:
+            return False  # the face loop is stuck (a model call that never returns ...)
+        return now - self._flow_beat < self.config.stall_s
 
     @property
     def health(self) -> DeviceHealth:
@@ -908,6 +913,7 @@ class KioskRunner:
         challenge_key: tuple[int, int, str] | None = None
         challenge_done: tuple[int, int, str] | None = None
         while not self._stop.is_set():
+            self._face_beat = time.monotonic()  # alive, with or without a camera frame
             frame = self._wait_frame(last_seq, 0.5)
             if frame is None:
                 self._camera_health()

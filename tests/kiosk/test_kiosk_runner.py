@@ -249,8 +249,45 @@ class _Exploding:
     def identify(self, image: np.ndarray) -> Any:
         return None
 
-    def challenge(self, kind: str, now: float) -> Any:  # pragma: no cover - never reached
+    def challenge(self, kind: str, now: float, resident_id: str) -> Any:  # pragma: no cover
         raise AssertionError
+
+
+class _Wedged(_Exploding):
+    """A face port whose model call never returns (until released)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def observe(self, image: np.ndarray) -> Observation | None:
+        self.calls += 1
+        self.release.wait()
+        return None
+
+
+def test_a_wedged_face_loop_makes_the_kiosk_unhealthy_for_the_watchdog(world: World) -> None:
+    """The systemd watchdog is fed only while the face loop ticks too: a model
+    call that never returns stops the pings and systemd restarts the kiosk."""
+    face = _Wedged()
+    runner = KioskRunner(
+        context=world.services.payment.context,
+        charge=world.services.payment.charge,
+        clock=world.clock,
+        source=world.source,
+        face=face,
+        config=RunnerConfig(stall_s=1.0),
+    )
+    world.source.show("obama")
+    runner.start()
+    try:
+        assert wait_for(lambda: face.calls >= 1, 10)
+        assert wait_for(lambda: not runner.healthy(), 5)
+        face.release.set()  # unstuck: healthy again
+        assert wait_for(runner.healthy, 5)
+    finally:
+        face.release.set()
+        runner.stop()
 
 
 def test_crashing_worker_is_restarted_then_faults_when_the_budget_is_spent(world: World) -> None:
