@@ -435,7 +435,7 @@ def prepare_demo(
 def _history(services: Any, clock: ShiftedClock, today: date, days: int, until: datetime) -> None:
     """Earlier meals through the real flow and store (staff lookups)."""
     from payment.domain import MealSlot
-    from payment.flow import Event, StaffLookup, Touch
+    from payment.flow import Charge, Event, StaffLookup, Touch
     from payment.headless import drive
 
     store = services.payment
@@ -462,7 +462,10 @@ def _history(services: Any, clock: ShiftedClock, today: date, days: int, until: 
                     continue
                 clock.set(when)
                 events: list[Event] = [StaffLookup(r.resident_id, "S01", slot), Touch("confirm")]
-                drive(store.context(), store.charge, events, clock.now)
+                d = drive(store.context(), store.charge, events, clock.now)
+                for eff in d.effects:  # an earlier meal, long since shown to its senior
+                    if isinstance(eff, Charge):
+                        store.mark_shown(eff.request.request_id, by="demo")
                 # (a resident short of money simply gets no meal record; fine for a demo)
 
 

@@ -1002,8 +1002,10 @@ class KioskRunner:
                             view = ChallengeView(state.kind, prompt, challenge.deadline)
                             self._challenge_view = view
                             self._publish(view)
-                            if prompt != "face.liveness.hold":
-                                self._execute(Speak(prompt))  # say which side, when asked
+                            if prompt.startswith("face.liveness.turn_"):
+                                # say which side, when asked (pay.* keys have voice files)
+                                side = prompt.rsplit(".", 1)[1]
+                                self._execute(Speak(f"pay.challenge.{side}"))
                         # every frame of the attempt is judged, a frame without a face too
                         res = challenge.feed(t0, image)
                         if res is not None:

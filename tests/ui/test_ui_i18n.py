@@ -49,6 +49,7 @@ def test_every_prompt_the_flow_speaks_has_a_text() -> None:
     spoken |= {f"pay.failed.{r.value}" for r in FailReason}
     spoken |= {f"pay.quality.{q}" for q in QUALITY_REASONS if q != "ok"}
     spoken |= {f"pay.challenge.{c}" for c in LivenessPolicy().challenges}
+    spoken |= {"pay.challenge.turn_left", "pay.challenge.turn_right"}  # which side, when asked
     assert spoken <= set(voice_keys())
     assert {r.value for r in FailReason} == set(FAIL_REASONS)
     assert {a.value for a in NextAction} == set(NEXT_ACTIONS)
