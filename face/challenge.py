@@ -163,11 +163,11 @@ class ChallengeFrame:
 class ChallengeParams:
     """Thresholds; see docs/liveness.md for how each was chosen."""
 
-    min_parallax: float = 0.090
+    min_parallax: float = 0.120
     noise_factor: float = 2.5
     min_depth_corr: float = 0.30
-    min_nose: float = 0.06  # the nose tip's own parallax (Parallax.nose, signed), in IOD
-    min_yaw_deg: float = 8.0
+    min_nose: float = 0.10  # the nose tip's own parallax (Parallax.nose, signed), in IOD
+    min_yaw_deg: float = 12.0
     wrong_way_deg: float = 8.0
     turned_frames: int = 2
     max_missing: int = 1

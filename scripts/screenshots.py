@@ -79,7 +79,7 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    from terminal.app.demo import demo_sprites, prepare_demo, walkup_scene
+    from terminal.app.demo import demo_people, prepare_demo
     from terminal.app.kiosk import RecogniserFace, idle_info_from_context
     from terminal.app.kiosk_compose import build_kiosk
     from ui import theme
@@ -109,12 +109,11 @@ def main() -> int:
     # a camera frame with the demo resident in front of the screen
     rec = services.recogniser
     face = RecogniserFace(rec)
-    sprites = demo_sprites(rec.engine)
-    from face.footfall.synth import render_frames
+    from face.liveness_synth import SimulatedKioskCamera
 
-    scene = walkup_scene([sprites[0].key], fps=10)
-    frames = list(render_frames(scene, {s.key: s for s in sprites}))
-    near = frames[60]
+    camera = SimulatedKioskCamera(demo_people(rec.engine)[:1])
+    frames = [camera.frame_at(t / 10, 0.0) for t in range(int(camera.approach_s * 10) + 10)]
+    near = frames[-1]
     far = next(f for f in frames if (o := face.observe(f)) is not None and o.reason == "too_small")
 
     def preview(img: Any, guidance: str | None = None) -> PreviewFrame:
@@ -177,21 +176,26 @@ def main() -> int:
     shot("02-scan-come-closer")
 
     soft = FaceResult("identified", "D001", 0.82, 0.5)
-    # (the demo turns the liveness gate off; a device asks for a challenge here)
+    # every face payment asks for the head-turn challenge here
     challenge = Challenge(1, AT + timedelta(seconds=12), soft, "turn", 1)
     show(challenge)
     kiosk.publish(ChallengeView(challenge.kind, "face.liveness.turn_left", time.monotonic() + 6))  # type: ignore[attr-defined]
     kiosk.publish(preview(near))
     shot("03-scan-liveness-challenge")
 
-    confirm = run(Idle(), FaceSeen(), FaceResult("identified", "D001", 0.93, 0.99))
+    from payment.flow import ChallengeResult
+
+    confirm = run(
+        Idle(),
+        FaceSeen(),
+        FaceResult("identified", "D001", 0.93, 0.99),
+        ChallengeResult("turn", True, {}),
+    )
     show(confirm)
     shot("04-confirm")
 
     uncertain = run(Idle(), FaceSeen(), FaceResult("uncertain", "D002", 0.45, 0.99))
     # the uncertain match passed the challenge: confirm, then the phone last-4 pad
-    from payment.flow import ChallengeResult
-
     uncertain = run(uncertain, ChallengeResult(uncertain.kind, True, {}), Touch("confirm"))  # type: ignore[attr-defined]
     show(uncertain)
     win.keypad.keypad.press("1")
@@ -212,7 +216,8 @@ def main() -> int:
     show(run(Idle(), FaceSeen(), FaceResult("unknown", None, 0.2, 0.99)))
     shot("09-failed-not-recognised")
 
-    show(run(Idle(), FaceSeen(), FaceResult("identified", "D001", 0.93, 0.99)))
+    again = FaceResult("identified", "D001", 0.93, 0.99)
+    show(run(Idle(), FaceSeen(), again, ChallengeResult("turn", True, {})))
     shot("10-already-paid")
 
     from payment.flow import CardTapped

@@ -227,7 +227,7 @@ CASES = {
         "no_continuous_turn",
     ),
     "short glances, again and again": (
-        lambda: frames([head(y) for y in [0.0] * 6 + [8.0, 18.0, 8.0, 0.0] * 4]),
+        lambda: frames([head(y) for y in [0.0] * 6 + [10.0, 22.0, 10.0, 0.0] * 4]),
         "left",
         "erratic_motion",
     ),
