@@ -278,7 +278,7 @@ def test_a_photo_never_pays_from_the_command_line(data: Path) -> None:
         "R-photo",
         "--name",
         "林小",
-        face("fr_rose_leslie_img1.jpg"),
+        face("fr_alex_lacamoire_alex_lacamoire1.jpg"),
     )
     assert r.returncode == 0, r.stderr
     assert (
@@ -286,7 +286,7 @@ def test_a_photo_never_pays_from_the_command_line(data: Path) -> None:
         == 0
     )
     args = ("pay", "--resident", "R-photo", "--yes")
-    r = run(data, *args, "--method", "face", "--image", face("fr_rose_leslie_img2.jpg"))
+    r = run(data, *args, "--method", "face", "--image", face("fr_alex_lacamoire_img1.jpg"))
     assert_clean_error(r, "liveness challenge", "card")
     r = run(data, "ledger", "show", "--resident", "R-photo", "--json")
     assert r.returncode == 0, r.stderr
