@@ -437,7 +437,9 @@ class KioskRunner:
         self._face_beat: float | None = None  # set by the face loop while it runs
         self._started = False
         self._idle_loaded = 0.0
-        self.print_failures: list[tuple[str, str]] = []
+        # the most recent failed prints (record id, reason), for staff and tests;
+        # bounded, so a kiosk without paper for weeks does not grow
+        self.print_failures: deque[tuple[str, str]] = deque(maxlen=100)
         self.step_errors = 0
 
     # ----------------------------------------------------------------- lifecycle

@@ -170,7 +170,7 @@ def test_print_failure_never_blocks_payment_and_is_recorded(world: World) -> Non
     assert world.wait_state("Done")
     assert wait_for(lambda: getattr(app.runner.current().state, "print_ok", None) is False, 5)
     [tx] = ledger(world, "R-RL")
-    assert app.runner.print_failures == [(tx.record_id, "paper_out")]
+    assert list(app.runner.print_failures) == [(tx.record_id, "paper_out")]
     from sqlalchemy import select
 
     from terminal.db.tables import AuditRow
