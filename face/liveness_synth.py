@@ -542,6 +542,26 @@ def _liquify(picture: np.ndarray, lm: np.ndarray, dx: float) -> np.ndarray:
     return np.asarray(out)
 
 
+def _edited(
+    pic: np.ndarray,
+    plm: np.ndarray,
+    profile: list[float],
+    amount: float,
+    edit: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
+) -> Callable[[int], np.ndarray]:
+    """Frame i shows ``pic`` edited by ``amount`` times the turn profile at i
+    (20 steps, each edited image made once)."""
+    cache: dict[int, np.ndarray] = {}
+
+    def frame(i: int) -> np.ndarray:
+        key = round(profile[i] * 20)
+        if key not in cache:
+            cache[key] = edit(pic, plm, amount * key / 20)
+        return cache[key]
+
+    return frame
+
+
 def _timeline(rng: np.random.Generator, seconds: float = 4.5) -> tuple[int, int]:
     n = int(seconds * FPS)
     prompt = int(rng.uniform(0.6, 1.2) * FPS)
@@ -647,15 +667,7 @@ def attack_clip(
         yaw = [0.0] * n
         prof = list(turn_profile(rng, n, prompt, 1.0))
         amount = float(rng.uniform(0.12, 0.3)) * face_w * sign
-        cache: dict[int, np.ndarray] = {}
-
-        def nosed(i: int) -> np.ndarray:
-            key = round(prof[i] * 20)
-            if key not in cache:
-                cache[key] = _nose_shift(pic, plm, amount * key / 20)
-            return cache[key]
-
-        sheet_frames(pic, jitter=0.8, swap=nosed)
+        sheet_frames(pic, jitter=0.8, swap=_edited(pic, plm, prof, amount, _nose_shift))
     elif kind == "bent_print":  # a sheet held in one hand sags a little
         sheet_frames(_paper(pic, rng), bend=float(rng.uniform(0.02, 0.07)), jitter=1.5)
     elif kind == "curved_print":  # rolled into a half cylinder on purpose: a 3-D object
@@ -666,15 +678,7 @@ def attack_clip(
         yaw = [y * 0.5 for y in yaw]
         prof = list(turn_profile(rng, n, prompt, 1.0))
         strength = float(rng.uniform(0.15, 0.35)) * face_w * sign
-        wcache: dict[int, np.ndarray] = {}
-
-        def warped(i: int) -> np.ndarray:
-            key = round(prof[i] * 20)
-            if key not in wcache:
-                wcache[key] = _liquify(pic, plm, strength * key / 20)
-            return wcache[key]
-
-        sheet_frames(pic, jitter=1.0, swap=warped)
+        sheet_frames(pic, jitter=1.0, swap=_edited(pic, plm, prof, strength, _liquify))
     elif kind == "two_photos":
         assert other is not None, "two_photos needs a second photo of the victim"
         pic2, _ = picture_of(*other)
