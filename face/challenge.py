@@ -177,6 +177,7 @@ class ChallengeParams:
     rate_window_s: float = 0.3  # frames further apart than this are not speed-checked
     steady_step: float = 0.04  # parallax between baseline frames that counts as still
     steady_wait_s: float = 4.0  # after this long without a still face, give up
+    max_baseline_yaw: float = 15.0  # the prompt waits for a face about frontal
     reid_front: float = 0.30
     reid_turned: float = 0.10
     min_reid_frames: int = 3
@@ -260,7 +261,9 @@ class TurnChallenge:
             return self._verdict
         if not self._bound(f):
             return self._verdict
-        if f.passive is not None and math.isfinite(f.passive):
+        if f.passive is not None and math.isfinite(f.passive) and self._state == "front":
+            # the passive model is trained on faces looking at the camera: it is
+            # judged on the frames at rest, not on the turned ones
             self._passive.append(float(f.passive))
         if f.landmarks68 is None:
             return self._verdict
@@ -332,8 +335,9 @@ class TurnChallenge:
         still for ``min_baseline_frames`` frames, and not before ``prompt_after``."""
         if self._ref is not None:
             step = Parallax.between(self._ref, lm).residual
-            if step > self.p.steady_step:
-                self._baseline = []  # still moving: start the still run again
+            if step > self.p.steady_step or abs(pose_yaw(lm)) > self.p.max_baseline_yaw:
+                # still moving, or still turned (from a first attempt): not a baseline
+                self._baseline = []
             else:
                 self._noise = max(self._noise, step)
         self._baseline.append(lm)
@@ -412,6 +416,11 @@ class TurnChallenge:
         if self._verdict.passed is None:
             self._verdict.detail = self.detail()
         return self._verdict
+
+    @property
+    def at_rest(self) -> bool:
+        """The face is facing the camera (not turning or turned)."""
+        return self._state == "front"
 
     @property
     def passive_scores(self) -> Sequence[float]:

@@ -314,7 +314,7 @@ class LivenessCheck:
         )
         self.blink = BlinkChallenge() if settings.liveness_challenge == "turn_and_blink" else None
         self.passive = (
-            PassiveSignal(settings.liveness_threshold, min_frames=2)
+            PassiveSignal(settings.liveness_threshold, min_frames=1)
             if settings.liveness_passive
             else None
         )
@@ -332,9 +332,10 @@ class LivenessCheck:
         return PROMPTS[f"turn_{self.direction}"]
 
     def observe(self, frame: ChallengeFrame, *, ir_gray: np.ndarray | None = None) -> None:
+        at_rest = self.turn.at_rest
         self.turn.add(frame)
-        if self.passive is not None:
-            self.passive.add(frame.passive)
+        if self.passive is not None and at_rest:
+            self.passive.add(frame.passive)  # judged on frames facing the camera
         if self.blink is not None:
             self.blink.add(frame.t, frame.landmarks68)
         if self.ir is not None and frame.box is not None:

@@ -738,29 +738,39 @@ class SimulatedSenior:
         self.mesh = build_head(self.lm, self.frame0.shape)
         self.background = plain_background(self.frame0.shape, rng)
         self.peak_deg = peak_deg
-        self._turn: tuple[float, float] | None = None  # (start, signed peak)
+        self._turns: list[tuple[float, float]] = []  # (start, signed peak), in order
         self._frontal: np.ndarray | None = None
 
+    TURN_S = (0.7, 0.4, 0.7)  # to the side, hold, back
+
     def respond(self, direction: str, now: float, *, reaction_s: float = 0.5) -> None:
-        """Asked to turn to ``direction`` (the senior's own side) at ``now``."""
-        self._turn = (now + reaction_s, self.peak_deg * yaw_sign(direction))
+        """Asked to turn to ``direction`` (the senior's own side) at ``now``; a
+        turn already under way is finished first, then the new one follows."""
+        start = now + reaction_s
+        if self._turns:
+            start = max(start, self._turns[-1][0] + sum(self.TURN_S) + 0.3)
+        self._turns.append((start, self.peak_deg * yaw_sign(direction)))
+
+    def busy(self, now: float) -> bool:
+        """Still turning, or about to (a prompt heard and not yet answered)."""
+        self.yaw_at(now)
+        return bool(self._turns)
 
     def yaw_at(self, now: float) -> float:
-        if self._turn is None:
+        go, hold, back = self.TURN_S
+        while self._turns and now - self._turns[0][0] >= go + hold + back:
+            self._turns.pop(0)  # finished
+        if not self._turns:
             return 0.0
-        start, peak = self._turn
+        start, peak = self._turns[0]
         dt = now - start
-        go, hold, back = 0.7, 0.4, 0.7
         if dt <= 0:
             return 0.0
         if dt < go:
             return peak * smoothstep(dt / go)
         if dt < go + hold:
             return peak
-        if dt < go + hold + back:
-            return peak * (1 - smoothstep((dt - go - hold) / back))
-        self._turn = None
-        return 0.0
+        return peak * (1 - smoothstep((dt - go - hold) / back))
 
     def frame(self, now: float) -> np.ndarray:
         yaw = self.yaw_at(now)

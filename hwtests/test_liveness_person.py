@@ -55,15 +55,20 @@ def _attempt(rec, grab: Callable[[float], np.ndarray], rid: str, settings, say) 
         time.sleep(max(0.0, 0.125 - (time.monotonic() - now)))  # ~8 analysed frames/s
 
 
-def _run_protocol(rec, grab_genuine, grab_attacks, settings, attempts: int, say, record) -> None:  # type: ignore[no-untyped-def]
+def _run_protocol(
+    rec, grab_genuine, grab_attacks, settings, attempts: int, say, record, between=lambda: None
+) -> None:  # type: ignore[no-untyped-def]
+    """``between`` waits between attempts (the volunteer settles, faces the camera)."""
     first = second = card = 0
     reasons: list[str] = []
     for _ in range(attempts):
+        between()
         ok, why = _attempt(rec, grab_genuine(), "volunteer", settings, say)
         if ok:
             first += 1
             continue
         reasons.append(why)
+        between()
         ok2, why2 = _attempt(rec, grab_genuine(), "volunteer", settings, say)
         if ok2:
             second += 1
@@ -162,6 +167,10 @@ def test_liveness_protocol(hw_mode, record_property, tmp_path) -> None:  # type:
         if p[0].startswith("face.liveness.turn_"):
             senior.respond(p[0].rsplit("_", 1)[1], time.monotonic())
 
+    def settle() -> None:  # the volunteer finishes turning and faces the camera
+        while senior.busy(time.monotonic()):
+            time.sleep(0.05)
+
     _run_protocol(
         rec,
         genuine,
@@ -170,4 +179,5 @@ def test_liveness_protocol(hw_mode, record_property, tmp_path) -> None:  # type:
         min(attempts, 3),
         say,
         record_property,
+        settle,
     )
