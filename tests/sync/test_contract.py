@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from datetime import timedelta
 
 import httpx
@@ -76,11 +77,17 @@ def test_batch_key_follows_body_and_send_generation() -> None:
     assert body_idempotency_key(body) == "batch-" + hashlib.sha256(body).hexdigest()[:32]
 
 
+def _now_s() -> int:
+    """Signing time: now, not the module's import time (the platform allows a
+    few minutes of skew, and a full test run takes longer than that)."""
+    return int(time.time())
+
+
 def _raw_post(env: Env, body: bytes, key: str) -> httpx.Response:
     signer = Signer(DEVICE, load_device_key(env.key_path))
     headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
     headers.update(
-        signer.sign("POST", "/v1/batches", "", body, headers, created=int(NOW.timestamp()))
+        signer.sign("POST", "/v1/batches", "", body, headers, created=_now_s())
     )
     return httpx.post(env.platform.url + "/v1/batches", content=body, headers=headers)
 
@@ -139,17 +146,17 @@ def test_idempotency_key_same_body_replays_and_different_body_is_422(env: Env) -
 def test_replayed_signed_request_and_stale_or_forged_signatures_are_refused(env: Env) -> None:
     signer = Signer(DEVICE, load_device_key(env.key_path))
     path = f"/v1/devices/{DEVICE}/streams/kiosk"
-    hdrs = signer.sign("GET", path, "", b"", {}, created=int(NOW.timestamp()))
+    hdrs = signer.sign("GET", path, "", b"", {}, created=_now_s())
     ok = httpx.get(env.platform.url + path, headers=hdrs)
     assert ok.status_code == 200
     schemas.validate("StreamHead", ok.json())
     replay = httpx.get(env.platform.url + path, headers=hdrs)
     assert replay.status_code == 401 and replay.json()["error"] == "replayed_request"
-    stale = signer.sign("GET", path, "", b"", {}, created=int(NOW.timestamp()) - 3600)
+    stale = signer.sign("GET", path, "", b"", {}, created=_now_s() - 3600)
     r = httpx.get(env.platform.url + path, headers=stale)
     assert r.status_code == 401 and r.json()["error"] == "clock_skew"
     forged = signer.sign(
-        "GET", f"/v1/devices/{DEVICE}/streams/agent", "", b"", {}, created=int(NOW.timestamp())
+        "GET", f"/v1/devices/{DEVICE}/streams/agent", "", b"", {}, created=_now_s()
     )
     r = httpx.get(env.platform.url + path, headers=forged)  # signature for another path
     assert r.status_code == 401 and r.json()["error"] == "bad_signature"
