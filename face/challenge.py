@@ -177,7 +177,7 @@ class ChallengeParams:
     rate_window_s: float = 0.3  # frames further apart than this are not speed-checked
     steady_step: float = 0.04  # parallax between baseline frames that counts as still
     steady_wait_s: float = 4.0  # after this long without a still face, give up
-    max_baseline_yaw: float = 15.0  # the prompt waits for a face about frontal
+    max_baseline_yaw: float = 22.0  # the prompt waits for a face about frontal
     reid_front: float = 0.30
     reid_turned: float = 0.10
     min_reid_frames: int = 3
