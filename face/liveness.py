@@ -272,7 +272,7 @@ def combine(results: Sequence[SignalResult], *, final: bool = True) -> LivenessD
         if not final:
             return None
         r = pending[0]
-        reason = "challenge_timeout" if r.name in ("blink", "turn", "blink_or_turn") else r.reason
+        reason = "challenge_timeout" if r.name in ("blink", "turn") else r.reason
         return LivenessDecision(False, method, signals, reason or f"{r.name}_undecided")
     return LivenessDecision(True, method, signals, "")
 
@@ -326,9 +326,12 @@ class LivenessCheck:
 
     def prompt(self, now: float) -> tuple[str, str, str]:
         """(translation key, English, Chinese) of what to ask the senior now:
-        to look at the screen until the face is still, then which way to turn."""
+        to look at the screen until the face is still, then which way to turn
+        (and, with ``turn_and_blink``, to blink once the turn is done)."""
         if self.turn.prompted_at is None or now < self.turn.prompted_at:
             return PROMPTS["hold"]
+        if self.blink is not None and self.turn.verdict().passed and not self.blink.result().passed:
+            return PROMPTS["blink"]  # turn_and_blink: the turn is done, now the blink
         return PROMPTS[f"turn_{self.direction}"]
 
     def observe(self, frame: ChallengeFrame, *, ir_gray: np.ndarray | None = None) -> None:
@@ -348,8 +351,9 @@ class LivenessCheck:
         return SignalResult("turn", v.passed, 1.0 if v.passed else 0.0, v.reason, v.detail)
 
     def decide(self, now: float) -> LivenessDecision | None:
-        """None while undecided. The turn decides (pass or fail); the passive
-        median and the optional blink and IR signals must then pass too."""
+        """None while undecided. A failed turn decides at once; a passed turn
+        waits for the optional blink and IR signals (until the deadline); the
+        passive median must pass too."""
         turn = self._turn_result(now)
         results = [turn]
         if self.passive is not None:
@@ -360,5 +364,9 @@ class LivenessCheck:
             results.append(self.ir.result())
         timed_out = now >= self.deadline
         if turn.passed is None and not timed_out:
+            return None
+        # with turn_and_blink (or IR), a passed turn still waits for the others
+        others_pending = any(r.passed is None for r in results if r.name in ("blink", "ir"))
+        if turn.passed and others_pending and not timed_out:
             return None
         return combine(results, final=True)

@@ -49,7 +49,6 @@ class HeadMesh:
     xyz: np.ndarray  # (N, 3) head coordinates in pixels, origin at the rotation centre
     tris: np.ndarray  # (T, 3) vertex indices
     centre: np.ndarray  # (2,) image position of the rotation centre's projection
-    eyes: tuple[np.ndarray, np.ndarray]  # indices of the 6 eye points, each eye
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -107,8 +106,7 @@ def build_head(photo_lm68: np.ndarray, image_shape: tuple[int, ...]) -> HeadMesh
     # Rotation centre: behind the face, about at the neck's axis.
     pivot_z = -0.55 * scale
     xyz = np.column_stack([src[:, 0] - centre2[0], src[:, 1] - centre2[1], z - pivot_z])
-    eyes = (np.arange(36, 42), np.arange(42, 48))
-    return HeadMesh(src=src, xyz=xyz, tris=tri, centre=centre2, eyes=eyes)
+    return HeadMesh(src=src, xyz=xyz, tris=tri, centre=centre2)
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:

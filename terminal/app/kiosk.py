@@ -1004,10 +1004,11 @@ class KioskRunner:
                             view = ChallengeView(state.kind, prompt, challenge.deadline)
                             self._challenge_view = view
                             self._publish(view)
-                            if prompt.startswith("face.liveness.turn_"):
-                                # say which side, when asked (pay.* keys have voice files)
-                                side = prompt.rsplit(".", 1)[1]
-                                self._execute(Speak(f"pay.challenge.{side}"))
+                            if prompt != "face.liveness.hold":
+                                # say which side (or to blink), when asked;
+                                # the pay.* keys have voice files
+                                what = prompt.rsplit(".", 1)[1]
+                                self._execute(Speak(f"pay.challenge.{what}"))
                         # every frame of the attempt is judged, a frame without a face too
                         res = challenge.feed(t0, image)
                         if res is not None:

@@ -340,3 +340,40 @@ def test_no_setting_skips_the_turn(weaker: str) -> None:
 
     with pytest.raises(ValidationError, match="still photo can pass"):
         FaceSettings(liveness_challenge=weaker)
+
+
+def test_turn_and_blink_asks_for_the_blink_once_the_turn_is_done() -> None:
+    settings = default_settings().model_copy(update={"liveness_challenge": "turn_and_blink"})
+    check = LivenessCheck(settings, started_at=0.0, rng=random.Random(1))
+    sign = 1.0 if check.direction == "left" else -1.0
+    t = 0.0
+    for y in yaws_turn(LEFT, before=8):
+        t += 1 / FPS
+        lm = head(y * sign)
+        box = (
+            float(lm[:, 0].min()),
+            float(lm[:, 1].min()),
+            float(lm[:, 0].max()),
+            float(lm[:, 1].max()),
+        )
+        check.observe(ChallengeFrame(t, 1, box, lm, 0.6, 0.9))
+    assert check.turn.verdict().passed is True
+    assert check.prompt(t) == PROMPTS["blink"]  # asked for, not silently required
+    assert check.decide(t) is None  # still waiting for the blink
+    # ... and the attempt passes once the senior blinks
+    for openness in (1.0, 1.0, 0.2, 0.1, 1.0, 1.0):
+        t += 1 / FPS
+        lm = head(0.0).copy()
+        for a in (36, 42):  # lids towards the corner line
+            mid = (lm[a] + lm[a + 3]) / 2
+            for i in (1, 2, 4, 5):
+                lm[a + i, 1] = mid[1] + openness * (lm[a + i, 1] - mid[1])
+        box = (
+            float(lm[:, 0].min()),
+            float(lm[:, 1].min()),
+            float(lm[:, 0].max()),
+            float(lm[:, 1].max()),
+        )
+        check.observe(ChallengeFrame(t, 1, box, lm, 0.6, 0.9))
+    d = check.decide(t)
+    assert d is not None and d.live, d
