@@ -2,7 +2,7 @@
 made by the face that is paying.
 
 Pure: landmarks, boxes, scores and times go in, a verdict comes out. The kiosk
-(``terminal.app.kiosk``) feeds one :class:`ChallengeFrame` per analysed frame;
+(``terminal.kiosk.runner``) feeds one :class:`ChallengeFrame` per analysed frame;
 :mod:`face.liveness_eval` feeds frames of synthetic genuine heads and attacks.
 
 What the challenge asks and checks

@@ -80,8 +80,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from terminal.app.demo import demo_people, prepare_demo
-    from terminal.app.kiosk import RecogniserFace, idle_info_from_context
     from terminal.app.kiosk_compose import build_kiosk
+    from terminal.kiosk.runner import RecogniserFace, idle_info_from_context
     from ui import theme
     from ui.i18n import Translator
     from ui.views.app import make_app

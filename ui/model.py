@@ -1,6 +1,6 @@
 """Plain data the kiosk runner publishes and the views render. Qt-free.
 
-The runner (``terminal.app.kiosk``) works on its own threads and hands these
+The runner (``terminal.kiosk.runner``) works on its own threads and hands these
 immutable values to subscribers; the Qt bridge moves them onto the GUI
 thread. Nothing here holds a name in clear (only masked names), a face
 embedding, or an ID number. Preview images are downscaled RGB frames meant

@@ -9,11 +9,9 @@ unexpected internal error (logged; no traceback on the console unless
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from terminal import __version__
 from terminal.core.errors import TerminalError
@@ -26,14 +24,6 @@ EXIT_ERROR = 2
 EXIT_INTERNAL = 70
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def emit(args: argparse.Namespace, doc: Any, text: str | None = None) -> None:
-    """Print ``doc`` as JSON when --json was given, else ``text`` (or JSON)."""
-    if getattr(args, "json", False) or text is None:
-        print(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
-    else:
-        print(text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -316,10 +316,10 @@ def prepare_demo(
 ) -> DemoSetup:
     """Create the demo world (see the module docstring). Takes a few seconds."""
     from face.enrol import apply_to_gallery, enrol
-    from terminal.app.kiosk_backend import StaffPins
     from terminal.app.services import Services
     from terminal.config.settings import Settings
     from terminal.db.engine import write_session
+    from terminal.kiosk.pins import StaffPins
 
     say = progress or (lambda _m: None)
     base = base or default_demo_dir()
@@ -363,9 +363,7 @@ def prepare_demo(
         sync={"platform_url": platform_url, "device_key_file": key_file, "idle_interval_s": 20.0},
     )
     services = Services(settings, clock=clock)
-    setup = DemoSetup(
-        services=services, base=base, platform=handle
-    )
+    setup = DemoSetup(services=services, base=base, platform=handle)
     try:
         say("loading the face models")
         rec = services.recogniser

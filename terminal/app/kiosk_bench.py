@@ -62,9 +62,9 @@ def run_kiosk_bench(
     from face.sources import VideoFileSource
     from payment.flow import Touch
     from terminal.app.demo import answer_prompts, demo_sprites, prepare_demo
-    from terminal.app.kiosk import RunnerConfig
     from terminal.app.kiosk_compose import build_kiosk
     from terminal.core.clock import CHINA_TZ
+    from terminal.kiosk.runner import RunnerConfig
     from ui.i18n import Translator
     from ui.model import ChallengeView, PreviewFrame
     from ui.views.app import make_app

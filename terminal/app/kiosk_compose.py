@@ -16,10 +16,11 @@ from typing import Any
 
 from payment.flow import CardTapped, FlowConfig, FlowTimeouts, IdCardRead
 from payment.receipt import Receipt, render_receipt
-from terminal.app.kiosk import KioskRunner, PrinterPort, RecogniserFace, RunnerConfig
-from terminal.app.kiosk_backend import BackendDeps, KioskBackend, StaffPins
 from terminal.app.services import Services
 from terminal.core.log import get_logger
+from terminal.kiosk.backend import BackendDeps, KioskBackend
+from terminal.kiosk.pins import StaffPins
+from terminal.kiosk.runner import KioskRunner, PrinterPort, RecogniserFace, RunnerConfig
 from ui.model import DeviceHealth, KioskUpdate
 
 log = get_logger(__name__)

@@ -42,7 +42,9 @@ def test_money_refuses_floats() -> None:
     assert Money(1250).yuan_str() == "12.50" and Money(-5).yuan_str() == "-0.05"
 
 
-def test_settings_precedence_defaults_toml_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_precedence_defaults_toml_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert load_settings().face.accept_threshold > 0
     cfg = tmp_path / "c.toml"
     cfg.write_text('log_level = "DEBUG"\n[face]\nmin_face_px = 120\n[centre]\ncentre_id = "c-9"\n')
@@ -62,9 +64,16 @@ def test_data_dir_follows_xdg_or_device(tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize(
     "content",
-    ['[face]\naccept_threshold = "high"\n', "[face\n", 'unknown_key = 1\n', "[face]\nuncertain_threshold = 0.9\naccept_threshold = 0.5\n"],
+    [
+        '[face]\naccept_threshold = "high"\n',
+        "[face\n",
+        "unknown_key = 1\n",
+        "[face]\nuncertain_threshold = 0.9\naccept_threshold = 0.5\n",
+    ],
 )
-def test_invalid_config_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str) -> None:
+def test_invalid_config_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(content)
     monkeypatch.setenv("CARE_CONFIG", str(cfg))

@@ -193,8 +193,8 @@ def test_kiosk_payment_on_a_full_disk_shows_a_failure_and_recovers(
     write transaction, the screen says it did not go through and nothing was
     charged, reads keep working, and the next payment after freeing space works."""
     from payment.flow import CardTapped, Done, Failed, Touch
-    from terminal.app.kiosk import wait_for
     from terminal.app.kiosk_compose import build_kiosk
+    from terminal.kiosk.runner import wait_for
     from ui.i18n import Translator
     from ui.model import IdleInfo
     from ui.presenters.kiosk import ResultVM, present

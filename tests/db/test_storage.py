@@ -119,7 +119,9 @@ def test_field_cipher_binds_ciphertext_to_record_and_field(tmp_path: Path) -> No
     with pytest.raises(StorageError):
         c.decrypt_text(blob, table="residents", record_id="r1", field="id_number")
     with pytest.raises(StorageError):
-        FieldCipher(os.urandom(32)).decrypt_text(blob, table="residents", record_id="r1", field="name")
+        FieldCipher(os.urandom(32)).decrypt_text(
+            blob, table="residents", record_id="r1", field="name"
+        )
 
 
 def test_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
@@ -134,7 +136,9 @@ def test_names_are_encrypted_in_the_file(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path}/t.db")
     roster = RosterStore(FieldCipher(load_or_create_key(tmp_path / "k")))
     with write_session(db.sessions) as s:
-        info = roster.upsert(s, "R001", "张三华", NOW, id_number="110101195001011234", categories=["age_70_79"])
+        info = roster.upsert(
+            s, "R001", "张三华", NOW, id_number="110101195001011234", categories=["age_70_79"]
+        )
     assert info.name_masked == "张*华"
     db.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("t.db*"))
@@ -144,7 +148,14 @@ def test_names_are_encrypted_in_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "masked"),
-    [("张三华", "张*华"), ("张三", "张*"), ("张", "张"), ("欧阳小明", "欧**明"), ("Ann Lee", "A*n L*e"), ("", "")],
+    [
+        ("张三华", "张*华"),
+        ("张三", "张*"),
+        ("张", "张"),
+        ("欧阳小明", "欧**明"),
+        ("Ann Lee", "A*n L*e"),
+        ("", ""),
+    ],
 )
 def test_mask_name(name: str, masked: str) -> None:
     assert mask_name(name) == masked

@@ -29,13 +29,13 @@ from face.recognise import Recogniser, template_space_id
 from face.sources import SourceState, ThreadedSource, read_image
 from payment.domain import Menu
 from terminal.app.demo import DEMO_POLICY, ShiftedClock
-from terminal.app.kiosk import KioskRunner, RunnerConfig, wait_for
 from terminal.app.kiosk_compose import KioskApp, build_kiosk
 from terminal.app.services import Services
 from terminal.config.settings import FaceSettings, Settings, default_cache_dir
 from terminal.core.clock import CHINA_TZ
 from terminal.core.money import Money
 from terminal.db.engine import write_session
+from terminal.kiosk.runner import KioskRunner, RunnerConfig, wait_for
 from ui.model import ChallengeView, FlowView, KioskUpdate
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,9 @@ def test_receipt_reaches_the_demo_printer_as_text(tmp_path: Path) -> None:
     printer.start()
     try:
         assert printer.wait_connected(5)
-        result = printer.print_lines(["  阳光照料中心", "姓名            张*华", "实付             2.50"])
+        result = printer.print_lines(
+            ["  阳光照料中心", "姓名            张*华", "实付             2.50"]
+        )
         assert result.ok and result.outcome == "printed"  # status answered: online, paper ok
         deadline = time.monotonic() + 5
         while not (out.exists() and "=" * 32 in out.read_text(encoding="utf-8")):

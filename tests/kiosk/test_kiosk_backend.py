@@ -16,20 +16,13 @@ from face.pipeline import load_image
 from payment.domain import MealSlot
 from payment.flow import CardTapped, Touch
 from payment.headless import drive
-from terminal.app.kiosk_backend import (
-    LOCK_BASE_S,
-    MAX_TRIES,
-    KioskBackend,
-    PinError,
-    StaffPins,
-    report_csv,
-    report_html,
-    validate_pin,
-)
 from terminal.app.kiosk_compose import build_kiosk
 from terminal.core.errors import TerminalError
 from terminal.core.money import Money
 from terminal.db.tables import AuditRow
+from terminal.kiosk.backend import KioskBackend
+from terminal.kiosk.pins import LOCK_BASE_S, MAX_TRIES, PinError, StaffPins, validate_pin
+from terminal.kiosk.reports import report_csv, report_html
 from ui.model import MenuLine
 
 

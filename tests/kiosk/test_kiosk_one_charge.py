@@ -21,9 +21,9 @@ from payment.flow import (
     Idle,
     Touch,
 )
-from terminal.app.kiosk import wait_for
 from terminal.app.kiosk_compose import KIOSK_TIMEOUTS
 from terminal.core.money import Money
+from terminal.kiosk.runner import wait_for
 from ui.model import FlowView, IdleInfo
 
 
@@ -126,8 +126,10 @@ def test_a_commit_slower_than_the_timeout_is_shown_as_checking_then_paid(world: 
     intent = world.services.payment.intent(pending.request.request_id)
     assert intent is not None and intent.status == "committed"
     assert wait_for(
-        lambda: (world.services.payment.intent(pending.request.request_id) or intent).shown_by
-        == "screen",
+        lambda: (
+            (world.services.payment.intent(pending.request.request_id) or intent).shown_by
+            == "screen"
+        ),
         5,
     )
     # the senior retries anyway: told it is paid, never charged again

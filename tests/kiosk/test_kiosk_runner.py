@@ -23,7 +23,9 @@ from payment.flow import (
     StaffApprove,
     Touch,
 )
-from terminal.app.kiosk import (
+from terminal.app.kiosk_compose import KIOSK_TIMEOUTS
+from terminal.core.money import Money
+from terminal.kiosk.runner import (
     KioskRunner,
     Observation,
     RestartBudget,
@@ -31,8 +33,6 @@ from terminal.app.kiosk import (
     idle_info_from_context,
     wait_for,
 )
-from terminal.app.kiosk_compose import KIOSK_TIMEOUTS
-from terminal.core.money import Money
 from ui.model import EnrolProgress, Fault, FlowView, IdleInfo, PreviewFrame
 
 

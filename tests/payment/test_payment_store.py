@@ -42,7 +42,15 @@ POLICY = {
     "policy_id": "district-2026",
     "version": 1,
     "effective_from": "2026-01-01",
-    "rules": [{"category": "age_80_89", "slot": "lunch", "type": "fixed", "amount_fen": 500, "floor_fen": 200}],
+    "rules": [
+        {
+            "category": "age_80_89",
+            "slot": "lunch",
+            "type": "fixed",
+            "amount_fen": 500,
+            "floor_fen": 200,
+        }
+    ],
 }
 
 
@@ -52,12 +60,25 @@ def env(tmp_path: Path):  # type: ignore[no-untyped-def]
     db = open_database(f"sqlite:///{tmp_path}/t.db")
     roster = RosterStore(FieldCipher(load_or_create_key(tmp_path / "k")))
     store = PaymentStore(
-        db.sessions, Outbox("dev-1"), roster, device_id="dev-1", centre_id="c-1", clock=clock,
+        db.sessions,
+        Outbox("dev-1"),
+        roster,
+        device_id="dev-1",
+        centre_id="c-1",
+        clock=clock,
         config=FlowConfig(centre_name="阳光照料中心"),
     )
     with write_session(db.sessions) as s:
-        roster.upsert(s, "R1", "张三华", clock.now(), categories=["age_80_89"], card_ids=["C-1"],
-                      consent_face_pay=True, phone_last4="1234")
+        roster.upsert(
+            s,
+            "R1",
+            "张三华",
+            clock.now(),
+            categories=["age_80_89"],
+            card_ids=["C-1"],
+            consent_face_pay=True,
+            phone_last4="1234",
+        )
         roster.upsert(s, "R2", "李四", clock.now(), categories=["age_70_79"], card_ids=["C-2"])
     store.set_menu(Menu.from_dict(MENU), "staff-1")
     store.set_policy(POLICY)
@@ -77,7 +98,12 @@ def test_card_payment_commits_record_wallet_and_outbox_together(env) -> None:  #
     assert "pay.success" in d.spoken and d.printed
     rid = d.committed[0].record_id
     tx = store.get(rid)
-    assert (tx.list_amount, tx.subsidy, tx.due, tx.balance_after) == (Money(1500), Money(500), Money(1000), Money(4000))
+    assert (tx.list_amount, tx.subsidy, tx.due, tx.balance_after) == (
+        Money(1500),
+        Money(500),
+        Money(1000),
+        Money(4000),
+    )
     assert tx.method == "card" and tx.name_masked == "张*华"
     assert store.balance("R1") == Money(4000)
     with db.sessions() as s:
@@ -92,7 +118,13 @@ def test_second_subsidised_lunch_is_blocked_until_staff_override(env) -> None:  
     clock.advance(600)
     d = drive(store.context(), store.charge, [CardTapped("C-1")], clock.now)
     assert isinstance(d.state, AlreadyPaid) and d.state.paid_at_hhmm == "11:40"
-    d = drive(store.context(), store.charge, [StaffApprove("staff-9"), Touch("confirm")], clock.now, state=d.state)
+    d = drive(
+        store.context(),
+        store.charge,
+        [StaffApprove("staff-9"), Touch("confirm")],
+        clock.now,
+        state=d.state,
+    )
     assert isinstance(d.state, Done)
     second = store.get(d.committed[0].record_id)
     assert second.subsidy == Money(0) and second.due == Money(1500)  # one subsidised lunch a day
@@ -132,8 +164,9 @@ def test_void_is_a_compensating_record_and_needs_a_reason(env) -> None:  # type:
 
 def test_insufficient_balance_fails_cleanly(env) -> None:  # type: ignore[no-untyped-def]
     store, clock, _ = env
-    d = drive(store.context(), store.charge,
-              [StaffLookup("R2", "staff-1"), Touch("confirm")], clock.now)
+    d = drive(
+        store.context(), store.charge, [StaffLookup("R2", "staff-1"), Touch("confirm")], clock.now
+    )
     assert not d.committed
     assert store.balance("R2") == Money(0)
     assert store.verify().ok
@@ -148,7 +181,9 @@ def test_ledger_verify_reports_first_tampered_record(env) -> None:  # type: igno
     assert not check.ok and "wallet balance" in (check.problem or "")
     with write_session(db.sessions) as s:
         s.execute(text("UPDATE wallets SET balance_fen = balance_fen - 100 WHERE resident_id='R1'"))
-        s.execute(text("UPDATE outbox SET payload = replace(payload, '1500', '1400') WHERE seq = 2"))
+        s.execute(
+            text("UPDATE outbox SET payload = replace(payload, '1500', '1400') WHERE seq = 2")
+        )
     check = store.verify()
     assert not check.ok and check.seq == 2
 
@@ -158,8 +193,15 @@ def test_restart_shows_last_transaction_from_the_db(env, tmp_path: Path) -> None
     rid = pay_by_card(store, clock).committed[0].record_id
     db.engine.dispose()
     db2 = open_database(f"sqlite:///{tmp_path}/t.db")
-    store2 = PaymentStore(db2.sessions, Outbox("dev-1"), RosterStore(FieldCipher(load_or_create_key(tmp_path / "k"))),
-                          device_id="dev-1", centre_id="c-1", clock=clock, config=store.config)
+    store2 = PaymentStore(
+        db2.sessions,
+        Outbox("dev-1"),
+        RosterStore(FieldCipher(load_or_create_key(tmp_path / "k"))),
+        device_id="dev-1",
+        centre_id="c-1",
+        clock=clock,
+        config=store.config,
+    )
     last = store2.last_transaction()
     assert last is not None and last.record_id == rid
     receipt = store2.receipt(rid)

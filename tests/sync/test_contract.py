@@ -86,9 +86,7 @@ def _now_s() -> int:
 def _raw_post(env: Env, body: bytes, key: str) -> httpx.Response:
     signer = Signer(DEVICE, load_device_key(env.key_path))
     headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
-    headers.update(
-        signer.sign("POST", "/v1/batches", "", body, headers, created=_now_s())
-    )
+    headers.update(signer.sign("POST", "/v1/batches", "", body, headers, created=_now_s()))
     return httpx.post(env.platform.url + "/v1/batches", content=body, headers=headers)
 
 

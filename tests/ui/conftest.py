@@ -52,7 +52,7 @@ def open_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def world(tmp_path: Path, open_pack: Path) -> Iterator[World]:
     w = make_world(tmp_path, open_pack)
-    from terminal.app.kiosk_backend import StaffPins
+    from terminal.kiosk.pins import StaffPins
 
     pins = StaffPins(w.services.settings.data_dir / "staff" / "pins.json")
     pins.set_pin("S-TEST", "王护理", "2468", "manager")

@@ -97,7 +97,7 @@ def test_translator_fallbacks_and_listeners() -> None:
 def test_presenters_show_translated_text_only(language: str) -> None:
     from test_ui_screens import CTX, NOW, every_state
 
-    from terminal.app.kiosk import idle_info_from_context
+    from terminal.kiosk.runner import idle_info_from_context
 
     tr = Translator(language)
     idle = idle_info_from_context(CTX, NOW)
@@ -117,7 +117,7 @@ def test_presenters_show_translated_text_only(language: str) -> None:
 def test_confirm_view_model_lines() -> None:
     from test_ui_screens import CTX, NOW, every_state
 
-    from terminal.app.kiosk import idle_info_from_context
+    from terminal.kiosk.runner import idle_info_from_context
 
     tr = Translator("zh_CN")
     confirm = dict(every_state())["confirm"]

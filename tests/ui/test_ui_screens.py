@@ -50,9 +50,9 @@ from payment.flow import (
 )
 from payment.subsidy import parse_policy
 from terminal.app.demo import DEMO_POLICY
-from terminal.app.kiosk import idle_info_from_context
 from terminal.core.clock import CHINA_TZ
 from terminal.core.money import Money
+from terminal.kiosk.runner import idle_info_from_context
 from ui import theme
 from ui.i18n import Translator
 from ui.model import ChallengeView, Fault, FlowView

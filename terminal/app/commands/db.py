@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from terminal.app.cli import emit
+from terminal.app.output import emit
 from terminal.app.services import Services
 from terminal.db.engine import backup, pragma
 from terminal.db.migrate import current_revision, head_revision

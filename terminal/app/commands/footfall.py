@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from terminal.app.cli import emit
+from terminal.app.output import emit
 from terminal.app.services import Services
 from terminal.config.settings import load_settings
 

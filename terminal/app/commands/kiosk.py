@@ -87,8 +87,8 @@ def add_bench_parser(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _pins() -> Any:
-    from terminal.app.kiosk_backend import StaffPins
     from terminal.config.settings import load_settings
+    from terminal.kiosk.pins import StaffPins
 
     return StaffPins(load_settings().data_dir / "staff" / "pins.json")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from terminal.app.cli import emit
+from terminal.app.output import emit
 from terminal.config.settings import load_settings
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal import __version__
-from terminal.app.cli import emit
+from terminal.app.output import emit
 from terminal.core.errors import TerminalError
 
 

@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from terminal.app.cli import emit
+from terminal.app.output import emit
 from terminal.app.services import Services
 from terminal.core.errors import TerminalError
 from terminal.core.money import Money

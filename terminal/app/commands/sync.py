@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 
-from terminal.app.cli import emit
+from terminal.app.output import emit
 from terminal.config.settings import load_settings
 from terminal.core.errors import TerminalError
 from terminal.core.sdnotify import Notifier

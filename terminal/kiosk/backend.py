@@ -1,42 +1,33 @@
-"""The staff and manager back end of the kiosk (``ui.ports.StaffPort``), and
-staff PINs.
+"""The staff and manager back end of the kiosk (``ui.ports.StaffPort``).
 
 Every method here may block (database, printer, scrypt, network) and is called
 by the views on a worker thread only. Every staff action is written to the
 audit trail (``terminal.db.roster.audit``) with the staff id and no personal
 data. Errors are ``TerminalError`` subclasses with messages fit to show.
 
-Staff PINs live in ``<data_dir>/staff/pins.json`` as scrypt hashes (a slow,
-memory-hard hash from the standard library), never in clear. Repeated wrong
-PINs lock the PIN pad: after ``MAX_TRIES`` failures for 1 minute, doubling with
-every further lockout up to 30 minutes; the lockout survives a restart.
+Staff PINs are in :mod:`terminal.kiosk.pins`; the report files' formats in
+:mod:`terminal.kiosk.reports`.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import hmac
-import html
-import io
-import json
 import os
-import secrets
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from payment.domain import ItemKind, MealSlot, Menu, MenuItem, SeniorCategory, best_category
-from terminal.core.clock import Clock, rfc3339
-from terminal.core.errors import NotFound, TerminalError
+from terminal.core.clock import Clock
+from terminal.core.errors import TerminalError
 from terminal.core.log import get_logger
 from terminal.core.money import Money
 from terminal.db.engine import write_session
 from terminal.db.roster import audit
+from terminal.kiosk.pins import StaffPins
+from terminal.kiosk.reports import report_csv, report_html
 from ui.model import (
     DayFigures,
     DeviceStatus,
@@ -54,166 +45,13 @@ if TYPE_CHECKING:
     from face.recognise import Recogniser
     from face.store import TemplateStore
     from payment.store import PaymentStore, TxView
-    from terminal.app.kiosk import KioskRunner, PrinterPort
     from terminal.db.outbox import Outbox
     from terminal.db.roster import RosterStore
+    from terminal.kiosk.runner import KioskRunner, PrinterPort
 
 log = get_logger(__name__)
 
-MAX_TRIES = 5
-LOCK_BASE_S = 60
-LOCK_MAX_S = 1800
-SCRYPT_N = 2**14
-SCRYPT_R = 8
-SCRYPT_P = 1
-MIN_PIN_LEN = 4
-MAX_PIN_LEN = 8
 TOPUP_MAX = Money(100_000)  # 1000 yuan per cash top-up
-
-Role = Literal["staff", "manager"]
-
-
-class PinError(TerminalError):
-    code = "bad_pin"
-
-
-# --------------------------------------------------------------------------- PINs
-
-
-def hash_pin(
-    pin: str, salt: bytes, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P
-) -> bytes:
-    return hashlib.scrypt(pin.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
-
-
-def validate_pin(pin: str) -> str:
-    if not (pin.isdigit() and MIN_PIN_LEN <= len(pin) <= MAX_PIN_LEN):
-        raise PinError(f"a PIN is {MIN_PIN_LEN} to {MAX_PIN_LEN} digits")
-    if len(set(pin)) == 1 or pin in "0123456789" or pin in "9876543210":
-        raise PinError("this PIN is too easy to guess (all the same digit or a run)")
-    return pin
-
-
-class StaffPins:
-    """Staff PIN hashes and the lockout state in one JSON file (atomic writes)."""
-
-    def __init__(self, path: Path, *, wall: Callable[[], float] = time.time) -> None:
-        self.path = path
-        self._wall = wall
-        self._lock = threading.Lock()
-
-    def _load(self) -> dict[str, Any]:
-        try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"version": 1, "staff": {}, "lockout": {"failures": 0, "until": 0.0, "level": 0}}
-        except (OSError, ValueError) as exc:
-            raise TerminalError(
-                f"the staff PIN file {self.path.name} cannot be read: {exc}"
-            ) from exc
-        doc.setdefault("staff", {})
-        doc.setdefault("lockout", {"failures": 0, "until": 0.0, "level": 0})
-        return dict(doc)
-
-    def _save(self, doc: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        data = json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-
-    def set_pin(self, staff_id: str, name: str, pin: str, role: Role = "staff") -> None:
-        sid = staff_id.strip()
-        if not sid or not all(c.isalnum() or c in "-_." for c in sid) or len(sid) > 32:
-            raise PinError("staff id must be 1-32 letters, digits, '-', '_' or '.'")
-        if role not in ("staff", "manager"):
-            raise PinError("role must be staff or manager")
-        validate_pin(pin)
-        with self._lock:
-            doc = self._load()
-            for other, rec in doc["staff"].items():
-                if other != sid and self._matches(rec, pin):
-                    raise PinError("another staff member already uses this PIN")
-            salt = secrets.token_bytes(16)
-            doc["staff"][sid] = {
-                "name": name.strip() or sid,
-                "role": role,
-                "salt": salt.hex(),
-                "hash": hash_pin(pin, salt).hex(),
-                "n": SCRYPT_N,
-                "r": SCRYPT_R,
-                "p": SCRYPT_P,
-            }
-            self._save(doc)
-
-    def remove(self, staff_id: str) -> bool:
-        with self._lock:
-            doc = self._load()
-            gone = doc["staff"].pop(staff_id, None) is not None
-            if gone:
-                self._save(doc)
-            return gone
-
-    def list(self) -> list[tuple[str, str, str]]:
-        doc = self._load()
-        return sorted(
-            (sid, rec.get("name", sid), rec.get("role", "staff"))
-            for sid, rec in doc["staff"].items()
-        )
-
-    @staticmethod
-    def _matches(rec: dict[str, Any], pin: str) -> bool:
-        try:
-            want = bytes.fromhex(rec["hash"])
-            got = hash_pin(
-                pin, bytes.fromhex(rec["salt"]), int(rec["n"]), int(rec["r"]), int(rec["p"])
-            )
-        except (KeyError, ValueError):
-            return False
-        return hmac.compare_digest(want, got)
-
-    def check(self, pin: str) -> PinResult:
-        """Verify a PIN (slow on purpose); counts failures and locks out."""
-        with self._lock:
-            doc = self._load()
-            lock = doc["lockout"]
-            now = self._wall()
-            if lock.get("until", 0.0) > now:
-                return PinResult(False, locked_for_s=int(lock["until"] - now + 0.999))
-            match: tuple[str, dict[str, Any]] | None = None
-            if pin.isdigit() and MIN_PIN_LEN <= len(pin) <= MAX_PIN_LEN:
-                for sid, rec in doc["staff"].items():
-                    if self._matches(rec, pin):
-                        match = (sid, rec)
-                        break
-            if match is not None:
-                doc["lockout"] = {"failures": 0, "until": 0.0, "level": 0}
-                self._save(doc)
-                sid, rec = match
-                role: Role = "manager" if rec.get("role") == "manager" else "staff"
-                return PinResult(True, sid, str(rec.get("name", sid)), role, MAX_TRIES)
-            failures = int(lock.get("failures", 0)) + 1
-            if failures >= MAX_TRIES:
-                level = int(lock.get("level", 0))
-                seconds = min(LOCK_MAX_S, LOCK_BASE_S * 2**level)
-                doc["lockout"] = {"failures": 0, "until": now + seconds, "level": level + 1}
-                self._save(doc)
-                return PinResult(False, locked_for_s=seconds)
-            doc["lockout"] = {
-                "failures": failures,
-                "until": 0.0,
-                "level": int(lock.get("level", 0)),
-            }
-            self._save(doc)
-            return PinResult(False, tries_left=MAX_TRIES - failures)
-
-
-# --------------------------------------------------------------------------- back end
 
 
 @dataclass
@@ -641,110 +479,3 @@ def _health_key(value: str) -> str:
 
 def _level(value: str) -> Any:
     return value if value in ("ok", "degraded", "offline", "paper_out", "absent") else "unknown"
-
-
-# --------------------------------------------------------------------------- exports
-
-
-_SLOT_ZH = {"breakfast": "早餐", "lunch": "午餐", "dinner": "晚餐"}
-
-
-def report_csv(r: ManagerReport) -> str:
-    """The day's report as CSV (UTF-8 with BOM when written, so spreadsheet
-    programs on Windows open the Chinese correctly)."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["中心", r.centre_name])
-    w.writerow(["日期", r.day.isoformat()])
-    w.writerow(["数据来源", "客流" if r.source == "footfall" else "就餐记录"])
-    w.writerow([])
-    w.writerow(["指标", "数值"])
-    w.writerow(["到访人数", r.unique_visitors])
-    w.writerow(["在册老人出勤", r.attendance])
-    w.writerow(["在册老人", r.enrolled])
-    for slot in ("breakfast", "lunch", "dinner"):
-        w.writerow([f"{_SLOT_ZH[slot]}份数", r.meals_per_slot.get(slot, 0)])
-    w.writerow(["原价合计(元)", r.list_total.yuan_str()])
-    w.writerow(["补贴合计(元)", r.subsidy_total.yuan_str()])
-    w.writerow(["老人实付(元)", r.paid_total.yuan_str()])
-    w.writerow([])
-    w.writerow(["小时", "到访人次"])
-    for h, n in enumerate(r.visits_per_hour):
-        w.writerow([f"{h:02d}:00", n])
-    w.writerow([])
-    w.writerow(["日期", "到访人数", "就餐份数", "补贴(元)"])
-    for d in r.week:
-        w.writerow([d.day.isoformat(), d.visits, d.meals, d.subsidy.yuan_str()])
-    return buf.getvalue()
-
-
-def report_html(r: ManagerReport) -> str:
-    """A printable one-page HTML report (print to PDF from any browser)."""
-    e = html.escape
-    peak = max(r.visits_per_hour) or 1
-    bars = "".join(
-        f'<div class="bar"><div style="height:{round(100 * n / peak)}%"></div>'
-        f"<span>{h}</span><b>{n or ''}</b></div>"
-        for h, n in enumerate(r.visits_per_hour)
-        if 6 <= h <= 20
-    )
-    week = "".join(
-        f"<tr><td>{d.day.isoformat()}</td><td>{d.visits}</td><td>{d.meals}</td>"
-        f"<td>{d.subsidy.yuan_str()}</td></tr>"
-        for d in r.week
-    )
-    slots = "".join(
-        f"<tr><td>{_SLOT_ZH[s]}</td><td>{r.meals_per_slot.get(s, 0)}</td></tr>"
-        for s in ("breakfast", "lunch", "dinner")
-    )
-    source = "客流统计" if r.source == "footfall" else "暂无客流数据，按就餐记录统计"
-    return f"""<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8">
-<title>{e(r.centre_name)} {r.day.isoformat()} 日报</title>
-<style>
-body {{ font-family: "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; font-size: 16pt;
-       line-height: 1.5; margin: 2cm; color: #1a1a1a; }}
-h1 {{ font-size: 24pt; margin: 0 0 .2em; }}
-table {{ border-collapse: collapse; margin: .5em 0 1em; }}
-td, th {{ border: 1px solid #888; padding: .2em .8em; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-.chart {{ display: flex; align-items: flex-end; height: 5cm; gap: 4px; margin: 1em 0 2em; }}
-.bar {{ flex: 1; height: 100%; display: flex; flex-direction: column; justify-content: flex-end;
-        position: relative; font-size: 10pt; text-align: center; }}
-.bar div {{ background: #0d47a1; }}
-.bar b {{ position: absolute; top: 0; width: 100%; }}
-.note {{ color: #4a4a4a; font-size: 12pt; }}
-@media print {{ body {{ margin: 1cm; }} }}
-</style></head><body>
-<h1>{e(r.centre_name)}</h1>
-<p>{r.day.isoformat()} 日报 <span class="note">（{e(source)}）</span></p>
-<table>
-<tr><th>指标</th><th>数值</th></tr>
-<tr><td>到访人数</td><td>{r.unique_visitors}</td></tr>
-<tr><td>在册老人出勤</td><td>{r.attendance} / {r.enrolled}</td></tr>
-<tr><td>原价合计(元)</td><td>{r.list_total.yuan_str()}</td></tr>
-<tr><td>补贴合计(元)</td><td>{r.subsidy_total.yuan_str()}</td></tr>
-<tr><td>老人实付(元)</td><td>{r.paid_total.yuan_str()}</td></tr>
-</table>
-<h2>每小时到访人次</h2>
-<div class="chart">{bars}</div>
-<h2>各餐次就餐份数</h2>
-<table><tr><th>餐次</th><th>份数</th></tr>{slots}</table>
-<h2>最近 7 天</h2>
-<table><tr><th>日期</th><th>到访人数</th><th>就餐份数</th><th>补贴(元)</th></tr>{week}</table>
-<p class="note">生成时间 {e(rfc3339(datetime.now().astimezone()))}</p>
-</body></html>
-"""
-
-
-__all__ = [
-    "BackendDeps",
-    "KioskBackend",
-    "NotFound",
-    "PinError",
-    "StaffPins",
-    "hash_pin",
-    "report_csv",
-    "report_html",
-    "validate_pin",
-]
