@@ -17,7 +17,7 @@ from PyQt6.QtWidgets import QGridLayout
 from ui import theme
 from ui.model import ManagerReport
 from ui.presenters.manager import ManagerVM, present_manager
-from ui.views.staff import Page, StaffContext
+from ui.views.staff.common import Page, StaffContext
 from ui.views.widgets import button, card, hbox, label, vbox
 
 

@@ -52,19 +52,15 @@ from ui.views.senior import (
     ScanScreen,
 )
 from ui.views.sound import PromptPlayer
-from ui.views.staff import (
-    EnrolPage,
-    LookupPage,
-    MenuPage,
-    Page,
-    PinPage,
-    StaffContext,
-    StaffHome,
-    StatusPage,
-    TopupPage,
-    TransactionsPage,
-    error_text,
-)
+from ui.views.staff.common import Page, StaffContext, error_text
+from ui.views.staff.enrol import EnrolPage
+from ui.views.staff.home import StaffHome
+from ui.views.staff.lookup import LookupPage
+from ui.views.staff.menu import MenuPage
+from ui.views.staff.pin import PinPage
+from ui.views.staff.status import StatusPage
+from ui.views.staff.topup import TopupPage
+from ui.views.staff.transactions import TransactionsPage
 from ui.views.widgets import Banner, PreviewView
 
 log = get_logger(__name__)
