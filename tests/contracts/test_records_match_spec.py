@@ -13,7 +13,6 @@ import testfaces
 from sqlalchemy import select
 
 from sync.schemas import SchemaViolation, validate_payload
-from terminal.core.clock import FakeClock
 from terminal.db.database import open_database
 from terminal.db.tables import OutboxRow
 
@@ -116,10 +115,22 @@ def test_every_outbox_payload_validates_against_the_spec(outbox_rows: list[Outbo
         validate_payload(row.kind, json.loads(row.payload))
 
 
-def test_a_payload_off_the_spec_is_refused() -> None:
+def test_a_payload_off_the_spec_is_refused(outbox_rows: list[OutboxRow]) -> None:
     with pytest.raises(SchemaViolation):
         validate_payload("meal_transaction", {"resident_id": "R1", "amount_due_fen": 1.5})
-    assert FakeClock  # the contract is data-only; no clock involved
+    # one field off a payload the kiosk really made: that field alone gets it refused
+    row = next(r for r in outbox_rows if r.kind == "meal_transaction")
+    good = json.loads(row.payload)
+    validate_payload("meal_transaction", good)
+    with pytest.raises(SchemaViolation) as fraction:
+        validate_payload("meal_transaction", {**good, "amount_due_fen": 1.5})  # whole fen only
+    assert fraction.value.problems == ["$.amount_due_fen: must be of type integer"]
+    without_due = {k: v for k, v in good.items() if k != "amount_due_fen"}
+    with pytest.raises(SchemaViolation) as missing:
+        validate_payload("meal_transaction", without_due)
+    assert missing.value.problems == ["$: missing amount_due_fen"]
+    with pytest.raises(SchemaViolation, match="unknown record kind"):
+        validate_payload("meal_transaction_v0", good)
 
 
 def test_footfall_payloads_validate_against_the_spec() -> None:

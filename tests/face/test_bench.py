@@ -5,6 +5,7 @@ sessions, and the pure helpers are right."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -117,9 +118,26 @@ def test_agreement_counts_changed_decisions() -> None:
 
 def test_bench_search_builds_requested_sizes() -> None:
     out = bench_search(sizes=(50, 120), queries=5)
-    assert out["50"]["templates"] == 50 and out["50"]["identities"] == 10
-    assert out["120"]["templates"] == 120 and out["120"]["n"] == 5
-    assert out["120"]["median"] >= 0
+    json.dumps(out, allow_nan=False)
+    assert list(out) == ["50", "120"]
+    for size, identities in ((50, 10), (120, 24)):  # 5 templates per identity
+        row = out[str(size)]
+        assert set(row) == {
+            "median",
+            "p90",
+            "mean",
+            "min",
+            "n",
+            "templates",
+            "identities",
+            "matrix_mb",
+        }
+        assert row["templates"] == size and row["identities"] == identities
+        assert row["n"] == 5  # one timing per query, the warm-up searches not counted
+        assert row["matrix_mb"] == round(size * 512 * 4 / 2**20, 1)
+        times = [row[k] for k in ("min", "median", "mean", "p90")]
+        assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in times), row
+        assert row["min"] <= row["median"] <= row["p90"] and row["min"] <= row["mean"], row
 
 
 def test_bench_face_end_to_end_minimal(frames) -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
+import warnings
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -330,9 +330,18 @@ def test_mutual_tls_with_the_device_certificate(tmp_path) -> None:
     s = HawkbitLike(token=TOKEN, ssl_context=sctx)
     try:
         ctx = client_ssl_context(ca_pem, dev_pem, dev_key_pem)
-        with DdiClient(
-            DdiConfig(base_url=s.url, controller_id="hb-01", target_token=TOKEN, ssl_context=ctx)
-        ) as c:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client = DdiClient(
+                DdiConfig(
+                    base_url=s.url, controller_id="hb-01", target_token=TOKEN, ssl_context=ctx
+                )
+            )
+        # httpx gets the device's SSLContext as verify=, not the deprecated cert= / verify=<str>
+        assert not [w for w in caught if issubclass(w.category, DeprecationWarning)], [
+            str(w.message) for w in caught
+        ]
+        with client as c:
             assert c.poll().sleep_s == 300.0
         no_cert = client_ssl_context(ca_pem)
         with (
@@ -351,4 +360,3 @@ def test_mutual_tls_with_the_device_certificate(tmp_path) -> None:
         assert err.value.retryable and err.value.code == "ddi_unreachable"
     finally:
         s.stop()
-    assert httpx  # httpx is the transport under test (verify=SSLContext, not cert=)
