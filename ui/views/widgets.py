@@ -163,13 +163,15 @@ class Keypad(QWidget):
     changed = pyqtSignal(str)
     submitted = pyqtSignal(str)
 
-    def __init__(self, max_len: int = 4, *, masked: bool = False, key_px: int = 100) -> None:
+    def __init__(
+        self, max_len: int = 4, *, masked: bool = False, key_px: int = 100, gap: int = 12
+    ) -> None:
         super().__init__()
         self.max_len = max_len
         self.masked = masked
         self.digits = ""
         grid = QGridLayout(self)
-        grid.setSpacing(12)
+        grid.setSpacing(gap)
         grid.setContentsMargins(0, 0, 0, 0)
         self.keys: dict[str, QPushButton] = {}
         for i, d in enumerate("123456789"):

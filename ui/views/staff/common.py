@@ -138,7 +138,9 @@ class ResidentPicker(QWidget):
         self.list = touch_list()
         self.list.itemClicked.connect(self._clicked)
         self.list.setMinimumHeight(240)
-        self.keypad = Keypad(8, key_px=92)
+        # 90 px keys (the touch rule) with 8 px gaps: the picker's height is the
+        # keypad's, and the staff pages that hold it must fit 800 px with a message.
+        self.keypad = Keypad(8, key_px=theme.MIN_TOUCH_PX, gap=8)
         self.keypad.changed.connect(self.query.setText)
         left = QWidget()
         ll = vbox(spacing=14)

@@ -15,9 +15,12 @@ class LookupPage(Page):
         self.picker.picked.connect(self.select)
         self.pay_btn = button("", "primary", self.pay)
         self.pay_btn.hide()
+        # The page is as tall as the screen allows (the picker's keypad is big):
+        # the pay button sits in the header row and the hint gives way to the
+        # message line, so neither a selection nor a message grows the window.
+        self.header.insertWidget(self.header.count() - 1, self.pay_btn)
         self.content.addWidget(self.hint)
         self.content.addWidget(self.picker, 1)
-        self.content.addWidget(self.pay_btn)
         self.selected: ResidentSummary | None = None
 
     def retranslate(self) -> None:
@@ -30,6 +33,10 @@ class LookupPage(Page):
         self.selected = None
         self.pay_btn.hide()
         self.picker.search()
+
+    def say(self, text: str, tone: str = "notice") -> None:
+        super().say(text, tone)
+        self.hint.setVisible(not text)
 
     def select(self, r: ResidentSummary) -> None:
         self.selected = r
