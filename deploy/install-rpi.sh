@@ -10,10 +10,11 @@
 #
 # --app takes the application release (a virtual environment built for the
 # Pi with the care-terminal wheel installed, as a tar.gz, or such a folder).
-# It then runs `care-terminal provision` (device key, config.toml, ota.toml,
-# registration record, hardware check). Options for testing on another
-# machine: --root DIR installs below DIR and --no-system skips the OS check,
-# apt, users, systemctl, udevadm, the boot config and the hardware check.
+# It then runs `care-terminal provision` (device key, config.toml with its
+# [ota] section when --ddi is given, registration record, hardware check; an
+# ota.toml left by an older install is moved into [ota]). Options for testing
+# on another machine: --root DIR installs below DIR and --no-system skips the
+# OS check, apt, users, systemctl, udevadm, the boot config and the hardware check.
 set -euo pipefail
 
 ROOT=""

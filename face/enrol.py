@@ -4,8 +4,7 @@ outbox event and the in-memory gallery change, in one transaction."""
 from __future__ import annotations
 
 from datetime import datetime
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from face.recognise import EnrolmentError, EnrolPlan, Recogniser
 from face.store import TemplateStore
@@ -13,6 +12,9 @@ from terminal.core.clock import rfc3339
 from terminal.core.ids import new_ulid
 from terminal.db.outbox import Outbox
 from terminal.db.roster import RosterStore, validate_resident_id
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session  # the caller's write session; the SQL is in the stores
 
 
 def enrol(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from terminal.core.errors import TerminalError
-from terminal.core.protocols import Identification, LivenessDecision, MatchDecision
+from terminal.core.identification import Identification, LivenessDecision, MatchDecision
 
 if TYPE_CHECKING:
     from terminal.config.settings import FaceSettings

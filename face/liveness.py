@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from face.challenge import ChallengeFrame, ChallengeParams, Direction, TurnChallenge
-from terminal.core.protocols import LivenessDecision
+from terminal.core.identification import LivenessDecision
 
 if TYPE_CHECKING:
     from terminal.config.settings import FaceSettings

@@ -5,8 +5,15 @@ One class, :class:`FaceEngine`, built from a verified model pack::
 
     engine = FaceEngine.from_pack(settings.face_pack_dir, settings.face)
     image = load_image(path)
-    faces = engine.detect(image)            # largest first
-    vec = engine.embed(image, faces[0])     # (512,) float32, unit length
+    obs = engine.observe(image, embed=True)  # one detector pass
+    obs.faces                               # every face found, largest first
+    obs.face, obs.quality                   # the largest: landmarks, quality verdict
+    obs.embedding                           # (512,) float32, unit length
+
+:meth:`FaceEngine.observe` is the one way through the pipeline for a frame:
+the kiosk (through :meth:`face.recognise.Recogniser.observe`, which adds who
+it is and the active challenge's frame), the CLI and footfall all use it, and
+``primary`` / ``analyze`` / ``detect`` are built from the same stages.
 
 The pack's manifest picks the implementation: an ``open`` pack uses fr_detect
 + the 68-point landmark model (or CenterFace when ``face.detector`` is
@@ -27,19 +34,24 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from face import onnx_models as om
 from face.align import landmarks68_to_5, norm_crop
-from face.modelpack import PackFile, PackManifest, verify_pack
+from face.challenge import ChallengeFrame
+from face.gallery import Match
+from face.packs.manifest import PackFile, PackManifest
+from face.packs.verify import verify_pack
 from face.quality import PoorQualityError, QualityVerdict, assess, crop_stats, estimate_pose
 from terminal.config.settings import FaceSettings
 from terminal.core.errors import ImageError, ModelPackError, NoFaceError
+from terminal.core.identification import Identification
 from terminal.core.log import get_logger
 
 log = get_logger(__name__)
@@ -49,6 +61,9 @@ MAX_PIXELS = 50_000_000  # refuse larger images before decoding them (RAM on a P
 MIN_SIDE = 32
 MAX_WORK_SIDE = 4096  # decoded images larger than this are downscaled
 MAX_FACES = 10  # faces analysed per frame, largest first
+
+Image: TypeAlias = NDArray[np.uint8]  # HxWx3 BGR frame
+Vector: TypeAlias = NDArray[np.float32]  # boxes, landmarks, embeddings
 
 
 # ---------------------------------------------------------------------------
@@ -162,6 +177,17 @@ def load_image(path: Path | str) -> np.ndarray:
     return check_image(image, what=f"image {name}")
 
 
+def display_frame(image: np.ndarray, max_width: int) -> tuple[Image, int]:
+    """A camera frame for the screen: RGB, C-contiguous, shrunk by the
+    smallest whole factor ``k`` that fits ``max_width`` (every k-th pixel: it
+    is only a preview). Returns the image and ``k``."""
+    w = image.shape[1]
+    k = max(1, -(-w // max_width))
+    small = image[::k, ::k] if k > 1 else image
+    rgb: Image = np.ascontiguousarray(small[:, :, ::-1])
+    return rgb, k
+
+
 # ---------------------------------------------------------------------------
 # Results
 
@@ -184,6 +210,84 @@ class DetectedFace:
     @property
     def area(self) -> float:
         return max(0.0, self.width) * max(0.0, self.height)
+
+
+@dataclass(frozen=True, slots=True)
+class FaceBox:
+    """One face the detector found: its box, its score, and its 5 landmarks
+    when the detector gives them (CenterFace, SCRFD; not fr_detect)."""
+
+    box: Vector  # (4,) float32 x1, y1, x2, y2 in image pixels
+    score: float
+    kps: Vector | None = None  # (5, 2) float32
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+
+Box: TypeAlias = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one frame shows, from one detector pass (:meth:`FaceEngine.observe`).
+
+    ``faces`` are every face found, largest first; ``face`` is the largest one
+    with its landmarks (5 points, and 68 when the pack has the landmark model)
+    and ``quality`` its quality verdict, whose ``key`` / ``text_*`` are what the
+    kiosk shows and says. When asked: ``embedding`` and ``passive_liveness``
+    of that face (:meth:`FaceEngine.observe`), ``identification`` with the
+    gallery's best ``matches`` and the active ``challenge`` frame
+    (:meth:`face.recognise.Recogniser.observe`). Holds no image.
+    """
+
+    faces: tuple[FaceBox, ...] = ()
+    face: DetectedFace | None = None
+    quality: QualityVerdict | None = None
+    embedding: Vector | None = field(default=None, repr=False)
+    passive_liveness: float | None = None
+    identification: Identification | None = None
+    matches: tuple[Match, ...] = ()
+    challenge: ChallengeFrame | None = None
+
+    @property
+    def faces_found(self) -> int:
+        return len(self.faces)
+
+    @property
+    def several_faces(self) -> bool:
+        return len(self.faces) > 1
+
+    @property
+    def ok(self) -> bool:
+        """The largest face passed the quality gate."""
+        return self.quality is not None and bool(self.quality.ok)
+
+    @property
+    def reason(self) -> str:
+        """The quality reason (``ok``, ``too_small``, ``pose`` ...), ``no_face``
+        without a face, ``not_assessed`` when the gate was not run."""
+        if self.quality is not None:
+            return str(self.quality.reason)
+        return "no_face" if not self.faces else "not_assessed"
+
+    @property
+    def guidance(self) -> str | None:
+        """The translation key of what to tell the senior (``face.quality.*``)."""
+        return None if self.quality is None else self.quality.key
+
+    @property
+    def box(self) -> Box | None:
+        """The largest face's box in image pixels."""
+        if not self.faces:
+            return None
+        b = self.faces[0].box
+        return (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,45 +503,49 @@ class FaceEngine:
 
     # -- stages -----------------------------------------------------------
 
-    def _boxes(
-        self, image: np.ndarray, timer: _Timer
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-        """Detector output and the indices of at most ``MAX_FACES`` boxes, largest first."""
-        with timer.stage("detect"):
-            boxes, scores, kps = self.detector.detect(image)
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        order = np.argsort(-areas, kind="stable")[:MAX_FACES]
-        return boxes, scores, kps, order
-
-    def _face(
+    def _found(
         self,
         image: np.ndarray,
-        gray: list[np.ndarray],
-        boxes: np.ndarray,
-        scores: np.ndarray,
-        kps: np.ndarray | None,
-        i: int,
         timer: _Timer,
+        score_threshold: float | None = None,
+        max_faces: int | None = MAX_FACES,
+    ) -> tuple[FaceBox, ...]:
+        """The detector's faces, largest first (at most ``max_faces``; None: all)."""
+        with timer.stage("detect"):
+            boxes, scores, kps = self.detector.detect(image, score_threshold)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        order = np.argsort(-areas, kind="stable")
+        if max_faces is not None:
+            order = order[:max_faces]
+        return tuple(
+            FaceBox(
+                box=boxes[i].astype(np.float32),
+                score=float(scores[i]),
+                kps=None if kps is None else kps[i].astype(np.float32),
+            )
+            for i in (int(j) for j in order)
+        )
+
+    def _face(
+        self, image: np.ndarray, gray: list[np.ndarray], found: FaceBox, timer: _Timer
     ) -> DetectedFace:
-        """Box ``i`` with its landmarks (``gray`` caches the grey frame)."""
-        box = boxes[i].astype(np.float32)
+        """``found`` with its landmarks (``gray`` caches the grey frame)."""
         lm68 = None
-        if self.landmarker is not None and kps is None:
+        if self.landmarker is not None and found.kps is None:
             with timer.stage("landmarks"):
                 if not gray:
                     gray.append(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
-                lm68 = self.landmarker.predict(gray[0], box)
-        if kps is not None:
-            k5 = kps[i].astype(np.float32)
+                lm68 = self.landmarker.predict(gray[0], found.box)
+        if found.kps is not None:
+            k5 = found.kps
         else:
             assert lm68 is not None
             k5 = landmarks68_to_5(lm68)
-        return DetectedFace(box=box, score=float(scores[i]), kps=k5, landmarks68=lm68)
+        return DetectedFace(box=found.box, score=found.score, kps=k5, landmarks68=lm68)
 
     def _detect(self, image: np.ndarray, timer: _Timer) -> list[DetectedFace]:
-        boxes, scores, kps, order = self._boxes(image, timer)
         gray: list[np.ndarray] = []
-        return [self._face(image, gray, boxes, scores, kps, int(i), timer) for i in order]
+        return [self._face(image, gray, f, timer) for f in self._found(image, timer)]
 
     def _score_liveness(self, image: np.ndarray, box: np.ndarray) -> tuple[float, float]:
         assert self.liveness_model is not None
@@ -483,6 +591,75 @@ class FaceEngine:
 
     # -- public API -------------------------------------------------------
 
+    def observe(
+        self,
+        image_bgr: np.ndarray,
+        *,
+        analyse: bool = True,
+        embed: bool = False,
+        require_quality: bool = False,
+        liveness: bool = False,
+        max_faces: int | None = MAX_FACES,
+        score_threshold: float | None = None,
+    ) -> Observation:
+        """One detector pass over a frame and what it shows.
+
+        Every face found (largest first, at most ``max_faces``; None: all, at
+        the detector's own ``score_threshold`` unless given). With ``analyse``
+        (default) the largest face also gets its landmarks and the quality
+        verdict; ``embed`` adds its embedding and ``liveness`` its passive
+        liveness score (the model runs on a worker thread beside the landmarks
+        and the embedding). With ``require_quality`` both are only computed
+        when the face passes the gate. ``analyse=False`` gives the boxes only
+        (footfall: :meth:`describe` adds landmarks to the boxes it needs).
+        """
+        timer = _Timer()
+        t0 = time.perf_counter()
+        self._live_last = None
+        image = check_image(image_bgr, what="frame")
+        found = self._found(image, timer, score_threshold, max_faces)
+        if not found or not analyse:
+            timer.t.total_ms = (time.perf_counter() - t0) * 1000.0
+            self.last_timings = timer.t
+            return Observation(faces=found)
+        live = liveness and self.liveness_model is not None
+        pending = None
+        if live and not require_quality:
+            # beside the landmarks, the alignment and the embedding
+            pending = self._liveness_async(image, found[0].box)
+        vec = None
+        try:
+            face = self._face(image, [], found[0], timer)
+            others = max((f.width for f in found[1:]), default=0.0)
+            with timer.stage("align"):
+                aligned = norm_crop(image, face.kps, 112)
+            with timer.stage("quality"):
+                q = self._quality(image, face, aligned, others)
+            passed = q.ok or not require_quality
+            if live and pending is None and passed:
+                pending = self._liveness_async(image, found[0].box)  # beside the embedding
+            if embed and passed:
+                with timer.stage("embed"):
+                    vec = self.embedder.embed(aligned)
+        finally:
+            score = None
+            if pending is not None:
+                score, timer.t.liveness_ms = pending.result()
+        timer.t.total_ms = (time.perf_counter() - t0) * 1000.0
+        self.last_timings = timer.t
+        if score is not None:
+            self._live_last = (image_bgr, face, score)
+        return Observation(faces=found, face=face, quality=q, embedding=vec, passive_liveness=score)
+
+    def describe(
+        self, image_bgr: np.ndarray, found: FaceBox, *, gray: np.ndarray | None = None
+    ) -> DetectedFace:
+        """A face of an observation with its landmarks (runs the 68-point
+        model when the detector gives none; ``gray`` is the frame in grey, to
+        convert it once for several faces)."""
+        timer = _Timer()
+        return self._face(image_bgr, [] if gray is None else [gray], found, timer)
+
     def detect(self, image_bgr: np.ndarray) -> list[DetectedFace]:
         """All faces (at most 10), largest first, each with 5 landmarks."""
         timer = _Timer()
@@ -508,7 +685,7 @@ class FaceEngine:
 
     def passive_liveness(self, image_bgr: np.ndarray, face: DetectedFace) -> float | None:
         """fr_liveness probability of a live face, or None without the model.
-        The face that ``primary(image, liveness=True)`` just scored is not scored again."""
+        The face that ``observe``/``primary`` just scored is not scored again."""
         if self.liveness_model is None:
             return None
         last = self._live_last
@@ -551,63 +728,38 @@ class FaceEngine:
         require_quality: bool = False,
         liveness: bool | None = None,
     ) -> PrimaryFace:
-        """The largest face, embedded. Raises :class:`NoFaceError` when there is
-        none, and :class:`PoorQualityError` when ``require_quality`` and the
-        face fails the gate. Several faces: the largest is used and
-        ``faces_found`` says how many there were.
+        """The largest face, embedded: :meth:`observe` that insists on a face.
+        Raises :class:`NoFaceError` when there is none, and
+        :class:`PoorQualityError` when ``require_quality`` and the face fails
+        the gate. Several faces: the largest is used and ``faces_found`` says
+        how many there were.
 
         The result equals ``analyze(image)[0]`` (embedded even when its quality
         failed), but only the largest face gets landmarks, a quality verdict
         and an embedding: the others only count and size it. ``liveness=True``
         (default: when ``face.liveness_passive`` is on) also scores the face
-        with the passive liveness model, on a worker thread while the landmarks
-        and the embedding run here; the score is in ``passive_liveness`` and a
-        following ``passive_liveness(image, face)`` call (what the recogniser
-        does after ``primary``) returns it without running the model again.
+        with the passive liveness model; the score is in ``passive_liveness``
+        and a following ``passive_liveness(image, face)`` call returns it
+        without running the model again.
         """
         if liveness is None:
             liveness = bool(self.settings.liveness_passive)
-        timer = _Timer()
-        t0 = time.perf_counter()
-        self._live_last = None
-        image = check_image(image_bgr, what="frame")
-        boxes, scores, kps, order = self._boxes(image, timer)
-        if len(order) == 0:
-            self.last_timings = timer.t
+        obs = self.observe(
+            image_bgr, embed=True, require_quality=require_quality, liveness=liveness
+        )
+        if obs.face is None or obs.quality is None:
             raise NoFaceError("no face found in the image")
-        top = int(order[0])
-        pending = None
-        if liveness and self.liveness_model is not None:
-            pending = self._liveness_async(image, boxes[top].astype(np.float32))
-        try:
-            face = self._face(image, [], boxes, scores, kps, top, timer)
-            # the same figure analyze() gives the largest face: the widest other box
-            others = max(
-                (float(boxes[int(j), 2] - boxes[int(j), 0]) for j in order[1:]), default=0.0
-            )
-            with timer.stage("align"):
-                aligned = norm_crop(image, face.kps, 112)
-            with timer.stage("quality"):
-                q = self._quality(image, face, aligned, others)
-            if require_quality and not q.ok:
-                raise PoorQualityError(q)
-            with timer.stage("embed"):
-                vec = self.embedder.embed(aligned)
-        finally:
-            live = None
-            if pending is not None:
-                live, timer.t.liveness_ms = pending.result()
-        timer.t.total_ms = (time.perf_counter() - t0) * 1000.0
-        self.last_timings = timer.t
-        if live is not None:
-            self._live_last = (image_bgr, face, live)
-        if len(order) > 1:
-            log.info("several_faces", faces=len(order))
+        if obs.embedding is None:
+            raise PoorQualityError(obs.quality)
+        if obs.several_faces:
+            log.info("several_faces", faces=obs.faces_found)
         return PrimaryFace(
-            observation=FaceObservation(face=face, quality=q, embedding=vec),
-            embedding=vec,
-            faces_found=len(order),
-            passive_liveness=live,
+            observation=FaceObservation(
+                face=obs.face, quality=obs.quality, embedding=obs.embedding
+            ),
+            embedding=obs.embedding,
+            faces_found=obs.faces_found,
+            passive_liveness=obs.passive_liveness,
         )
 
     def embed_file(self, path: Path | str) -> np.ndarray:
@@ -621,13 +773,20 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 __all__ = [
+    "MAX_FACES",
+    "Box",
     "DetectedFace",
+    "FaceBox",
     "FaceEngine",
     "FaceObservation",
+    "Image",
+    "Observation",
     "PoorQualityError",
     "PrimaryFace",
     "StageTimings",
+    "Vector",
     "check_image",
     "cosine",
+    "display_frame",
     "load_image",
 ]

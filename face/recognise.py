@@ -1,11 +1,16 @@
 """The recogniser: a verified model pack, the face engine and the in-memory
-gallery, answering "who is this face?" for the CLI, the kiosk and footfall."""
+gallery, answering "who is this face?" for the CLI, the kiosk and footfall.
+
+:meth:`Recogniser.observe` is the one call per frame: one detector pass gives
+the faces, the largest one's landmarks and quality verdict, and - when asked -
+its embedding, who it is (with the passive liveness signal) and the frame of
+an active liveness challenge (:class:`ChallengeAsk`)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +18,14 @@ import numpy as np
 
 from face.challenge import ChallengeFrame
 from face.gallery import Gallery, Match, decide, decide_with
-from face.modelpack import PackManifest, verify_pack
-from face.pipeline import FaceEngine, FaceObservation, PrimaryFace
+from face.packs.manifest import PackManifest
+from face.packs.verify import verify_pack
+from face.pipeline import Box, FaceEngine, Image, Observation, PrimaryFace, Vector
 from face.store import StoredTemplate
 from terminal.config.settings import FaceSettings
 from terminal.core.errors import ImageError, NoFaceError, TerminalError
+from terminal.core.identification import Identification, LivenessDecision
 from terminal.core.log import get_logger
-from terminal.core.protocols import Identification, LivenessDecision
 
 log = get_logger(__name__)
 
@@ -33,11 +39,29 @@ class IdentifyResult:
     identification: Identification
     top: list[Match]
     faces_found: int
-    box: tuple[float, float, float, float]
+    box: Box
     quality_ok: bool
     quality_reason: str
     quality_text_en: str
     quality_text_zh: str
+
+    @classmethod
+    def of(cls, obs: Observation) -> IdentifyResult:
+        """The result of an observation made with ``identify=True``; raises
+        :class:`NoFaceError` when the frame had no face."""
+        if obs.identification is None or obs.quality is None or obs.box is None:
+            raise NoFaceError("no face found in the image")
+        q = obs.quality
+        return cls(
+            identification=obs.identification,
+            top=list(obs.matches),
+            faces_found=obs.faces_found,
+            box=obs.box,
+            quality_ok=bool(q.ok),
+            quality_reason=str(q.reason),
+            quality_text_en=str(q.text_en),
+            quality_text_zh=str(q.text_zh),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         ident = self.identification
@@ -70,10 +94,23 @@ class IdentifyResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ChallengeAsk:
+    """Ask :meth:`Recogniser.observe` for the frame of an active liveness
+    challenge (:class:`face.challenge.ChallengeFrame`): taken at ``t``
+    (monotonic seconds), re-identified against ``resident_id``'s own templates;
+    faces at least ``second_face_ratio`` as wide as the largest count as a
+    second face."""
+
+    resident_id: str
+    t: float
+    second_face_ratio: float = 0.5
+
+
 @dataclass(frozen=True)
 class EnrolCandidate:
     source: str
-    embedding: np.ndarray | None
+    embedding: Vector | None
     quality: float
     problem: str | None = None
 
@@ -84,10 +121,12 @@ class EnrolPlan:
     rejected: list[EnrolCandidate] = field(default_factory=list)
 
 
-def quality_score(obs: FaceObservation) -> float:
+def quality_score(obs: Observation) -> float:
     """One number to rank enrolment frames: larger, sharper, more frontal faces
     with a confident detection rank higher. Only used for ordering."""
-    m = getattr(obs.quality, "metrics", {}) or {}
+    if obs.face is None or obs.quality is None:
+        return 0.0
+    m = obs.quality.metrics
     size = float(m.get("face_px", 0.0) or 0.0)
     sharp = float(m.get("sharpness", 0.0) or 0.0)
     yaw = abs(float(m.get("yaw", 0.0) or 0.0))
@@ -130,28 +169,67 @@ class Recogniser:
     def load_gallery(self, templates: Iterable[StoredTemplate]) -> None:
         self.gallery.load((t.resident_id, t.vector) for t in templates)
 
-    # -- identification --------------------------------------------------------------
-    def _liveness(self, image: np.ndarray, primary: PrimaryFace) -> LivenessDecision:
-        score = self.engine.passive_liveness(image, primary.observation.face)
+    # -- observation -----------------------------------------------------------------
+    def observe(
+        self,
+        image: Image,
+        *,
+        identify: bool = False,
+        embed: bool = False,
+        require_quality: bool = False,
+        liveness: bool | None = None,
+        challenge: ChallengeAsk | None = None,
+    ) -> Observation:
+        """One detector pass over ``image`` and what it shows (see
+        :class:`face.pipeline.Observation`): the faces, the largest one's
+        landmarks and quality verdict, and when asked
+
+        * ``embed``: its embedding;
+        * ``identify``: who it is: the 1:N search and the decision, with the
+          passive liveness signal recorded (``liveness`` defaults to on here).
+          A face that fails the quality gate never identifies on its own (it
+          is at most "uncertain");
+        * ``challenge``: the frame of an active liveness challenge (faces of
+          comparable size, box, 68 landmarks, re-identification against the
+          candidate's own templates, and the passive score with ``liveness``).
+
+        ``require_quality`` skips the embedding, the liveness model and the
+        search when the face fails the gate (the kiosk asks for a better frame
+        instead). Model calls hold :attr:`model_lock`.
+        """
+        if liveness is None:
+            liveness = identify
+        with self._lock:
+            obs = self.engine.observe(
+                image,
+                embed=embed or identify or challenge is not None,
+                require_quality=require_quality,
+                liveness=liveness,
+            )
+        if identify and obs.embedding is not None:
+            obs = self._identified(obs)
+        if challenge is not None:
+            obs = replace(obs, challenge=self._challenge_frame(obs, challenge))
+        return obs
+
+    def _passive_decision(self, score: float | None) -> LivenessDecision:
         if score is None:
             return LivenessDecision(
                 live=False, method="none", reason="no liveness model in the pack"
             )
-        live = score >= self.settings.liveness_threshold
         return LivenessDecision(
-            live=live,
+            live=score >= self.settings.liveness_threshold,
             method="passive",
             signals={"passive": float(score)},
             reason="passive model only: not sufficient for payment on its own",
         )
 
-    def identify(self, image: np.ndarray) -> IdentifyResult:
-        with self._lock:
-            primary = self.engine.primary(image, require_quality=False)
-            liveness = self._liveness(image, primary)
-        top = self.gallery.search(primary.embedding, k=3)
+    def _identified(self, obs: Observation) -> Observation:
+        assert obs.embedding is not None and obs.quality is not None
+        liveness = self._passive_decision(obs.passive_liveness)
+        top = self.gallery.search(obs.embedding, k=3)
         ident = decide_with(top, self.settings, liveness=liveness)
-        q = primary.observation.quality
+        q = obs.quality
         if not q.ok and ident.decision == "identified":
             # A poor frame never identifies on its own; the kiosk asks for a better one.
             # (no cosine reaches 2.0, so the best candidate is at most "uncertain")
@@ -168,64 +246,59 @@ class Recogniser:
             accept_threshold=ident.threshold,
             min_margin=ident.margin,
             quality=str(q.reason),
-            faces_found=primary.faces_found,
+            faces_found=obs.faces_found,
             liveness_live=liveness.live,
             liveness_method=liveness.method,
             liveness_signals={k: round(float(v), 4) for k, v in liveness.signals.items()},
         )
-        face = primary.observation.face
-        return IdentifyResult(
-            identification=ident,
-            top=top,
-            faces_found=primary.faces_found,
-            box=tuple(float(v) for v in face.box),  # type: ignore[arg-type]
-            quality_ok=bool(q.ok),
-            quality_reason=str(q.reason),
-            quality_text_en=str(q.text_en),
-            quality_text_zh=str(q.text_zh),
+        return replace(obs, identification=ident, matches=tuple(top))
+
+    def _challenge_frame(self, obs: Observation, ask: ChallengeAsk) -> ChallengeFrame:
+        face, vec = obs.face, obs.embedding
+        if face is None:
+            return ChallengeFrame(ask.t)
+        big = sum(1 for f in obs.faces if f.width >= ask.second_face_ratio * face.width)
+        reid = None  # not embedded (the gate of require_quality refused the frame)
+        if vec is not None:
+            templates = self.gallery.templates_of(ask.resident_id)
+            reid = float(np.max(templates @ vec)) if len(templates) else -1.0
+        return ChallengeFrame(
+            ask.t,
+            faces=big,
+            box=obs.box,
+            landmarks68=face.landmarks68,
+            reid=reid,
+            passive=obs.passive_liveness,
         )
+
+    # -- convenience (each one observe() call) ---------------------------------------
+    def identify(self, image: Image) -> IdentifyResult:
+        """Who is the largest face? Raises :class:`NoFaceError` without one."""
+        return IdentifyResult.of(self.observe(image, identify=True))
 
     def challenge_frame(
         self,
-        image: np.ndarray,
+        image: Image,
         t: float,
         resident_id: str,
         *,
         passive: bool = False,
         second_face_ratio: float = 0.5,
     ) -> ChallengeFrame:
-        """What a frame of an active challenge shows: how many faces of
-        comparable size, the largest one's box and 68 landmarks, its cosine to
-        ``resident_id``'s own templates (re-identification), and optionally
-        the passive model's score. Used by the kiosk and by the evaluation."""
-        with self._lock:
-            faces = self.engine.detect(image)
-            if not faces:
-                return ChallengeFrame(t)
-            face = faces[0]
-            vec = self.engine.embed(image, face)
-            score = self.engine.passive_liveness(image, face) if passive else None
-        big = sum(1 for f in faces if f.width >= second_face_ratio * face.width)
-        templates = self.gallery.templates_of(resident_id)
-        reid = float(np.max(templates @ vec)) if len(templates) else -1.0
-        box = tuple(float(v) for v in face.box)
-        return ChallengeFrame(
-            t,
-            faces=big,
-            box=(box[0], box[1], box[2], box[3]),
-            landmarks68=face.landmarks68,
-            reid=reid,
-            passive=score,
+        """What a frame of an active challenge shows (``observe`` with a
+        :class:`ChallengeAsk`). Used by the evaluation."""
+        obs = self.observe(
+            image, liveness=passive, challenge=ChallengeAsk(resident_id, t, second_face_ratio)
         )
+        assert obs.challenge is not None
+        return obs.challenge
 
-    def embed_primary(self, image: np.ndarray) -> PrimaryFace:
+    def embed_primary(self, image: Image) -> PrimaryFace:
         with self._lock:
             return self.engine.primary(image, require_quality=False)
 
     # -- enrolment -------------------------------------------------------------------
-    def plan_enrolment(
-        self, images: Sequence[tuple[str, np.ndarray | None, str | None]]
-    ) -> EnrolPlan:
+    def plan_enrolment(self, images: Sequence[tuple[str, Image | None, str | None]]) -> EnrolPlan:
         """Rank candidate images/frames and keep the best ``enrol_max_templates``.
         ``images`` are (label, image or None, load problem)."""
         plan = EnrolPlan()
@@ -237,16 +310,14 @@ class Recogniser:
                 )
                 continue
             try:
-                with self._lock:
-                    obs_all = self.engine.analyze(image)
-            except (ImageError, NoFaceError) as exc:
+                obs = self.observe(image, embed=True, require_quality=True)
+            except ImageError as exc:
                 plan.rejected.append(EnrolCandidate(label, None, 0.0, str(exc)))
                 continue
-            if not obs_all:
+            if obs.quality is None:
                 plan.rejected.append(EnrolCandidate(label, None, 0.0, "no face found"))
                 continue
-            obs = obs_all[0]
-            if obs.embedding is None or not obs.quality.ok:
+            if obs.embedding is None or not obs.ok:
                 plan.rejected.append(
                     EnrolCandidate(label, None, 0.0, f"quality: {obs.quality.text_en}")
                 )
@@ -256,7 +327,7 @@ class Recogniser:
                     label,
                     obs.embedding,
                     quality_score(obs),
-                    "several faces; used the largest" if len(obs_all) > 1 else None,
+                    "several faces; used the largest" if obs.several_faces else None,
                 )
             )
         good.sort(key=lambda c: c.quality, reverse=True)

@@ -31,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from terminal.core.backoff import Backoff
 from terminal.core.errors import SourceError
 from terminal.core.log import get_logger
 
@@ -273,15 +274,6 @@ def file_opener(path: str | Path) -> Capture | None:
     return cv2.VideoCapture(str(p))
 
 
-def backoff_delays(initial: float, maximum: float, factor: float = 2.0) -> Callable[[int], float]:
-    """Capped exponential backoff: attempt n (0-based) waits initial*factor**n, at most maximum."""
-
-    def delay(attempt: int) -> float:
-        return min(maximum, initial * factor ** min(attempt, 64))
-
-    return delay
-
-
 class CameraSource(ThreadedSource):
     """A live camera. Reopens with capped exponential backoff when the device
     cannot be opened or stops delivering frames (unplugged, driver error).
@@ -315,9 +307,9 @@ class CameraSource(ThreadedSource):
         self._opener: CaptureOpener = opener or partial(
             v4l2_opener, device, width, height, fps, fourcc
         )
-        self._delay = backoff_delays(backoff_initial, backoff_max)
+        # attempt n (0-based) waits backoff_initial * 2**n seconds, at most backoff_max
+        self.backoff = Backoff(initial=backoff_initial, maximum=backoff_max)
         self._max_read_failures = max(1, max_read_failures)
-        self.backoff_max = backoff_max
 
     def _open(self) -> Capture | None:
         try:
@@ -339,7 +331,7 @@ class CameraSource(ThreadedSource):
         while not self._stop.is_set():
             cap = self._open()
             if cap is None:
-                wait = self._delay(attempt)
+                wait = self.backoff.delay(attempt)
                 attempt += 1
                 self._set_status(
                     SourceState.DISCONNECTED,
@@ -356,7 +348,7 @@ class CameraSource(ThreadedSource):
                 attempt = 0  # it worked for a while: start the backoff again from the bottom
             if self._stop.is_set():
                 break
-            wait = self._delay(attempt)
+            wait = self.backoff.delay(attempt)
             attempt += 1
             self._set_status(
                 SourceState.DISCONNECTED,

@@ -7,9 +7,10 @@ import queue
 
 from test_hw_ports import DOC, ZHANG_SAN_GB
 
+from terminal.core.backoff import Backoff
 from terminal.hw.cardreader import CardEvent, IdCardPoller, IdCardRead
 from terminal.hw.escpos import ReceiptDoc
-from terminal.hw.ports import Backoff, IdCardReader, Printer, SerialConfig
+from terminal.hw.ports import IdCardReader, Printer, SerialConfig
 
 TEST_RECEIPT = ReceiptDoc(
     title="硬件测试 打印机",

@@ -42,7 +42,7 @@ def bench_payment(
             store.charge(request)
             latencies.append((time.perf_counter() - t0) * 1000)
         elapsed = time.perf_counter() - t_all
-        engine = store._sessions.kw["bind"]
+        engine = store.deps.sessions.kw["bind"]
         sync_mode = pragma(engine, "synchronous")
         journal = pragma(engine, "journal_mode")
         kill = run_harness(Path(tmp) / "kill", kills=kills) if kills > 0 else None

@@ -38,8 +38,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 from payment.domain import Menu
 from payment.flow import (
     AlreadyPaid,
@@ -53,7 +51,8 @@ from payment.flow import (
     step,
 )
 from payment.limits import ExposureLimits
-from payment.store import LedgerRow, PaymentStore
+from payment.store import PaymentStore
+from terminal.core.atomic import atomic_write_bytes
 from terminal.core.clock import CHINA_TZ, FakeClock
 from terminal.core.money import Money
 from terminal.db.crypto import FieldCipher, load_or_create_key
@@ -61,7 +60,6 @@ from terminal.db.database import open_database
 from terminal.db.engine import write_session
 from terminal.db.outbox import Outbox
 from terminal.db.roster import RosterStore
-from terminal.db.tables import OutboxRow
 
 RESIDENTS = [f"R{i}" for i in range(8)]
 _BIG = Money(10**8)
@@ -92,15 +90,6 @@ def _durable_append(path: Path, line: str) -> None:
         fh.write(line + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _durable_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _recover(store: PaymentStore, data: Path) -> list[str]:
@@ -153,7 +142,7 @@ def child_main(data: Path, finish: bool = False) -> int:
         charge = _confirmed_charge(store, rid, session_base + n, now)
         if charge is None:
             continue
-        _durable_write(data / "inflight.pkl", pickle.dumps(charge.request))
+        atomic_write_bytes(data / "inflight.pkl", pickle.dumps(charge.request))
         outcome = store.charge(charge.request)
         if isinstance(outcome, ChargeCommitted):
             _durable_append(data / "acked.log", outcome.record_id)
@@ -169,10 +158,10 @@ def pause_after_commit_main(data: Path) -> int:
     store = make_store(data)
     charge = _confirmed_charge(store, RESIDENTS[0], 1, DAY0)
     assert charge is not None
-    _durable_write(data / "inflight.pkl", pickle.dumps(charge.request))
+    atomic_write_bytes(data / "inflight.pkl", pickle.dumps(charge.request))
     outcome = store.charge(charge.request)
     assert isinstance(outcome, ChargeCommitted)
-    _durable_write(data / "committed.txt", outcome.record_id.encode())
+    atomic_write_bytes(data / "committed.txt", outcome.record_id.encode())
     while True:  # the kill lands here: after COMMIT, before acked.log / the screen
         time.sleep(1)
 
@@ -203,9 +192,9 @@ def retry_main(data: Path) -> int:
 def seed(data: Path) -> None:
     data.mkdir(parents=True, exist_ok=True)
     store = make_store(data)
-    with write_session(store._sessions) as s:
+    with write_session(store.deps.sessions) as s:
         for rid in RESIDENTS:
-            store._roster.upsert(s, rid, "测试老人", DAY0, categories=["age_70_79"])
+            store.deps.roster.upsert(s, rid, "测试老人", DAY0, categories=["age_70_79"])
     store.set_menu(
         Menu.from_dict(
             {
@@ -286,16 +275,18 @@ def check(data: Path, kills: int) -> dict[str, Any]:
     conn = sqlite3.connect(data / "t.db")
     try:
         integrity = conn.execute("PRAGMA integrity_check").fetchall()
+        if integrity != [("ok",)]:
+            raise HarnessFailure(f"integrity_check: {integrity[:3]}")
+        # read straight from the file, not through the store under test
+        charges = [
+            r for (r,) in conn.execute("SELECT entry_id FROM ledger_entries WHERE kind = 'charge'")
+        ]
+        (ledger_rows,) = conn.execute("SELECT count(*) FROM ledger_entries").fetchone()
+        (outbox_rows,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
     finally:
         conn.close()
-    if integrity != [("ok",)]:
-        raise HarnessFailure(f"integrity_check: {integrity[:3]}")
     acked = (data / "acked.log").read_text().split()
     store = make_store(data)
-    with store._sessions() as s:
-        charges = list(s.scalars(select(LedgerRow.entry_id).where(LedgerRow.kind == "charge")))
-        ledger_rows = int(s.scalar(select(func.count()).select_from(LedgerRow)) or 0)
-        outbox_rows = int(s.scalar(select(func.count()).select_from(OutboxRow)) or 0)
     lost = set(acked) - set(charges)
     untold = set(charges) - set(acked)
     result = {

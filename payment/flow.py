@@ -72,8 +72,8 @@ from payment.guard import check_duplicate
 from payment.limits import Exposure, ExposureLimits, check_limits
 from payment.receipt import Receipt, receipt_for_charge
 from payment.subsidy import Outcome, Quote, SubsidyPolicy, quote, select_policy
+from terminal.core.identification import LivenessDecision, MatchDecision
 from terminal.core.money import Money
-from terminal.core.protocols import LivenessDecision, MatchDecision
 
 _LARGE_AMOUNT = Money(2_000)
 _ZERO = Money(0)

@@ -81,7 +81,8 @@ def main() -> int:
 
     from terminal.app.demo import demo_people, prepare_demo
     from terminal.app.kiosk_compose import build_kiosk
-    from terminal.kiosk.runner import RecogniserFace, idle_info_from_context
+    from terminal.kiosk.face_port import RecogniserFace
+    from terminal.kiosk.runner import idle_info_from_context
     from ui import theme
     from ui.i18n import Translator
     from ui.views.app import make_app

@@ -43,8 +43,11 @@ from sync.client import PlatformClient
 from sync.pull import Puller, PullOutcome
 from sync.retry import BackoffPolicy
 from sync.schemas import DATASET_KINDS
-from sync.store import AgentOutbox, KioskOutboxReader, SyncStore, sqlite_file, sync_status
+from sync.store.kiosk_reader import KioskOutboxReader, sqlite_file
+from sync.store.outbox import AgentOutbox, SyncStore
+from sync.store.status import sync_status
 from sync.uploader import Uploader, UploadReport
+from terminal.core.atomic import atomic_write_text
 from terminal.core.clock import Clock, SystemClock, rfc3339
 from terminal.core.errors import TerminalError
 from terminal.core.ids import new_ulid
@@ -102,18 +105,12 @@ def writer_lock(sync_db_url: str) -> Iterator[None]:
 def write_kiosk_health(path: Path, camera_status: str, printer_status: str, now: datetime) -> None:
     """Called by the kiosk (atomic file replace; no shared database writes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
-        json.dumps(
-            {
-                "camera_status": camera_status,
-                "printer_status": printer_status,
-                "written_at": now.timestamp(),
-            }
-        ),
-        encoding="utf-8",
-    )
-    os.replace(tmp, path)
+    doc = {
+        "camera_status": camera_status,
+        "printer_status": printer_status,
+        "written_at": now.timestamp(),
+    }
+    atomic_write_text(path, json.dumps(doc))
 
 
 def read_kiosk_health(path: Path | None, now: datetime) -> tuple[str, str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import ssl
@@ -36,6 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from terminal.core.atomic import atomic_write_bytes
 from terminal.core.errors import TerminalError
 
 SIGNATURE_LABEL = "sig1"
@@ -65,12 +65,8 @@ def provision_device_key(path: Path) -> str:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # whole or not at all, and durable: a power cut must not leave a short key
+        atomic_write_bytes(path, pem, mode=0o600, overwrite=False)
     return public_key_text(load_device_key(path))
 
 

@@ -27,7 +27,8 @@ from sync import schemas
 from sync.auth import Signer, load_device_key, provision_device_key
 from sync.client import PlatformClient
 from sync.samples import sample_payload
-from sync.store import KioskOutboxReader, SyncStore
+from sync.store.kiosk_reader import KioskOutboxReader
+from sync.store.outbox import SyncStore
 from sync.uploader import Uploader
 from terminal.core.clock import SystemClock
 from terminal.core.ids import new_ulid

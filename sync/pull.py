@@ -19,7 +19,7 @@ from typing import Any
 from sync.client import PlatformClient, PlatformError
 from sync.retry import BackoffPolicy, next_delay
 from sync.schemas import DATASET_KINDS, SchemaViolation
-from sync.store import Dataset, SyncStore
+from sync.store.outbox import Dataset, SyncStore
 from terminal.core.clock import Clock, rfc3339
 from terminal.core.log import get_logger
 

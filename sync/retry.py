@@ -1,5 +1,7 @@
-"""The retry schedule: exponential backoff with full jitter, a cap, and
-``Retry-After`` (seconds or HTTP-date). Pure: randomness and time are passed in.
+"""The platform client's retry policy: the shared schedule
+(:class:`terminal.core.backoff.Backoff`, exponential with full jitter and a
+cap) plus what is particular to HTTP: ``Retry-After`` (seconds or HTTP-date)
+and which statuses are worth retrying. Pure: randomness and time are passed in.
 
 Full jitter (delay = uniform(0, min(cap, base * multiplier**attempt))) spreads
 a fleet of terminals that lost the platform at the same moment, so they do not
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
+from terminal.core.backoff import Backoff
+
 # Retryable HTTP statuses besides every 5xx (see the spec's retry table).
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 FINAL_STATUSES = frozenset({400, 401, 403, 404, 409, 410, 413, 415, 422})
@@ -28,32 +32,19 @@ class BackoffPolicy:
     max_retry_after_s: float = 3600.0
 
     def __post_init__(self) -> None:
-        if self.base_s <= 0 or self.cap_s <= 0 or self.multiplier < 1:
-            raise ValueError("backoff needs base_s > 0, cap_s > 0 and multiplier >= 1")
+        _ = self.schedule  # Backoff refuses a bad base, cap or multiplier (ValueError)
         if self.max_retry_after_s < 0:
             raise ValueError("max_retry_after_s must not be negative")
+
+    @property
+    def schedule(self) -> Backoff:
+        """The jittered part: ``base_s`` doubling (``multiplier``) up to ``cap_s``."""
+        return Backoff(initial=self.base_s, maximum=self.cap_s, factor=self.multiplier)
 
 
 def is_retryable_status(status: int) -> bool:
     """True for 408/425/429 and every 5xx; False for everything else."""
     return status in RETRYABLE_STATUSES or 500 <= status <= 599
-
-
-def backoff_ceiling(policy: BackoffPolicy, attempt: int) -> float:
-    """The upper bound of the jittered delay after ``attempt`` failures (0-based)."""
-    if attempt < 0:
-        raise ValueError("attempt must not be negative")
-    # Avoid float overflow for very large attempt counts.
-    exp = min(attempt, 64)
-    return float(min(policy.cap_s, policy.base_s * policy.multiplier**exp))
-
-
-def full_jitter(policy: BackoffPolicy, attempt: int, rand: Callable[[], float]) -> float:
-    """uniform(0, ceiling) using ``rand()`` in [0, 1)."""
-    r = rand()
-    if not 0.0 <= r <= 1.0:
-        raise ValueError("rand() must return a number in [0, 1]")
-    return r * backoff_ceiling(policy, attempt)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -90,4 +81,4 @@ def next_delay(
     ra = parse_retry_after(retry_after, now)
     if ra is not None:
         return min(ra, policy.max_retry_after_s)
-    return full_jitter(policy, attempt, rand)
+    return policy.schedule.jittered(attempt, rand)

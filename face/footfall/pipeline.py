@@ -47,6 +47,7 @@ from terminal.core.log import get_logger
 
 if TYPE_CHECKING:
     from face.gallery import Gallery
+    from face.pipeline import FaceEngine
 
 log = get_logger(__name__)
 
@@ -380,12 +381,13 @@ class FootfallPipeline:
 
 
 def build_face_pipeline(
-    engine: Any,
+    engine: FaceEngine,
     config: FootfallConfig,
     frame_size: tuple[int, int],
     **kwargs: Any,
 ) -> FootfallPipeline:
-    """A pipeline on the face engine's detector with a ByteTrack tracker."""
+    """A pipeline on the face engine (one :meth:`~face.pipeline.FaceEngine.observe`
+    pass per analysed frame) with a ByteTrack tracker."""
     from face.footfall.tracking import ByteTrackAdapter
 
     detector = FaceBoxDetector(engine, config.det_score, min_face_px=config.min_face_px)

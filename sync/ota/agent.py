@@ -35,7 +35,7 @@ from typing import Any
 
 from sync.ota.archive import ArchiveLimits
 from sync.ota.bundle import InstalledState, VerifiedBundle, VerifyPolicy, verify_bundle
-from sync.ota.config import OtaConfig
+from sync.ota.config import window_policy
 from sync.ota.ddi import Artifact, DdiClient, Deployment, Execution, Finished
 from sync.ota.errors import BundleRejected, DdiError, OtaError
 from sync.ota.manifest import TrustStore
@@ -48,6 +48,7 @@ from sync.ota.staging import (
 )
 from sync.ota.window import PaymentActivityFlag, decide
 from sync.retry import BackoffPolicy, next_delay
+from terminal.config.ota import OtaSettings
 from terminal.core.clock import Clock, rfc3339
 from terminal.core.log import get_logger
 
@@ -61,8 +62,8 @@ _HASH_NAMES = ("sha256", "sha1", "md5")
 _RELEASE_NAME = re.compile(r"^(?P<version>.+)-c(?P<counter>[0-9]+)$")
 
 
-def make_trigger(cfg: OtaConfig) -> Callable[[Path], None]:
-    """The default way to start the updater: run ``[updater] trigger`` (an
+def make_trigger(cfg: OtaSettings) -> Callable[[Path], None]:
+    """The default way to start the updater: run ``[ota.updater] trigger`` (an
     empty list means the ``care-terminal-updater.path`` unit notices the
     request file by itself)."""
 
@@ -122,7 +123,7 @@ class OtaAgent:
     def __init__(
         self,
         client: DdiClient,
-        cfg: OtaConfig,
+        cfg: OtaSettings,
         trust: TrustStore,
         clock: Clock,
         *,
@@ -146,7 +147,7 @@ class OtaAgent:
         self.downloads = self.work / "downloads"
         self.spool = self.root / "spool"
         self.flag = PaymentActivityFlag(cfg.window.payment_flag, cfg.window.payment_flag_stale_s)
-        self.policy = cfg.window_policy()
+        self.policy = window_policy(cfg.window)
         self.backoff = BackoffPolicy(base_s=5.0, cap_s=600.0)
         self._failures = 0
         self._lock = threading.Lock()

@@ -35,6 +35,7 @@ import httpx
 
 from sync.ota.errors import BundleRejected, DdiError
 from sync.retry import is_retryable_status
+from terminal.core.atomic import durable_replace
 from terminal.core.log import get_logger
 
 log = get_logger(__name__)
@@ -436,7 +437,7 @@ class DdiClient:
                     f"artifact {bad} does not match the server's hash", code="artifact_hash"
                 )
             if problem is None:
-                os.replace(part, dest)
+                durable_replace(part, dest)  # the part file was fsynced by _fetch
                 return dest
             part.unlink(missing_ok=True)
             if not (resumed and attempt == 0):

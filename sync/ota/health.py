@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
+
+from terminal.core.atomic import atomic_write_text
 
 HEALTH_FILE: Final = Path("/run/care-terminal/health.json")
 REQUIRED_CHECKS: Final = ("kiosk", "db", "model_pack", "camera")
@@ -79,6 +80,4 @@ def run_checks(
 def write_health(path: Path, report: HealthReport) -> None:
     """Atomically replace the health file (readers never see half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    tmp.write_text(json.dumps(report.to_json()), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(report.to_json()))

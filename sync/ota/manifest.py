@@ -6,7 +6,10 @@ length; ``manifest.sig`` holds an Ed25519 signature over the exact bytes of
 never be tricked into signing something that verifies as a manifest).
 
 The signature is checked over the raw bytes *before* the JSON is parsed. The
-parser is strict: unknown keys, wrong types and impossible values are refused.
+:class:`Manifest` and :class:`Payload` types are the parser (pydantic
+dataclasses, ``extra="forbid"``, no coercion of scalars): unknown keys, wrong
+types and impossible values are refused with one ``BundleRejected``
+(``bad_manifest``) naming the first problem.
 
 Example::
 
@@ -26,17 +29,30 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass as document
 
 from sync.ota.errors import BundleRejected, OtaConfigError
-from sync.ota.versions import parse_version
+from sync.ota.versions import is_valid_version
+from terminal.core.errors import field_path
 
 FORMAT: Final = 1
 PRODUCT: Final = "care-terminal"
@@ -52,30 +68,39 @@ _PAYLOAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.(tar|tar\.gz|tgz)
 _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BOARD = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_TOP_KEYS = frozenset(
-    {
-        "format",
-        "product",
-        "version",
-        "counter",
-        "created",
-        "boards",
-        "payloads",
-        "downgrade",
-        "health_timeout_s",
-        "notes",
-    }
-)
-_PAYLOAD_KEYS = frozenset({"name", "role", "sha256", "size", "unpacked_size"})
 
 
-@dataclass(frozen=True, slots=True)
+def _rule(check: Callable[[str], bool], problem: str) -> AfterValidator:
+    """A string check whose failure reads ``problem``."""
+
+    def validate(value: str) -> str:
+        if not check(value):
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(validate)
+
+
+# The manifest's types are its parser: closed (an unknown key is refused) and
+# strict about scalars (no coercion: "17" is not 17, true is not 1).
+PayloadName = Annotated[
+    StrictStr, _rule(_PAYLOAD_NAME.fullmatch, "must be a plain .tar / .tar.gz file name")
+]
+Sha256 = Annotated[StrictStr, _rule(_SHA256.fullmatch, "must be 64 lower-case hex digits")]
+BoardName = Annotated[StrictStr, _rule(_BOARD.fullmatch, "must be a short plain string")]
+Version = Annotated[
+    StrictStr, _rule(is_valid_version, "is not 1-4 dot-separated numbers (e.g. 1.4.0)")
+]
+_CLOSED = ConfigDict(extra="forbid")
+
+
+@document(frozen=True, slots=True, config=_CLOSED)
 class Payload:
-    name: str
+    name: PayloadName
     role: Role
-    sha256: str
-    size: int
-    unpacked_size: int
+    sha256: Sha256
+    size: StrictInt = Field(ge=1, le=2**40)
+    unpacked_size: StrictInt = Field(ge=0, le=2**40)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,17 +112,39 @@ class Payload:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@document(frozen=True, slots=True, config=_CLOSED)
 class Manifest:
-    version: str
-    counter: int
-    created: str
-    payloads: tuple[Payload, ...]
-    boards: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    downgrade: bool = False
-    health_timeout_s: int | None = None
-    notes: str = ""
-    product: str = PRODUCT
+    version: Version
+    counter: StrictInt = Field(ge=1, le=2**53)
+    created: StrictStr = Field(max_length=40)  # RFC 3339
+    payloads: tuple[Payload, ...] = Field(min_length=1, max_length=8)
+    boards: Mapping[
+        BoardName, Annotated[tuple[BoardName, ...], Field(min_length=1, max_length=32)]
+    ] = Field(default_factory=dict, max_length=32)
+    downgrade: StrictBool = False
+    health_timeout_s: StrictInt | None = Field(default=None, ge=5, le=3600)
+    notes: StrictStr = Field(default="", max_length=2000)
+    product: StrictStr = Field(default=PRODUCT, min_length=1)
+    format: Literal[1] = FORMAT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _states_what_it_is(cls, data: Any) -> Any:
+        # A manifest document must name its format and product; code that
+        # builds a Manifest (keyword arguments, not a dict) gets the defaults.
+        if isinstance(data, dict):
+            for key in ("format", "product"):
+                if key not in data:
+                    raise ValueError(f"{key} is missing")
+        return data
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.payloads]
+        roles = [p.role for p in self.payloads]
+        if len(set(names)) != len(names):
+            raise ValueError("payload names must be unique")
+        if len(set(roles)) != len(roles) or "app" not in roles:
+            raise ValueError("exactly one app payload and at most one of each other role")
 
     def payload(self, role: Role) -> Payload | None:
         for p in self.payloads:
@@ -111,7 +158,7 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "format": FORMAT,
+            "format": self.format,
             "product": self.product,
             "version": self.version,
             "counter": self.counter,
@@ -134,92 +181,35 @@ class Manifest:
         )
 
 
-def _bad(msg: str) -> BundleRejected:
-    return BundleRejected(f"manifest: {msg}", code="bad_manifest")
+_MANIFEST: Final = TypeAdapter(Manifest)
 
 
-def _int(doc: Mapping[str, Any], key: str, lo: int, hi: int) -> int:
-    v = doc.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise _bad(f"{key} must be an integer in {lo}..{hi}")
-    return v
+def _problem(err: ValidationError) -> str:
+    """The first problem of a refused manifest, as one phrase."""
+    e = err.errors(include_url=False)[0]
+    loc = field_path(e["loc"])
+    kind = e["type"]
+    if kind == "json_invalid":
+        return "not valid UTF-8 JSON"
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return f"unknown key {loc!r}"
+    if kind in ("missing", "missing_argument"):
+        return f"{loc} is missing"
+    if kind in ("dataclass_type", "dataclass_exact_type", "model_type") and not loc:
+        return "must be a JSON object"
+    if kind == "value_error" and "ctx" in e:  # our own rules: "<where> <what is wrong>"
+        problem = str(e["ctx"]["error"])
+        return f"{loc} {problem}" if loc else problem
+    return f"{loc}: {e['msg']}" if loc else str(e["msg"])
 
 
 def parse_manifest(raw: bytes) -> Manifest:
-    """Parse verified manifest bytes strictly."""
+    """Parse verified manifest bytes strictly; BundleRejected(bad_manifest) naming
+    the first problem otherwise."""
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _bad("not valid UTF-8 JSON") from None
-    if not isinstance(doc, dict):
-        raise _bad("must be a JSON object")
-    unknown = set(doc) - _TOP_KEYS
-    if unknown:
-        raise _bad(f"unknown keys {sorted(unknown)[:5]}")
-    if doc.get("format") != FORMAT:
-        raise _bad(f"format must be {FORMAT}")
-    product = doc.get("product")
-    if not isinstance(product, str) or not product:
-        raise _bad("product is missing")
-    version = doc.get("version")
-    if not isinstance(version, str):
-        raise _bad("version is missing")
-    parse_version(version)
-    counter = _int(doc, "counter", 1, 2**53)
-    created = doc.get("created")
-    if not isinstance(created, str) or len(created) > 40:
-        raise _bad("created must be an RFC 3339 timestamp")
-    boards_doc = doc.get("boards", {})
-    if not isinstance(boards_doc, dict) or len(boards_doc) > 32:
-        raise _bad("boards must be an object of board -> revisions")
-    boards: dict[str, tuple[str, ...]] = {}
-    for board, revs in boards_doc.items():
-        if not _BOARD.fullmatch(board) or not isinstance(revs, list) or not revs or len(revs) > 32:
-            raise _bad("boards must map a board name to a non-empty list of revisions")
-        if not all(isinstance(r, str) and _BOARD.fullmatch(r) for r in revs):
-            raise _bad("board revisions must be short plain strings")
-        boards[board] = tuple(revs)
-    payload_docs = doc.get("payloads")
-    if not isinstance(payload_docs, list) or not 1 <= len(payload_docs) <= 8:
-        raise _bad("payloads must be a list of 1-8 entries")
-    payloads: list[Payload] = []
-    for p in payload_docs:
-        if not isinstance(p, dict) or set(p) != _PAYLOAD_KEYS:
-            raise _bad(f"each payload needs exactly {sorted(_PAYLOAD_KEYS)}")
-        name, role, digest = p["name"], p["role"], p["sha256"]
-        if not isinstance(name, str) or not _PAYLOAD_NAME.fullmatch(name):
-            raise _bad("payload name must be a plain .tar / .tar.gz file name")
-        if role not in ROLES:
-            raise _bad(f"payload role must be one of {', '.join(ROLES)}")
-        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-            raise _bad("payload sha256 must be 64 lower-case hex digits")
-        size = _int(p, "size", 1, 2**40)
-        unpacked = _int(p, "unpacked_size", 0, 2**40)
-        payloads.append(Payload(name, role, digest, size, unpacked))
-    names = [p.name for p in payloads]
-    roles = [p.role for p in payloads]
-    if len(set(names)) != len(names):
-        raise _bad("payload names must be unique")
-    if len(set(roles)) != len(roles) or "app" not in roles:
-        raise _bad("exactly one app payload and at most one of each other role")
-    downgrade = doc.get("downgrade", False)
-    if not isinstance(downgrade, bool):
-        raise _bad("downgrade must be true or false")
-    timeout = None if "health_timeout_s" not in doc else _int(doc, "health_timeout_s", 5, 3600)
-    notes = doc.get("notes", "")
-    if not isinstance(notes, str) or len(notes) > 2000:
-        raise _bad("notes must be a short string")
-    return Manifest(
-        version=version,
-        counter=counter,
-        created=created,
-        payloads=tuple(payloads),
-        boards=boards,
-        downgrade=downgrade,
-        health_timeout_s=timeout,
-        notes=notes,
-        product=product,
-    )
+        return _MANIFEST.validate_json(raw)
+    except ValidationError as exc:
+        raise BundleRejected(f"manifest: {_problem(exc)}", code="bad_manifest") from None
 
 
 # -- signatures ------------------------------------------------------------------------------

@@ -10,11 +10,22 @@ Steps, each usable on its own:
    administrator's act. :func:`check_platform_registration` then proves it
    took effect with a signed request.
 3. :func:`write_configs` - ``config.toml`` (data directory, centre and
-   device, platform URL, device key path; other settings already in the file
-   are kept), ``ota.toml`` beside it (DDI server, hardware, paths, windows;
-   only when a DDI server is given) and the DDI token file (0640).
+   device, platform URL, device key path, and - only when a DDI server is
+   given - the ``[ota]`` section: ``enabled``, DDI server, hardware, paths,
+   windows; other settings already in the file are kept) and the DDI token
+   file (0640) beside it. :func:`provision` then loads the written file as the
+   services will (``terminal.config.settings.load_settings``) and reports any
+   problem.
 4. :func:`check_hardware` - stable device names, cameras, touch, audio,
    clock synchronisation and free disk space, each with a fix-it hint.
+
+A terminal provisioned before OTA settings moved into config.toml has an
+``ota.toml`` beside it, which the services read as the ``[ota]`` table until
+it is moved (so an over-the-air update from that release keeps OTA working).
+Provisioning again moves it: its tables become ``[ota]``
+(under what config.toml already says there, and under what provisioning
+owns), ``enabled = true`` unless the file said otherwise (its presence used to
+turn OTA on), and the file is renamed ``ota.toml.migrated``.
 
 One key path convention everywhere: ``<data dir>/keys/device_ed25519.pem``
 (:func:`terminal.config.settings.device_key_path`), written into
@@ -43,8 +54,15 @@ import httpx
 
 from sync.auth import Signer, load_device_key, provision_device_key
 from sync.ota.errors import OtaConfigError
-from terminal.config.settings import DEVICE_CONFIG_DIR, DEVICE_DATA_DIR, device_key_path
+from terminal.config.settings import (
+    DEVICE_CONFIG_DIR,
+    DEVICE_DATA_DIR,
+    device_key_path,
+    load_settings,
+)
+from terminal.core.atomic import atomic_write_text
 from terminal.core.clock import rfc3339
+from terminal.core.errors import ConfigError
 
 _ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -89,7 +107,7 @@ class ProvisionRequest:
 
     @property
     def config_dir(self) -> Path:
-        """``ota.toml``, the DDI token and ``registration.json`` live beside config.toml."""
+        """The DDI token and ``registration.json`` live beside config.toml."""
         return self.config_file.parent
 
     @property
@@ -204,6 +222,7 @@ def terminal_settings(req: ProvisionRequest) -> dict[str, Any]:
 
 
 def ota_settings(req: ProvisionRequest, token_file: Path | None) -> dict[str, Any]:
+    """What provisioning owns in config.toml's ``[ota]`` (given a DDI server)."""
     ddi: dict[str, Any] = {
         "base_url": req.ddi_url.rstrip("/"),
         "tenant": req.ddi_tenant,
@@ -212,6 +231,7 @@ def ota_settings(req: ProvisionRequest, token_file: Path | None) -> dict[str, An
     if token_file is not None:
         ddi["target_token_file"] = str(token_file)
     return {
+        "enabled": True,
         "ddi": ddi,
         "device": {"board": req.board, "revision": req.revision},
         "paths": {
@@ -224,10 +244,14 @@ def ota_settings(req: ProvisionRequest, token_file: Path | None) -> dict[str, An
     }
 
 
+LEGACY_OTA_FILE = "ota.toml"
+
+
 def write_configs(req: ProvisionRequest) -> list[Path]:
-    """Write config.toml (merged: settings provisioning does not own are kept),
-    ota.toml when a DDI server is given, and the DDI token (0640). A file that
-    is changed is kept once as ``*.bak``. Returns the files written."""
+    """Write config.toml (merged: settings provisioning does not own are kept;
+    ``[ota]`` when a DDI server is given) and the DDI token (0640); move a
+    leftover ``ota.toml`` into ``[ota]``. A file that is changed is kept once
+    as ``*.bak``. Returns the files written."""
     req.config_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
@@ -238,24 +262,24 @@ def write_configs(req: ProvisionRequest) -> list[Path]:
                 return
             if not path.with_suffix(path.suffix + ".bak").exists():
                 shutil.copy2(path, path.with_suffix(path.suffix + ".bak"))
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            os.write(fd, text.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        atomic_write_text(path, text, mode=mode)
         written.append(path)
 
     header = (
         "# care-terminal settings (terminal/config/settings.py). `care-terminal provision`\n"
-        "# owns data_dir, [centre] and [sync] platform_url / device_key_file and\n"
-        "# keeps everything else in this file.\n"
+        "# owns data_dir, [centre] and [sync] platform_url / device_key_file and, with\n"
+        "# --ddi, [ota] enabled and the [ota.ddi] / [ota.device] / [ota.paths] /\n"
+        "# [ota.window] / [ota.updater] values it writes; it keeps everything else.\n"
     )
-    doc = _merged(_read_toml(req.config_file), terminal_settings(req))
-    put(req.config_file, dump_toml(doc, header))
+    doc = _read_toml(req.config_file)
+    legacy = req.config_dir / LEGACY_OTA_FILE
+    moved = legacy.is_file()
+    if moved:
+        # Its presence meant "OTA on"; config.toml's own [ota] values win over it.
+        old = _merged({"enabled": True}, _read_toml(legacy))
+        existing = doc.get("ota")
+        doc["ota"] = _merged(old, existing if isinstance(existing, dict) else {})
+    doc = _merged(doc, terminal_settings(req))
     if req.ddi_url:
         token_file: Path | None = None
         if req.ddi_token is not None:
@@ -263,10 +287,22 @@ def write_configs(req: ProvisionRequest) -> list[Path]:
                 raise OtaConfigError("the DDI target token must be one word")
             token_file = req.config_dir / "ddi-token"
             put(token_file, req.ddi_token + "\n", 0o640)
-        ota_path = req.config_dir / "ota.toml"
-        ota = _merged(_read_toml(ota_path), ota_settings(req, token_file))
-        put(ota_path, dump_toml(ota, "# OTA settings (sync/ota/config.py), from provisioning.\n"))
+        doc = _merged(doc, {"ota": ota_settings(req, token_file)})
+    put(req.config_file, dump_toml(doc, header))
+    if moved:
+        done = legacy.with_name(legacy.name + ".migrated")
+        os.replace(legacy, done)
+        written.append(done)
     return written
+
+
+def check_written_config(config_file: Path) -> str:
+    """Load the written config.toml as the services will; the problems, or ''."""
+    try:
+        load_settings(config_file=config_file)
+    except ConfigError as exc:
+        return str(exc)
+    return ""
 
 
 def check_platform_registration(
@@ -425,6 +461,8 @@ class ProvisionReport:
     registered: bool | None
     registration_detail: str
     hardware: list[HardwareCheck]
+    # What the services would say about the written config.toml ('' = it loads).
+    config_problem: str = ""
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -433,7 +471,11 @@ class ProvisionReport:
 
     @property
     def ok(self) -> bool:
-        return self.registered is not False and all(h.ok for h in self.hardware)
+        return (
+            self.registered is not False
+            and not self.config_problem
+            and all(h.ok for h in self.hardware)
+        )
 
 
 def provision(
@@ -449,9 +491,9 @@ def provision(
     pub = create_device_key(req.key_path)
     record = registration_record(req, pub, sw_version, now)
     files = write_configs(req)
+    config_problem = check_written_config(req.config_file)
     reg_path = req.config_dir / "registration.json"
-    reg_path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.chmod(reg_path, 0o640)
+    atomic_write_text(reg_path, json.dumps(record, indent=1, ensure_ascii=False) + "\n", mode=0o640)
     files.append(reg_path)
     registered: bool | None = None
     detail = "no platform URL given; registration not checked"
@@ -460,7 +502,9 @@ def provision(
             req.platform_url, req.device_id, req.key_path, verify=verify, now=now.timestamp()
         )
     hw = check_hardware(hardware or HardwareEnv(data_dir=req.data_dir)) if check_hw else []
-    return ProvisionReport(pub, record, [str(f) for f in files], registered, detail, hw)
+    return ProvisionReport(
+        pub, record, [str(f) for f in files], registered, detail, hw, config_problem
+    )
 
 
 def summarize(report: ProvisionReport) -> Mapping[str, Any]:
@@ -477,5 +521,8 @@ def summarize(report: ProvisionReport) -> Mapping[str, Any]:
         "config_file": reg.get("config_file", ""),
         "registered": report.registered,
         "detail": report.registration_detail,
-        "problems": [f"{h.name}: {h.detail} ({h.hint})" for h in report.hardware if not h.ok],
+        "problems": [
+            *([f"config: {report.config_problem}"] if report.config_problem else []),
+            *(f"{h.name}: {h.detail} ({h.hint})" for h in report.hardware if not h.ok),
+        ],
     }

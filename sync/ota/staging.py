@@ -34,6 +34,7 @@ from sync.ota.bundle import VerifiedBundle, copy_entry
 from sync.ota.errors import BundleRejected, OtaError
 from sync.ota.manifest import MANIFEST_NAME
 from sync.ota.swu import read_entry
+from terminal.core.atomic import atomic_write_bytes, fsync_dir
 
 ROLE_DIRS = {"app": "app", "model_pack": "models", "migrations": "migrations"}
 RELEASE_JSON = "release.json"
@@ -69,11 +70,7 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        dfd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(dirpath)
 
 
 def write_release_json(
@@ -174,11 +171,7 @@ def stage_bundle(
         if final.exists() or final.is_symlink():
             shutil.rmtree(final) if final.is_dir() and not final.is_symlink() else final.unlink()
         os.rename(tmp, final)
-        dfd = os.open(releases_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(releases_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -192,22 +185,11 @@ def stage_bundle(
 
 
 def atomic_write_json(path: Path, doc: Mapping[str, Any], mode: int = 0o644) -> None:
-    """Write JSON via a temporary file, fsync and rename (survives power cuts)."""
+    """Write JSON crash-safely (:func:`terminal.core.atomic.atomic_write_bytes`),
+    creating the directory when missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     data = json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomic_write_bytes(path, data, mode=mode)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from datetime import datetime, time, timedelta, tzinfo
 from pathlib import Path
 
 from sync.ota.errors import OtaConfigError
+from terminal.core.atomic import atomic_write_text
 from terminal.core.clock import CHINA_TZ
 from terminal.core.log import get_logger
 
@@ -174,10 +175,8 @@ class PaymentActivityFlag:
 
     def set(self, now: datetime) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         doc = {"pid": os.getpid(), "boot_id": current_boot_id(), "since": now.isoformat()}
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps(doc))
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -19,8 +19,9 @@ from payment.receipt import Receipt, render_receipt
 from terminal.app.services import Services
 from terminal.core.log import get_logger
 from terminal.kiosk.backend import BackendDeps, KioskBackend
+from terminal.kiosk.face_port import RecogniserFace
 from terminal.kiosk.pins import StaffPins
-from terminal.kiosk.runner import KioskRunner, PrinterPort, RecogniserFace, RunnerConfig
+from terminal.kiosk.runner import KioskRunner, PrinterPort, RunnerConfig
 from ui.model import DeviceHealth, KioskUpdate
 
 log = get_logger(__name__)
@@ -211,7 +212,7 @@ def build_kiosk(
     status_fn = None
     now_fn = sync_now
     if sync:
-        from sync.store import sync_status
+        from sync.store.status import sync_status
 
         def status_fn() -> Any:
             return sync_status(s.database_url, s.sync_db_url, services.clock.now())

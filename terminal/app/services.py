@@ -104,7 +104,7 @@ class Services:
     @cached_property
     def acked_through(self) -> Callable[[], int]:
         """Highest kiosk record the platform has settled (from the agent's sync.db)."""
-        from sync.store import AckedThrough
+        from sync.store.status import AckedThrough
 
         return AckedThrough(self.settings.sync_db_url)
 

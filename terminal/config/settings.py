@@ -1,33 +1,67 @@
-"""Typed settings, loaded once at start.
+"""Typed settings: one model, one file, loaded once at start.
 
 Precedence: defaults < TOML file < environment. The TOML file is, in order,
-``$CARE_CONFIG`` or ``<config dir>/config.toml``. Environment variables use the
+``$CARE_CONFIG`` or ``<config dir>/config.toml`` (``/etc/care-terminal/config.toml``
+on a device); it is read and parsed once per load. Environment variables use the
 ``CARE_`` prefix and ``__`` for nesting, e.g. ``CARE_FACE__ACCEPT_THRESHOLD=0.5``.
+
+Sections: ``[face]``, ``[camera]``, ``[centre]``, ``[payment]``, ``[footfall]``
+(:mod:`terminal.config.footfall`), ``[sync]`` and ``[ota]``
+(:mod:`terminal.config.ota`). Every section refuses unknown keys. Features build
+their runtime objects from the validated sections (``face.footfall.config``,
+``sync.ota.config``) and do not validate raw tables again.
 
 Data directory: ``/var/lib/care-terminal`` on a device (when it exists or
 ``CARE_DEVICE=1``), otherwise ``$XDG_DATA_HOME/care-terminal``
 (``~/.local/share/care-terminal``). ``CARE_DATA_DIR`` overrides both.
 
-Invalid config raises :class:`terminal.core.errors.ConfigError` with every
-problem listed; the composition root boots into "out of service" with it.
+Invalid config makes :func:`load_settings` raise
+:class:`terminal.core.errors.ConfigError` listing every problem in every
+section at once; the kiosk boots into "out of service" with it (code
+``config_invalid``, the full text in the journal) and every ``care-terminal``
+command prints it and exits 2.
+
+OTA settings lived in a separate ``ota.toml`` before they moved into ``[ota]``.
+A terminal updated over the air from such a release still has that file and no
+``[ota]`` table (the services cannot write ``/etc/care-terminal``), so the file
+is read as the ``[ota]`` table, validated by the same model, with a warning in
+the journal: the update keeps working and OTA stays on.
+``care-terminal provision`` moves it into config.toml for good. An ``ota.toml``
+beside a config.toml that has its own ``[ota]`` is a problem (which one is
+meant cannot be guessed).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
-from terminal.core.errors import ConfigError
+from terminal.config.footfall import FootfallSettings, line_problems
+from terminal.config.ota import OtaSettings
+from terminal.config.section import Section
+from terminal.core.errors import ConfigError, field_path
+from terminal.core.log import get_logger
+
+log = get_logger(__name__)
 
 DEVICE_DATA_DIR = Path("/var/lib/care-terminal")
 DEVICE_CONFIG_DIR = Path("/etc/care-terminal")
@@ -67,7 +101,15 @@ def default_cache_dir() -> Path:
     return Path(xdg) / "care-terminal"
 
 
-class FaceSettings(BaseModel):
+# payment.domain.MealSlot: the English names (any case) or the Chinese labels.
+_MEAL_SLOT_NAMES = frozenset({"breakfast", "lunch", "dinner", "早餐", "午餐", "晚餐"})
+_HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+# The parsed TOML document of the load in progress (see load_settings).
+_TOML_DOC: ContextVar[dict[str, Any] | None] = ContextVar("care_toml_doc", default=None)
+
+
+class FaceSettings(Section):
     """Recognition settings. Threshold calibration is documented in README.md."""
 
     pack: Literal["open", "insightface"] = "open"
@@ -136,7 +178,7 @@ class FaceSettings(BaseModel):
         return self
 
 
-class CameraSettings(BaseModel):
+class CameraSettings(Section):
     # "v4l2:0", "/dev/video0", a video file path, or an image folder.
     source: str = "v4l2:0"
     width: int = Field(640, ge=160)
@@ -144,7 +186,7 @@ class CameraSettings(BaseModel):
     fps: int = Field(15, ge=1, le=60)
 
 
-class PaymentSettings(BaseModel):
+class PaymentSettings(Section):
     """Meal payment limits and windows (subsidy policies and menus are data, not config)."""
 
     # "HH:MM-HH:MM" per slot, centre-local time.
@@ -168,14 +210,40 @@ class PaymentSettings(BaseModel):
     # screen replay); above it the active challenge is always asked.
     liveness_reject_below: float = Field(0.10, ge=0, le=1)
 
+    @field_validator("slot_windows")
+    @classmethod
+    def _windows(cls, v: dict[str, str]) -> dict[str, str]:
+        # The rules of payment.domain.SlotWindows.from_dict, checked at boot.
+        problems: list[str] = []
+        spans: list[tuple[str, str, str]] = []
+        for key, text in v.items():
+            if key.strip().lower() not in _MEAL_SLOT_NAMES:
+                problems.append(f"unknown meal slot {key!r} (breakfast, lunch or dinner)")
+                continue
+            parts = [p.strip() for p in text.split("-")]
+            if len(parts) != 2 or not all(_HHMM_RE.fullmatch(p) for p in parts):
+                problems.append(f"window for {key} must be 'HH:MM-HH:MM', not {text!r}")
+                continue
+            start, end = parts  # zero-padded: text order is time order
+            if not start < end:
+                problems.append(f"window for {key} must start before it ends ({text!r})")
+                continue
+            spans.append((start, end, key))
+        for a, b in itertools.pairwise(sorted(spans)):
+            if b[0] < a[1]:
+                problems.append(f"meal slot windows {a[2]} and {b[2]} overlap")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
 
-class CentreSettings(BaseModel):
+
+class CentreSettings(Section):
     centre_id: str = "demo-centre"
     centre_name: str = "示范居家养老服务照料中心"
     device_id: str = "demo-terminal-01"
 
 
-class SyncSettings(BaseModel):
+class SyncSettings(Section):
     """Sync with the district platform (see sync/README.md)."""
 
     # Base URL of the district platform; the reference server listens on 127.0.0.1:8470.
@@ -234,13 +302,22 @@ class Settings(BaseSettings):
     camera: CameraSettings = Field(default_factory=CameraSettings)
     centre: CentreSettings = Field(default_factory=CentreSettings)
     payment: PaymentSettings = Field(default_factory=PaymentSettings)
-    # [footfall] table, validated by face.footfall.config.FootfallConfig.from_mapping
-    # when the counter starts (line, source, detector, staff_ids, ...).
-    footfall: dict[str, Any] = Field(default_factory=dict)
+    footfall: FootfallSettings = Field(default_factory=FootfallSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    ota: OtaSettings = Field(default_factory=OtaSettings)
 
-    # toml file location is resolved at load time (see load_settings)
-    _toml_file: Path | None = None
+    @field_validator("footfall")
+    @classmethod
+    def _footfall_line_fits(cls, v: FootfallSettings, info: ValidationInfo) -> FootfallSettings:
+        # The line's geometry needs a frame size: [camera] width x height, the size
+        # the footfall camera is opened with (declared above, so already validated).
+        camera = info.data.get("camera")
+        if not isinstance(camera, CameraSettings):
+            return v  # [camera] itself is invalid: reported there
+        problems = line_problems(v.line, camera.width, camera.height)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
 
     @classmethod
     def settings_customise_sources(
@@ -251,11 +328,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = default_config_file()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_path.is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
-        return tuple(sources)
+        doc = _TOML_DOC.get()
+        if doc is None:  # Settings() made directly, not by load_settings
+            doc = read_config_file(default_config_file())
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=doc))
 
     # Derived paths -------------------------------------------------------
     @property
@@ -296,24 +372,77 @@ class Settings(BaseSettings):
         return self.data_dir / "keys" / "data.key"
 
 
-def _format_validation(err: ValidationError) -> str:
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The parsed TOML document at ``path`` (empty when there is no file)."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+
+
+LEGACY_OTA_FILE = "ota.toml"
+
+
+def merge_legacy_ota(doc: dict[str, Any], config_file: Path) -> list[str]:
+    """Fold a leftover ``ota.toml`` into ``doc`` as its ``[ota]`` table (OTA on,
+    as the file's presence meant), or say why it cannot be. Returns problems."""
+    problems = []
+    old = config_file.parent / LEGACY_OTA_FILE
+    if old.exists():
+        if "ota" in doc:
+            problems.append(
+                f"{old}: OTA settings are both in the [ota] section of {config_file} and in "
+                f"{old.name}; run `care-terminal provision` again (it merges them into [ota] "
+                f"and renames {old.name} to {old.name}.migrated)"
+            )
+        else:
+            try:
+                doc["ota"] = {"enabled": True, **read_config_file(old)}
+            except ConfigError as exc:
+                problems.append(str(exc))
+            else:
+                log.warning("legacy_ota_config", file=str(old), fix="care-terminal provision")
+    if os.environ.get("CARE_OTA_CONFIG"):
+        problems.append(
+            f"CARE_OTA_CONFIG is no longer read: OTA settings live in the [ota] section of "
+            f"{config_file}; move them there and remove the variable "
+            "(e.g. from /etc/care-terminal/environment)"
+        )
+    return problems
+
+
+def validation_problems(err: ValidationError) -> list[str]:
+    """One ``section.key: message`` line per problem."""
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"{loc}: {e['msg']}")
-    return "; ".join(lines)
+        loc = field_path(e["loc"]) or "(root)"
+        msg = e["msg"].removeprefix("Value error, ")  # our own validators' messages
+        lines.append(f"{loc}: {msg}")
+    return lines
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Load and validate settings once. Raises ConfigError with every problem."""
-    cfg = default_config_file()
-    if cfg.is_file():
-        try:
-            with cfg.open("rb") as fh:
-                tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {cfg} is not valid TOML: {exc}") from exc
+def load_settings(*, config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate every section once. Raises ConfigError listing every
+    problem (all sections, and an ota.toml that cannot be read) in one message.
+
+    ``config_file`` replaces ``$CARE_CONFIG`` / the default location (provisioning
+    checks the file it wrote); ``overrides`` beat the file and the environment."""
+    cfg = config_file or default_config_file()
+    settings: Settings | None = None
+    doc = read_config_file(cfg)
+    problems = merge_legacy_ota(doc, cfg)
+    token = _TOML_DOC.set(doc)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration ({cfg}): {_format_validation(exc)}") from exc
+        problems.extend(validation_problems(exc))
+    finally:
+        _TOML_DOC.reset(token)
+    if problems or settings is None:
+        raise ConfigError(f"invalid configuration ({cfg}): {'; '.join(problems)}")
+    return settings

@@ -49,3 +49,19 @@ class NotFound(TerminalError):
 
 class DeviceError(TerminalError):
     code = "device_error"
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """Where a validation problem is, as a reader writes it:
+    ``("payloads", 0, "sha256")`` -> ``payloads[0].sha256`` (pydantic's ``loc``)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":
+            out += " (key)"
+        elif part.isidentifier():
+            out += f".{part}"
+        else:
+            out += f"[{part!r}]"
+    return out.lstrip(".")

@@ -1,4 +1,4 @@
-"""Declarative base shared by every table (features declare theirs in store.py)."""
+"""Declarative base shared by every table (features declare theirs in their store module or package)."""
 
 from __future__ import annotations
 

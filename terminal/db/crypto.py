@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from terminal.core.atomic import atomic_write_bytes
 from terminal.core.errors import StorageError
 
 _VERSION = b"\x01"
@@ -47,12 +47,9 @@ def load_or_create_key(path: Path, create: bool = True) -> bytes:
         raise DataKeyError(f"data key {path} is missing")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = secrets.token_bytes(KEY_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # Complete and durable before it is visible (a power cut never leaves a short
+    # key or loses the directory entry); never replaces a key made meanwhile.
+    atomic_write_bytes(path, key, mode=0o600, overwrite=False)
     return key
 
 

@@ -1,5 +1,6 @@
 """ORM mappings for the tables the kernel owns (chain head, outbox, roster,
-audit log). Feature tables live in each feature's ``store.py``."""
+audit log). Feature tables live in each feature's store (``payment.store.schema``,
+``sync.store.schema``, ``face.store``, ``face.footfall.store``)."""
 
 from __future__ import annotations
 

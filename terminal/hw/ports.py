@@ -4,7 +4,7 @@ One :class:`SerialPortOwner` thread per device owns the pyserial handle: it open
 the port (``serial.serial_for_url``, so device paths, pty paths and ``loop://``
 all work), reads and hands bytes to its handler, writes queued payloads, and when
 the port disappears (USB unplugged, pty closed) closes it and reopens it with
-capped exponential backoff. Nothing else touches the handle.
+capped exponential backoff (:data:`RECONNECT`). Nothing else touches the handle.
 
 Adapters:
 
@@ -32,6 +32,7 @@ from typing import Literal, Protocol
 
 import serial
 
+from terminal.core.backoff import Backoff
 from terminal.core.log import get_logger
 from terminal.hw.cardreader import (
     CardEvent,
@@ -80,18 +81,8 @@ class SerialConfig:
     exclusive: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reconnect delays: ``initial * factor**(attempt-1)``, capped at ``maximum``."""
-
-    initial: float = 0.2
-    maximum: float = 5.0
-    factor: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        if attempt <= 1:
-            return min(self.initial, self.maximum)
-        return min(self.maximum, self.initial * self.factor ** min(attempt - 1, 60))
+# Reconnect delays: 0.2 s after the first failed open, doubling up to 5 s.
+RECONNECT = Backoff(initial=0.2, maximum=5.0)
 
 
 PortState = Literal["stopped", "connecting", "connected", "disconnected"]
@@ -175,7 +166,7 @@ class SerialPortOwner:
         handler: PortHandler | None = None,
         *,
         name: str = "serial",
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = RECONNECT,
         read_timeout: float = 0.05,
         write_timeout: float = 2.0,
         on_status: Callable[[PortStatus], None] | None = None,
@@ -332,7 +323,7 @@ class SerialPortOwner:
                 if failures == 1 or err != self.status().last_error:
                     log.warning("port_open_failed", port=self.name, error=err, attempt=failures)
                 self._set_status(state="disconnected", last_error=err, failures=failures)
-                self._stop.wait(self.backoff.delay(failures))
+                self._stop.wait(self.backoff.delay(failures - 1))
                 continue
             failures = 0
             with self._ser_lock:
@@ -362,7 +353,7 @@ class SerialPortOwner:
             if self.handler is not None:
                 self._call(self.handler.on_disconnect, self._clock())
             failures = 1
-            self._stop.wait(self.backoff.delay(1))
+            self._stop.wait(self.backoff.delay(0))
         self._fail_pending("stopped")
 
     def _serve(self, ser: serial.SerialBase) -> None:
@@ -467,7 +458,7 @@ class Printer:
         query_status: bool = True,
         status_timeout: float = 0.5,
         write_timeout: float = 3.0,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = RECONNECT,
         name: str = "printer",
         on_status: Callable[[PortStatus], None] | None = None,
     ) -> None:
@@ -637,7 +628,7 @@ class IdCardReader:
         *,
         poller: IdCardPoller | None = None,
         frame_idle: float = 0.2,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = RECONNECT,
         name: str = "idcard",
         on_status: Callable[[PortStatus], None] | None = None,
     ) -> None:

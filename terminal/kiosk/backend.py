@@ -11,7 +11,6 @@ Staff PINs are in :mod:`terminal.kiosk.pins`; the report files' formats in
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from payment.domain import ItemKind, MealSlot, Menu, MenuItem, SeniorCategory, best_category
+from terminal.core.atomic import atomic_write_text
 from terminal.core.clock import Clock
 from terminal.core.errors import TerminalError
 from terminal.core.log import get_logger
@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 
     from face.recognise import Recogniser
     from face.store import TemplateStore
-    from payment.store import PaymentStore, TxView
+    from payment.store import PaymentStore
+    from payment.store.queries import TxView
     from terminal.db.outbox import Outbox
     from terminal.db.roster import RosterStore
     from terminal.kiosk.runner import KioskRunner, PrinterPort
@@ -69,7 +70,7 @@ class BackendDeps:
     printer: PrinterPort | None = None
     printer_status: Callable[[], str] | None = None  # ok | offline | paper_out | absent
     card_reader_status: Callable[[], str] | None = None
-    sync_status: Callable[[], Any] | None = None  # -> sync.store.SyncStatus
+    sync_status: Callable[[], Any] | None = None  # -> sync.store.status.SyncStatus
     sync_now: Callable[[], dict[str, Any]] | None = None
     model_pack: str = ""
     version: str = ""
@@ -460,9 +461,7 @@ class KioskBackend:
         self.d.export_dir.mkdir(parents=True, exist_ok=True)
         path = self.d.export_dir / f"report-{report.day.isoformat()}.{fmt}"
         text = report_csv(report) if fmt == "csv" else report_html(report)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8-sig" if fmt == "csv" else "utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text, encoding="utf-8-sig" if fmt == "csv" else "utf-8")
         self._audit(staff_id, "export_report", None, format=fmt, day=report.day.isoformat())
         return path
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 import time
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from terminal.core.atomic import atomic_write_bytes
 from terminal.core.errors import TerminalError
 from ui.model import PinResult
 
@@ -75,15 +75,8 @@ class StaffPins:
 
     def _save(self, doc: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         data = json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        atomic_write_bytes(self.path, data, mode=0o600)
 
     def set_pin(self, staff_id: str, name: str, pin: str, role: Role = "staff") -> None:
         sid = staff_id.strip()

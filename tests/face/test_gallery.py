@@ -9,7 +9,7 @@ import pytest
 
 from face.gallery import NO_SCORE, Gallery, GalleryError, Match, decide, decide_with, normalise
 from terminal.config.settings import FaceSettings
-from terminal.core.protocols import LivenessDecision
+from terminal.core.identification import LivenessDecision
 
 DIM = 512
 

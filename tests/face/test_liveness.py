@@ -24,7 +24,7 @@ from face.liveness import (
     eye_aspect_ratio,
 )
 from face.pipeline import FaceEngine, load_image
-from terminal.core.protocols import LivenessDecision
+from terminal.core.identification import LivenessDecision
 
 FPS = 15.0
 

@@ -22,7 +22,7 @@ from pack_helpers import (
 )
 
 from face.align import estimate_norm, landmarks68_to_5, norm_crop
-from face.modelpack import write_manifest
+from face.packs.seal import seal_pack
 from face.pipeline import FaceEngine, check_image, cosine, load_image
 from face.quality import PoorQualityError
 from terminal.core.errors import ImageError, ModelPackError, NoFaceError, TerminalError
@@ -299,7 +299,7 @@ def _insightface_pack(open_pack: Path, dest: Path, licence: bool) -> Path:
     shutil.copy2(open_pack / "fr_landmark.onnx", dest / "fr_landmark.onnx")
     if licence:
         (dest / "MODEL.LICENSE").write_text("Test licence: for the test suite only.\n", "utf-8")
-    write_manifest(dest, kind="insightface")
+    seal_pack(dest, kind="insightface")
     return dest
 
 
@@ -388,7 +388,7 @@ def test_scrfd_detector_is_loaded_through_model_zoo(open_pack: Path, tmp_path: P
     pack.mkdir()
     planted = _synthetic_scrfd(pack / "det_synthetic.onnx")
     shutil.copy2(open_pack / "fr_feature.onnx", pack / "w600k_r50.onnx")
-    m = write_manifest(pack)
+    m = seal_pack(pack)
     det = m.require("detector")
     assert det.name == "det_synthetic.onnx" and det.format == "scrfd"
     eng = FaceEngine.from_pack(pack, SETTINGS)
@@ -408,5 +408,5 @@ def test_unroutable_recogniser_is_refused(open_pack: Path, tmp_path: Path) -> No
     shutil.copy2(open_pack / "fr_landmark.onnx", pack / "w600k_r50.onnx")
     shutil.copy2(open_pack / "fr_detect.onnx", pack / "fr_detect.onnx")
     with pytest.raises(ModelPackError):
-        write_manifest(pack)
+        seal_pack(pack)
         FaceEngine.from_pack(pack, SETTINGS)

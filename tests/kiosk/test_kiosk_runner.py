@@ -4,7 +4,6 @@ showing folders of real face photos."""
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,9 @@ from payment.flow import (
 )
 from terminal.app.kiosk_compose import KIOSK_TIMEOUTS
 from terminal.core.money import Money
+from terminal.kiosk.face_port import Observation
 from terminal.kiosk.runner import (
     KioskRunner,
-    Observation,
     RestartBudget,
     RunnerConfig,
     idle_info_from_context,
@@ -109,6 +108,26 @@ def test_uncertain_match_fails_liveness_on_a_still_photo_then_card_pays(world: W
     assert tx.method == "card"
 
 
+def wait_until_away(world: World, timeout: float = 10.0) -> bool:
+    """Wait until the face loop has seen an empty room for longer than the
+    runner's re-arm time, measured in camera time (not a guessed sleep).
+
+    Preview frames carry the face loop's latest observation: the frames without a
+    face box since the last one with a box show how long the loop has seen nobody.
+    """
+    cfg = world.runner.config
+    need = cfg.rearm_absent_s + 3.0 / cfg.analysis_fps  # and a few of the loop's ticks
+    start = len(world.updates)
+
+    def away_long_enough() -> bool:
+        previews = [u for u in world.updates[start:] if isinstance(u, PreviewFrame)]
+        seen = [i for i, p in enumerate(previews) if p.box is not None]
+        empty = previews[seen[-1] + 1 :] if seen else previews
+        return len(empty) >= 2 and empty[-1].captured - empty[0].captured >= need
+
+    return wait_for(away_long_enough, timeout)
+
+
 def test_duplicate_meal_is_refused_until_staff_approve(world: World) -> None:
     app = start_kiosk(world)
     world.source.show("obama")
@@ -119,7 +138,7 @@ def test_duplicate_meal_is_refused_until_staff_approve(world: World) -> None:
     assert world.wait_state("Idle")
     # the same senior leaves the frame and comes back (re-armed only by absence)
     world.source.show(None)
-    time.sleep(1.0)
+    assert wait_until_away(world), world.states()
     world.source.show("obama")
     assert world.wait_state("AlreadyPaid", 15), world.states()
     assert len(ledger(world, "R-OB")) == 1
@@ -137,9 +156,14 @@ def test_cancel_on_confirm_returns_to_idle_without_charge(world: World) -> None:
     app.runner.post(Touch("cancel"))
     assert world.wait_state("Idle")
     assert "pay.cancelled" in world.spoken
+    seq = app.runner.current().seq
     app.runner.post(DigitsEntered("1111"))  # digits outside the keypad screen change nothing
-    time.sleep(0.2)
-    assert world.state() == "Idle" and not ledger(world, "R-OB")
+    # events are handled in order: once the card behind the digits is on screen,
+    # the digits were handled too, and the card's Confirm is the only change since
+    app.runner.post(CardTapped("0000000101"))
+    assert world.wait_state("Confirm")
+    assert app.runner.current().seq == seq + 1, world.states()
+    assert not ledger(world, "R-OB")
 
 
 def test_large_face_payment_asks_phone_last4(tmp_path: Path, open_pack: Path) -> None:
@@ -227,7 +251,7 @@ def test_backend_enrol_from_camera_then_face_pay(world: World) -> None:
     assert n >= 1
     app.runner.set_mode("pay")
     world.source.show(None)
-    time.sleep(0.6)
+    assert wait_until_away(world), world.states()
     world.source.show("kit")
     assert world.wait_state("Confirm", 15), world.states()
     assert app.runner.current().state.payment.resident_id == "R-KT"  # type: ignore[union-attr]
@@ -242,7 +266,7 @@ class _Exploding:
     def __init__(self) -> None:
         self.calls = 0
 
-    def observe(self, image: np.ndarray) -> Observation | None:
+    def observe(self, image: np.ndarray, *, identify: bool = False) -> Observation | None:
         self.calls += 1
         raise RuntimeError("detector crashed")
 
@@ -260,7 +284,7 @@ class _Wedged(_Exploding):
         super().__init__()
         self.release = threading.Event()
 
-    def observe(self, image: np.ndarray) -> Observation | None:
+    def observe(self, image: np.ndarray, *, identify: bool = False) -> Observation | None:
         self.calls += 1
         self.release.wait()
         return None

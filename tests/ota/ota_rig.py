@@ -10,9 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from device_sim import SimDevice
 
 from sync.ota.agent import OtaAgent
-from sync.ota.config import OtaConfig
 from sync.ota.ddi import DdiClient, DdiConfig
 from sync.ota.manifest import TrustStore
+from terminal.config.ota import OtaSettings
 from terminal.core.clock import CHINA_TZ, FakeClock
 
 AFTERNOON = datetime(2026, 5, 6, 15, 0, tzinfo=CHINA_TZ)  # outside the default meal slots
@@ -30,7 +30,7 @@ def make_agent(
     confirmation: str = "auto",
     **policy: Any,
 ) -> tuple[OtaAgent, FakeClock]:
-    cfg = OtaConfig.model_validate(
+    cfg = OtaSettings.model_validate(
         {
             "ddi": {"base_url": server_url, "controller_id": controller_id},
             "device": {"board": "care-pi", "revision": "1"},

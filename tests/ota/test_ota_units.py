@@ -1,6 +1,6 @@
 """Pure parts of OTA: versions, the cpio container, manifest parsing and
 signatures, the extraction allow-list's positive cases, maintenance windows,
-the payment flag, health reports and the OTA config file."""
+the payment flag, health reports and the [ota] section of config.toml."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from sync.ota.bundle import (
     check_manifest,
     verify_bundle,
 )
-from sync.ota.config import load_ota_config
+from sync.ota.config import ddi_config, window_policy
 from sync.ota.errors import BundleRejected, OtaConfigError
 from sync.ota.health import HealthReport, run_checks, write_health
 from sync.ota.manifest import (
@@ -38,7 +38,10 @@ from sync.ota.manifest import (
 )
 from sync.ota.versions import compare_versions, parse_version
 from sync.ota.window import PaymentActivityFlag, Slot, WindowPolicy, decide
+from terminal.config.ota import OtaSettings
+from terminal.config.settings import load_settings
 from terminal.core.clock import CHINA_TZ
+from terminal.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -327,27 +330,43 @@ def test_health_report(tmp_path) -> None:
     assert "camera=failed" in report_problem(tmp_path / "h.json", "1.1.0", 0.5)
 
 
-def test_ota_config_file(tmp_path) -> None:
+def test_ota_section_of_config_toml(tmp_path) -> None:
+    """[ota] in config.toml -> the DDI client's config and the window policy;
+    bad values are ConfigErrors of the one settings load, all at once."""
     (tmp_path / "token").write_text("abc123\n")
-    cfg_file = tmp_path / "ota.toml"
+    cfg_file = tmp_path / "config.toml"
     cfg_file.write_text(f'''
-[ddi]
+[ota]
+enabled = true
+[ota.ddi]
 base_url = "http://127.0.0.1:60053/"
 controller_id = "centre-0012-t01"
 target_token_file = "{tmp_path / "token"}"
-[window]
+[ota.window]
 allowed = ["14:00-16:30"]
 ''')
-    cfg = load_ota_config(cfg_file)
-    ddi = cfg.ddi_config()
+    ota = load_settings(config_file=cfg_file).ota
+    ddi = ddi_config(ota.ddi)
     assert ddi.target_token == "abc123" and ddi.controller_url.endswith(
         "/DEFAULT/controller/v1/centre-0012-t01"
     )
-    assert cfg.window_policy().meal_slots[0] == Slot.parse("10:30-13:30")
+    assert window_policy(ota.window).meal_slots[0] == Slot.parse("10:30-13:30")
     cfg_file.write_text(
-        '[window]\nmeal_slots = ["lunch"]\n[policy]\nhealth_timeout_s = 1\nbogus = 1\n'
+        '[ota.window]\nmeal_slots = ["lunch"]\n[ota.policy]\nhealth_timeout_s = 1\nbogus = 1\n'
     )
-    with pytest.raises(OtaConfigError) as err:
-        load_ota_config(cfg_file)
+    with pytest.raises(ConfigError) as err:
+        load_settings(config_file=cfg_file)
     text = str(err.value)
-    assert "meal_slots" in text and "health_timeout_s" in text and "bogus" in text
+    assert "ota.window.meal_slots" in text and "ota.policy.health_timeout_s" in text
+    assert "ota.policy.bogus" in text
+
+
+def test_unreadable_token_is_a_run_time_ota_error(tmp_path) -> None:
+    ota = OtaSettings.model_validate(
+        {"ddi": {"controller_id": "t1", "target_token_file": str(tmp_path / "missing")}}
+    )
+    with pytest.raises(OtaConfigError, match="cannot read"):
+        ddi_config(ota.ddi)
+    (tmp_path / "two").write_text("two words\n")
+    with pytest.raises(OtaConfigError, match="single token"):
+        ddi_config(ota.ddi.model_copy(update={"target_token_file": tmp_path / "two"}))

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from sync.ota.config import load_ota_config
+from sync.ota.config import ddi_config
 from sync.ota.errors import OtaConfigError
 from sync.ota.provision import HardwareEnv, ProvisionRequest, check_hardware, provision, summarize
+from terminal.config.settings import load_settings
 from terminal.core.clock import CHINA_TZ
 
 NOW = datetime(2026, 5, 6, 9, 0, tzinfo=CHINA_TZ)
@@ -69,8 +70,11 @@ def test_provision_writes_key_configs_and_record(tmp_path) -> None:
     rec = json.loads((tmp_path / "etc" / "registration.json").read_text())
     assert rec["public_key"] == report.public_key and rec["ddi_controller_id"] == "C0012-T01"
     assert rec["platform_register_arg"] == f"C0012-T01:C0012:{report.public_key}"
-    cfg = load_ota_config(tmp_path / "etc" / "ota.toml")
-    assert cfg.ddi_config().target_token == "tok-123" and cfg.device.board == "care-pi4"
+    assert not (tmp_path / "etc" / "ota.toml").exists()  # OTA lives in config.toml now
+    cfg = load_settings(config_file=tmp_path / "etc" / "config.toml").ota
+    assert cfg.enabled and cfg.ddi.controller_id == "C0012-T01"
+    assert ddi_config(cfg.ddi).target_token == "tok-123" and cfg.device.board == "care-pi4"
+    assert cfg.ddi.target_token_file == tmp_path / "etc" / "ddi-token"
     assert cfg.paths.work_dir == tmp_path / "data" / "ota"
     assert cfg.paths.trust_dir == tmp_path / "etc" / "ota-keys"
     assert cfg.window.allowed == ["14:00-16:30", "20:00-06:00"] and cfg.updater.trigger == []
@@ -95,7 +99,9 @@ def test_config_toml_is_accepted_by_the_terminal_settings(tmp_path, monkeypatch)
         data_dir=tmp_path / "data",
     )
     report = provision(req, sw_version="1.0.0", now=NOW, check_hw=False)
-    assert not (tmp_path / "etc" / "ota.toml").exists()  # no DDI server: OTA stays off
+    assert report.config_problem == ""
+    doc = tomllib.loads((tmp_path / "etc" / "config.toml").read_text())
+    assert "ota" not in doc  # no DDI server: OTA stays off
     monkeypatch.setenv("CARE_CONFIG", str(tmp_path / "etc" / "config.toml"))
     monkeypatch.setenv("CARE_DEVICE", "1")  # as the units run it: the file decides the paths
     from terminal.config.settings import load_settings
@@ -106,6 +112,7 @@ def test_config_toml_is_accepted_by_the_terminal_settings(tmp_path, monkeypatch)
     assert s.data_dir == tmp_path / "data"
     assert s.device_key_file == tmp_path / "data" / "keys" / "device_ed25519.pem"
     assert summarize(report)["device_key_file"] == str(s.device_key_file)
+    assert s.ota.enabled is False
 
 
 def test_provision_command_follows_care_config_and_care_data_dir(tmp_path) -> None:
@@ -195,3 +202,134 @@ def test_registration_is_checked_with_a_signed_request(tmp_path) -> None:
         assert second.registered is True, second.registration_detail
     finally:
         handle.stop()
+
+
+# --------------------------------------------------------------------------- the written config
+
+
+@pytest.mark.parametrize(
+    ("kw", "ota_on"),
+    [
+        ({}, False),
+        ({"platform_url": "https://platform.example.test"}, False),
+        ({"ddi_url": "https://ota.example.test"}, True),
+        ({"ddi_url": "http://127.0.0.1:60053/", "ddi_token": "tok", "ddi_tenant": "T9"}, True),
+        (
+            {"ddi_url": "https://ota.example.test", "controller_id": "ctl-7", "board": "care-pi5"},
+            True,
+        ),
+        ({"centre_name": "东风村居家养老服务照料中心", "windows": ()}, False),
+        (
+            {"ddi_url": "https://ota.example.test", "windows": (), "meal_slots": ("11:00-13:00",)},
+            True,
+        ),
+    ],
+)
+def test_provisioning_writes_a_config_that_loads(tmp_path, kw, ota_on) -> None:
+    """Whatever provisioning writes, the services load as it is, with [ota] on
+    exactly when a DDI server was given."""
+    req = ProvisionRequest(
+        centre_id="C0012",
+        device_id="C0012-T01",
+        config_file=tmp_path / "etc" / "config.toml",
+        data_dir=tmp_path / "data",
+        **kw,
+    )
+    report = provision(req, sw_version="1.0.0", now=NOW, check_hw=False)
+    assert report.config_problem == ""
+    s = load_settings(config_file=req.config_file)
+    assert s.centre.device_id == "C0012-T01" and s.data_dir == tmp_path / "data"
+    assert s.ota.enabled is ota_on
+    if ota_on:
+        assert s.ota.ddi.base_url == kw["ddi_url"].rstrip("/")
+        assert s.ota.ddi.controller_id == kw.get("controller_id", "C0012-T01")
+        assert s.ota.window.allowed == list(req.windows)
+        assert s.ota.paths.work_dir == tmp_path / "data" / "ota"
+        assert ddi_config(s.ota.ddi).target_token == kw.get("ddi_token")
+
+
+def test_provisioning_says_when_the_written_config_would_not_load(tmp_path) -> None:
+    """A setting the technician left in config.toml that the services refuse:
+    provisioning keeps it (it is not provisioning's) but does not say "ok"."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "config.toml").write_text('[face]\naccept_threshold = "high"\n')
+    req = ProvisionRequest(
+        centre_id="C1", device_id="D1", config_file=etc / "config.toml", data_dir=tmp_path / "d"
+    )
+    report = provision(req, sw_version="1.0.0", now=NOW, check_hw=False)
+    assert not report.ok and "face.accept_threshold" in report.config_problem
+    assert any("face.accept_threshold" in p for p in summarize(report)["problems"])
+
+
+LEGACY_OTA_TOML = """
+[ddi]
+base_url = "https://ota.old.example"
+controller_id = "C0012-T01"
+target_token_file = "/etc/care-terminal/ddi-token"
+[policy]
+confirmation = "staff"
+[window]
+allowed = ["21:00-05:00"]
+timezone = "Asia/Urumqi"
+"""
+
+
+def test_leftover_ota_toml_is_read_until_provisioning_moves_it(tmp_path) -> None:
+    """A terminal provisioned before [ota] existed: its ota.toml is read as the
+    [ota] table (OTA stays on across the update), and provisioning again moves
+    it into config.toml."""
+    etc = tmp_path / "etc"
+    req = ProvisionRequest(
+        centre_id="C0012",
+        device_id="C0012-T01",
+        config_file=etc / "config.toml",
+        data_dir=tmp_path / "data",
+    )
+    provision(req, sw_version="1.0.0", now=NOW, check_hw=False)
+    (etc / "ota.toml").write_text(LEGACY_OTA_TOML)
+    before = load_settings(config_file=etc / "config.toml").ota
+    assert before.enabled and before.ddi.base_url == "https://ota.old.example"
+
+    # provisioning without --ddi: the old file's settings (OTA on) move into [ota]
+    report = provision(req, sw_version="1.0.0", now=NOW, check_hw=False)
+    assert report.config_problem == ""
+    assert not (etc / "ota.toml").exists() and (etc / "ota.toml.migrated").is_file()
+    assert str(etc / "ota.toml.migrated") in report.files
+    ota = load_settings(config_file=etc / "config.toml").ota
+    assert ota.enabled and ota.ddi.base_url == "https://ota.old.example"
+    assert ota.policy.confirmation == "staff" and ota.window.timezone == "Asia/Urumqi"
+    assert ota.window.allowed == ["21:00-05:00"]
+
+
+def test_moving_ota_toml_keeps_config_toml_and_provisioning_first(tmp_path) -> None:
+    """What config.toml already says in [ota] beats the old file; what
+    provisioning owns (--ddi) beats both; enabled = false in the old file stays."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "config.toml").write_text('[ota.policy]\nconfirmation = "auto"\n')
+    (etc / "ota.toml").write_text("enabled = false\n" + LEGACY_OTA_TOML)
+    req = ProvisionRequest(
+        centre_id="C0012",
+        device_id="C0012-T01",
+        config_file=etc / "config.toml",
+        data_dir=tmp_path / "data",
+    )
+    provision(req, sw_version="1.0.0", now=NOW, check_hw=False)
+    ota = load_settings(config_file=etc / "config.toml").ota
+    assert ota.enabled is False and ota.policy.confirmation == "auto"
+    assert ota.window.timezone == "Asia/Urumqi"
+    # now with a DDI server: provisioning's values win and OTA is on
+    (etc / "ota.toml").write_text(LEGACY_OTA_TOML)  # as if restored from a backup
+    req2 = ProvisionRequest(
+        centre_id="C0012",
+        device_id="C0012-T01",
+        ddi_url="https://ota.new.example",
+        config_file=etc / "config.toml",
+        data_dir=tmp_path / "data",
+    )
+    provision(req2, sw_version="1.0.0", now=NOW, check_hw=False)
+    ota = load_settings(config_file=etc / "config.toml").ota
+    assert ota.enabled and ota.ddi.base_url == "https://ota.new.example"
+    assert ota.window.allowed == ["14:00-16:30", "20:00-06:00"]  # provisioning owns these
+    assert ota.window.timezone == "Asia/Urumqi" and ota.policy.confirmation == "auto"

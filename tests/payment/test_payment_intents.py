@@ -31,7 +31,8 @@ from payment.flow import (
     step,
 )
 from payment.headless import drive
-from payment.store import IntentRow, LedgerRow, PaymentStore
+from payment.store import PaymentStore
+from payment.store.schema import IntentRow, LedgerRow
 from terminal.core.clock import CHINA_TZ, FakeClock
 from terminal.core.money import Money
 from terminal.db.crypto import FieldCipher, load_or_create_key
@@ -81,7 +82,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     clock = FakeClock(DINNER)
     store, db = make_store(tmp_path, clock)
     with write_session(db.sessions) as s:
-        store._roster.upsert(
+        store.deps.roster.upsert(
             s, "R1", "张三华", clock.now(), categories=["age_80_89"], card_ids=["C-1"]
         )
     store.set_menu(Menu.from_dict(MENU), "staff-1")
@@ -230,7 +231,7 @@ def test_resolve_reports_a_charge_that_landed(env: Env) -> None:
 def test_resolve_closes_an_open_intent_so_the_charge_can_no_longer_land(env: Env) -> None:
     store, clock, _db, _ = env
     req = confirmed_request(store, clock)
-    store._open_intent(req)  # the intent is on disk; the charge never ran
+    store.intents.open(req)  # the intent is on disk; the charge never ran
     out = store.resolve_charge(req)
     assert isinstance(out, ChargeFailed)
     assert intent(store, req.request_id).status == "abandoned"
@@ -275,7 +276,7 @@ def test_resolve_waits_for_a_slow_commit_and_reports_it_paid(env: Env) -> None:
 def test_resolve_says_nothing_while_the_store_cannot_tell(env: Env) -> None:
     store, clock, _db, path = env
     req = confirmed_request(store, clock)
-    store._open_intent(req)
+    store.intents.open(req)
     blocker = sqlite3.connect(path / "t.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # someone holds the write lock longer than busy_timeout
     try:
@@ -301,7 +302,7 @@ def test_recovery_reports_unshown_charges_and_abandons_open_intents(env: Env) ->
     assert isinstance(landed, ChargeCommitted)
     clock.advance(5)
     dangling = replace(unshown, request_id="c" * 32)
-    store._open_intent(dangling)  # killed between the intent and the charge
+    store.intents.open(dangling)  # killed between the intent and the charge
     db.close()
 
     store2, db2 = make_store(path, clock)  # the restart

@@ -144,7 +144,7 @@ class StoreMachine(RuleBasedStateMachine):
                     for r, (who, due, seq) in self.charges.items()
                     if who == rid and seq > self.acked
                 )
-                assert self.store.exposure(s, rid).resident_unsynced == Money(want)
+                assert self.store.queries.exposure(s, rid).resident_unsynced == Money(want)
 
 
 StoreMachine.TestCase.settings = settings(

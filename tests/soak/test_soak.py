@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from face.modelpack import fetch_open_pack
+from face.packs.catalogue import OPEN_PACK
+from face.packs.fetch import fetch_pack
 from terminal.app.soak import SoakConfig, check, run_soak
 from terminal.config.settings import default_cache_dir, load_settings
 
@@ -31,7 +32,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return installed
     cache = os.environ.get("CARE_MODEL_CACHE")
     dest = tmp_path_factory.mktemp("pack") / "open"
-    fetch_open_pack(dest, Path(cache) if cache else default_cache_dir() / "model-packages")
+    fetch_pack(OPEN_PACK, dest, Path(cache) if cache else default_cache_dir() / "model-packages")
     return dest
 
 

@@ -13,7 +13,8 @@ from sync.client import PlatformClient
 from sync.platform.server import Faults, PlatformHandle, serve
 from sync.platform.store import IdempotencyRow, PlatformStore, RecordRow, StreamRow
 from sync.samples import demo_datasets, sample_payload
-from sync.store import KioskOutboxReader, SyncStore
+from sync.store.kiosk_reader import KioskOutboxReader
+from sync.store.outbox import SyncStore
 from sync.uploader import Uploader
 from terminal.core.clock import SystemClock
 from terminal.core.ids import new_ulid

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sync.store import AckedThrough, SyncStore
+from sync.store.outbox import SyncStore
+from sync.store.status import AckedThrough
 from terminal.db.outbox import GENESIS
 
 

@@ -15,7 +15,8 @@ import pytest
 from sync_helpers import CENTRE, DEVICE, Env, append_records
 
 from sync import agent as sync_agent
-from sync.store import SyncStore, latest_dataset
+from sync.store.outbox import SyncStore
+from sync.store.status import latest_dataset
 from terminal.config.settings import CentreSettings, Settings, SyncSettings
 from terminal.core.clock import SystemClock
 from terminal.db.crypto import FieldCipher, load_or_create_key

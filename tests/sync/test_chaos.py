@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sync_helpers import CENTRE, DEVICE, Env, append_records
 
 from sync.platform.server import FAULT_KINDS, Faults
-from sync.store import SyncStore
+from sync.store.outbox import SyncStore
 from terminal.db.database import open_database
 from terminal.db.outbox import verify_outbox
 from terminal.db.tables import OutboxRow

@@ -25,7 +25,8 @@ from sync.client import PlatformError, ReplyInvalid, body_idempotency_key, encod
 from sync.platform.server import Faults
 from sync.pull import Puller
 from sync.samples import sample_payload
-from sync.store import SyncStore, latest_dataset, sync_status
+from sync.store.outbox import SyncStore
+from sync.store.status import latest_dataset, sync_status
 from terminal.core.clock import SystemClock
 
 NOW = SystemClock().now()

@@ -31,7 +31,8 @@ from sync.platform.server import Faults, serve
 from sync.platform.store import PlatformStore, PlatformStoreError, PlatformUnavailable
 from sync.pull import Puller
 from sync.samples import demo_datasets, sample_payload
-from sync.store import SyncStore, latest_dataset
+from sync.store.outbox import SyncStore
+from sync.store.status import latest_dataset
 from terminal.core.clock import SystemClock
 from terminal.db.outbox import GENESIS, record_hash
 

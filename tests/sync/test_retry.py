@@ -6,8 +6,6 @@ import pytest
 
 from sync.retry import (
     BackoffPolicy,
-    backoff_ceiling,
-    full_jitter,
     is_retryable_status,
     next_delay,
     parse_retry_after,
@@ -22,7 +20,9 @@ P = BackoffPolicy(base_s=1.0, multiplier=2.0, cap_s=60.0, max_retry_after_s=600.
     [(0, 1.0), (1, 2.0), (2, 4.0), (5, 32.0), (6, 60.0), (10, 60.0), (10_000, 60.0)],
 )
 def test_ceiling_grows_exponentially_up_to_the_cap(attempt: int, ceiling: float) -> None:
-    assert backoff_ceiling(P, attempt) == ceiling
+    # the schedule itself is terminal.core.backoff (tests/core/test_backoff.py);
+    # this pins how the sync policy's base, multiplier and cap map onto it
+    assert P.schedule.delay(attempt) == ceiling
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def test_ceiling_grows_exponentially_up_to_the_cap(attempt: int, ceiling: float)
 def test_full_jitter_is_uniform_between_zero_and_ceiling(
     attempt: int, r: float, delay: float
 ) -> None:
-    assert full_jitter(P, attempt, lambda: r) == pytest.approx(delay)
+    assert P.schedule.jittered(attempt, lambda: r) == pytest.approx(delay)
 
 
 @pytest.mark.parametrize(
@@ -97,6 +97,10 @@ def test_bad_policy_and_rand_are_refused() -> None:
     with pytest.raises(ValueError):
         BackoffPolicy(multiplier=0.5)
     with pytest.raises(ValueError):
-        full_jitter(P, 1, lambda: 1.5)
+        BackoffPolicy(cap_s=0)
     with pytest.raises(ValueError):
-        backoff_ceiling(P, -1)
+        BackoffPolicy(max_retry_after_s=-1)
+    with pytest.raises(ValueError):
+        next_delay(P, 1, lambda: 1.5, NOW)
+    with pytest.raises(ValueError):
+        next_delay(P, -1, lambda: 0.5, NOW)

@@ -1,4 +1,10 @@
-"""Crash-safe file operations (fsync + rename) and the atomic symlink switch."""
+"""Crash-safe file operations (fsync + rename) and the atomic symlink switch.
+
+The terminal's own code uses ``terminal.core.atomic``. The updater keeps this
+copy on purpose: it is a separate, standard-library-only program installed
+apart from the care-terminal package, and must keep working when the release
+it activates (or rolls back) is broken, so it imports nothing from it.
+"""
 
 from __future__ import annotations
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from terminal.app.output import emit
 from terminal.app.services import Services
-from terminal.core.errors import TerminalError
+from terminal.core.errors import NoFaceError, TerminalError
 from terminal.db.engine import write_session
 from terminal.db.roster import audit
+
+if TYPE_CHECKING:
+    from face.pipeline import Image, Observation
+    from face.recognise import Recogniser
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,16 +83,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lv.set_defaults(handler=cmd_liveness_eval)
 
 
-def _engine_only(svc: Services):  # type: ignore[no-untyped-def]
+def _engine_only(svc: Services) -> Recogniser:
     from face.recognise import Recogniser
 
     return Recogniser.from_settings(svc.settings.face_pack_dir, svc.settings.face)
 
 
-def _load(path: Path):  # type: ignore[no-untyped-def]
+def _load(path: Path) -> Image:
     from face.pipeline import load_image
 
     return load_image(path)
+
+
+def _largest_face(rec: Recogniser, path: Path) -> Observation:
+    """The largest face of an image file, embedded (one ``observe`` pass)."""
+    obs = rec.observe(_load(path), embed=True)
+    if obs.embedding is None:
+        raise NoFaceError(f"no face found in {path.name}")
+    return obs
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -99,7 +111,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     svc = Services()
     try:
         rec = svc.recogniser
-        loaded: list[tuple[str, Any, str | None]] = []
+        loaded: list[tuple[str, Image | None, str | None]] = []
         for p in args.images:
             try:
                 loaded.append((str(p), _load(p), None))
@@ -153,10 +165,12 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
+    from face.recognise import IdentifyResult
+
     svc = Services()
     try:
-        image = _load(args.image)
-        result = svc.recogniser.identify(image)
+        obs = svc.recogniser.observe(_load(args.image), identify=True)
+        result = IdentifyResult.of(obs)  # NoFaceError without a face
         doc = result.as_dict()
         ident = result.identification
         if ident.decision == "identified":
@@ -177,8 +191,9 @@ def cmd_identify(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     svc = Services()
     rec = _engine_only(svc)
-    a = rec.embed_primary(_load(args.image_a))
-    b = rec.embed_primary(_load(args.image_b))
+    a = _largest_face(rec, args.image_a)
+    b = _largest_face(rec, args.image_b)
+    assert a.embedding is not None and b.embedding is not None
     sim = float(a.embedding @ b.embedding)
     s = svc.settings.face
     decision = (

@@ -8,6 +8,7 @@ from typing import Any
 
 from terminal.app.output import emit
 from terminal.app.services import Services
+from terminal.config.footfall import FootfallSettings
 from terminal.config.settings import load_settings
 
 
@@ -34,10 +35,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.set_defaults(handler=cmd_summary)
 
 
-def footfall_config(table: dict[str, Any]) -> Any:
+def footfall_config(section: FootfallSettings) -> Any:
+    """The counter's runtime config from the validated ``[footfall]`` section."""
     from face.footfall.config import FootfallConfig
 
-    return FootfallConfig.from_mapping(table)
+    return FootfallConfig.from_settings(section)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

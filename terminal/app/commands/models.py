@@ -53,16 +53,17 @@ def _summary(manifest) -> dict:  # type: ignore[no-untyped-def,type-arg]
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from face.modelpack import fetch_open_pack
+    from face.packs.catalogue import OPEN_PACK, PERSON_PACK
+    from face.packs.fetch import fetch_pack
 
     s = load_settings()
-    dest = args.dest or (s.models_dir / "open")
-    manifest = fetch_open_pack(dest, s.cache_dir / "model-packages")
+    dest = args.dest or (s.models_dir / OPEN_PACK.name)
+    manifest = fetch_pack(OPEN_PACK, dest, s.cache_dir / "model-packages")
     if args.person:
-        from face.footfall.person_model import fetch_person_pack
-
-        person = fetch_person_pack(s.models_dir / "person", s.cache_dir / "model-packages")
-        print(f"person-detector pack ready at {person}")
+        person = fetch_pack(
+            PERSON_PACK, s.models_dir / PERSON_PACK.name, s.cache_dir / "model-packages"
+        )
+        print(f"person-detector pack ready at {person.root}")
     emit(
         args,
         _summary(manifest),
@@ -72,7 +73,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from face.modelpack import verify_pack
+    from face.packs.verify import verify_pack
 
     s = load_settings()
     pack = args.pack or s.face_pack_dir
@@ -82,16 +83,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_seal(args: argparse.Namespace) -> int:
-    from face.modelpack import verify_pack, write_manifest
+    from face.packs.seal import seal_pack
 
-    write_manifest(args.pack, kind="insightface")
-    manifest = verify_pack(args.pack)
+    manifest = seal_pack(args.pack, kind="insightface")
     emit(args, _summary(manifest), f"{args.pack}: sealed ({len(manifest.files)} files hashed)")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from face.modelpack import list_packs
+    from face.packs.verify import list_packs
 
     s = load_settings()
     packs = list_packs(s.models_dir)

