@@ -10,6 +10,11 @@ reader wait, and nothing queues up without bound. Consumers call
 
 * ``"v4l2:0"`` or ``"0"``: camera index 0 through OpenCV's V4L2 backend;
 * ``"/dev/video0"`` (anything under ``/dev/``): that camera device node;
+* ``"rtsp://..."``, ``"http://..."`` or ``"https://..."``: a network (IP)
+  camera's stream through OpenCV's FFmpeg backend (RTSP H.264, MJPEG over
+  HTTP), reconnecting like a USB camera; credentials in the URL never reach
+  the logs. Keep such a camera on the centre's own network segment: whoever
+  can send frames to the stream is the camera;
 * a video file path: :class:`VideoFileSource`;
 * a folder: :class:`ImageFolderSource` (images in sorted name order).
 
@@ -272,6 +277,31 @@ def file_opener(path: str | Path) -> Capture | None:
     if not p.is_file():
         return None
     return cv2.VideoCapture(str(p))
+
+
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+NETWORK_TIMEOUT_MS = 5000
+
+
+def redact_url(url: str) -> str:
+    """``rtsp://user:secret@host/x`` -> ``rtsp://***@host/x`` (for names and logs)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{netloc}{slash}{path}"
+
+
+def network_opener(url: str, timeout_ms: int = NETWORK_TIMEOUT_MS) -> Capture:
+    """Open a network camera stream through FFmpeg, with open and read timeouts
+    (a camera that goes away must not hang the reader thread)."""
+    return cv2.VideoCapture(
+        url,
+        cv2.CAP_FFMPEG,
+        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms],
+    )
 
 
 class CameraSource(ThreadedSource):
@@ -570,6 +600,14 @@ def open_source(
         if target.startswith("/dev/"):
             return CameraSource(target, width=width, height=height, fps=fps)
         raise SourceError(f"camera source {spec!r}: expected v4l2:<index> or v4l2:/dev/videoN")
+    if text.lower().startswith(NETWORK_SCHEMES):
+        return CameraSource(
+            redact_url(text),
+            width=width,
+            height=height,
+            fps=fps,
+            opener=partial(network_opener, text),
+        )
     if text.isdigit():
         return CameraSource(int(text), width=width, height=height, fps=fps)
     if text.startswith("/dev/"):

@@ -880,6 +880,8 @@ class KioskRunner:
         view = ChallengeView(kind, prompt, challenge.deadline)
         self._challenge_view = view
         self._publish(view)
+        # what the screen asks (no id): a technician can follow a senior's attempt
+        log.info("kiosk_challenge_prompt", prompt=prompt)
         if prompt != "face.liveness.hold":
             # say which side (or to blink), when asked; the pay.* keys have voice files
             what = prompt.rsplit(".", 1)[1]

@@ -46,7 +46,10 @@ FAKE_CAGE = """#!{python}
 import os, signal, subprocess, sys
 args = sys.argv[1:]
 args = args[args.index("--") + 1:]
-child = subprocess.Popen(args, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+# FAKE_CAGE_QPA stands in for the screen: "offscreen" unless a test wants to tap
+# (e.g. "vnc:size=1280x800:port=5901", Qt's VNC platform: pointer input over VNC).
+qpa = os.environ.get("FAKE_CAGE_QPA", "offscreen")
+child = subprocess.Popen(args, env=dict(os.environ, QT_QPA_PLATFORM=qpa))
 signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
 sys.exit(child.wait())
 """

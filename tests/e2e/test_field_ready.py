@@ -8,9 +8,13 @@ technician re-runs ``provision``, which now proves the registration; staff set
 up a menu, residents and wallets; the agent and the kiosk run as their units
 start them; meals are paid headless by staff lookup and by card (a face
 payment from a still image is refused: the flow asks for an active liveness
-challenge, which a photo cannot answer); the records arrive at the
-provisioned platform URL under the provisioned key, and ``sync status``
-reports them acknowledged.
+challenge, which a photo cannot answer), and by face at the running kiosk: the
+camera is a network camera on loopback (MJPEG over HTTP, ``tests/mjpeg_peer.py``)
+showing an enrolled senior as a 3-D head rendered from a photo not used for
+enrolment, who turns the way the kiosk asks (read from the kiosk's journal
+lines) and taps 确认支付 (Qt's VNC platform stands in for the touch screen);
+the records arrive at the provisioned platform URL under the provisioned key,
+and ``sync status`` reports them acknowledged.
 """
 
 from __future__ import annotations
@@ -24,11 +28,18 @@ import sqlite3
 import subprocess
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives import serialization
+from mjpeg_peer import MjpegCamera
 from unit_runner import DEPLOY, VENV_BIN, Service, make_app_release, start_service
+
+from face.liveness_synth import FRAME_H, FRAME_W, SimulatedSenior, plain_background
+from face.pipeline import FaceEngine, load_image
+from terminal.app.soak import PAY_BUTTON, PAY_GREEN, SCREEN, VncInput, near
 
 CENTRE, DEVICE = "C0012", "C0012-T01"
 
@@ -74,6 +85,24 @@ def serve_platform(db: Path, port: int, register: str) -> subprocess.Popen[str]:
     assert proc.stdout is not None
     assert json.loads(proc.stdout.readline())["url"] == f"http://127.0.0.1:{port}"
     return proc
+
+
+def wait_face_charge(db: Path, resident: str, timeout: float) -> str | None:
+    """The record id of ``resident``'s face-verified charge, read from the
+    kiosk's database (read-only) once it has committed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            rows = con.execute(
+                "SELECT record_id, kind, payload FROM outbox ORDER BY seq"
+            ).fetchall()
+        for record_id, kind, payload in rows:
+            doc = json.loads(payload)
+            method = doc.get("verification", {}).get("method")
+            if (kind, doc.get("resident_id"), method) == ("meal_transaction", resident, "face"):
+                return str(record_id)
+        time.sleep(0.5)
+    return None
 
 
 def one_identity(faces_dir: Path) -> list[Path]:
@@ -134,6 +163,7 @@ def test_from_zero_to_acknowledged_meals(tmp_path: Path, faces_dir: Path) -> Non
     platform_db = tmp_path / "platform.db"
     platform = serve_platform(platform_db, port, str(printed["platform_register_arg"]))
     services: list[Service] = []
+    cleanups: list[Callable[[], None]] = []
     try:
         env = {
             "CARE_DEVICE": "1",
@@ -176,18 +206,33 @@ def test_from_zero_to_acknowledged_meals(tmp_path: Path, faces_dir: Path) -> Non
                 == 0
             )
 
-        # 4. the services, as their units start them
-        camera = tmp_path / "camera"
-        camera.mkdir()
-        (camera / photos[0].name).write_bytes(photos[0].read_bytes())
-        (etc / "environment").write_text(f"CARE_CAMERA__SOURCE={camera}\nCARE_CAMERA__FPS=2\n")
+        # 4. the services, as their units start them; the camera is a network
+        # camera showing an empty entrance until the senior walks up
+        engine = FaceEngine.from_pack(var / "models" / "open")
+        live_photo = load_image(photos[-1])  # not one of the enrolment photos
+        faces = engine.detect(live_photo)
+        assert faces and faces[0].landmarks68 is not None
+        senior = SimulatedSenior(live_photo, faces[0].landmarks68, seed=7)
+        empty = plain_background((FRAME_H, FRAME_W), np.random.default_rng(3))
+        present = False
+        camera = MjpegCamera(lambda now: senior.frame(now) if present else empty, fps=10)
+        camera.start()
+        cleanups.append(camera.stop)
+        (etc / "environment").write_text(f"CARE_CAMERA__SOURCE={camera.url}\nCARE_CAMERA__FPS=10\n")
         extra = {"CARE_CONFIG": str(etc / "config.toml")}
         agent = start_service(
             "care-terminal-agent.service", root, tmp_path / "agent", extra_env=extra
         )
         services.append(agent)
+        vnc_port = free_port()
         kiosk = start_service(
-            "care-terminal-kiosk.service", root, tmp_path / "kiosk", extra_env=extra
+            "care-terminal-kiosk.service",
+            root,
+            tmp_path / "kiosk",
+            extra_env={
+                **extra,
+                "FAKE_CAGE_QPA": f"vnc:size={SCREEN[0]}x{SCREEN[1]}:port={vnc_port}",
+            },
         )
         services.append(kiosk)
         agent.notify.wait_for("READY", "1", timeout=60)
@@ -226,6 +271,33 @@ def test_from_zero_to_acknowledged_meals(tmp_path: Path, faces_dir: Path) -> Non
         )
         assert r.returncode == 2, r.stdout + r.stderr  # a still photo never pays
         assert "liveness challenge" in r.stderr, r.stderr
+
+        # ... and a face meal at the kiosk: R2 walks up, turns as asked, taps 确认支付
+        vnc = VncInput("127.0.0.1", vnc_port)
+        cleanups.append(vnc.close)
+        log_at = kiosk.log.stat().st_size
+        present = True
+        answered: set[int] = set()
+        deadline = time.monotonic() + 90
+        tapped = False
+        while time.monotonic() < deadline and not tapped:
+            lines = kiosk.log.read_text(errors="replace")[log_at:].splitlines()
+            for i, line in enumerate(lines):
+                if '"kiosk_challenge_prompt"' in line and i not in answered:
+                    answered.add(i)
+                    prompt = json.loads(line[line.index("{") :])["prompt"]
+                    if prompt.startswith("face.liveness.turn_"):
+                        senior.respond(prompt.rsplit("_", 1)[1], time.monotonic())
+            if near(vnc.pixel(*PAY_BUTTON), PAY_GREEN):
+                vnc.tap(*PAY_BUTTON)
+                tapped = True
+            time.sleep(0.1)
+        assert tapped, kiosk.output()[-3000:]
+        face_paid = wait_face_charge(var / "terminal.db", "R2", timeout=30)
+        assert face_paid is not None, kiosk.output()[-3000:]
+        paid.append(face_paid)
+        present = False
+        assert answered, "the kiosk never asked for a head turn"
 
         # 6. sync now wakes the running agent (it owns sync.db) ...
         r = care("sync", "now", "--json")
@@ -273,5 +345,7 @@ def test_from_zero_to_acknowledged_meals(tmp_path: Path, faces_dir: Path) -> Non
         for svc in services:
             svc.kill()
             svc.notify.close()
+        for cleanup in cleanups:
+            cleanup()
         platform.terminate()
         platform.wait(20)

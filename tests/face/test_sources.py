@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from mjpeg_peer import MjpegCamera
 from pack_helpers import faces_dir
 
 from face.sources import (
@@ -25,7 +26,9 @@ from face.sources import (
     VideoFileSource,
     file_opener,
     open_source,
+    redact_url,
 )
+from terminal.core.backoff import Backoff
 from terminal.core.errors import SourceError
 
 
@@ -349,3 +352,72 @@ def test_open_source_single_image_explains(folder: Path) -> None:
     one = next(folder.glob("00*"))
     with pytest.raises(SourceError, match="folder"):
         open_source(str(one))
+
+
+# --------------------------------------------------------------------------- network cameras
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtsp://admin:s3cret@192.168.1.20:554/stream1", "rtsp://***@192.168.1.20:554/stream1"),
+        ("http://cam.local/video.mjpg", "http://cam.local/video.mjpg"),
+        ("https://u:p@cam/x?token=1", "https://***@cam/x?token=1"),
+    ],
+)
+def test_network_camera_spec_hides_credentials(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    src = open_source(url, width=320, height=240, fps=10)
+    assert isinstance(src, CameraSource) and src.device == shown
+    assert "s3cret" not in src.name and not src.running
+
+
+def test_network_camera_streams_goes_away_and_comes_back(no_thread_leak) -> None:
+    """An MJPEG-over-HTTP camera on loopback: frames arrive; when it goes away the
+    source says so and reconnects to the camera that comes back on the same port."""
+    shade = itertools.count()
+
+    def frame(_now: float) -> np.ndarray:
+        return np.full((240, 320, 3), next(shade) % 200 + 20, np.uint8)
+
+    cam = MjpegCamera(frame, fps=20).start()
+    src = open_source(cam.url, width=320, height=240, fps=20)
+    assert isinstance(src, CameraSource)
+    src.backoff = Backoff(initial=0.05, maximum=0.2)
+    src.start()
+    try:
+        got = src.wait_frame(0, timeout=10)
+        assert got is not None and got.image.shape == (240, 320, 3)
+        assert src.status().state is SourceState.CONNECTED
+        port = cam.port
+        cam.stop()
+        deadline = time.monotonic() + 20
+        while src.status().state is SourceState.CONNECTED and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert src.status().state is SourceState.DISCONNECTED, src.status()
+        back = _mjpeg_on_port(frame, port)  # the same address the source keeps asking for
+        try:
+            seen = got.seq
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                nxt = src.wait_frame(seen, timeout=1)
+                if nxt is not None and src.status().state is SourceState.CONNECTED:
+                    break
+            assert src.status().state is SourceState.CONNECTED
+            assert src.status().reconnects >= 1
+        finally:
+            back.stop()
+    finally:
+        src.stop()
+
+
+def _mjpeg_on_port(frame: Callable[[float], np.ndarray], port: int) -> MjpegCamera:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            cam = MjpegCamera(frame, fps=20, port=port)
+            return cam.start()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal.core.errors import TerminalError
-from terminal.core.log import get_logger
+from terminal.core.log import get_logger, setup_logging
 from terminal.core.sdnotify import Notifier
 
 log = get_logger(__name__)
@@ -206,6 +206,9 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
         else:
             try:
                 services = Services()
+                # a service logs at the configured level (INFO unless log_level says
+                # otherwise); one-shot commands stay at WARNING
+                setup_logging(services.settings.log_level)
                 services.db  # noqa: B018 - open (quick_check, migrate) before the screen
                 printer = open_printer(args.printer) if args.printer else None
                 app = build_kiosk(

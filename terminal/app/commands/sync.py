@@ -9,6 +9,7 @@ import threading
 from terminal.app.output import emit
 from terminal.config.settings import Settings, load_settings
 from terminal.core.errors import TerminalError
+from terminal.core.log import setup_logging
 from terminal.core.sdnotify import Notifier
 
 
@@ -62,6 +63,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings()  # one load for sync and OTA
+        setup_logging(settings.log_level)  # a service logs at the configured level
         return run_agent(settings, on_start=functools.partial(beside, settings))
     except TerminalError as exc:
         # e.g. invalid config or no device key yet: `systemctl status` says why
