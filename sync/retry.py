@@ -19,9 +19,13 @@ from email.utils import parsedate_to_datetime
 
 from terminal.core.backoff import Backoff
 
-# Retryable HTTP statuses besides every 5xx (see the spec's retry table).
+# Retryable HTTP statuses besides the 5xx (see the spec's retry table); 501 and
+# 505 are 5xx that the same request will always get, so final.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
-FINAL_STATUSES = frozenset({400, 401, 403, 404, 409, 410, 413, 415, 422})
+FINAL_5XX = frozenset({501, 505})
+FINAL_STATUSES = frozenset(
+    {400, 401, 403, 404, 405, 409, 410, 411, 413, 414, 415, 422, 431, 501, 505}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +47,8 @@ class BackoffPolicy:
 
 
 def is_retryable_status(status: int) -> bool:
-    """True for 408/425/429 and every 5xx; False for everything else."""
-    return status in RETRYABLE_STATUSES or 500 <= status <= 599
+    """True for 408/425/429 and every 5xx but 501/505; False for everything else."""
+    return status in RETRYABLE_STATUSES or (500 <= status <= 599 and status not in FINAL_5XX)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

@@ -217,6 +217,18 @@ def _no_nul(text: str | None) -> str | None:
     return text.replace("\x00", "\ufffd") if text else text
 
 
+def _dataset_doc(row: DatasetRow) -> dict[str, Any]:
+    """A stored dataset version as the spec's DatasetDocument."""
+    return {
+        "kind": row.kind,
+        "centre_id": row.centre_id,
+        "version": row.version,
+        "etag": row.etag,
+        "issued_at": row.issued_at,
+        "data": json.loads(row.data),
+    }
+
+
 def _money_problem(kind: str, p: dict[str, Any]) -> str | None:
     """Arithmetic invariants the schema cannot express (value-free messages)."""
     if kind != "meal_transaction":
@@ -658,11 +670,18 @@ class PlatformStore:
     def put_dataset(
         self, centre_id: str, kind: str, data: dict[str, Any], now: datetime
     ) -> dict[str, Any]:
-        """Publish a new version (validated against the spec first)."""
+        """Publish a new version (validated against the spec first). The same data
+        as the version held is no new version: version, ETag and issue time stay
+        (a restart with the same seed must not make every terminal download
+        everything again); the ETag ends with a hash of the canonical data."""
         with self.sessions.begin() as s:
             row = s.get(DatasetRow, (centre_id, kind))
-            version = (row.version + 1) if row else 1
             digest = hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()[:16]
+            if row is not None and row.etag.endswith(f"-{digest}"):
+                held = _dataset_doc(row)
+                if canonical_json(held["data"]) == canonical_json(data):
+                    return held
+            version = (row.version + 1) if row else 1
             doc = {
                 "kind": kind,
                 "centre_id": centre_id,
@@ -682,16 +701,7 @@ class PlatformStore:
     def dataset(self, centre_id: str, kind: str) -> dict[str, Any] | None:
         with self.sessions() as s:
             row = s.get(DatasetRow, (centre_id, kind))
-            if row is None:
-                return None
-            return {
-                "kind": kind,
-                "centre_id": centre_id,
-                "version": row.version,
-                "etag": row.etag,
-                "issued_at": row.issued_at,
-                "data": json.loads(row.data),
-            }
+            return None if row is None else _dataset_doc(row)
 
     def add_consent_change(self, centre_id: str, change: dict[str, Any]) -> None:
         schemas.validate("ConsentChange", change, "consent change")
@@ -734,5 +744,20 @@ class PlatformStore:
             self.register_device(d["device_id"], d["centre_id"], d["public_key"], now)
         for ds in doc.get("datasets", []):
             self.put_dataset(ds["centre_id"], ds["kind"], ds["data"], now)
+        held: dict[str, set[str]] = {}
         for c in doc.get("consent_changes", []):
+            # a change already held (by change_id) is not added again on a restart
+            ids = held.get(c["centre_id"])
+            if ids is None:
+                ids = held[c["centre_id"]] = self._consent_change_ids(c["centre_id"])
+            if c["change"].get("change_id") in ids:
+                continue
             self.add_consent_change(c["centre_id"], c["change"])
+            ids.add(c["change"].get("change_id"))
+
+    def _consent_change_ids(self, centre_id: str) -> set[str]:
+        with self.sessions() as s:
+            rows = s.scalars(
+                select(ConsentChangeRow.change).where(ConsentChangeRow.centre_id == centre_id)
+            )
+            return {str(json.loads(text).get("change_id")) for text in rows}

@@ -381,7 +381,7 @@ def test_malformed_records_get_per_record_answers(
 def test_nul_characters_never_reach_postgres(penv: PgEnv) -> None:
     path = f"/v1/devices/{DEVICE}/streams/kiosk"
     unknown = _signed_raw_get(penv, path, "n" * 20, "dev\x0001")
-    assert unknown.startswith(b"HTTP/1.1 403") and b'"unknown_device"' in unknown
+    assert unknown.startswith(b"HTTP/1.1 401") and b'"bad_signature"' in unknown
     ok = _signed_raw_get(penv, path, "nonce-\x00-with-nul", DEVICE)
     assert ok.startswith(b"HTTP/1.1 200") and b'"next_seq":1' in ok
     # A quarantined re-send keeps its free-text detail (NUL shown as U+FFFD).
