@@ -13,6 +13,12 @@ matches counted crossings to true ones (same direction, within
 would let cancel out. ``line`` (when present) overrides the configured line,
 because the truth belongs to that line.
 
+For a technician the report lists every true crossing (``crossings``:
+matched or missed, with the frame and track it was counted at), every count
+that matches no true crossing (``extra_counts``: frame, direction, track id),
+every count (``counts``) and the entries and exits apart (``directions``:
+true, counted, error, and matched, missed, extra when there are events).
+
 Every frame of the file is processed in order (no frames are dropped, unlike
 the live source), with the capture time taken from the frame number and the
 file's frame rate, so a run is deterministic.
@@ -97,10 +103,11 @@ def read_truth(path: str | Path) -> Truth:
     )
 
 
-def match_events(
+def match_pairs(
     counted: list[tuple[int, str]], truth: list[dict[str, Any]], tolerance_frames: int
-) -> dict[str, int]:
-    """Greedy one-to-one matching of (frame, direction) pairs, nearest first."""
+) -> dict[int, int]:
+    """Greedy one-to-one matching of (frame, direction) pairs, nearest first:
+    truth index -> counted index for every matched pair."""
     pairs = []
     for i, (f, d) in enumerate(counted):
         for j, e in enumerate(truth):
@@ -108,16 +115,86 @@ def match_events(
                 pairs.append((abs(int(e["frame"]) - f), i, j))
     pairs.sort()
     used_c: set[int] = set()
-    used_t: set[int] = set()
+    matched: dict[int, int] = {}
     for _, i, j in pairs:
-        if i not in used_c and j not in used_t:
+        if i not in used_c and j not in matched:
             used_c.add(i)
-            used_t.add(j)
+            matched[j] = i
+    return matched
+
+
+def match_events(
+    counted: list[tuple[int, str]], truth: list[dict[str, Any]], tolerance_frames: int
+) -> dict[str, int]:
+    """How many counted crossings match a true one, how many true ones were
+    missed and how many counts match none (see :func:`match_pairs`)."""
+    matched = match_pairs(counted, truth, tolerance_frames)
     return {
-        "matched": len(used_c),
-        "missed": len(truth) - len(used_t),
-        "extra": len(counted) - len(used_c),
+        "matched": len(matched),
+        "missed": len(truth) - len(matched),
+        "extra": len(counted) - len(matched),
     }
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One counted crossing of the run."""
+
+    frame: int
+    direction: str
+    track_id: int
+
+
+def crossing_diagnostics(
+    counted: list[Counted], truth: list[dict[str, Any]], tolerance_frames: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every true crossing with matched/missed (and where it was counted), and
+    every extra count (a counted crossing that matches no true one)."""
+    pairs = [(c.frame, c.direction) for c in counted]
+    matched = match_pairs(pairs, truth, tolerance_frames)
+    crossings = []
+    for j, e in enumerate(truth):
+        c = counted[matched[j]] if j in matched else None
+        crossings.append(
+            {
+                "frame": int(e["frame"]),
+                "direction": e["direction"],
+                "identity": e.get("identity"),
+                "status": "matched" if c is not None else "missed",
+                "matched_frame": c.frame if c is not None else None,
+                "track_id": c.track_id if c is not None else None,
+            }
+        )
+    used = set(matched.values())
+    extras = [
+        {"frame": c.frame, "direction": c.direction, "track_id": c.track_id}
+        for i, c in enumerate(counted)
+        if i not in used
+    ]
+    return crossings, extras
+
+
+def direction_totals(
+    counted: list[Counted],
+    truth: Truth,
+    crossings: list[dict[str, Any]] | None,
+    extras: list[dict[str, Any]] | None,
+) -> dict[str, dict[str, int | None]]:
+    """Entries and exits apart: true, counted and the count error of each, and
+    (with true events) matched, missed and extra counts."""
+    out: dict[str, dict[str, int | None]] = {}
+    for d, true_n in (("in", truth.entries), ("out", truth.exits)):
+        n = sum(1 for c in counted if c.direction == d)
+        row: dict[str, int | None] = {"true": true_n, "counted": n, "error": n - true_n}
+        if crossings is not None and extras is not None:
+            mine = [c for c in crossings if c["direction"] == d]
+            row["matched"] = sum(1 for c in mine if c["status"] == "matched")
+            row["missed"] = sum(1 for c in mine if c["status"] == "missed")
+            row["extra"] = sum(1 for x in extras if x["direction"] == d)
+        else:
+            row["matched"] = row["missed"] = row["extra"] = None
+        out["entries" if d == "in" else "exits"] = row
+    return out
 
 
 PipelineFactory = Callable[[FootfallConfig, tuple[int, int]], FootfallPipeline]
@@ -156,7 +233,7 @@ def evaluate_video(
         except CountingConfigError as exc:
             raise FootfallEvalError(f"counting line does not fit this video: {exc}") from exc
         t_start = start or datetime(2026, 1, 5, 9, 0, tzinfo=CHINA_TZ)
-        counted: list[tuple[int, str]] = []
+        counted: list[Counted] = []
         decode_ms = 0.0
         n = 0
         wall0 = time.perf_counter()
@@ -171,7 +248,7 @@ def evaluate_video(
             report = pipe.process(frame, ts, t_start + timedelta(seconds=ts))
             for ev in report.events:
                 if ev.counted:
-                    counted.append((n, ev.direction))
+                    counted.append(Counted(n, ev.direction, ev.track_id))
             n += 1
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
@@ -181,7 +258,7 @@ def evaluate_video(
         raise FootfallEvalError(f"no decodable frames in {vpath.name}")
     summary = pipe.summary()
     pipe.close()
-    c_in = sum(1 for _, d in counted if d == "in")
+    c_in = sum(1 for c in counted if c.direction == "in")
     c_out = len(counted) - c_in
     true_total = truth.entries + truth.exits
     abs_err = abs(c_in - truth.entries) + abs(c_out - truth.exits)
@@ -219,8 +296,19 @@ def evaluate_video(
             "embeddings_computed": summary["embeddings_computed"],
         },
     }
+    crossings: list[dict[str, Any]] | None = None
+    extras: list[dict[str, Any]] | None = None
     if truth.events is not None:
-        doc["events"] = match_events(counted, truth.events, max(1, round(tolerance_s * fps)))
+        tol = max(1, round(tolerance_s * fps))
+        doc["events"] = match_events([(c.frame, c.direction) for c in counted], truth.events, tol)
+        crossings, extras = crossing_diagnostics(counted, truth.events, tol)
+        doc["events"]["tolerance_frames"] = tol
+    doc["directions"] = direction_totals(counted, truth, crossings, extras)
+    doc["crossings"] = crossings
+    doc["extra_counts"] = extras
+    doc["counts"] = [
+        {"frame": c.frame, "direction": c.direction, "track_id": c.track_id} for c in counted
+    ]
     return doc
 
 
