@@ -18,6 +18,8 @@ matched or missed, with the frame and track it was counted at), every count
 that matches no true crossing (``extra_counts``: frame, direction, track id),
 every count (``counts``) and the entries and exits apart (``directions``:
 true, counted, error, and matched, missed, extra when there are events).
+``video_out`` writes the same run as an annotated clip
+(:mod:`face.footfall.annotate`) so a person can see why.
 
 Every frame of the file is processed in order (no frames are dropped, unlike
 the live source), with the capture time taken from the frame number and the
@@ -36,6 +38,14 @@ from typing import Any
 
 import cv2
 
+from face.footfall.annotate import (
+    AnnotateError,
+    FrameBoxes,
+    RecordingTracker,
+    check_video_out,
+    eval_markers,
+    write_annotated,
+)
 from face.footfall.config import FootfallConfig
 from face.footfall.counting import CountingConfigError, LineSpec
 from face.footfall.pipeline import FootfallPipeline
@@ -208,12 +218,19 @@ def evaluate_video(
     *,
     start: datetime | None = None,
     tolerance_s: float = 1.5,
+    video_out: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run a fresh pipeline over every frame of ``video`` and compare with the truth."""
+    """Run a fresh pipeline over every frame of ``video`` and compare with the
+    truth; with ``video_out``, also write the annotated clip there."""
     vpath = Path(video)
     if not vpath.is_file():
         raise FootfallEvalError(f"video file not found: {vpath}")
     truth = read_truth(truth_file)
+    if video_out is not None:
+        try:
+            check_video_out(Path(video_out))
+        except AnnotateError as exc:
+            raise FootfallEvalError(str(exc)) from exc
     cfg = config or FootfallConfig()
     if truth.line is not None:
         cfg = replace(cfg, line=truth.line)
@@ -232,6 +249,11 @@ def evaluate_video(
             pipe = make_pipeline(cfg, (w, h))
         except CountingConfigError as exc:
             raise FootfallEvalError(f"counting line does not fit this video: {exc}") from exc
+        recorder = None
+        if video_out is not None:
+            recorder = RecordingTracker(pipe.tracker)
+            pipe.tracker = recorder
+        boxes: dict[int, FrameBoxes] = {}
         t_start = start or datetime(2026, 1, 5, 9, 0, tzinfo=CHINA_TZ)
         counted: list[Counted] = []
         decode_ms = 0.0
@@ -249,6 +271,8 @@ def evaluate_video(
             for ev in report.events:
                 if ev.counted:
                     counted.append(Counted(n, ev.direction, ev.track_id))
+            if recorder is not None and (seen := recorder.take()) is not None:
+                boxes[n] = seen
             n += 1
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
@@ -309,6 +333,21 @@ def evaluate_video(
     doc["counts"] = [
         {"frame": c.frame, "direction": c.direction, "track_id": c.track_id} for c in counted
     ]
+    if video_out is not None:
+        out = Path(video_out)
+        try:
+            written = write_annotated(
+                vpath,
+                out,
+                fps=fps,
+                line=cfg.line.to_pixels(w, h),
+                boxes=boxes,
+                counted=[(c.frame, c.direction) for c in counted],
+                markers=eval_markers(crossings, extras),
+            )
+        except AnnotateError as exc:
+            raise FootfallEvalError(str(exc)) from exc
+        doc["video_out"] = {"path": str(out), "frames": written}
     return doc
 
 
@@ -319,6 +358,7 @@ def run_cli_eval(
     pack_dir: Path,
     face_settings: Any,
     config: FootfallConfig | None = None,
+    video_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """What ``care-terminal footfall eval`` prints: loads the detector named by
     the config (face pack or person pack) and evaluates."""
@@ -326,4 +366,4 @@ def run_cli_eval(
 
     cfg = config or FootfallConfig()
     factory = make_pipeline_factory(cfg, pack_dir=pack_dir, face_settings=face_settings)
-    return evaluate_video(video, truth_file, factory, cfg)
+    return evaluate_video(video, truth_file, factory, cfg, video_out=video_out)

@@ -1,4 +1,4 @@
-"""``care-terminal footfall eval --json``: what a technician sees
+"""``care-terminal footfall eval --json --video-out``: what a technician sees
 of a run, through the real command on a generated clip with a truth file that
 has one crossing nobody made (reported missed) and lacks one that happened
 (its count reported extra)."""
@@ -10,11 +10,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from diagnostics_helpers import (
     FAKE_OUT_FRAME,
+    assert_clean_error,
     cli_env,
     make_clip,
+    read_frames,
+    ring_and_inside,
     run_cli,
 )
 
@@ -49,6 +54,8 @@ def run(
         "--truth",
         str(doctored),
         "--json",
+        "--video-out",
+        str(out),
     )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout), out, r
@@ -147,5 +154,98 @@ def test_the_true_truth_file_gives_a_clean_report(
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert [c["status"] for c in doc["crossings"]] == ["matched"] * 3
-    assert doc["extra_counts"] == []
+    assert doc["extra_counts"] == [] and "video_out" not in doc
     assert doc["directions"]["entries"]["error"] == 0 == doc["directions"]["exits"]["error"]
+
+
+# --------------------------------------------------------------------------- --video-out
+
+
+def test_annotated_clip_has_every_frame(
+    run: tuple[dict[str, Any], Path, Any], clip: tuple[Path, Path, Path]
+) -> None:
+    doc, out, _ = run
+    cap = cv2.VideoCapture(str(out))
+    assert cap.isOpened()
+    cap.release()
+    frames_in, frames_out = read_frames(clip[0]), read_frames(out)
+    assert len(frames_out) == len(frames_in) == doc["frames"] == 135
+    assert frames_out[0].shape == frames_in[0].shape
+    assert doc["video_out"] == {"path": str(out), "frames": 135}
+
+
+def test_boxes_are_drawn_where_the_faces_are(
+    run: tuple[dict[str, Any], Path, Any], clip: tuple[Path, Path, Path], engine: Any
+) -> None:
+    doc, out, _ = run
+    frames_in, frames_out = read_frames(clip[0]), read_frames(out)
+    # what is drawn on every frame (line, band, inside arrow, counts): frame 0 has no one
+    static = cv2.dilate(
+        (cv2.absdiff(frames_out[0], frames_in[0]).max(axis=2) > 40).astype(np.uint8),
+        np.ones((9, 9), np.uint8),
+    )
+    checked = 0
+    for c in doc["counts"]:
+        n = c["frame"]
+        boxes, _, _ = engine.detector.detect(frames_in[n])
+        assert len(boxes), n
+        diff = cv2.absdiff(frames_out[n], frames_in[n]).max(axis=2)
+        diff[static > 0] = 0
+        for box in boxes:
+            if box[1] < 20 or box[3] > frames_in[n].shape[0] - 20:
+                continue  # cut by the frame edge: its id label may sit inside it
+            ring, core = ring_and_inside(diff, box)
+            # the outline is drawn (strongly changed pixels all round the box) ...
+            assert (ring > 80).sum() > 1.0 * (box[2] - box[0] + box[3] - box[1]), (n, box)
+            # ... and the face inside is the input picture
+            assert float((core > 40).mean()) < 0.05, (n, box)
+            checked += 1
+    assert checked >= 3
+
+
+def _border_colour(img: np.ndarray) -> np.ndarray:
+    return np.concatenate([img[:3].reshape(-1, 3), img[-3:].reshape(-1, 3)]).mean(axis=0)
+
+
+def test_missed_and_extra_frames_are_marked(
+    run: tuple[dict[str, Any], Path, Any], clip: tuple[Path, Path, Path]
+) -> None:
+    doc, out, _ = run
+    frames_in, frames_out = read_frames(clip[0]), read_frames(out)
+    b, g, r = _border_colour(frames_out[FAKE_OUT_FRAME])
+    assert r > 180 and g < 80 and b < 80, (b, g, r)  # red: a true crossing was missed
+    extra = doc["extra_counts"][0]["frame"]
+    b, g, r = _border_colour(frames_out[extra])
+    assert r > 180 and 90 < g < 190 and b < 80, (b, g, r)  # orange: an extra count
+    for n in (0, FAKE_OUT_FRAME - 1):  # nothing wrong there: no marker
+        if abs(n - extra) > 20:
+            assert (
+                cv2.absdiff(_border_colour(frames_out[n]), _border_colour(frames_in[n])).max() < 25
+            )
+
+
+def test_the_counting_line_and_counts_are_drawn(
+    run: tuple[dict[str, Any], Path, Any], clip: tuple[Path, Path, Path]
+) -> None:
+    frames_in, frames_out = read_frames(clip[0]), read_frames(run[1])
+    diff = cv2.absdiff(frames_out[0], frames_in[0]).max(axis=2)
+    # the line is horizontal at y = 240 across 3 %..97 % of the width
+    assert (diff[239:242, 40:600] > 80).mean() > 0.8
+    assert (diff[0:30, 0:200] > 80).mean() > 0.1  # the counts banner
+
+
+@pytest.mark.parametrize(
+    ("name", "needles"), [("x.mkv", (".avi", ".mp4")), ("no/x.avi", ("does not exist",))]
+)
+def test_bad_video_out_is_one_clear_error(
+    clip: tuple[Path, Path, Path],
+    env: dict[str, str],
+    tmp_path: Path,
+    name: str,
+    needles: tuple[str, ...],
+) -> None:
+    video, truth, _ = clip
+    args = ("footfall", "eval", str(video), "--truth", str(truth))
+    r = run_cli(env, *args, "--video-out", str(tmp_path / name))
+    assert_clean_error(r, *needles)
+    assert list(tmp_path.iterdir()) == []

@@ -27,6 +27,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     e.add_argument("video", type=Path)
     e.add_argument("--truth", type=Path, required=True)
+    e.add_argument(
+        "--video-out",
+        type=Path,
+        metavar="FILE",
+        help="also write the run as an annotated clip (.avi MJPEG or .mp4): boxes, track ids, "
+        "the line and its inside side, running counts, a marker on every missed or extra count",
+    )
     e.add_argument("--json", action="store_true")
     e.set_defaults(handler=cmd_eval)
     s = fsub.add_parser("summary", help="a day's visits per hour, unique visitors and attendance")
@@ -80,6 +87,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         pack_dir=s.face_pack_dir,
         face_settings=s.face,
         config=footfall_config(s.footfall),
+        video_out=args.video_out,
     )
     emit(args, doc)
     return 0
