@@ -1,10 +1,13 @@
-"""Pictures for a technician: the annotated ``footfall eval`` clip.
+"""Pictures for a technician: the annotated ``footfall eval`` clip and the
+``footfall snapshot`` still with the counting line on it.
 
 * :func:`write_annotated` re-reads an evaluated clip and writes it again with
   the detection boxes, track ids, the counting line with its band and inside
   side, the running entry/exit counts, and a marker on every frame where a
   true crossing was missed or an extra one was counted (held for a second so
   it can be seen when playing).
+* :func:`snapshot` takes one frame from a camera source and draws the
+  configured line and its inside side and the frame size on it.
 
 Privacy: these pictures show people. They are written only to the path the
 technician gives, nowhere else; nothing here logs or keeps a frame.
@@ -20,10 +23,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from face.footfall.counting import CountingLine
+from face.footfall.counting import CountingConfigError, CountingLine, LineSpec, validate_line
 from face.footfall.detectors import Detections
 from face.footfall.tracking import TrackedBox, Tracker
-from terminal.core.errors import TerminalError
+from terminal.core.errors import SourceError, TerminalError
 
 LINE_COLOUR = (0, 220, 255)  # yellow (BGR)
 BAND_COLOUR = (0, 150, 190)
@@ -246,3 +249,69 @@ def write_annotated(
     if n == 0:
         raise AnnotateError(f"no decodable frames in {video.name}")
     return n
+
+
+# --------------------------------------------------------------------------- snapshot
+
+
+def grab_frame(
+    spec: str, *, width: int = 640, height: int = 480, fps: float = 15.0, timeout: float = 5.0
+) -> tuple[np.ndarray, str]:
+    """One frame from the source named by ``spec`` (camera, stream or file) and
+    the source's (credential-free) name. :class:`SourceError` when the spec is
+    bad or no frame comes within ``timeout`` seconds."""
+    from face.sources import open_source
+
+    source = open_source(spec, width=width, height=height, fps=fps)
+    # OpenCV's own warnings ("can't open camera by index") would bury the one error line
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    source.start()
+    try:
+        frame = source.wait_frame(0, timeout)
+        status = source.status()
+    finally:
+        source.stop()
+        cv2.utils.logging.setLogLevel(level)
+    if frame is None:
+        detail = f" ({status.message})" if status.message else ""
+        raise SourceError(
+            f"no picture from {source.name} within {timeout:g} s{detail}: "
+            "check that the camera is plugged in and the source is right"
+        )
+    return frame.image, source.name
+
+
+def snapshot(image: np.ndarray, line: LineSpec) -> tuple[np.ndarray, str | None]:
+    """``image`` with the counting line, its inside side and the frame size
+    drawn on it, and the reason the line cannot count in this frame (or None)."""
+    h, w = image.shape[:2]
+    img = image.copy()
+    px = line.to_pixels(w, h)
+    problem: str | None = None
+    try:
+        validate_line(px, w, h)
+    except CountingConfigError as exc:
+        problem = str(exc)
+    try:
+        draw_line(img, px)
+    except CountingConfigError:  # no normal: draw the bare segment
+        cv2.line(img, _pt(px.ax, px.ay), _pt(px.bx, px.by), LINE_COLOUR, 2, cv2.LINE_AA)
+    _label(img, f"{w} x {h}", (4, 20), (255, 255, 255), 0.6)
+    if problem:
+        _label(img, "line problem: " + problem[:90], (4, h - 12), MISSED_COLOUR, 0.45)
+    return img, problem
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    if path.suffix.lower() != ".png":
+        raise AnnotateError(f"snapshot {path.name}: the file name must end in .png")
+    if not path.parent.is_dir():
+        raise AnnotateError(f"snapshot: folder {path.parent} does not exist")
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise AnnotateError("OpenCV could not encode the snapshot as PNG")
+    try:
+        path.write_bytes(buf.tobytes())
+    except OSError as exc:
+        raise AnnotateError(f"cannot write {path}: {exc.strerror or exc}") from exc

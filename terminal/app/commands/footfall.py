@@ -1,8 +1,9 @@
-"""``care-terminal footfall run|eval|summary`` (passive visitor counting)."""
+"""``care-terminal footfall run|eval|summary|snapshot`` (passive visitor counting)."""
 
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from terminal.app.output import emit
 from terminal.app.services import Services
 from terminal.config.footfall import FootfallSettings
 from terminal.config.settings import load_settings
+from terminal.core.errors import TerminalError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +42,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--day", help="YYYY-MM-DD (default: today)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler=cmd_summary)
+    p = fsub.add_parser(
+        "snapshot",
+        help="one frame from the footfall camera with the counting line drawn on it (PNG)",
+        description="Grab one frame from the footfall camera and draw the configured counting "
+        "line, its inside side and the frame size on it, to set the line on site. "
+        "PRIVACY: the picture shows whoever is in front of the camera; it is written only to "
+        "the --out file (default: footfall-snapshot-<time>.png in the current directory) and "
+        "nowhere else. Delete it when the line is set.",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE.png",
+        help="where to write the PNG (default: footfall-snapshot-<time>.png in the current "
+        "directory; the picture is written nowhere else)",
+    )
+    p.add_argument(
+        "--source", help="camera or video (default: [footfall] source, else [camera] source)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for a frame (default 5)"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_snapshot)
 
 
 def footfall_config(section: FootfallSettings) -> Any:
@@ -90,6 +116,41 @@ def cmd_eval(args: argparse.Namespace) -> int:
         video_out=args.video_out,
     )
     emit(args, doc)
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from face.footfall.annotate import grab_frame, snapshot, write_png
+
+    s = load_settings()
+    cfg = footfall_config(s.footfall)
+    spec = args.source or cfg.source or s.camera.source
+    if not args.timeout > 0:
+        raise TerminalError("--timeout must be a positive number of seconds")
+    out: Path = args.out or Path.cwd() / (
+        "footfall-snapshot-" + datetime.now().strftime("%Y%m%d-%H%M%S") + ".png"
+    )
+    image, name = grab_frame(
+        spec,
+        width=s.camera.width,
+        height=s.camera.height,
+        fps=s.camera.fps,
+        timeout=args.timeout,
+    )
+    picture, problem = snapshot(image, cfg.line)
+    write_png(out, picture)
+    h, w = image.shape[:2]
+    doc = {
+        "path": str(out),
+        "source": name,
+        "size": [w, h],
+        "line": cfg.line.as_dict(),
+        "line_problem": problem,
+    }
+    text = f"wrote {out} ({w}x{h} from {name})"
+    if problem:
+        text += f"; the line cannot count here: {problem}"
+    emit(args, doc, text)
     return 0
 
 
