@@ -249,3 +249,12 @@ def test_bad_video_out_is_one_clear_error(
     r = run_cli(env, *args, "--video-out", str(tmp_path / name))
     assert_clean_error(r, *needles)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_annotated_mp4(clip: tuple[Path, Path, Path], env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "annotated.mp4"
+    args = ("footfall", "eval", str(clip[0]), "--truth", str(clip[1]), "--video-out", str(out))
+    r = run_cli(env, *args)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["video_out"] == {"path": str(out), "frames": 135}
+    assert len(read_frames(out)) == 135
