@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -110,14 +110,29 @@ def _registry() -> Registry[Any]:
     return registry
 
 
+def _is_json_integer(checker: Any, instance: Any) -> bool:
+    """The spec's ``integer``: a JSON number written without fraction or exponent.
+    JSON Schema lets ``1.0`` pass as an integer; the data spec does not (a
+    ``seq`` of ``1.0`` would be stored, hashed differently and break the chain;
+    money is integer fen). ``True``/``False`` are not integers either."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_StrictValidator: Final = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_json_integer),
+)
+
+
 @cache
 def validator(name: str) -> Draft202012Validator:
-    """A compiled validator for ``#/components/schemas/<name>``."""
+    """A compiled validator for ``#/components/schemas/<name>`` (integers strict)."""
     if name not in spec()["components"]["schemas"]:
         raise KeyError(f"no schema {name!r} in the data spec")
-    return Draft202012Validator(
+    v: Draft202012Validator = _StrictValidator(
         {"$ref": f"{_BASE_URI}#/components/schemas/{name}"}, registry=_registry()
     )
+    return v
 
 
 def _describe(err: ValidationError) -> str:
@@ -132,6 +147,12 @@ def _describe(err: ValidationError) -> str:
         extra = sorted(str(k) for k in err.instance if k not in allowed)[:5]
         return f"{where}: unexpected field(s) {', '.join(extra)}"
     if rule == "type":
+        if (
+            isinstance(err.instance, float)
+            and err.instance.is_integer()
+            and "integer" in str(err.validator_value)
+        ):
+            return f"{where}: must be a JSON integer (no fraction or exponent, 1 not 1.0)"
         return f"{where}: must be of type {err.validator_value}"
     if rule in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
         return f"{where}: violates {rule} {err.validator_value}"
@@ -184,9 +205,26 @@ def accelerated() -> bool:
     return _fast_validator("Error") is not None
 
 
+def _has_integral_float(doc: Any) -> bool:
+    """True if ``doc`` holds a float with no fraction (``1.0``) anywhere: the
+    compiled validator takes it for an integer, so such a message is left to
+    ``jsonschema`` with the strict integer type (floats elsewhere are fine)."""
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if item.is_integer():
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def is_valid(name: str, instance: Any) -> bool:
     fast = _fast_validator(name)
-    if fast is not None and fast.is_valid(instance):
+    if fast is not None and not _has_integral_float(instance) and fast.is_valid(instance):
         return True
     return bool(validator(name).is_valid(instance))
 

@@ -8,7 +8,11 @@ seen nonces, and the datasets served to terminals.
 :meth:`PlatformStore.process_batch` is the heart of the spec: per-device
 sequence continuity, recomputed hashes, the chain link, per-record idempotency
 by ``record_id`` and payload validation, all in one transaction together with
-the stored answer for the request's Idempotency-Key.
+the stored answer for the request's Idempotency-Key. It also keeps its own money
+ledger view per centre (``wallets``: each resident's last known balance;
+``meal_ledger``: each meal stored as a record, what was refunded, whether voided)
+and stores a money record that does not add up against it quarantined, with a
+reason from the spec's ``QuarantineReason`` list (the spec's "Money rules").
 
 PostgreSQL URLs take the psycopg 3 driver (``postgresql+psycopg://user@host/db``);
 tests/sync/test_platform_postgres.py runs the real server against a real
@@ -63,8 +67,25 @@ FINAL_REASONS = frozenset(
         "seq_conflict",
         "idempotency_key_reused",
         "envelope_mismatch",
+        "not_integer",
+        "payload_too_complex",
     }
 )
+
+# A record payload may nest objects/arrays at most this deep (the payload itself is
+# level 1) and hold at most this many object members in all; beyond either the
+# record is refused (``payload_too_complex``) before schema validation.
+MAX_PAYLOAD_DEPTH = 16
+MAX_PAYLOAD_KEYS = 1024
+
+
+def _spec_enum(name: str) -> frozenset[str]:
+    return frozenset(str(v) for v in schemas.spec()["components"]["schemas"][name]["enum"])
+
+
+# The reasons a stored record may be quarantined for: the spec's QuarantineReason
+# enumeration, and the store never writes another (see :meth:`_BatchContext._store`).
+QUARANTINE_REASONS = _spec_enum("QuarantineReason")
 
 
 # PostgreSQL's INTEGER is 32-bit and its driver binds Python ints as ::INTEGER, so a
@@ -123,6 +144,31 @@ class RecordRow(PlatformBase):
     quarantine_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
     quarantine_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     received_at: Mapped[str] = mapped_column(String(40))
+
+
+class WalletRow(PlatformBase):
+    """The platform's own view of a resident's wallet at a centre: the balance the
+    latest money record of that wallet left it at."""
+
+    __tablename__ = "wallets"
+    centre_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    balance_fen: Mapped[int] = mapped_column(_BigInt)
+    record_id: Mapped[str] = mapped_column(String(26))
+
+
+class MealLedgerRow(PlatformBase):
+    """A meal transaction stored as a record (not quarantined), with what was paid
+    for it, refunded from it and whether it was voided: what refunds and voids
+    are checked against."""
+
+    __tablename__ = "meal_ledger"
+    centre_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    resident_id: Mapped[str] = mapped_column(String(64))
+    paid_fen: Mapped[int] = mapped_column(_BigInt)
+    refunded_fen: Mapped[int] = mapped_column(_BigInt, default=0)
+    voided: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class IdempotencyRow(PlatformBase):
@@ -230,7 +276,12 @@ def _dataset_doc(row: DatasetRow) -> dict[str, Any]:
 
 
 def _money_problem(kind: str, p: dict[str, Any]) -> str | None:
-    """Arithmetic invariants the schema cannot express (value-free messages)."""
+    """Arithmetic invariants of one record the schema cannot express (value-free
+    messages); a record failing them is rejected ``amount_mismatch``."""
+    if kind == "wallet_topup":
+        if p["wallet_after_fen"] != p["wallet_before_fen"] + p["amount_fen"]:
+            return "$.payload.wallet_after_fen is not wallet_before_fen + amount_fen"
+        return None
     if kind != "meal_transaction":
         return None
     for i, item in enumerate(p["items"]):
@@ -250,6 +301,48 @@ def _money_problem(kind: str, p: dict[str, Any]) -> str | None:
     return None
 
 
+def _too_complex(payload: Any) -> str | None:
+    """Why a payload is beyond the record limits (depth, members), or None; an
+    explicit stack, no recursion."""
+    members = 0
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_PAYLOAD_DEPTH:
+                return f"$.payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"
+            values = item.values() if isinstance(item, dict) else item
+            if isinstance(item, dict):
+                members += len(item)
+                if members > MAX_PAYLOAD_KEYS:
+                    return f"$.payload has more than {MAX_PAYLOAD_KEYS} object members"
+            stack.extend((v, depth + 1) for v in values)
+    return None
+
+
+def _policy_amount(rule: dict[str, Any], eligible: int) -> int:
+    """What a SubsidyRule grants on an eligible amount (the spec's arithmetic:
+    raw = amount_fen or floor(eligible * basis_points / 10000); min(raw, cap,
+    eligible - floor), never below 0)."""
+    if eligible <= 0:
+        return 0
+    if rule["type"] == "fixed":
+        raw = int(rule.get("amount_fen", 0))
+    else:
+        raw = eligible * int(rule.get("basis_points", 0)) // 10000
+    value = min(raw, eligible)
+    if rule.get("cap_fen") is not None:
+        value = min(value, int(rule["cap_fen"]))
+    return max(0, min(value, eligible - int(rule.get("floor_fen", 0))))
+
+
+def _rule_slots(rule: dict[str, Any]) -> set[str]:
+    if "slots" in rule:
+        return {str(x) for x in rule["slots"]}
+    slot = rule.get("slot", "*")
+    return {"breakfast", "lunch", "dinner"} if slot == "*" else {str(slot)}
+
+
 def _result(
     rec: dict[str, Any],
     result: str,
@@ -258,6 +351,7 @@ def _result(
     detail: str | None = None,
     stored_as: str | None = None,
     expected: int | None = None,
+    quarantine_reason: str | None = None,
 ) -> dict[str, Any]:
     seq = rec.get("seq")
     rid = rec.get("record_id")
@@ -270,6 +364,7 @@ def _result(
         "retryable": reason is not None and reason not in FINAL_REASONS,
         "detail": detail[:500] if detail else None,
         "expected_seq": expected,
+        "quarantine_reason": quarantine_reason,
     }
 
 
@@ -308,19 +403,24 @@ class _BatchContext:
             and r["record_id"].isascii()
             and r["record_id"].isalnum()
         ]
-        self.by_seq: dict[int, tuple[str, str, str]] = {}
+        self.s = s
+        self.by_seq: dict[int, tuple[str, str, str, str | None]] = {}
         old = [q for q in seqs if 1 <= q < head.next_seq]
         if old:
-            for seq, rid, digest, stored_as in s.execute(
+            for seq, rid, digest, stored_as, why in s.execute(
                 select(
-                    RecordRow.seq, RecordRow.record_id, RecordRow.hash, RecordRow.stored_as
+                    RecordRow.seq,
+                    RecordRow.record_id,
+                    RecordRow.hash,
+                    RecordRow.stored_as,
+                    RecordRow.quarantine_reason,
                 ).where(
                     RecordRow.device_id == device.device_id,
                     RecordRow.stream == stream,
                     RecordRow.seq.in_(old),
                 )
             ):
-                self.by_seq[seq] = (rid, digest, stored_as)
+                self.by_seq[seq] = (rid, digest, stored_as, why)
         self.rid_seq: dict[str, int] = {}
         if rids:
             for rid, seq in s.execute(
@@ -329,12 +429,27 @@ class _BatchContext:
                 )
             ):
                 self.rid_seq[rid] = seq
+        policy = s.get(DatasetRow, (device.centre_id, "subsidy_policy"))
+        self.policy: dict[str, Any] | None = json.loads(policy.data) if policy else None
+        # Ledger rows read or made in this batch (new ones are flushed at commit).
+        self.wallets: dict[str, WalletRow | None] = {}
+        self.meals: dict[str, MealLedgerRow | None] = {}
 
     def one(self, rec: Any) -> dict[str, Any]:
         device, head = self.device, self.head
+        if isinstance(rec, dict):
+            too_complex = _too_complex(rec.get("payload"))
+            if too_complex:
+                return _result(rec, "rejected", reason="payload_too_complex", detail=too_complex)
         if not isinstance(rec, dict) or not schemas.is_valid("RecordEnvelope", rec):
             rec_d = rec if isinstance(rec, dict) else {}
-            detail = "; ".join(schemas.problems("RecordEnvelope", rec)[:3])
+            found = schemas.problems("RecordEnvelope", rec)
+            detail = "; ".join(found[:3])
+            floats = [p for p in found if "must be a JSON integer" in p]
+            if floats:
+                return _result(
+                    rec_d, "rejected", reason="not_integer", detail="; ".join(floats[:3])
+                )
             return _result(rec_d, "rejected", reason="schema_invalid", detail=detail)
         if (
             rec["device_id"] != device.device_id
@@ -351,7 +466,7 @@ class _BatchContext:
         if seq < head.next_seq:
             have = self.by_seq.get(seq)
             if have is not None and have[0] == rec["record_id"] and have[1] == rec["hash"]:
-                return _result(rec, "duplicate", stored_as=have[2])
+                return _result(rec, "duplicate", stored_as=have[2], quarantine_reason=have[3])
             return _result(
                 rec,
                 "rejected",
@@ -363,8 +478,8 @@ class _BatchContext:
             return _result(
                 rec,
                 "rejected",
-                reason="idempotency_key_reused",
-                detail=f"record_id already stored at seq {other}",
+                reason="seq_conflict",
+                detail=f"record_id already stored at seq {other} with other content",
             )
         if seq > head.next_seq:
             return _result(
@@ -391,11 +506,23 @@ class _BatchContext:
                 reason="chain_broken",
                 detail="prev_hash is not the hash of the previous record",
             )
-        quarantine = rec.get("quarantine")
-        if quarantine is None:
+        sent = rec.get("quarantine")
+        quarantine: tuple[str, str | None] | None = None
+        if sent is not None:
+            quarantine = (str(sent["reason"]), sent.get("detail"))
+        else:
             problem = _money_problem(rec["kind"], rec["payload"])
             if problem:
                 return _result(rec, "rejected", reason="amount_mismatch", detail=problem)
+            quarantine = self._ledger(rec["kind"], rec["record_id"], rec["payload"])
+        return self._store(rec, quarantine)
+
+    def _store(
+        self, rec: dict[str, Any], quarantine: tuple[str, str | None] | None
+    ) -> dict[str, Any]:
+        device, head, seq = self.device, self.head, rec["seq"]
+        if quarantine is not None and quarantine[0] not in QUARANTINE_REASONS:
+            raise AssertionError(f"quarantine reason {quarantine[0]!r} is not in the spec")
         stored_as = "quarantined" if quarantine is not None else "record"
         self.rows.append(
             {
@@ -410,8 +537,8 @@ class _BatchContext:
                 "hash": rec["hash"],
                 "payload": canonical_json(rec["payload"]),
                 "stored_as": stored_as,
-                "quarantine_reason": quarantine["reason"] if quarantine else None,
-                "quarantine_detail": _no_nul(quarantine.get("detail")) if quarantine else None,
+                "quarantine_reason": quarantine[0] if quarantine else None,
+                "quarantine_detail": _no_nul(quarantine[1]) if quarantine else None,
                 "received_at": self.stamp,
             }
         )
@@ -420,7 +547,123 @@ class _BatchContext:
         head.head_hash = rec["hash"]
         if quarantine is not None:
             head.quarantined += 1
-        return _result(rec, "accepted", stored_as=stored_as)
+        return _result(
+            rec,
+            "accepted",
+            stored_as=stored_as,
+            quarantine_reason=quarantine[0] if quarantine else None,
+        )
+
+    # -- the platform's own money ledger (per centre) ---------------------------------
+    def _ledger(self, kind: str, rid: str, p: dict[str, Any]) -> tuple[str, str] | None:
+        """Check a money record against what the platform already holds and update
+        its ledger view; the quarantine (reason, detail) when it does not add up."""
+        if kind == "meal_transaction":
+            return self._meal(rid, p)
+        if kind == "wallet_topup":
+            why = self._wallet_continuity(p)
+            self._set_wallet(p, rid)
+            return why
+        if kind in ("meal_void", "meal_refund"):
+            why = self._against_meal(kind, p)
+            self._set_wallet(p, rid)
+            return why
+        return None
+
+    def _wallet(self, resident: str) -> WalletRow | None:
+        if resident not in self.wallets:
+            self.wallets[resident] = self.s.get(WalletRow, (self.device.centre_id, resident))
+        return self.wallets[resident]
+
+    def _set_wallet(self, p: dict[str, Any], rid: str) -> None:
+        # The next record continues from what this one left (quarantined or not), so
+        # one discrepancy quarantines one record, not every later one.
+        row = self._wallet(p["resident_id"])
+        if row is None:
+            row = WalletRow(centre_id=self.device.centre_id, resident_id=p["resident_id"])
+            self.s.add(row)
+            self.wallets[p["resident_id"]] = row
+        row.balance_fen, row.record_id = p["wallet_after_fen"], rid
+
+    def _wallet_continuity(self, p: dict[str, Any]) -> tuple[str, str] | None:
+        row = self._wallet(p["resident_id"])
+        if row is not None and row.balance_fen != p["wallet_before_fen"]:
+            return (
+                "wallet_discontinuity",
+                "$.payload.wallet_before_fen is not the balance the platform last knew "
+                f"for this wallet (record {row.record_id})",
+            )
+        return None
+
+    def _meal(self, rid: str, p: dict[str, Any]) -> tuple[str, str] | None:
+        why = self._subsidy_problem(p)
+        if p["payment_source"] == "wallet":
+            self._set_wallet(p, rid)
+        if why is None and self._held_meal(rid) is None:
+            meal = MealLedgerRow(
+                centre_id=self.device.centre_id,
+                record_id=rid,
+                resident_id=p["resident_id"],
+                paid_fen=p["amount_due_fen"],
+                refunded_fen=0,
+                voided=0,
+            )
+            self.s.add(meal)
+            self.meals[rid] = meal
+        return why
+
+    def _subsidy_problem(self, p: dict[str, Any]) -> tuple[str, str] | None:
+        policy = self.policy
+        eligible = sum(i["line_total_fen"] for i in p["items"] if i["subsidisable"])
+        for n, line in enumerate(p["subsidy_lines"]):
+            where = f"$.payload.subsidy_lines[{n}]"
+            if (
+                policy is None
+                or line["policy_id"] != policy.get("policy_id")
+                or line["policy_version"] != policy.get("version")
+            ):
+                continue  # a policy version the platform does not hold: not checked
+            rules = [r for r in policy.get("rules", []) if r.get("category") == line["category"]]
+            if not rules:
+                return ("subsidy_not_in_policy", f"{where}: the category has no rule in the policy")
+            for_slot = [r for r in rules if p["slot"] in _rule_slots(r)] or rules
+            if all(_policy_amount(r, eligible) != line["amount_fen"] for r in for_slot):
+                return (
+                    "subsidy_amount_mismatch",
+                    f"{where}: amount_fen is not what the policy grants for this meal",
+                )
+        return None
+
+    def _held_meal(self, rid: str) -> MealLedgerRow | None:
+        if rid not in self.meals:
+            self.meals[rid] = self.s.get(MealLedgerRow, (self.device.centre_id, rid))
+        return self.meals[rid]
+
+    def _against_meal(self, kind: str, p: dict[str, Any]) -> tuple[str, str] | None:
+        meal = self._held_meal(p["original_record_id"])
+        if meal is None or meal.resident_id != p["resident_id"]:
+            return (
+                "original_not_held",
+                "$.payload.original_record_id is not a meal of this resident the platform holds",
+            )
+        if meal.voided:
+            return ("already_voided", "$.payload.original_record_id was voided before")
+        left = meal.paid_fen - meal.refunded_fen
+        if kind == "meal_void":
+            if p["amount_returned_fen"] > left:
+                return (
+                    "refund_exceeds_paid",
+                    "$.payload.amount_returned_fen is more than was paid and not yet refunded",
+                )
+            meal.voided = 1
+            return None
+        if p["amount_fen"] > left:
+            return (
+                "refund_exceeds_paid",
+                "$.payload.amount_fen is more than was paid and not yet refunded",
+            )
+        meal.refunded_fen += p["amount_fen"]
+        return None
 
 
 class PlatformStore:
