@@ -20,6 +20,7 @@ is refused. A test cross-checks both on valid and mutated messages. Set
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -175,7 +176,10 @@ def _leaf_errors(errors: Iterable[ValidationError]) -> Iterable[ValidationError]
 
 def problems(name: str, instance: Any, limit: int = 10) -> list[str]:
     """Value-free descriptions of why ``instance`` fails schema ``name`` ([] if valid)."""
-    v = validator(name)
+    return _problems_of(validator(name), instance, limit)
+
+
+def _problems_of(v: Draft202012Validator, instance: Any, limit: int) -> list[str]:
     out: list[str] = []
     for err in _leaf_errors(v.iter_errors(instance)):
         out.append(_describe(err))
@@ -244,4 +248,27 @@ def validate_payload(kind: str, payload: Any) -> None:
 
 
 def validate_record(envelope: Any) -> None:
-    validate("RecordEnvelope", envelope, "record")
+    """Check one record: the envelope and the payload of its ``kind`` (the spec's
+    ``Record``, a ``oneOf`` with a discriminator on ``kind``)."""
+    validate("Record", envelope, "record")
+
+
+@cache
+def _batch_shell_validator() -> Draft202012Validator:
+    """``BatchRequest`` with each record item only an object: what the platform
+    refuses a batch for as a whole (each record is then checked against
+    ``Record`` on its own and refused per record)."""
+    schema = json.loads(
+        json.dumps(spec()["components"]["schemas"]["BatchRequest"]).replace(
+            '"#/components/', f'"{_BASE_URI}#/components/'
+        )
+    )
+    schema["properties"]["records"]["items"] = {"type": "object"}
+    v: Draft202012Validator = _StrictValidator(schema, registry=_registry())
+    return v
+
+
+def batch_shell_problems(doc: Any, limit: int = 10) -> list[str]:
+    """Value-free problems of a batch's own fields ([] if the batch as a whole is
+    acceptable; its records are not looked into)."""
+    return _problems_of(_batch_shell_validator(), doc, limit)

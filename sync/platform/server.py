@@ -53,7 +53,13 @@ from sync.auth import (
     server_ssl_context,
     verify_request,
 )
-from sync.platform.store import Device, PlatformStore, PlatformStoreError, PlatformUnavailable
+from sync.platform.store import (
+    Device,
+    PlatformStore,
+    PlatformStoreError,
+    PlatformUnavailable,
+    StoredAnswer,
+)
 from sync.retry import is_retryable_status
 from terminal.core.clock import CHINA_TZ
 from terminal.core.log import get_logger
@@ -640,6 +646,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(500, "internal_error", "the platform failed on this request")
 
     def _post(self) -> None:
+        """``POST /v1/batches``. Once the request is authenticated and carries a valid
+        Idempotency-Key, every final answer (the processed batch, and a 400, 403, 409
+        or 422 about the body) is stored under the device's key and replayed for the
+        same key and body; the same key with another body is ``422
+        idempotency_key_reused`` (not stored). Answers before that point (401, 403
+        device_revoked, 411, 413, a bad key) and transient ones (408, 429, 5xx) are
+        not stored: the same request is processed when it comes again."""
         received = self._receive()
         if received is None:
             return
@@ -650,48 +663,55 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body_sha = hashlib.sha256(body).hexdigest()
         store = self.server.store
+
+        def final(status: int, code: str, message: str) -> StoredAnswer:
+            doc = _error_doc(status, code, message)
+            return store.remember_answer(device.device_id, key, body_sha, status, doc, _now())
+
         try:
             answer = store.idempotent_answer(device.device_id, key, body_sha)
+            if answer is None:
+                answer = self._process(device, body, key, body_sha, final)
         except PlatformStoreError as exc:
             self._error(422, exc.code, str(exc))
             return
-        if answer is None:
-            try:
-                doc = parse_json_body(body)
-            except BadRequest as exc:
-                self._error(400, "malformed_request", str(exc))
-                return
-            problems = (
-                []
-                if schemas.is_valid("BatchRequest", doc)
-                else schemas.problems("BatchRequest", doc)
-            )
-            if problems:
-                self._error(422, "schema_invalid", "; ".join(problems[:3]))
-                return
-            if doc["device_id"] != device.device_id:
-                self._error(403, "forbidden", "the batch is for another device")
-                return
-            if doc["centre_id"] != device.centre_id:
-                self._error(409, "centre_mismatch", "the device is registered to another centre")
-                return
-            try:
-                answer = store.process_batch(
-                    device, doc["stream"], doc["records"], key, body_sha, _now()
-                )
-            except PlatformStoreError as exc:
-                self._error(422, exc.code, str(exc))
-                return
-        if fault == "drop_after_commit":
+        if answer.status == 200 and fault == "drop_after_commit":
             self._reset()
-        if fault == "bad_reply":
+        if answer.status == 200 and fault == "bad_reply":
             broken = dict(answer.body)
             broken["results"] = [{**r, "result": "maybe"} for r in broken["results"]]
             self._send_json(200, broken)
             return
-        schemas.validate("BatchResponse", answer.body, "platform reply")
+        schemas.validate(
+            "BatchResponse" if answer.status == 200 else "Error", answer.body, "platform reply"
+        )
         self._send_json(
             answer.status, answer.body, {"Idempotent-Replayed": "true"} if answer.replayed else None
+        )
+
+    def _process(
+        self,
+        device: Device,
+        body: bytes,
+        key: str,
+        body_sha: str,
+        final: Callable[[int, str, str], StoredAnswer],
+    ) -> StoredAnswer:
+        """Check the batch as a whole, then apply it (the answer is stored either way)."""
+        try:
+            doc = parse_json_body(body)
+        except BadRequest as exc:
+            return final(400, "malformed_request", str(exc))
+        # the batch's own fields; each record is checked on its own (per record)
+        problems = schemas.batch_shell_problems(doc)
+        if problems:
+            return final(422, "schema_invalid", "; ".join(problems[:3]))
+        if doc["device_id"] != device.device_id:
+            return final(403, "forbidden", "the batch is for another device")
+        if doc["centre_id"] != device.centre_id:
+            return final(409, "centre_mismatch", "the device is registered to another centre")
+        return self.server.store.process_batch(
+            device, doc["stream"], doc["records"], key, body_sha, _now()
         )
 
     def _not_modified(self, etag: str) -> bool:

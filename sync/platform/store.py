@@ -762,6 +762,39 @@ class PlatformStore:
                 )
             return StoredAnswer(row.status, json.loads(row.response), True)
 
+    def remember_answer(
+        self,
+        device_id: str,
+        key: str,
+        body_sha256: str,
+        status: int,
+        body: dict[str, Any],
+        now: datetime,
+    ) -> StoredAnswer:
+        """Store a final answer that was not a processed batch (a 4xx: the body was not
+        JSON, not a ``BatchRequest``, for another device or centre) under the device's
+        ``key``, so the same request gets the same answer again. If a request with the
+        same key stored its answer first, that answer is returned (replayed); a reused
+        key with another body raises ``idempotency_key_reused``."""
+        try:
+            with self.sessions.begin() as s:
+                s.add(
+                    IdempotencyRow(
+                        device_id=device_id,
+                        key=key,
+                        body_sha256=body_sha256,
+                        status=status,
+                        response=json.dumps(body, ensure_ascii=False),
+                        created_at=rfc3339(now),
+                    )
+                )
+        except IntegrityError:
+            first = self.idempotent_answer(device_id, key, body_sha256)
+            if first is None:  # pragma: no cover - the row that collided was deleted
+                raise
+            return first
+        return StoredAnswer(status, body, False)
+
     def process_batch(
         self,
         device: Device,

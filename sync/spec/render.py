@@ -10,6 +10,7 @@ The output is deterministic (a test checks the committed page is current).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,52 @@ def _schema_section(name: str, schema: dict[str, Any]) -> list[str]:
         for cond in schema.get("allOf", []) + ([schema] if "if" in schema else []):
             if "if" not in cond:
                 continue
+            then = yaml.safe_dump(cond.get("then", {}), default_flow_style=True, width=10**6)
             out.append(
                 f"- when `{yaml.safe_dump(cond['if'], default_flow_style=True).strip()}`: "
-                f"`{_esc(yaml.safe_dump(cond.get('then', {}), default_flow_style=True).strip())}`"
+                f"`{_esc(then.strip())}`"
             )
+    disc = schema.get("discriminator")
+    if isinstance(disc, dict):
+        out += ["", f"Discriminator: `{disc['propertyName']}`", ""]
+        out += [f"- `{value}`: {_type_of({'$ref': ref})}" for value, ref in disc["mapping"].items()]
+    for example in schema.get("examples", []):
+        out += ["", "Example:", "", "```json", json.dumps(example, ensure_ascii=False), "```"]
     out.append("")
+    return out
+
+
+def _registration(reg: dict[str, Any] | None) -> list[str]:
+    """The ``x-device-registration`` section: the procedure and the worked example."""
+    if not reg:
+        return []
+    ex = reg["example"]
+    out = [f"## {reg['title']}", "", f"**{reg.get('x-label-zh', '')}**", ""]
+    out += [str(reg["description"]).strip(), "", "### Worked example", ""]
+    out += [
+        f"* private key seed (32 bytes, hex): `{ex['private_key_seed_hex']}`",
+        f"* public key (base64 of the 32 raw bytes): `{ex['public_key']}`",
+        f"* registration: `{ex['registration']}`",
+        f"* `created` {ex['created']}, `nonce` `{ex['nonce']}`",
+        "",
+        "The request (the body is exactly these bytes, UTF-8, no trailing newline):",
+        "",
+        "```http",
+        f"{ex['method']} {ex['path']}{'?' + ex['query'] if ex['query'] else ''} HTTP/1.1",
+        *(f"{k}: {v}" for k, v in ex["headers"].items()),
+        "",
+        ex["body"],
+        "```",
+        "",
+        "The signature base, the exact bytes signed (lines joined by `\\n`, no trailing newline):",
+        "",
+        "```text",
+        ex["signature_base"],
+        "```",
+        "",
+        f"The Ed25519 signature of it, base64: `{ex['signature']}`",
+        "",
+    ]
     return out
 
 
@@ -113,6 +155,7 @@ def render(doc: dict[str, Any]) -> str:
         "",
         str(info.get("description", "")).strip(),
         "",
+        *_registration(doc.get("x-device-registration")),
         "## Endpoints",
         "",
         "| method | path | operation | 中文 | summary |",
