@@ -3,13 +3,16 @@
 Pure (numpy only, no IO): times are passed in.
 
 :class:`DailyVisitors`
-    Anonymous face embeddings held **in memory only, for one day**, so one
-    person who walks in five times is one visitor and five visits. Nothing
-    here is ever written to disk, logged or sent: the class has no
-    serialisation, its ``repr`` shows counts only, and :meth:`clear` (day
-    rollover, service stop) overwrites the vectors before dropping them.
-    Visitors are numbered per day (1, 2, ...); the number is only used to
-    count and never leaves the process.
+    Anonymous face embeddings held in memory for one day, so one person who
+    walks in five times is one visitor and five visits. This class does no
+    IO and nothing of it is logged or sent: its ``repr`` shows counts only,
+    and :meth:`clear` (day rollover, service stop) overwrites the vectors
+    before dropping them. :meth:`export_state` / :meth:`restore_state` hand
+    the raw arrays to ``face.footfall.visitor_vault``, the only place they
+    go: encrypted with a per-day key that lives in memory and in the kernel
+    keyring, so a service restart within the day does not count a returning
+    visitor again. Visitors are numbered per day (1, 2, ...); the number is
+    only used to count and never leaves the process.
 
 :class:`AttendanceBook`
     Sessions of enrolled seniors who consented to attendance: a senior is
@@ -61,6 +64,7 @@ class DailyVisitors:
     _owner: list[int] = field(init=False, repr=False, default_factory=list)
     _n: int = field(init=False, repr=False, default=0)
     _visitors: int = field(init=False, repr=False, default=0)
+    _version: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         self._mat = np.zeros((64, self.dim), np.float32)
@@ -75,6 +79,36 @@ class DailyVisitors:
     @property
     def vectors_held(self) -> int:
         return self._n
+
+    @property
+    def version(self) -> int:
+        """Grows on every change (a visitor, a new look, a clear): the service
+        persists the state when it moved."""
+        return self._version
+
+    def export_state(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(visitors, owner of each vector as int32, the vectors as float32 rows):
+        copies, for the encrypted vault only."""
+        owners = np.asarray(self._owner, dtype=np.int32)
+        return self._visitors, owners, self._mat[: self._n].copy()
+
+    def restore_state(self, visitors: int, owners: np.ndarray, vectors: np.ndarray) -> None:
+        """Resume the day after a service restart (from :meth:`export_state`)."""
+        owners = np.asarray(owners, dtype=np.int32).reshape(-1)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        n = int(owners.shape[0])
+        if vectors.shape != (n, self.dim):
+            raise ValueError("vectors do not match the owners or the dimension")
+        if n and (int(owners.min()) < 1 or int(owners.max()) > visitors):
+            raise ValueError("visitor numbers out of range")
+        self.clear()
+        cap = max(64, 1 << max(0, n - 1).bit_length())
+        self._mat = np.zeros((cap, self.dim), np.float32)
+        self._mat[:n] = vectors
+        self._owner = [int(o) for o in owners]
+        self._n = n
+        self._visitors = int(visitors)
+        self._version += 1
 
     def match(self, vec: np.ndarray) -> tuple[int | None, float]:
         """The visitor number whose embeddings are closest, if at or above
@@ -102,6 +136,7 @@ class DailyVisitors:
     def new_anonymous(self) -> int:
         """A visitor without a usable embedding: counted, never matched later."""
         self._visitors += 1
+        self._version += 1
         return self._visitors
 
     def _add(self, who: int, q: np.ndarray) -> None:
@@ -113,6 +148,7 @@ class DailyVisitors:
         self._mat[self._n] = q
         self._owner.append(who)
         self._n += 1
+        self._version += 1
 
     def clear(self) -> None:
         """Forget the day: vectors are overwritten with zeros, then dropped."""
@@ -121,6 +157,7 @@ class DailyVisitors:
         self._owner.clear()
         self._n = 0
         self._visitors = 0
+        self._version += 1
 
 
 @dataclass(frozen=True, slots=True)

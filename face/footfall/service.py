@@ -14,9 +14,15 @@ it never waits on the kiosk's recogniser lock; it shares only the in-memory
 gallery (read-only searches; the gallery has its own lock).
 
 On start it restores today's attendance sessions from the outbox, so a
-restart does not record a senior's first session twice. Anonymous visitor
-embeddings are deliberately *not* restored (they are never stored): after a
-restart, a visitor seen earlier the same day may be counted as new again.
+restart does not record a senior's first session twice. With a
+:class:`~face.footfall.visitor_vault.VisitorVault` it also restores the day's
+anonymous visitors: whenever they change, the service writes them encrypted
+(AES-GCM, per-day key in memory and in the kernel keyring only), so after a
+*service restart* within the day a returning visitor is not counted again.
+After a *reboot* the key is gone, the file is deleted and the day's visitors
+start afresh (a visitor seen before the reboot may be counted again); without
+a usable keyring the visitors stay in memory only, as with no vault. At the
+day rollover the file is overwritten and deleted and the day's key dropped.
 """
 
 from __future__ import annotations
@@ -25,12 +31,19 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from face.footfall.config import FootfallConfig
 from face.footfall.pipeline import FootfallPipeline, build_face_pipeline
 from face.footfall.store import FootfallStore
+from face.footfall.visitor_vault import (
+    KeyStore,
+    VisitorState,
+    VisitorVault,
+    kernel_keyring,
+)
 from terminal.core.clock import Clock
 from terminal.core.errors import TerminalError
 from terminal.core.log import get_logger
@@ -138,6 +151,7 @@ class FootfallService:
         clock: Clock,
         *,
         consent_refresh_s: float = 60.0,
+        vault: VisitorVault | None = None,
     ) -> None:
         self.source = source
         self.make_pipeline = make_pipeline
@@ -152,6 +166,9 @@ class FootfallService:
         self._error: str | None = None
         self._fps = 0.0
         self._lock = threading.Lock()
+        self.vault = vault
+        self._vault_day: str | None = None
+        self._saved_version = -1
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
@@ -261,9 +278,11 @@ class FootfallService:
             if mono >= next_consent:
                 self._refresh_consent(pipe)
                 next_consent = mono + self.consent_refresh_s
-            report = pipe.process(frame.image, frame.ts, self.clock.now())
+            now = self.clock.now()
+            report = pipe.process(frame.image, frame.ts, now)
             if report.attendance or report.closed_hours:
                 self._write(report.attendance, report.closed_hours)
+            self._keep_visitors(pipe, now)
             n_rate += 1
             if mono - t_rate >= 2.0:
                 self._fps = n_rate / (mono - t_rate)
@@ -275,10 +294,12 @@ class FootfallService:
     def _tick_idle(self) -> None:
         p = self.pipeline
         if p is not None:
+            now = self.clock.now()
             # keep hours closing while the camera is silent (nothing observed)
-            closed = [b for b in p.hours.tick(self.clock.now()) if not b.empty]
+            closed = [b for b in p.hours.tick(now) if not b.empty]
             if closed:
                 self._write([], closed)
+            self._keep_visitors(p, now)
 
     def _open_pipeline(self, size: tuple[int, int]) -> None:
         pipe = self.make_pipeline(self.config, size)
@@ -286,7 +307,50 @@ class FootfallService:
         with self.sessions() as session:
             day = now.date().isoformat()
             pipe.restore_attendance(day, self.store.attendance_sessions(session, day))
+        self._restore_visitors(pipe, day)
         self.pipeline = pipe
+
+    # ------------------------------------------------------------ visitor vault
+    def _restore_visitors(self, pipe: FootfallPipeline, day: str) -> None:
+        self._vault_day = day
+        self._saved_version = pipe.visitors.version
+        if self.vault is None or not pipe.identities:
+            return
+        try:
+            state = self.vault.load(day)
+            if state is not None:
+                pipe.visitors.restore_state(state.visitors, state.owners, state.vectors)
+        except Exception as exc:  # never stop counting over the vault
+            log.warning("footfall_visitors_restore_failed", error=type(exc).__name__)
+            pipe.visitors.clear()
+            self.vault.forget(day)
+        self._saved_version = pipe.visitors.version
+
+    def _keep_visitors(self, pipe: FootfallPipeline, now: datetime) -> None:
+        """Day rollover: forget the file and the key; else persist a change."""
+        if self.vault is None or not pipe.identities:
+            return
+        day = now.date().isoformat()
+        try:
+            if day != self._vault_day:
+                self.vault.forget(self._vault_day)
+                self._vault_day = day
+                if pipe.visitors.version == self._saved_version:
+                    # idle at midnight (the pipeline clears on its next frame), or the
+                    # pipeline opened just before midnight: yesterday's visitors go now
+                    pipe.visitors.clear()
+                    self._saved_version = pipe.visitors.version
+                    return
+                # else the pipeline rolled over in this frame (and may already hold
+                # the new day's first visitor): fall through and save the new day
+            if pipe.visitors.version != self._saved_version:
+                visitors, owners, vectors = pipe.visitors.export_state()
+                self.vault.save(day, now, VisitorState(visitors, owners, vectors))
+                vectors.fill(0.0)
+                self._saved_version = pipe.visitors.version
+        except Exception as exc:
+            log.warning("footfall_visitors_save_failed", error=type(exc).__name__)
+            self._saved_version = pipe.visitors.version  # retried on the next change
 
     def _refresh_consent(self, pipe: FootfallPipeline) -> None:
         try:
@@ -311,9 +375,11 @@ class FootfallService:
         if p is None:
             return
         try:
-            hours = p.flush(self.clock.now())
+            now = self.clock.now()
+            hours = p.flush(now)
             if hours:
                 self._write([], hours)
+            self._keep_visitors(p, now)  # before close() forgets them in memory
         except Exception as exc:
             log.error("footfall_flush_failed", error=type(exc).__name__)
         finally:
@@ -333,14 +399,43 @@ def build_service(
     clock: Clock,
     gallery: Gallery | None = None,
     engine: Any = None,
+    vault_dir: Path | None = None,
+    centre_id: str = "",
+    keys: KeyStore | None = None,
 ) -> FootfallService:
     """The service as the app wires it: its own engine, the shared gallery,
-    the outbox, consent from the roster."""
+    the outbox, consent from the roster, and the visitor vault.
+
+    The vault's file goes to ``vault_dir``, by default the directory of the
+    SQLite database (the data directory); its associated data binds
+    ``centre_id`` and the outbox's device id. ``keys`` defaults to the kernel
+    keyring; when that is unusable (or the database is not a file) the day's
+    visitors stay in memory only."""
     store = FootfallStore(outbox)
     factory = make_pipeline_factory(
         config, pack_dir=pack_dir, face_settings=face_settings, gallery=gallery, engine=engine
     )
-    return FootfallService(source, factory, replace(config), sessions, store, clock)
+    directory = vault_dir if vault_dir is not None else _database_dir(sessions)
+    vault = None
+    if directory is not None and config.identities:
+        store_keys = keys if keys is not None else kernel_keyring()
+        if store_keys is not None:
+            device = str(getattr(outbox, "device_id", ""))
+            vault = VisitorVault(directory, centre_id=centre_id, device_id=device, keys=store_keys)
+    return FootfallService(source, factory, replace(config), sessions, store, clock, vault=vault)
+
+
+def _database_dir(sessions: Any) -> Path | None:
+    """The directory of the SQLite database file the sessions are bound to."""
+    url = getattr(sessions.kw.get("bind"), "url", None) if hasattr(sessions, "kw") else None
+    database = getattr(url, "database", None)
+    if (
+        not database
+        or database == ":memory:"
+        or not str(getattr(url, "drivername", "")).startswith("sqlite")
+    ):
+        return None
+    return Path(database).resolve().parent
 
 
 def run_blocking(service: FootfallService, seconds: float | None = None) -> dict[str, Any]:
