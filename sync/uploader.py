@@ -24,8 +24,10 @@ reply says in one ``sync.db`` transaction:
   dead-lettered (the records are not at fault); the stream is blocked with the
   reason and retried after the backoff cap.
 
-Send generation: a random value drawn when the uploader starts and again on
-every ``seq_gap`` answer, mixed into each batch's Idempotency-Key. A retry after
+Send generation: a random value drawn when the uploader starts, again on
+every ``seq_gap`` answer and after every final HTTP refusal of a batch (the
+platform stores and replays final answers per key, so the retry after the
+cause is fixed must be a new request), mixed into each batch's Idempotency-Key. A retry after
 a lost reply (same records, same generation) is a replay of the platform's
 first answer, as the spec intends. But a ``seq_gap`` means the platform's stream
 is not where an earlier answer left it (it lost records it had acknowledged):
@@ -333,6 +335,11 @@ class Uploader:
                     key_generation=self._generation,
                 )
             except PlatformError as err:
+                if err.status is not None and not err.retryable:
+                    # The platform stores its final answer under the batch's
+                    # Idempotency-Key and replays it: once the cause is fixed (a
+                    # re-registration, a platform update), only a new key is heard.
+                    self._new_generation()
                 self._fail(report, err, state.attempts)
                 break
             if not self._settle(

@@ -363,3 +363,25 @@ def test_unreachable_platform_is_retryable(env: Env) -> None:
     assert info.value.retryable and info.value.error == "network"
     client.close()
     env.platform.stop = lambda: None  # type: ignore[method-assign]
+
+
+def test_a_final_refusal_is_not_replayed_after_its_cause_is_fixed(env: Env) -> None:
+    """The platform stores a batch's final 4xx under its Idempotency-Key and
+    replays it. When district IT fixes the cause (here: the device was registered
+    to the wrong centre, then back), the running uploader must be heard again,
+    not served the stored refusal until it restarts."""
+    from sync_helpers import CENTRE, DEVICE
+
+    append_records(env.terminal_url, 5)
+    store = _store(env)
+    with env.client() as client:
+        up = env.uploader(client, store)
+        assert up.run_once().accepted == 5
+        append_records(env.terminal_url, 3)
+        now = SystemClock().now()
+        env.platform.store.register_device(DEVICE, "C-WRONG", env.public_key, now)
+        refused = up.run_once(ignore_schedule=True)
+        assert refused.blocked and "centre" in refused.blocked, refused.to_dict()
+        env.platform.store.register_device(DEVICE, CENTRE, env.public_key, now)
+        again = up.run_once(ignore_schedule=True)
+        assert again.accepted == 3 and again.drained, again.to_dict()
