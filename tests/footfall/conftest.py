@@ -5,6 +5,7 @@ a lock-step frame source."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -112,3 +113,24 @@ def standard_clips(
     clip_dir: Path, find_faces: Callable[..., Any], face_images: list[tuple[Path, str]]
 ) -> list[tuple[Path, Path]]:
     return synth.make_standard_clips(clip_dir, find_faces, face_images)
+
+
+@pytest.fixture(autouse=True)
+def _drop_kernel_keys(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Services built by the tests keep the day's visitor key in the kernel user
+    keyring, as on the device; drop every key a test made so that runs do not
+    pile keys up in the user's keyring (a quota of 200 for non-root users)."""
+    from face.footfall.visitor_vault import KernelKeyring
+
+    made: list[tuple[KernelKeyring, str]] = []
+    put = KernelKeyring.put
+
+    def remember(self: KernelKeyring, name: str, key: bytes, timeout_s: int) -> None:
+        put(self, name, key, timeout_s)
+        made.append((self, name))
+
+    monkeypatch.setattr(KernelKeyring, "put", remember)
+    yield
+    for ring, name in made:
+        with contextlib.suppress(Exception):  # already gone: rollover tests drop their own
+            ring.drop(name)

@@ -96,6 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             clock=svc.clock,
             gallery=rec.gallery,
             engine=rec.engine,
+            vault_dir=s.data_dir,
+            centre_id=s.centre.centre_id,
         )
         emit(args, run_blocking(service, args.seconds))
         return 0
