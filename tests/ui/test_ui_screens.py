@@ -464,7 +464,21 @@ def test_voice_prompts_exist_and_play_without_an_audio_device(qtbot: QtBot) -> N
         player.play("pay.success")  # no audio device in CI: nothing raises, nothing blocks
         player.play("pay.no_such_prompt")
         assert "pay.no_such_prompt" in player.missing
-        assert player.played == ["pay.success", "pay.no_such_prompt"]
+        assert list(player.played) == ["pay.success", "pay.no_such_prompt"]
+    finally:
+        player.stop()
+        player.deleteLater()
+
+
+def test_the_record_of_played_prompts_stays_bounded(qtbot: QtBot) -> None:
+    """The kiosk runs for weeks and says a few prompts per payment: the record
+    of what was played keeps only the recent part."""
+    player = PromptPlayer(lambda: "zh_CN", enabled=False)
+    try:
+        for i in range(5000):
+            player.play(f"pay.prompt_{i}")
+        assert len(player.played) <= 1000
+        assert list(player.played)[-2:] == ["pay.prompt_4998", "pay.prompt_4999"]
     finally:
         player.stop()
         player.deleteLater()

@@ -8,6 +8,7 @@ prompt is skipped and logged once.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +34,9 @@ class PromptPlayer(QObject):
         self._language = language
         self.sounds_dir = sounds_dir
         self.enabled = enabled
-        self.played: list[str] = []  # keys asked for (tests, diagnostics)
+        # keys asked for (tests, diagnostics); the recent part only, as the
+        # kiosk runs for weeks and says a few prompts per payment
+        self.played: deque[str] = deque(maxlen=1000)
         self.missing: set[str] = set()
         self._effect = None
         self._broken = False
