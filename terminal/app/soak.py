@@ -626,7 +626,12 @@ def run_soak(
         base / "platform.log",
     )
     agent = Proc("agent", [*cli, "agent"], env, base / "agent.log")
-    kiosk_env = dict(env, QT_QPA_PLATFORM=f"vnc:size={SCREEN[0]}x{SCREEN[1]}:port={world.vnc_port}")
+    kiosk_env = dict(
+        env,
+        QT_QPA_PLATFORM=f"vnc:size={SCREEN[0]}x{SCREEN[1]}:port={world.vnc_port}",
+        # as deploy/systemd/care-terminal-kiosk.service sets it (frames through mmap)
+        MALLOC_MMAP_THRESHOLD_="262144",
+    )
     from terminal.app.demo_printer import DemoPrinter
 
     printer = DemoPrinter(base / "receipts.txt")
