@@ -355,7 +355,7 @@ def _result(
 ) -> dict[str, Any]:
     seq = rec.get("seq")
     rid = rec.get("record_id")
-    return {
+    out: dict[str, Any] = {
         "seq": seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else 0,
         "record_id": rid[:64] if isinstance(rid, str) else "",
         "result": result,
@@ -364,8 +364,13 @@ def _result(
         "retryable": reason is not None and reason not in FINAL_REASONS,
         "detail": detail[:500] if detail else None,
         "expected_seq": expected,
-        "quarantine_reason": quarantine_reason,
     }
+    if quarantine_reason is not None:
+        # Only when the platform quarantined the record: terminals of earlier
+        # releases validate replies strictly and refuse a field they do not know,
+        # so a reply carries it only when it has something to say.
+        out["quarantine_reason"] = quarantine_reason
+    return out
 
 
 class _BatchContext:
