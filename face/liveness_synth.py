@@ -66,16 +66,29 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np
     return scale, rot, t
 
 
-def build_head(photo_lm68: np.ndarray, image_shape: tuple[int, ...]) -> HeadMesh:
-    """A head mesh over the face in a photo whose 68 landmarks are known."""
+def build_head(
+    photo_lm68: np.ndarray,
+    image_shape: tuple[int, ...],
+    *,
+    depth: float = 1.0,
+    nose: float = 1.0,
+) -> HeadMesh:
+    """A head mesh over the face in a photo whose 68 landmarks are known.
+
+    Real heads are not the mean shape: ``depth`` scales the face's depth and
+    ``nose`` how far the nose (28-35) stands out from the top of its bridge (27).
+    """
     from scipy.spatial import Delaunay
 
     from face.challenge import pose_yaw
 
     lm = np.asarray(photo_lm68, np.float64).reshape(68, 2)
+    shape = mean_shape_68().copy()
+    shape[:, 2] *= depth
+    shape[28:36, 2] = shape[27, 2] + (shape[28:36, 2] - shape[27, 2]) * nose
     # The face in the photo may already be turned: take depth from the mean
     # shape turned the same way, so a further turn moves the right points.
-    ms = mean_shape_68() @ _rotation(math.radians(pose_yaw(lm)), 0.0, 0.0).T
+    ms = shape @ _rotation(math.radians(pose_yaw(lm)), 0.0, 0.0).T
     scale, _rot, _t = _similarity(ms[:, :2], lm)
     z_face = ms[:, 2] * scale
     # The mean shape's x/y fitted to the photo, depth from the mean shape.
@@ -169,17 +182,77 @@ def paint(
     depth: np.ndarray,
     tris: np.ndarray,
     out: np.ndarray,
+    *,
+    feather: float = 0.0,
 ) -> None:
-    """Paint textured triangles back to front, skipping those facing away."""
-    order = np.argsort(depth[tris].mean(axis=1))
-    for ti in order:
-        tri = tris[ti]
-        s, d = src[tri], proj[tri]
-        s_area = _area2(s)
+    """Paint a textured mesh into ``out``.
+
+    Visibility is decided per pixel, back to front (triangles facing away are
+    skipped): each pixel takes its source position through the affine map of
+    the nearest visible triangle, and the texture is sampled once, bilinearly,
+    for the whole mesh, so neighbouring triangles share their edges exactly
+    (no cracks, no seams). ``feather`` (pixels) softens the mesh's outline
+    against ``out``, as hair and the edge of a head are soft against what is
+    behind them; 0 keeps the hard edge of a sheet of paper or a phone.
+    """
+    h, w = out.shape[:2]
+    pad = 2 + math.ceil(3 * feather)
+    x0, y0 = (max(0, math.floor(v) - pad) for v in proj.min(axis=0))
+    x1, y1 = (
+        min(w, math.ceil(proj[:, 0].max()) + pad),
+        min(h, math.ceil(proj[:, 1].max()) + pad),
+    )
+    if x1 <= x0 or y1 <= y0:
+        return
+    origin = np.array([x0, y0], np.float64)
+    index = np.full((y1 - y0, x1 - x0), -1, np.int32)
+    maps = np.zeros((len(tris), 2, 3), np.float64)
+    for ti in np.argsort(depth[tris].mean(axis=1)):
+        s, d = src[tris[ti]], proj[tris[ti]] - origin
         d_area = _area2(d)
-        if s_area * d_area <= 0 or abs(d_area) < 0.5:
+        if _area2(s) * d_area <= 0 or abs(d_area) < 0.5:
             continue
-        _warp_triangle(texture, out, s, d)
+        maps[ti] = cv2.getAffineTransform(d.astype(np.float32), s.astype(np.float32))
+        cv2.fillConvexPoly(index, np.round(d).astype(np.int32), int(ti), lineType=cv2.LINE_8)
+    # a pixel between two triangles that rounding left out takes a neighbour's map
+    grown = cv2.dilate(index.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+    gap = (index < 0) & (grown >= 0)
+    gap &= cv2.erode((grown >= 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    index[gap] = grown[gap]
+    ys, xs = np.nonzero(index >= 0)
+    if len(ys) == 0:
+        return
+    m = maps[index[ys, xs]]
+    mapx = np.full(index.shape, -1.0, np.float32)
+    mapy = np.full(index.shape, -1.0, np.float32)
+    mapx[ys, xs] = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]
+    mapy[ys, xs] = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
+    sampled = cv2.remap(texture, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    alpha = (index >= 0).astype(np.float32)
+    if feather > 0:
+        # 0 at the outline, 1 about 1.5 ``feather`` inside it
+        alpha = np.clip(2.0 * cv2.GaussianBlur(alpha, (0, 0), feather) - 1.0, 0.0, 1.0)
+    a = alpha[..., None]
+    region = out[y0:y1, x0:x1]
+    region[:] = np.clip(sampled * a + region * (1.0 - a) + 0.5, 0, 255).astype(out.dtype)
+
+
+def scene_behind(photo: np.ndarray, mesh: HeadMesh) -> np.ndarray:
+    """The photo's own scene with the head taken out (inpainted), to stand the
+    rendered head in: at rest the frame is the photo itself, and a turned head
+    uncovers a plausible background rather than a second copy of the face."""
+    h, w = photo.shape[:2]
+    hull = cv2.convexHull(np.round(mesh.src).astype(np.int32))
+    hole = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(hole, hull, 255)
+    mask = np.asarray(cv2.dilate(hole, np.ones((9, 9), np.uint8)))
+    small = cv2.resize(photo, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    small_mask = cv2.resize(mask, (w // 4, h // 4), interpolation=cv2.INTER_NEAREST)
+    filled = cv2.inpaint(small, small_mask, 5, cv2.INPAINT_TELEA)
+    filled = cv2.GaussianBlur(cv2.resize(filled, (w, h), interpolation=cv2.INTER_CUBIC), (0, 0), 2)
+    a = (cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 3))[..., None]
+    out = photo.astype(np.float32) * (1 - a) + filled.astype(np.float32) * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def close_eyes(image: np.ndarray, lm68: np.ndarray) -> np.ndarray:
@@ -210,8 +283,10 @@ def render_head(
     scale: float = 1.0,
     blink: float = 0.0,
     focal_widths: float = 7.0,
+    feather: float = 0.0,
 ) -> np.ndarray:
-    """One frame of the head over ``background`` (same size as ``photo``)."""
+    """One frame of the head over ``background`` (same size as ``photo``);
+    ``feather`` softens the head's outline (pixels)."""
     out = background.copy()
     r = _rotation(math.radians(yaw_deg), math.radians(pitch_deg), math.radians(roll_deg))
     face_w = float(np.ptp(mesh.xyz[:17, 0])) or 100.0
@@ -224,7 +299,7 @@ def render_head(
         distance=focal_widths * face_w,
     )
     texture = close_eyes(photo, mesh.src[:68]) if blink > 0.5 else photo
-    paint(texture, mesh.src, proj, depth, mesh.tris, out)
+    paint(texture, mesh.src, proj, depth, mesh.tris, out, feather=feather)
     return out
 
 
@@ -384,14 +459,27 @@ def genuine_clip(
     seconds: float = 4.5,
     blink_rate: float = 0.25,
 ) -> Clip:
-    """A real-looking head answering a turn challenge."""
+    """A real-looking head answering a turn challenge.
+
+    Each seed draws a different person and attempt: the head's depth and nose
+    (real heads are not the mean shape), the pose at rest (looking at the
+    screen, within a few degrees of frontal, whatever the photo's own pose),
+    the reaction time, speed and amplitude of the turn, sway, blinks, the
+    light falling on one side, and the camera's noise, blur, gain and JPEG.
+    The head stands in the photo's own scene (the head inpainted out of it),
+    its outline soft against it, as a person's is.
+    """
+    from face.challenge import pose_yaw
+
     rng = np.random.default_rng(seed)
-    mesh = build_head(lm68, photo.shape)
-    bg = (
-        cv2.GaussianBlur(photo, (0, 0), 25)
-        if rng.random() < 0.5
-        else plain_background(photo.shape, rng)
+    mesh = build_head(
+        lm68,
+        photo.shape,
+        depth=float(rng.uniform(0.85, 1.15)),
+        nose=float(rng.uniform(0.8, 1.2)),
     )
+    bg = scene_behind(photo, mesh)
+    face_w = float(np.ptp(np.asarray(lm68)[:17, 0])) or 100.0
     cam = Camera(
         rng,
         noise=float(rng.uniform(2, 7)),
@@ -399,9 +487,14 @@ def genuine_clip(
         blur=float(rng.uniform(0, 1.2)),
         gain=float(rng.uniform(0.8, 1.15)),
     )
+    w = photo.shape[1]
+    light = 1.0 + float(rng.uniform(-0.18, 0.18)) * np.linspace(-1, 1, w, dtype=np.float32)
+    light = light[None, :, None]
     n = int(seconds * FPS)
     prompt = int(rng.uniform(0.6, 1.2) * FPS)
     peak = float(rng.uniform(18, 38)) * yaw_sign(direction)
+    # looking at the screen: the photo's own pose turned back to about frontal
+    rest = -pose_yaw(lm68) + float(rng.uniform(-4, 4))
     pitch0 = float(rng.uniform(-6, 6))
     roll0 = float(rng.uniform(-5, 5))
     drift = rng.normal(0, 1.2, size=(n, 2)).cumsum(axis=0)
@@ -413,13 +506,15 @@ def genuine_clip(
             photo,
             mesh,
             bg,
-            yaw_deg=yaw + float(rng.normal(0, 0.8)),
+            yaw_deg=rest + yaw + float(rng.normal(0, 0.8)),
             pitch_deg=pitch0 + 2.0 * wob + float(rng.normal(0, 0.5)),
             roll_deg=roll0 + 1.5 * wob,
             shift=(float(drift[i, 0]), float(drift[i, 1])),
             blink=1.0 if i in blink_at else 0.0,
+            feather=face_w / 60.0,
         )
-        frames.append(cam(frame))
+        lit = np.clip(frame.astype(np.float32) * light, 0, 255).astype(np.uint8)
+        frames.append(cam(lit))
     return Clip(
         f"genuine-{identity}-{seed}",
         "genuine",
@@ -428,7 +523,7 @@ def genuine_clip(
         prompt,
         direction,
         identity,
-        {"peak_deg": peak},
+        {"peak_deg": peak, "rest_deg": rest},
     )
 
 
