@@ -76,7 +76,7 @@ def make_store(data: Path) -> PaymentStore:
     config = FlowConfig(limits=ExposureLimits(_BIG, _BIG, _BIG), large_amount=_BIG)
     return PaymentStore(
         db.sessions,
-        Outbox("crash-dev"),
+        Outbox("crash-dev", "c"),
         roster,
         device_id="crash-dev",
         centre_id="c",

@@ -188,7 +188,7 @@ class SyncAgent:
         self.clock = clock
         self.policy = policy or BackoffPolicy()
         self.kiosk = KioskOutboxReader(terminal_db_url)
-        self.agent_outbox = AgentOutbox(store, device_id)
+        self.agent_outbox = AgentOutbox(store, device_id, centre_id)
         self.uploaders = [
             Uploader(
                 store,

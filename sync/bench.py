@@ -48,10 +48,12 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def fill_outbox(db_url: str, device_id: str, records: int, chunk: int = 5000) -> None:
+def fill_outbox(
+    db_url: str, device_id: str, centre_id: str, records: int, chunk: int = 5000
+) -> None:
     db = open_database(db_url)
     clock = SystemClock()
-    ob = Outbox(device_id)
+    ob = Outbox(device_id, centre_id)
     try:
         for start in range(0, records, chunk):
             with write_session(db.sessions) as s:
@@ -76,7 +78,7 @@ def bench_sync(
         empty.close()
         size0 = _size(term)
         t0 = time.perf_counter()
-        fill_outbox(f"sqlite:///{term}", device, records)
+        fill_outbox(f"sqlite:///{term}", device, centre, records)
         fill_s = time.perf_counter() - t0
         size1 = _size(term)
         pub = provision_device_key(root / "device.pem")

@@ -50,6 +50,16 @@ RECORD_KINDS: Final = (
     "heartbeat",
     "ota_status",
 )
+# The kinds of the device's own ``agent`` stream; every other kind is on ``kiosk``.
+# The spec binds them in RecordEnvelope (a test holds this to it).
+AGENT_KINDS: Final = frozenset({"heartbeat", "ota_status"})
+
+
+def stream_of(kind: str) -> str:
+    """The stream a record kind belongs to."""
+    return "agent" if kind in AGENT_KINDS else "kiosk"
+
+
 PAYLOAD_SCHEMAS: Final = {
     "meal_transaction": "MealTransaction",
     "wallet_topup": "WalletTopup",

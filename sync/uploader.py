@@ -42,7 +42,6 @@ new request answered per record, which is just as safe.
 
 from __future__ import annotations
 
-import json
 import random
 import secrets
 import threading
@@ -57,7 +56,7 @@ from sync.store.kiosk_reader import PendingRecord
 from sync.store.outbox import DeadLetter, ResultEntry, SyncStore
 from terminal.core.clock import Clock, rfc3339
 from terminal.core.log import get_logger
-from terminal.db.outbox import GENESIS, record_hash
+from terminal.db.outbox import GENESIS, hash_of, row_envelope
 
 log = get_logger(__name__)
 
@@ -162,14 +161,10 @@ class Uploader:
                 return good, f"local outbox has a sequence gap before seq {row.seq}"
             if row.prev_hash != prev_hash:
                 return good, f"local record seq {row.seq} does not link to the previous record"
-            digest = record_hash(
-                self.device_id,
-                row.seq,
-                row.prev_hash,
-                row.kind,
-                row.record_id,
-                json.loads(row.payload),
-            )
+            try:
+                digest = hash_of(row_envelope(row, self.device_id, self.stream, self.centre_id))
+            except ValueError:
+                digest = None
             if digest != row.hash:
                 return good, f"local record seq {row.seq} fails its hash check"
             good.append(row)
@@ -178,18 +173,8 @@ class Uploader:
         return good, None
 
     def _envelope(self, row: PendingRecord, dead: DeadLetter | None) -> dict[str, Any]:
-        env: dict[str, Any] = {
-            "device_id": self.device_id,
-            "centre_id": self.centre_id,
-            "stream": self.stream,
-            "seq": row.seq,
-            "record_id": row.record_id,
-            "kind": row.kind,
-            "created_at": row.created_at,
-            "prev_hash": row.prev_hash,
-            "hash": row.hash,
-            "payload": json.loads(row.payload),
-        }
+        env = row_envelope(row, self.device_id, self.stream, self.centre_id)
+        env["hash"] = row.hash
         if dead is not None:
             env["quarantine"] = {
                 "reason": dead.reason,

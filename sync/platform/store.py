@@ -55,7 +55,7 @@ from terminal.core.clock import rfc3339
 from terminal.core.errors import TerminalError
 from terminal.db.base import NAMING
 from terminal.db.engine import make_engine
-from terminal.db.outbox import GENESIS, canonical_json, record_hash
+from terminal.db.outbox import GENESIS, canonical_json, hash_of, row_envelope
 
 FINAL_REASONS = frozenset(
     {
@@ -320,6 +320,22 @@ def _too_complex(payload: Any) -> str | None:
     return None
 
 
+def _stored_hashes(row: RecordRow) -> set[str]:
+    """The hashes a stored record may carry: version 2 over its envelope, or
+    version 1 (spec 1.0 terminals). The row does not say which version the device
+    declared; the two are different functions of the same fields, so a row matches
+    at most one of them."""
+    found: set[str] = set()
+    for version in (2, 1):
+        env = row_envelope(row, row.device_id, row.stream)
+        env["hash_version"] = version
+        try:
+            found.add(hash_of(env))
+        except ValueError:
+            continue
+    return found
+
+
 def _policy_amount(rule: dict[str, Any], eligible: int) -> int:
     """What a SubsidyRule grants on an eligible amount (the spec's arithmetic:
     raw = amount_fen or floor(eligible * basis_points / 10000); min(raw, cap,
@@ -494,9 +510,10 @@ class _BatchContext:
                 expected=head.next_seq,
                 detail=f"expected seq {head.next_seq}",
             )
-        digest = record_hash(
-            device.device_id, seq, rec["prev_hash"], rec["kind"], rec["record_id"], rec["payload"]
-        )
+        try:
+            digest: str | None = hash_of(rec)
+        except ValueError:
+            digest = None
         if digest != rec["hash"]:
             return _result(
                 rec,
@@ -932,17 +949,7 @@ class PlatformStore:
                 return f"gap before seq {row.seq}"
             if row.prev_hash != prev:
                 return f"seq {row.seq} does not link to its predecessor"
-            if (
-                record_hash(
-                    device_id,
-                    row.seq,
-                    row.prev_hash,
-                    row.kind,
-                    row.record_id,
-                    json.loads(row.payload),
-                )
-                != row.hash
-            ):
+            if row.hash not in _stored_hashes(row):
                 return f"seq {row.seq} hash mismatch"
             prev, expected = row.hash, expected + 1
         return None

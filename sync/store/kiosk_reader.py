@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.orm import Session
 
 from terminal.core.errors import StorageError
@@ -30,6 +30,8 @@ class PendingRecord:
     created_at: str
     prev_hash: str
     hash: str
+    hash_version: int = 1
+    centre_id: str | None = None
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -72,17 +74,33 @@ _PENDING_COLS = (
     OutboxRow.prev_hash,
     OutboxRow.hash,
 )
+# Hash version 2 columns (terminal.db revision 0004). A terminal.db the kiosk has
+# not migrated yet (the agent restarted first after an update) has none: its rows
+# are all version 1.
+_V2_COLS = (OutboxRow.hash_version, OutboxRow.centre_id)
+
+
+def _has_v2_columns(session: Session) -> bool:
+    names = {c["name"] for c in inspect(session.connection()).get_columns("outbox")}
+    return "hash_version" in names
+
+
+def _columns(session: Session) -> tuple[Any, ...]:
+    return _PENDING_COLS + _V2_COLS if _has_v2_columns(session) else _PENDING_COLS
 
 
 def read_after(session: Session, after_seq: int, limit: int) -> list[PendingRecord]:
     rows = session.execute(
-        select(*_PENDING_COLS).where(OutboxRow.seq > after_seq).order_by(OutboxRow.seq).limit(limit)
+        select(*_columns(session))
+        .where(OutboxRow.seq > after_seq)
+        .order_by(OutboxRow.seq)
+        .limit(limit)
     ).all()
     return [PendingRecord(*r) for r in rows]
 
 
 def read_one(session: Session, seq: int) -> PendingRecord | None:
-    row = session.execute(select(*_PENDING_COLS).where(OutboxRow.seq == seq)).first()
+    row = session.execute(select(*_columns(session)).where(OutboxRow.seq == seq)).first()
     return PendingRecord(*row) if row else None
 
 

@@ -385,9 +385,9 @@ class AgentOutbox:
 
     stream = "agent"
 
-    def __init__(self, store: SyncStore, device_id: str) -> None:
+    def __init__(self, store: SyncStore, device_id: str, centre_id: str) -> None:
         self._store = store
-        self._outbox = Outbox(device_id)
+        self._outbox = Outbox(device_id, centre_id, stream=self.stream)
 
     def append(
         self, kind: str, record_id: str, payload: dict[str, Any], created_at: datetime

@@ -7,7 +7,18 @@ chain tables as the kiosk's ``terminal.db`` (:mod:`terminal.db.tables`), so
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Engine, Float, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import (
+    Boolean,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    inspect,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from terminal.core.errors import StorageError
@@ -16,7 +27,16 @@ from terminal.db.engine import write_session
 from terminal.db.outbox import GENESIS
 from terminal.db.tables import ChainHead, OutboxRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Upgrades of an existing file, by the version it has. 1 -> 2: the outbox rows of
+# the agent stream remember their hash version and centre (hash version 2; the
+# kiosk's terminal.db gets the same columns from its Alembic revision 0004).
+_UPGRADES: dict[str, tuple[str, ...]] = {
+    "1": (
+        "ALTER TABLE outbox ADD COLUMN hash_version INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE outbox ADD COLUMN centre_id VARCHAR(64)",
+    ),
+}
 
 
 class SyncBase(DeclarativeBase):
@@ -104,6 +124,13 @@ def create_schema(engine: Engine, sessions: sessionmaker[Session]) -> None:
         meta = s.get(MetaRow, "schema_version")
         if meta is None:
             s.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+        elif meta.value in _UPGRADES:
+            have = {c["name"] for c in inspect(s.connection()).get_columns("outbox")}
+            for statement in _UPGRADES[meta.value]:
+                column = statement.split("ADD COLUMN ", 1)[1].split()[0]
+                if column not in have:
+                    s.execute(text(statement))
+            meta.value = str(SCHEMA_VERSION)
         elif meta.value != str(SCHEMA_VERSION):
             raise StorageError(
                 f"sync.db has schema version {meta.value}, this software expects {SCHEMA_VERSION}"

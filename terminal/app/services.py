@@ -43,7 +43,7 @@ class Services:
 
     @cached_property
     def outbox(self) -> Outbox:
-        return Outbox(self.settings.centre.device_id)
+        return Outbox(self.settings.centre.device_id, self.settings.centre.centre_id)
 
     @cached_property
     def templates(self) -> TemplateStore:

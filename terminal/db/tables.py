@@ -32,6 +32,10 @@ class OutboxRow(Base):
     next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     acked_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # 1 for rows written before hash version 2 (their centre_id is NULL): see
+    # terminal.db.outbox.hash_of. Migration 0004.
+    hash_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    centre_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ResidentRow(Base):

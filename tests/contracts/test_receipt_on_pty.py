@@ -36,7 +36,7 @@ def paid(tmp_path: Path):  # type: ignore[no-untyped-def]
     roster = RosterStore(FieldCipher(load_or_create_key(tmp_path / "k")))
     store = PaymentStore(
         db.sessions,
-        Outbox("dev"),
+        Outbox("dev", "c"),
         roster,
         device_id="dev",
         centre_id="c",

@@ -49,7 +49,7 @@ def test_corrupt_file_is_quarantined_and_terminal_starts_fresh(tmp_path: Path) -
     path = tmp_path / "t.db"
     db = open_database(f"sqlite:///{path}")
     with write_session(db.sessions) as s:
-        Outbox("dev").append(s, "test", "01JAAAAAAAAAAAAAAAAAAAAAAA", {"a": 1}, NOW)
+        Outbox("dev", "c").append(s, "test", "01JAAAAAAAAAAAAAAAAAAAAAAA", {"a": 1}, NOW)
     db.close()
     data = bytearray(path.read_bytes())
     data[100:4000] = os.urandom(3900)  # smash the header page and schema
@@ -82,7 +82,7 @@ def test_migration_of_an_older_file_backs_it_up_first(tmp_path: Path) -> None:
 
 def test_outbox_chain_detects_edits_and_gaps(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path}/t.db")
-    ob = Outbox("dev-1")
+    ob = Outbox("dev-1", "c-1")
     with write_session(db.sessions) as s:
         first = ob.append(s, "meal", "01JAAAAAAAAAAAAAAAAAAAAAA1", {"amount_fen": 1200}, NOW)
         for i in range(2, 6):
@@ -101,9 +101,9 @@ def test_outbox_chain_detects_edits_and_gaps(tmp_path: Path) -> None:
 def test_outbox_refuses_another_devices_database(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path}/t.db")
     with write_session(db.sessions) as s:
-        Outbox("dev-1").append(s, "x", "01JAAAAAAAAAAAAAAAAAAAAAA1", {}, NOW)
+        Outbox("dev-1", "c-1").append(s, "x", "01JAAAAAAAAAAAAAAAAAAAAAA1", {}, NOW)
     with pytest.raises(StorageError, match="belongs to device"), write_session(db.sessions) as s:
-        Outbox("dev-2").append(s, "x", "01JAAAAAAAAAAAAAAAAAAAAAA2", {}, NOW)
+        Outbox("dev-2", "c-1").append(s, "x", "01JAAAAAAAAAAAAAAAAAAAAAA2", {}, NOW)
     db.close()
 
 

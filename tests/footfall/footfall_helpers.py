@@ -86,7 +86,7 @@ def make_centre(data_dir: Path, engine: Any, faces: Path) -> Centre:
         for rid, (photos, consent) in RESIDENTS.items():
             roster.upsert(s, rid, "测试" + rid[-3:], clock.now(), consent_attendance=consent)
             gallery.add(rid, [engine.embed_file(faces / p) for p in photos])
-    return Centre(db, Outbox("test-device"), clock, gallery, data_dir)
+    return Centre(db, Outbox("test-device", "test-centre"), clock, gallery, data_dir)
 
 
 def clip(path_dir: Path, sprites: dict[str, synth.Sprite]) -> Path:

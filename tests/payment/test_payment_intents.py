@@ -67,7 +67,7 @@ def make_store(path: Path, clock: FakeClock) -> tuple[PaymentStore, Database]:
     roster = RosterStore(FieldCipher(load_or_create_key(path / "k")))
     store = PaymentStore(
         db.sessions,
-        Outbox("dev-1"),
+        Outbox("dev-1", "c-1"),
         roster,
         device_id="dev-1",
         centre_id="c-1",

@@ -61,7 +61,7 @@ def env(tmp_path: Path):  # type: ignore[no-untyped-def]
     roster = RosterStore(FieldCipher(load_or_create_key(tmp_path / "k")))
     store = PaymentStore(
         db.sessions,
-        Outbox("dev-1"),
+        Outbox("dev-1", "c-1"),
         roster,
         device_id="dev-1",
         centre_id="c-1",
@@ -195,7 +195,7 @@ def test_restart_shows_last_transaction_from_the_db(env, tmp_path: Path) -> None
     db2 = open_database(f"sqlite:///{tmp_path}/t.db")
     store2 = PaymentStore(
         db2.sessions,
-        Outbox("dev-1"),
+        Outbox("dev-1", "c-1"),
         RosterStore(FieldCipher(load_or_create_key(tmp_path / "k"))),
         device_id="dev-1",
         centre_id="c-1",

@@ -43,7 +43,7 @@ class StoreMachine(RuleBasedStateMachine):
         roster = RosterStore(FieldCipher(load_or_create_key(d / "k")))
         self.store = PaymentStore(
             self.db.sessions,
-            Outbox("dev"),
+            Outbox("dev", "c"),
             roster,
             device_id="dev",
             centre_id="c",

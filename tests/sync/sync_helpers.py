@@ -47,7 +47,7 @@ def append_records(
     write session on a real SQLite file). Returns their record ids."""
     db = open_database(db_url)
     clock = SystemClock()
-    ob = Outbox(DEVICE)
+    ob = Outbox(DEVICE, CENTRE)
     ids = []
     try:
         with write_session(db.sessions) as s:

@@ -136,7 +136,7 @@ def test_fast_path_agrees_with_jsonschema_on_valid_and_mutated_messages() -> Non
         env = {
             "device_id": "d",
             "centre_id": "c",
-            "stream": "kiosk",
+            "stream": schemas.stream_of(kind),
             "seq": 1,
             "record_id": "01JAAAAAAAAAAAAAAAAAAAAAAA",
             "kind": kind,

@@ -44,7 +44,7 @@ def _record(kind: str, payload: Any, seq: int = 1, prev: str = GENESIS) -> dict[
     return {
         "device_id": "dev-01",
         "centre_id": "centre-01",
-        "stream": "agent" if kind in ("heartbeat", "ota_status") else "kiosk",
+        "stream": schemas.stream_of(kind),
         "seq": seq,
         "record_id": rid,
         "kind": kind,

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import rfc8785
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -113,13 +114,10 @@ def test_worked_example_recomputes_from_the_spec_text() -> None:
     doc = json.loads(body)
     schemas.validate("BatchRequest", doc)
     rec = doc["records"][0]
-    canonical = json.dumps(
-        {k: rec[k] for k in ("device_id", "seq", "prev_hash", "kind", "record_id", "payload")},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    assert hashlib.sha256(canonical.encode("utf-8")).hexdigest() == rec["hash"]
+    assert rec["hash_version"] == 2  # what a spec 1.1 device sends
+    fields = ("device_id", "centre_id", "stream", "seq", "record_id", "kind", "created_at")
+    hashed = {k: rec[k] for k in (*fields, "prev_hash", "payload")} | {"hash_version": 2}
+    assert hashlib.sha256(rfc8785.dumps(hashed)).hexdigest() == rec["hash"]
     # the procedure names the registration input and the answer before registration
     text = reg["description"]
     assert "--register DEVICE:CENTRE:PUBKEY" in text and "401" in text
