@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
+import canonicalize from "canonicalize";
 import yaml from "js-yaml";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -38,73 +39,31 @@ function expect(step, cond, message) {
   if (!cond) throw new StepFailure(step, message);
 }
 
-// ------------------------------------------------------------------ canonical JSON
+// ------------------------------------------------------------------ record hash
 
-// A number the record holds as a float (written with a fraction or exponent). The
-// spec's canonical form is Python's json.dumps, which writes such a number as the
-// shortest decimal that round-trips, always with a fraction or an exponent (1.0,
-// 0.71, 1e-05, 1e+16); an integer is plain digits.
-class Float {
-  constructor(value) {
-    this.value = value;
-  }
+// The spec's record hash version 2: SHA-256 of the RFC 8785 (JCS) form of the
+// envelope's device_id, centre_id, stream, seq, record_id, kind, created_at,
+// prev_hash and payload, plus "hash_version": 2. JCS comes from the `canonicalize`
+// package (an implementation of RFC 8785 by one of its authors).
+const HASHED = [
+  "device_id",
+  "centre_id",
+  "stream",
+  "seq",
+  "record_id",
+  "kind",
+  "created_at",
+  "prev_hash",
+  "payload",
+];
+
+function hashInput(env) {
+  const doc = { hash_version: 2 };
+  for (const k of HASHED) doc[k] = env[k];
+  return canonicalize(doc);
 }
 
-function pyFloat(x) {
-  if (!Number.isFinite(x)) throw new Error("non-finite number");
-  if (x === 0) return Object.is(x, -0) ? "-0.0" : "0.0";
-  const [mant, expText] = x.toExponential().split("e");
-  const exp = Number(expText);
-  const neg = mant.startsWith("-");
-  const digits = mant.replace("-", "").replace(".", "");
-  let out;
-  if (exp >= -5 + 1 && exp < 16) {
-    if (exp < 0) {
-      out = "0." + "0".repeat(-exp - 1) + digits;
-    } else if (digits.length <= exp + 1) {
-      out = digits + "0".repeat(exp + 1 - digits.length) + ".0";
-    } else {
-      out = digits.slice(0, exp + 1) + "." + digits.slice(exp + 1);
-    }
-  } else {
-    const m = digits.length > 1 ? digits[0] + "." + digits.slice(1) : digits;
-    const e = Math.abs(exp) < 10 ? "0" + Math.abs(exp) : String(Math.abs(exp));
-    out = m + "e" + (exp < 0 ? "-" : "+") + e;
-  }
-  return (neg ? "-" : "") + out;
-}
-
-// Keys sorted, "," and ":" without spaces, non-ASCII characters as they are.
-function canonical(v) {
-  if (v instanceof Float) return pyFloat(v.value);
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "[" + v.map(canonical).join(",") + "]";
-  switch (typeof v) {
-    case "boolean":
-      return v ? "true" : "false";
-    case "number":
-      if (!Number.isSafeInteger(v)) throw new Error(`use Float for ${v}`);
-      return String(v);
-    case "string":
-      return JSON.stringify(v);
-    case "object": {
-      const keys = Object.keys(v).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-      return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonical(v[k])).join(",") + "}";
-    }
-    default:
-      throw new Error(`cannot encode ${typeof v}`);
-  }
-}
-
-// The plain JSON value (Float unwrapped), for schema checks.
-function plain(v) {
-  if (v instanceof Float) return v.value;
-  if (Array.isArray(v)) return v.map(plain);
-  if (v && typeof v === "object") {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
-  }
-  return v;
-}
+const recordHash = (env) => sha256hex(Buffer.from(hashInput(env), "utf8"));
 
 const sha256hex = (bytes) => crypto.createHash("sha256").update(bytes).digest("hex");
 const sha256b64 = (bytes) => crypto.createHash("sha256").update(bytes).digest("base64");
@@ -267,6 +226,26 @@ function signedHeaders(privateKey, keyid, { method, pathname, query, bytes, head
 
 // The spec's worked example (x-device-registration): the same key, public key, record
 // hash, digest, signature base and signature, byte for byte.
+// The spec's record hash test vectors (hash-vectors.json beside openapi.yaml): the
+// canonical text and the hash of every version 2 vector, byte for byte. Version 1
+// (spec 1.0 devices, Python's number form) is not implemented by this client.
+function checkHashVectors() {
+  const step = "hash_vectors";
+  const file = path.resolve(path.dirname(SPEC_PATH), "hash-vectors.json");
+  const { vectors } = JSON.parse(fs.readFileSync(file, "utf8"));
+  let checked = 0;
+  for (const v of vectors) {
+    if (v.hash_version !== 2) continue;
+    const text = hashInput(v.envelope);
+    expect(step, text === v.canonical, `${v.name}: canonical ${text} is not ${v.canonical}`);
+    const h = sha256hex(Buffer.from(text, "utf8"));
+    expect(step, h === v.hash, `${v.name}: hash ${h} is not ${v.hash}`);
+    checked += 1;
+  }
+  expect(step, checked >= 5, `only ${checked} version 2 vectors`);
+  report(step, { checked, skipped_version_1: vectors.length - checked });
+}
+
 function checkWorkedExample(spec) {
   const step = "signing_example";
   const ex = spec.doc["x-device-registration"].example;
@@ -287,19 +266,8 @@ function checkWorkedExample(spec) {
   checkSchema(spec, step, "BatchRequest", batch);
   let prev = GENESIS;
   for (const r of batch.records) {
-    const h = sha256hex(
-      Buffer.from(
-        canonical({
-          device_id: r.device_id,
-          seq: r.seq,
-          prev_hash: r.prev_hash,
-          kind: r.kind,
-          record_id: r.record_id,
-          payload: r.payload,
-        }),
-        "utf8"
-      )
-    );
+    expect(step, r.hash_version === 2, `record ${r.seq} is not hash version 2`);
+    const h = recordHash(r);
     expect(step, r.prev_hash === prev && r.hash === h, `record ${r.seq} hash ${h}, spec ${r.hash}`);
     prev = h;
   }
@@ -357,12 +325,12 @@ function payloads(deviceId) {
   const mealId = ulid();
   const face = {
     method: "face",
-    match_score: new Float(0.71),
-    match_threshold: new Float(0.5),
+    match_score: 1e-7, // a float whose rendering differs between languages without JCS
+    match_threshold: 0.5,
     liveness: {
       live: true,
       method: "passive+blink",
-      signals: { passive: new Float(0.93), blink: new Float(1.0) },
+      signals: { passive: 0.93, blink: 1.0 },
       reason: null,
     },
     card_id_hmac: null,
@@ -473,7 +441,7 @@ function payloads(deviceId) {
         date: "2026-01-05",
         session: 2,
         first_seen: "2026-01-05T11:30:00.000+08:00",
-        score: new Float(0.71),
+        score: 0.71,
       },
     ],
     [
@@ -482,8 +450,8 @@ function payloads(deviceId) {
         resident_id: resident,
         pack_id: "open-1",
         template_count: 3,
-        quality_min: new Float(0.62),
-        quality_mean: new Float(0.71),
+        quality_min: 0.62,
+        quality_mean: 0.71,
         consent: {
           face_pay: true,
           attendance: false,
@@ -543,12 +511,6 @@ function chain(deviceId, centreId, stream, items) {
   return items.map(([kind, payload, recordId], i) => {
     const seq = i + 1;
     const record_id = recordId || ulid();
-    const hash = sha256hex(
-      Buffer.from(
-        canonical({ device_id: deviceId, seq, prev_hash: prev, kind, record_id, payload }),
-        "utf8"
-      )
-    );
     const env = {
       device_id: deviceId,
       centre_id: centreId,
@@ -558,10 +520,11 @@ function chain(deviceId, centreId, stream, items) {
       kind,
       created_at: nowRfc3339(),
       prev_hash: prev,
-      hash,
+      hash_version: 2,
       payload,
     };
-    prev = hash;
+    env.hash = recordHash(env);
+    prev = env.hash;
     return env;
   });
 }
@@ -570,7 +533,7 @@ function chain(deviceId, centreId, stream, items) {
 
 async function uploadStream(spec, client, deviceId, centreId, stream, records) {
   const batch = { device_id: deviceId, centre_id: centreId, stream, records };
-  const body = canonical(batch);
+  const body = JSON.stringify(batch);
   checkSchema(spec, `build_${stream}`, "BatchRequest", JSON.parse(body));
   report(`build_${stream}`, { records: records.length, kinds: records.map((r) => r.kind) });
 
@@ -704,6 +667,7 @@ async function main(argv) {
   }
   const [url, deviceId, centreId, keyFile] = argv;
   const spec = loadSpec();
+  checkHashVectors();
   checkWorkedExample(spec);
   const { privateKey, publicKey } = loadOrMakeKey(keyFile);
   checkSchema(spec, "key", "DevicePublicKey", publicKey);
@@ -719,7 +683,7 @@ async function main(argv) {
   const missing = spec.doc.components.schemas.RecordKind.enum.filter((k) => !kinds.has(k));
   expect("build", missing.length === 0, `no record of kind ${missing.join(", ")}`);
   for (const [stream, records] of Object.entries(streams)) {
-    for (const rec of records) checkSchema(spec, `build_${stream}`, "Record", plain(rec));
+    for (const rec of records) checkSchema(spec, `build_${stream}`, "Record", rec);
     await uploadStream(spec, client, deviceId, centreId, stream, records);
   }
   await pullDatasets(spec, client, centreId);

@@ -137,8 +137,17 @@ def test_node_client_implements_the_spec(platform: tuple[str, Path, Path]) -> No
     assert run.returncode == 0, f"the Node client found a difference:\n{run.stdout}{run.stderr}"
     assert steps and steps[-1] == {"step": "done", "ok": True}, run.stdout
     names = {s["step"] for s in steps}
-    for expected in ("upload_kiosk", "replay_kiosk", "upload_agent", "replay_agent"):
+    for expected in (
+        "hash_vectors",
+        "signing_example",
+        "upload_kiosk",
+        "replay_kiosk",
+        "upload_agent",
+        "replay_agent",
+    ):
         assert expected in names, run.stdout
+    vectors = next(s for s in steps if s["step"] == "hash_vectors")
+    assert vectors["checked"] >= 5, vectors
     spec = yaml.safe_load((REPO / "sync/spec/openapi.yaml").read_text(encoding="utf-8"))
     schemas = spec["components"]["schemas"]
     for kind in schemas["DatasetKind"]["enum"]:
@@ -151,3 +160,11 @@ def test_node_client_implements_the_spec(platform: tuple[str, Path, Path]) -> No
     conn.close()
     assert sorted(r[0] for r in rows) == sorted(schemas["RecordKind"]["enum"]), rows
     assert {(r[1], r[2]) for r in rows} == {("record", CENTRE)}, rows
+    # the meal's match score 1e-7, hashed by JavaScript's JCS, was accepted as sent
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        (payload,) = conn.execute(
+            "SELECT payload FROM records WHERE kind = 'meal_transaction' AND device_id = ?",
+            (DEVICE,),
+        ).fetchone()
+    conn.close()
+    assert json.loads(payload)["verification"]["match_score"] == 1e-7
