@@ -343,7 +343,7 @@ def _signed_raw_get(env: Env, path: str, nonce: str, keyid: str) -> bytes:
     digest = auth.content_digest(b"")
     base = auth.signature_base("GET", path, "", {"content-digest": digest}, comps, params)
     sig = base64.b64encode(load_device_key(env.key_path).sign(base)).decode("ascii")
-    host, port = env.platform.server.server_address[:2]
+    host, port = env.platform.address
     req = (
         f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Digest: {digest}\r\n"
         f"Signature-Input: sig1={params}\r\nSignature: sig1=:{sig}:\r\n\r\n"
