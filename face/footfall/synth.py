@@ -26,7 +26,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -554,6 +554,99 @@ def make_standard_clips(
     return out
 
 
+# Tuning / held-out split of this generator's clips, by seed (seed 0 is the
+# standard clips above, which the counter was developed on).
+HELD_OUT_FROM = 100
+TUNING_SEEDS: tuple[int, ...] = (0, 1, 2)
+HELD_OUT_SEEDS: tuple[int, ...] = (101, 102, 103)
+
+
+def split_of(seed: int) -> str:
+    return "held_out" if seed >= HELD_OUT_FROM else "tuning"
+
+
+def varied_scene(scene: Scene, seed: int, keys: Sequence[str]) -> Scene:
+    """``scene`` redrawn for ``seed``: other faces in each role, mirrored or not,
+    shifted sideways, faster or slower, faces larger or smaller. The script
+    (who does what, relative to the line) is unchanged, so the truth is still
+    computed from the paths. Seed 0 is the scene itself."""
+    if seed == 0:
+        return scene
+    rng = np.random.default_rng([seed, scene.seed])
+    order = list(keys)
+    perm = [order[int(i)] for i in rng.permutation(len(order))]
+    remap = dict(zip(order, perm, strict=True))
+    mirror = bool(rng.integers(0, 2))
+    shift = float(rng.uniform(-30, 30))
+    stretch = float(rng.uniform(0.85, 1.2))
+    size = float(rng.uniform(0.8, 1.15))
+
+    def x_of(x: float) -> float:
+        return (scene.width - x if mirror else x) + shift
+
+    actors = tuple(
+        Actor(
+            remap.get(a.sprite, a.sprite),
+            tuple(Waypoint(w.t * stretch, x_of(w.x), w.y) for w in a.path),
+            face_px=a.face_px * size,
+            sway=tuple((t0 * stretch, t1 * stretch) for t0, t1 in a.sway),
+            sway_px=a.sway_px,
+        )
+        for a in scene.actors
+    )
+    occluders = tuple(
+        Occluder(
+            int(min(x_of(o.x1), x_of(o.x2))),
+            o.y1,
+            int(max(x_of(o.x1), x_of(o.x2))),
+            o.y2,
+            o.t0 * stretch,
+            o.t1 * stretch,
+            o.colour,
+        )
+        for o in scene.occluders
+    )
+    return replace(
+        scene,
+        name=f"{scene.name}_s{seed}",
+        duration=scene.duration * stretch,
+        actors=actors,
+        occluders=occluders,
+        seed=scene.seed + 1000 * seed,
+    )
+
+
+def make_split_clips(
+    out_dir: Path,
+    find_faces: FaceFinder,
+    images: Sequence[tuple[Path, str]] | None = None,
+    seeds: Sequence[int] = TUNING_SEEDS + HELD_OUT_SEEDS,
+) -> list[tuple[Path, Path]]:
+    """The standard scenes redrawn for every seed (:func:`varied_scene`), each
+    truth file marked with its seed and split."""
+    sprites = build_sprites(images or default_face_images(), find_faces)
+    keys = _spread(sorted(sprites), sprites)
+    base = standard_scenes(keys, {k: s.identity for k, s in sprites.items()})
+    out = []
+    for seed in seeds:
+        for scene in base:
+            sc = varied_scene(scene, seed, keys)
+            stem = sc.name if seed else f"{sc.name}_s0"
+            v, t = out_dir / f"{stem}.avi", out_dir / f"{stem}.truth.json"
+            if not (v.is_file() and t.is_file()):
+                v, t = write_clip(replace(sc, name=stem), sprites, out_dir)
+                doc = json.loads(t.read_text(encoding="utf-8"))
+                doc |= {
+                    "generator": "synth",
+                    "scenario": scene.name,
+                    "seed": seed,
+                    "split": split_of(seed),
+                }
+                t.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+            out.append((v, t))
+    return out
+
+
 def _spread(keys: list[str], sprites: Mapping[str, Sprite]) -> list[str]:
     """One sprite per identity first (round robin), so pick(0..n) are different
     people; repeat photos of an identity come after."""
@@ -570,27 +663,41 @@ def _spread(keys: list[str], sprites: Mapping[str, Sprite]) -> list[str]:
     return out
 
 
+def pack_face_finder(pack: Path | None = None) -> FaceFinder:
+    """The face pack's detector as a :data:`FaceFinder` (default: the configured pack)."""
+    from face.pipeline import FaceEngine
+    from terminal.config.settings import FaceSettings, load_settings
+
+    engine = FaceEngine.from_pack(
+        pack or load_settings().face_pack_dir, FaceSettings(intra_op_threads=1)
+    )
+
+    def find(img: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        b, s, _ = engine.detector.detect(img)
+        return list(zip(b, s, strict=True))
+
+    return find
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m face.footfall.synth OUT_DIR [--pack DIR]``: write the standard
     clips and their truth files into OUT_DIR; prints their paths as JSON."""
     import argparse
 
-    from face.pipeline import FaceEngine
-    from terminal.config.settings import FaceSettings, load_settings
-
     ap = argparse.ArgumentParser(prog="python -m face.footfall.synth")
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--pack", type=Path, default=None, help="face model pack (default: configured)")
+    ap.add_argument(
+        "--seeds", default="", help="e.g. 0,1,2,101,102,103: the split clips for these seeds"
+    )
     args = ap.parse_args(argv)
     try:
-        pack = args.pack or load_settings().face_pack_dir
-        engine = FaceEngine.from_pack(pack, FaceSettings(intra_op_threads=1))
-
-        def find(img: np.ndarray) -> list[tuple[np.ndarray, float]]:
-            b, s, _ = engine.detector.detect(img)
-            return list(zip(b, s, strict=True))
-
-        clips = make_standard_clips(args.out_dir, find)
+        find = pack_face_finder(args.pack)
+        if args.seeds:
+            seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+            clips = make_split_clips(args.out_dir, find, seeds=seeds)
+        else:
+            clips = make_standard_clips(args.out_dir, find)
     except TerminalError as exc:
         print(f"error: {exc}", file=__import__("sys").stderr)
         return 2
