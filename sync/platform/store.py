@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
@@ -51,6 +52,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sync import schemas
+from sync.platform.migrate import migrate
 from terminal.core.clock import rfc3339
 from terminal.core.errors import TerminalError
 from terminal.db.base import NAMING
@@ -128,8 +130,9 @@ class RecordRow(PlatformBase):
     __table_args__ = (
         UniqueConstraint("device_id", "stream", "seq", name="uq_records_device_stream_seq"),
         UniqueConstraint("device_id", "record_id", name="uq_records_device_record_id"),
+        Index("ix_records_centre_kind", "centre_id", "kind"),
     )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(64))
     centre_id: Mapped[str] = mapped_column(String(64))
     stream: Mapped[str] = mapped_column(String(16))
@@ -693,7 +696,7 @@ class PlatformStore:
         self.url = db_url
         self.engine = _make_engine(db_url)
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
-        PlatformBase.metadata.create_all(self.engine)
+        migrate(self.engine)  # the schema is the Alembic migrations' (sync/platform/migrations)
 
     def close(self) -> None:
         self.engine.dispose()
