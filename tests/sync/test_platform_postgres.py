@@ -474,6 +474,14 @@ def test_command_line_server_on_a_postgres_url(tmp_path: Path, pg: PgServer) -> 
         assert device is not None and device.centre_id == CENTRE
     finally:
         store.close()
+    # `platform serve` migrated the fresh database to the head revision
+    import psycopg
+
+    from sync.platform.migrate import VERSION_TABLE, head_revision
+
+    with psycopg.connect(pg.dsn(dbname)) as conn:
+        held = conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
+    assert held == [(head_revision(),)]
 
 
 @pytest.mark.parametrize("url", ["nosuchdialect://x/y", "postgresql+psycopg//user:pw@host/db"])
