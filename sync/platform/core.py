@@ -56,6 +56,7 @@ log = get_logger(__name__)
 MAX_BODY = 32 * 1024 * 1024  # the spec's request body limit (413 above it)
 MAX_JSON_DEPTH = 32  # nesting of arrays/objects in a request body (400 deeper)
 MAX_CURSOR = 128  # the spec's maxLength of a consent-changes cursor
+MAX_IF_NONE_MATCH = 200  # the spec's maxLength of the If-None-Match header
 READ_TIMEOUT_S = 15.0  # a client silent this long while sending is disconnected
 MAX_HANDLERS = 64  # requests in progress at once per worker; beyond them 503 + Retry-After
 SERVER_NAME = "care-platform-reference/2"
@@ -457,14 +458,20 @@ class PlatformCore:
                 return Reply.error(403, "forbidden", "a device may only read its own centre's data")
             if kind not in schemas.DATASET_KINDS:
                 return Reply.error(404, "not_found", "no such dataset kind")
+            # The spec's limits on the request, for every kind (a cursor is used by
+            # consent_changes only, but one over the limit is malformed anywhere).
+            cursor = parse_qs(req.query).get("cursor", [None])[0]
+            if cursor is not None and len(cursor) > MAX_CURSOR:
+                return Reply.error(
+                    400, "malformed_request", f"the cursor is longer than {MAX_CURSOR} characters"
+                )
+            if len(req.headers.get("if-none-match") or "") > MAX_IF_NONE_MATCH:
+                return Reply.error(
+                    400,
+                    "malformed_request",
+                    f"If-None-Match is longer than {MAX_IF_NONE_MATCH} characters",
+                )
             if kind == "consent_changes":
-                cursor = parse_qs(req.query).get("cursor", [None])[0]
-                if cursor is not None and len(cursor) > MAX_CURSOR:
-                    return Reply.error(
-                        400,
-                        "malformed_request",
-                        f"the cursor is longer than {MAX_CURSOR} characters",
-                    )
                 page = self.store.consent_page(centre, cursor)
                 schemas.validate("ConsentChangesPage", page, "platform reply")
                 return self._conditional(req, page, consent_page_etag(page))
