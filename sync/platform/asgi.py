@@ -451,6 +451,7 @@ def uvicorn_config(
         timeout_keep_alive=max(1, int(read_timeout_s)),
         timeout_graceful_shutdown=graceful_s,
         ssl_context_factory=ctx_factory,
+        timeout_worker_healthcheck=60,  # a worker starting on a busy machine is not hung
     )
     config.care_read_timeout_s = read_timeout_s  # type: ignore[attr-defined]
     return config

@@ -310,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         graceful_s=10,
     )
     sock = config.bind_socket()
+    sock.listen(config.backlog)  # connections wait for the first worker, not refused
     _announce(args, f"{scheme}://{args.host}:{sock.getsockname()[1]}")
     Multiprocess(config, sockets=[sock]).run()
     return 0

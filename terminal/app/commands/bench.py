@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from terminal.app.commands.kiosk import add_bench_parser
 
     add_bench_parser(bsub)
+    from terminal.app.platform_bench import add_bench_parser as add_platform_bench
+
+    add_platform_bench(bsub)
     sy = bsub.add_parser(
         "sync", help="records/s drained to the loopback platform, batch size, outbox disk use"
     )
