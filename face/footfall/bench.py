@@ -143,7 +143,7 @@ def bench_footfall(
             cfg,
             pack_dir=pack_dir,
             face_settings=face_settings,
-            engine=engine if cfg.detector == "face" else None,
+            engine=engine if cfg.detector != "person" else None,
         )
         t_day = datetime(2026, 1, 5, 9, 0, tzinfo=CHINA_TZ)
 

@@ -15,7 +15,7 @@ from typing import Literal
 from face.footfall.counting import LineSpec
 from terminal.config.footfall import FootfallLine, FootfallSettings
 
-DetectorKind = Literal["face", "person"]
+DetectorKind = Literal["face", "person", "fusion"]
 
 DEFAULTS = FootfallSettings()
 
@@ -31,6 +31,7 @@ def line_spec(line: FootfallLine) -> LineSpec:
         hysteresis=line.hysteresis,
         edge_margin=line.edge_margin,
         extent_margin=line.extent_margin,
+        face_px=line.face_px,
     )
 
 
@@ -57,6 +58,11 @@ class FootfallConfig:
     max_fps: float = DEFAULTS.max_fps
     fps: float = DEFAULTS.fps
     track_ttl: float = DEFAULTS.track_ttl
+    body_every: int = DEFAULTS.body_every
+    body_score: float = DEFAULTS.body_score
+    head_w: float = DEFAULTS.head_w
+    head_cy: float = DEFAULTS.head_cy
+    motion: bool = DEFAULTS.motion
 
     @classmethod
     def from_settings(cls, section: FootfallSettings) -> FootfallConfig:
@@ -82,6 +88,11 @@ class FootfallConfig:
             max_fps=section.max_fps,
             fps=section.fps,
             track_ttl=section.track_ttl,
+            body_every=section.body_every,
+            body_score=section.body_score,
+            head_w=section.head_w,
+            head_cy=section.head_cy,
+            motion=section.motion,
         )
 
     @property
@@ -94,7 +105,7 @@ class FootfallConfig:
     @property
     def identities(self) -> bool:
         """Unique visitors and attendance need faces."""
-        return self.detector == "face"
+        return self.detector in ("face", "fusion")
 
     def with_line(self, line: LineSpec) -> FootfallConfig:
         return replace(self, line=line)

@@ -81,6 +81,9 @@ class LineSpec:
     hysteresis: float = 0.06  # half-width of the dead band, as a fraction of the frame height
     edge_margin: float = 0.02  # fraction of the frame height
     extent_margin: float = 0.0  # allowed overshoot beyond the segment ends, fraction of its length
+    # > 0: a *depth line* for a camera facing the door: a head crosses when its
+    # width passes this many pixels (see :func:`depth_anchor`), whatever its row
+    face_px: float = 0.0
 
     def to_pixels(self, width: int, height: int) -> CountingLine:
         return CountingLine(
@@ -104,6 +107,7 @@ class LineSpec:
             "hysteresis": self.hysteresis,
             "edge_margin": self.edge_margin,
             "extent_margin": self.extent_margin,
+            "face_px": self.face_px,
         }
 
 
@@ -191,6 +195,27 @@ def validate_line(line: CountingLine, width: int, height: int) -> None:
                 f"(+-{line.hysteresis:.0f} px plus a {line.edge_margin:.0f} px margin) "
                 "must lie inside the picture on both sides; move the line towards the middle"
             )
+
+
+DEPTH_SCALE = 300.0  # px of anchor shift per unit of log head width
+
+
+def depth_anchor(
+    line: CountingLine, x: float, head_px: float, face_px: float
+) -> tuple[float, float]:
+    """The anchor of a head of width ``head_px`` for a depth line: the point at
+    ``x`` shifted from the line along its inside normal by ``DEPTH_SCALE`` times
+    the log of ``head_px / face_px``. Through a camera facing the door a head
+    grows as the person comes closer, whatever their height, while the row of
+    a near head depends on the person's height; so the head's width, not its
+    row, tells which side of a floor line they stand on. The band is then
+    +-hysteresis/DEPTH_SCALE in log width (+-10 % for a 30 px band)."""
+    nx, ny = line.normal()
+    t = line.along(x, line.ay)
+    px = line.ax + t * (line.bx - line.ax)
+    py = line.ay + t * (line.by - line.ay)
+    shift = DEPTH_SCALE * math.log(max(head_px, 1e-3) / face_px)
+    return px + nx * shift, py + ny * shift
 
 
 def box_touches_edge(box: Iterable[float], width: int, height: int, margin: float) -> bool:

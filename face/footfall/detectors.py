@@ -26,6 +26,13 @@ class Detections:
     boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 pixels
     scores: np.ndarray  # (N,) float32
     kps: np.ndarray | None = None  # (N, 5, 2) when the detector gives landmarks
+    # Fused detections (face/footfall/fused.py): per box, the index of its face
+    # detection or -1 when a body alone saw the person; None = every box is a face.
+    face_index: np.ndarray | None = None
+    body_ran: bool = True  # False on frames where the fused body detector did not run
+
+    def is_face(self, i: int) -> bool:
+        return self.face_index is None or int(self.face_index[i]) >= 0
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])

@@ -116,9 +116,23 @@ class Camera:
         """Image row of a median head standing on the floor line."""
         return self.project(0.0, MEDIAN_HEAD, Z_LINE)[1]
 
+    def line_face_px(self) -> float:
+        """Face width of a median head standing on the floor line."""
+        return self.px(FACE_M, self.project(0.0, MEDIAN_HEAD, Z_LINE)[2])
+
     def line_spec(self) -> LineSpec:
+        """The image line through a median head on the floor line, with the
+        face width there (a depth line, as a technician would set it)."""
         y = self.line_row() / self.height
-        return LineSpec(0.03, round(y, 4), 0.97, round(y, 4), inside="below")
+        return LineSpec(
+            0.03,
+            round(y, 4),
+            0.97,
+            round(y, 4),
+            inside="below",
+            hysteresis=0.03,  # 14 px at 480: +-5 % of head width on a depth line
+            face_px=round(self.line_face_px(), 1),
+        )
 
 
 # --------------------------------------------------------------------------- assets

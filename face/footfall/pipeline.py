@@ -31,6 +31,7 @@ from face.footfall.counting import (
     Crossing,
     LineCounter,
     box_touches_edge,
+    depth_anchor,
     validate_line,
 )
 from face.footfall.detectors import Detections, Detector, FaceBoxDetector
@@ -185,6 +186,10 @@ class FootfallPipeline:
             tc = time.perf_counter()
             box = tb.box
             cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
+            if self.config.line.face_px > 0:
+                cx, cy = depth_anchor(
+                    self.line, cx, float(box[2] - box[0]), self.config.line.face_px
+                )
             edge = box_touches_edge(box, self.width, self.height, self.line.edge_margin)
             crossing = self.counter.observe(
                 tb.track_id, cx, cy, ts, at_edge=edge, size=float(box[3] - box[1])
@@ -199,7 +204,11 @@ class FootfallPipeline:
                 info = self._tracks[tb.track_id] = _TrackInfo(last_ts=ts)
             info.last_ts = ts
             st["count"] += (time.perf_counter() - tc) * 1000
-            if self.identities and (not edge or (crossing is not None and not info.vectors)):
+            if (
+                self.identities
+                and dets.is_face(tb.det_index)
+                and (not edge or (crossing is not None and not info.vectors))
+            ):
                 # faces cut by the frame border embed badly: skip them unless nothing better exists
                 gray = self._maybe_embed(
                     frame,

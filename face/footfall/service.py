@@ -81,16 +81,10 @@ def make_pipeline_factory(
     """A factory building pipelines for a frame size, loading the detector once."""
     fs = footfall_face_settings(face_settings, threads)
     if config.detector == "person":
-        from face.footfall.person_model import PersonSsdDetector, default_person_pack_dir
+        from face.footfall.person_model import PersonSsdDetector
         from face.footfall.tracking import ByteTrackAdapter
 
-        pdir = (
-            Path(config.person_pack_dir)
-            if config.person_pack_dir
-            else default_person_pack_dir(pack_dir)
-        )
-        # one OpenCV thread (process-wide setting): with the default of all cores the DNN
-        # doubled the kiosk's identify latency in `bench footfall`
+        pdir = _person_pack_dir(config, pack_dir)
         detector = PersonSsdDetector.from_pack(pdir, threads=threads)
 
         def make_person(cfg: FootfallConfig, size: tuple[int, int]) -> FootfallPipeline:
@@ -106,6 +100,17 @@ def make_pipeline_factory(
     from face.pipeline import FaceEngine
 
     eng = engine or FaceEngine.from_pack(pack_dir, fs)
+    if config.detector == "fusion":
+        return _fusion_factory(
+            config,
+            eng,
+            pack_dir=pack_dir,
+            threads=threads,
+            gallery=gallery,
+            accept_threshold=fs.accept_threshold,
+            min_margin=fs.min_margin,
+            consented_ids=consented_ids,
+        )
 
     def make_face(cfg: FootfallConfig, size: tuple[int, int]) -> FootfallPipeline:
         return build_face_pipeline(
@@ -119,6 +124,49 @@ def make_pipeline_factory(
         )
 
     return make_face
+
+
+def _person_pack_dir(config: FootfallConfig, pack_dir: Path) -> Path:
+    from face.footfall.person_model import default_person_pack_dir
+
+    if config.person_pack_dir:
+        return Path(config.person_pack_dir)
+    return default_person_pack_dir(pack_dir)
+
+
+def _fusion_factory(
+    config: FootfallConfig,
+    engine: Any,
+    *,
+    pack_dir: Path,
+    threads: int,
+    **kwargs: Any,
+) -> PipelineFactory:
+    """Face detector on every frame, the body detector on every ``body_every``-th."""
+    from face.footfall.fused import FusedTrackerAdapter, FusionDetector, MotionDetector
+    from face.footfall.fusion import FusionParams, TrackerParams
+    from face.footfall.person_model import PersonSsdDetector
+
+    pdir = _person_pack_dir(config, pack_dir)
+    person = PersonSsdDetector.from_pack(pdir, threads=threads, score_threshold=config.body_score)
+
+    def make_fusion(cfg: FootfallConfig, size: tuple[int, int]) -> FootfallPipeline:
+        params = FusionParams(head_w=cfg.head_w, head_cy=cfg.head_cy, body_score=cfg.body_score)
+        detector = FusionDetector(
+            engine,
+            person,
+            params,
+            body_every=cfg.body_every,
+            score_threshold=cfg.det_score,
+            min_face_px=cfg.min_face_px,
+            motion=MotionDetector() if cfg.motion else None,
+        )
+        tracker = FusedTrackerAdapter(
+            TrackerParams(min_hits=cfg.track_min_frames, lost_seconds=cfg.lost_seconds)
+        )
+        return FootfallPipeline(detector, tracker, cfg, size, **kwargs)
+
+    return make_fusion
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,11 @@ class FootfallLine(Section):
     edge_margin: float = Field(0.02, ge=0.0, lt=0.5)
     # Allowed overshoot beyond the segment ends, as a fraction of its length.
     extent_margin: float = Field(0.0, ge=0.0)
+    # A camera facing the door: the face width (px) of a person standing on the
+    # threshold; a head then counts as across when it is wider than that, whatever
+    # its row (a depth line; 0 = the line in the picture). Measure it with
+    # `footfall snapshot` and a person on the threshold.
+    face_px: float = Field(0.0, ge=0.0, le=1000.0)
 
     @model_validator(mode="after")
     def _direction(self) -> FootfallLine:
@@ -72,12 +77,14 @@ class FootfallSettings(Section):
     # as camera.source); empty = share the kiosk camera.
     source: str | None = None
     # "face": the face pack's detector (entrance camera facing people coming in);
-    # "person": SSDLite body detector (overhead camera; no unique visitors/attendance).
-    detector: Literal["face", "person"] = "face"
+    # "person": SSDLite body detector (overhead camera; no unique visitors/attendance);
+    # "fusion": both, one track per person whichever sees them (counts people leaving
+    # with their back to the camera; unique visitors from the faces that show).
+    detector: Literal["face", "person", "fusion"] = "face"
     # Directory of the person-detector pack; empty = next to the face pack.
     person_pack_dir: Path | None = None
-    # Run the detector on every n-th frame; empty: 1 for the face detector,
-    # 3 for the person detector.
+    # Run the detector on every n-th frame; empty: 1 for the face detector and
+    # fusion, 3 for the person detector.
     detect_every: int | None = Field(None, ge=1)
     # Consecutive matched frames before a track is a person (ByteTrack).
     track_min_frames: int = Field(3, ge=1)
@@ -110,6 +117,19 @@ class FootfallSettings(Section):
     fps: float = Field(15.0, gt=0.0)
     # Seconds without observations before a track's state is forgotten.
     track_ttl: float = Field(5.0, gt=0.0)
+    # detector = "fusion": run the body detector on every n-th frame (the face
+    # detector runs on every frame).
+    body_every: int = Field(3, ge=1, le=10)
+    # detector = "fusion": body boxes below this score are ignored.
+    body_score: float = Field(0.35, gt=0.0, lt=1.0)
+    # detector = "fusion": a head inside a body box, measured on the tuning clips:
+    # head (face box) width as a fraction of the body box width, and the head's
+    # centre below the body box top in head widths.
+    head_w: float = Field(0.39, gt=0.05, lt=1.0)
+    head_cy: float = Field(1.0, ge=0.0, le=3.0)
+    # detector = "fusion": also use moving foreground blobs as body boxes (a fixed
+    # camera only; see docs/footfall.md for when to turn it off).
+    motion: bool = True
 
     @field_validator("staff_ids", mode="before")
     @classmethod

@@ -1,0 +1,187 @@
+"""``detector = "fusion"``: the face detector and the SSDLite body detector
+behind the pipeline's detector and tracker interfaces (thin adapters; the
+rules are in the pure :mod:`face.footfall.fusion`).
+
+* :class:`FusionDetector` runs the face detector on every frame and the body
+  detector on every ``body_every``-th frame, and returns one head box per
+  person (:func:`face.footfall.fusion.fuse`) with the index of its face
+  detection, or -1 when the body alone saw the person (the back of a head).
+  It is a :class:`FaceBoxDetector`, so faces that show are embedded for
+  unique visitors exactly as with the face detector alone.
+* :class:`MotionDetector` finds moving people as foreground blobs (OpenCV's
+  MOG2 background model on a 320x240 grey copy, about 2 ms a frame): a fixed
+  entrance camera sees the back of a head move even where neither detector
+  fires. Blobs count as body boxes in the fusion; a body box of the SSDLite
+  detector that overlaps a blob replaces it.
+* :class:`FusedTrackerAdapter` tracks those head boxes with
+  :class:`face.footfall.fusion.FusedTracker`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from face.footfall.detectors import Detections, FaceBoxDetector
+from face.footfall.fusion import Box, Candidate, FusedTracker, FusionParams, TrackerParams, fuse
+from face.footfall.tracking import TrackedBox
+
+if TYPE_CHECKING:
+    from face.footfall.person_model import PersonSsdDetector
+    from face.pipeline import FaceEngine
+
+
+def _boxes(d: Detections) -> list[Box]:
+    return [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in d.boxes]
+
+
+class MotionDetector:
+    """Moving foreground blobs as person boxes (see the module doc)."""
+
+    name = "motion"
+    gives_faces = False
+
+    def __init__(self, *, min_area: float = 0.004, history: int = 300, width: int = 320) -> None:
+        self.bg = cv2.createBackgroundSubtractorMOG2(
+            history=history, varThreshold=25.0, detectShadows=False
+        )
+        self.min_area = min_area  # fraction of the frame
+        self.width = width
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        h, w = frame_bgr.shape[:2]
+        s = self.width / w
+        small = cv2.resize(frame_bgr, (self.width, round(h * s)), interpolation=cv2.INTER_AREA)
+        grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0)
+        # the picture brightened or darkened as a whole (a light, a cloud) is no motion
+        mean = float(grey.mean())
+        if mean > 1.0:
+            grey = cv2.convertScaleAbs(grey, alpha=110.0 / mean)
+        fg = self.bg.apply(grey)
+        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self.kernel)
+        fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, self.kernel, iterations=2)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        area_min = self.min_area * fg.shape[0] * fg.shape[1]
+        boxes, scores = [], []
+        for k in range(1, n):
+            x, y, bw, bh, area = (int(v) for v in stats[k])
+            if area < area_min or area > 0.6 * fg.size:
+                continue  # specks, or the whole picture changing (the light)
+            boxes.append([x / s, y / s, (x + bw) / s, (y + bh) / s])
+            scores.append(min(0.9, 0.4 + area / (bw * bh)))
+        if not boxes:
+            return Detections.empty()
+        return Detections(np.array(boxes, np.float32), np.array(scores, np.float32))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def merge_bodies(ssd: Detections, blobs: Detections, iou: float = 0.3) -> Detections:
+    """SSDLite boxes plus the blobs that overlap none of them."""
+    keep = [i for i, b in enumerate(blobs.boxes) if all(_iou(b, o) < iou for o in ssd.boxes)]
+    if not keep:
+        return ssd
+    return Detections(
+        np.concatenate([ssd.boxes.reshape(-1, 4), blobs.boxes[keep]]).astype(np.float32),
+        np.concatenate([ssd.scores.reshape(-1), blobs.scores[keep]]).astype(np.float32),
+    )
+
+
+class FusionDetector(FaceBoxDetector):
+    name = "fusion"
+    gives_faces = True
+
+    def __init__(
+        self,
+        engine: FaceEngine,
+        person: PersonSsdDetector,
+        params: FusionParams,
+        *,
+        body_every: int = 3,
+        score_threshold: float | None = None,
+        min_face_px: float = 12.0,
+        motion: MotionDetector | None = None,
+    ) -> None:
+        super().__init__(engine, score_threshold, min_face_px)
+        self.person = person
+        self.motion = motion
+        self.params = params
+        self.body_every = max(1, int(body_every))
+        self._n = 0
+
+    def detect(self, frame_bgr: np.ndarray) -> Detections:
+        faces = super().detect(frame_bgr)
+        body_ran = self._n % self.body_every == 0
+        self._n += 1
+        bodies = self.person.detect(frame_bgr) if body_ran else Detections.empty()
+        if self.motion is not None:
+            bodies = merge_bodies(bodies, self.motion.detect(frame_bgr))
+            body_ran = True
+        cands = fuse(
+            _boxes(faces),
+            faces.scores.tolist(),
+            _boxes(bodies),
+            bodies.scores.tolist(),
+            self.params,
+        )
+        if not cands:
+            return Detections(
+                np.zeros((0, 4), np.float32),
+                np.zeros((0,), np.float32),
+                None,
+                np.zeros((0,), np.int64),
+                body_ran,
+            )
+        kps = None
+        if faces.kps is not None:
+            kps = np.zeros((len(cands), 5, 2), np.float32)
+            for k, c in enumerate(cands):
+                if c.face >= 0:
+                    kps[k] = faces.kps[c.face]
+        return Detections(
+            np.array([c.box for c in cands], np.float32),
+            np.array([c.score for c in cands], np.float32),
+            kps,
+            np.array([c.face for c in cands], np.int64),
+            body_ran,
+        )
+
+
+class FusedTrackerAdapter:
+    """:class:`FusedTracker` behind the pipeline's ``Tracker`` protocol."""
+
+    def __init__(self, params: TrackerParams) -> None:
+        self.core = FusedTracker(params)
+
+    def reset(self) -> None:
+        self.core.reset()
+
+    def update(self, detections: Detections, ts: float) -> list[TrackedBox]:
+        fi = detections.face_index
+        cands = [
+            Candidate(
+                (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                float(detections.scores[i]),
+                int(fi[i]) if fi is not None else i,
+                i if fi is not None and int(fi[i]) < 0 else -1,
+            )
+            for i, b in enumerate(detections.boxes)
+        ]
+        return [
+            TrackedBox(
+                m.track_id,
+                np.array(m.box, np.float32),
+                float(cands[m.candidate].score),
+                m.candidate,
+            )
+            for m in self.core.update(cands, ts, detections.body_ran)
+        ]

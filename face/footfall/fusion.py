@@ -1,0 +1,283 @@
+"""Face and body cues fused into one track per person: the pure core.
+
+No IO, no OpenCV, no clock: boxes and times come in, head boxes and track ids
+come out. Table-driven tests in ``tests/footfall/test_footfall_fusion.py``
+pin the rules below down.
+
+Why
+    A camera facing the door sees the faces of people coming in, but people
+    going out show the back of their head, and far or blurred faces are often
+    missed by the face detector. A body detector sees both, but it is slower
+    (it runs on every ``body_every``-th frame) and its box says less precisely
+    where the head is. Counting needs one anchor per person, whichever cue saw
+    them.
+
+Cues -> head candidates (:func:`fuse`)
+    * A body box predicts a *head box* (:func:`head_from_body`): width
+      ``head_w`` times the body width, centred horizontally, its centre
+      ``head_cy`` head widths below the body's top. The two ratios are
+      measured on the tuning clips (faces matched to bodies), not guessed.
+    * A face is attached to the body whose predicted head is nearest, when it
+      is within ``attach_gate`` predicted head widths and of a plausible size
+      (``attach_size`` ratio either way), or else when it stands on the body
+      box (:func:`explains`: a blob of a moving torso whose head stands
+      still). Each face and each body is used at most once (nearest pairs
+      first, geometric matches before the others).
+    * A face with or without its body becomes one candidate with the face's
+      box (the more precise cue) and ``face=True``; a body without a face
+      becomes a candidate with the predicted head box and ``face=False``.
+
+Tracking (:class:`FusedTracker`)
+    * Tracks are predicted with a constant velocity; candidates are assigned
+      to tracks by the Hungarian method on the distance from the prediction
+      in head widths (gated by ``gate`` plus the track's speed, and by size).
+    * A track is confirmed after ``min_hits`` matched frames in total (not in
+      a row: a person seen only by the body detector is seen on every
+      ``body_every``-th frame; ``body_min_hits`` for a track that never showed
+      a face, as body boxes are the less certain cue), and forgotten ``lost_seconds`` after its last
+      match, so a person hidden behind another for a second keeps their id.
+    * On frames where the body detector did not run, a track that was last
+      seen by its body only is simply not observed (no miss is held against
+      it); a track is output only on frames where a candidate matched it, so
+      counts come from observed positions, never predicted ones.
+    * A track's head width is smoothed over its matches, from faces only once
+      a face was seen (a body box tells the head's size less well); the head
+      box output is the candidate's centre with that width, which is what a
+      depth line (:func:`face.footfall.counting.depth_anchor`) reads.
+    * ``face_seen`` tells which tracks ever showed a face: that is the track
+      the pipeline embeds for unique visitors, when the face shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class FusionParams:
+    """Geometry of a head inside a body box, and the association gates."""
+
+    head_w: float = 0.39  # head (face box) width / body box width
+    head_cy: float = 1.0  # head centre below the body top, in head widths
+    attach_gate: float = 1.2  # face to predicted head, in predicted head widths
+    attach_size: float = 2.2  # face / predicted head width ratio allowed either way
+    body_score: float = 0.35  # body boxes below this score are ignored
+    body_min_h: float = 40.0  # body boxes shorter than this (px) are ignored
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One person's head on one frame, from whichever cue saw it."""
+
+    box: Box
+    score: float
+    face: int  # index of the face detection, -1 when the body alone saw it
+    body: int  # index of the body detection, -1 when the face alone saw it
+
+    @property
+    def cx(self) -> float:
+        return (self.box[0] + self.box[2]) / 2
+
+    @property
+    def cy(self) -> float:
+        return (self.box[1] + self.box[3]) / 2
+
+    @property
+    def w(self) -> float:
+        return max(1.0, self.box[2] - self.box[0])
+
+
+def head_from_body(body: Box, p: FusionParams) -> Box:
+    x1, y1, x2, _ = body
+    hw = p.head_w * (x2 - x1)
+    cx = (x1 + x2) / 2
+    cy = y1 + p.head_cy * hw
+    return (cx - hw / 2, cy - hw / 2, cx + hw / 2, cy + hw / 2)
+
+
+def explains(face: Box, body: Box) -> bool:
+    """A face explains a body box it stands on: horizontally within the box
+    (a quarter of its width to spare), at most 1.5 face widths above its top
+    and no lower than its upper half, and no wider than the box. A body box
+    that a face explains is that person's, even when it covers only part of
+    them (a moving-blob box of a torso whose head stands still)."""
+    bx1, by1, bx2, by2 = body
+    bw = bx2 - bx1
+    fcx, fcy, fw = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2, face[2] - face[0]
+    return (
+        bx1 - 0.25 * bw <= fcx <= bx2 + 0.25 * bw
+        and by1 - 1.5 * fw <= fcy <= by1 + 0.5 * (by2 - by1)
+        and fw <= bw
+    )
+
+
+def fuse(
+    faces: Sequence[Box],
+    face_scores: Sequence[float],
+    bodies: Sequence[Box],
+    body_scores: Sequence[float],
+    p: FusionParams,
+) -> list[Candidate]:
+    """One candidate per person seen on this frame (see the module doc)."""
+    heads: list[tuple[int, Box]] = [
+        (j, head_from_body(b, p))
+        for j, (b, s) in enumerate(zip(bodies, body_scores, strict=True))
+        if s >= p.body_score and b[3] - b[1] >= p.body_min_h
+    ]
+    pairs: list[tuple[float, int, int]] = []
+    for i, f in enumerate(faces):
+        fcx, fcy, fw = (f[0] + f[2]) / 2, (f[1] + f[3]) / 2, max(1.0, f[2] - f[0])
+        for j, h in heads:
+            hw = max(1.0, h[2] - h[0])
+            d = math.hypot(fcx - (h[0] + h[2]) / 2, fcy - (h[1] + h[3]) / 2) / hw
+            ratio = fw / hw
+            if d <= p.attach_gate and 1.0 / p.attach_size <= ratio <= p.attach_size:
+                pairs.append((d, i, j))
+            elif explains(f, bodies[j]):
+                pairs.append((p.attach_gate + d, i, j))  # after every geometric match
+    pairs.sort()
+    face_body: dict[int, int] = {}
+    used_bodies: set[int] = set()
+    for _, i, j in pairs:
+        if i not in face_body and j not in used_bodies:
+            face_body[i] = j
+            used_bodies.add(j)
+    out = [
+        Candidate(
+            (float(f[0]), float(f[1]), float(f[2]), float(f[3])),
+            max(float(face_scores[i]), float(body_scores[face_body[i]]))
+            if i in face_body
+            else float(face_scores[i]),
+            i,
+            face_body.get(i, -1),
+        )
+        for i, f in enumerate(faces)
+    ]
+    out += [Candidate(h, float(body_scores[j]), -1, j) for j, h in heads if j not in used_bodies]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerParams:
+    min_hits: int = 3
+    body_min_hits: int = 5  # a track that never showed a face needs this many
+    lost_seconds: float = 1.5
+    gate: float = 1.5  # head widths from the predicted position
+    gate_speed: float = 0.5  # plus this share of the distance the track moved since last seen
+    size_ratio: float = 1.8  # candidate / track head width allowed either way
+    new_score: float = 0.5  # a candidate below this score never starts a track
+    smoothing: float = 0.5  # velocity smoothing (0 = keep the old, 1 = the new)
+
+
+@dataclass
+class FusedTrack:
+    track_id: int
+    cx: float
+    cy: float
+    w: float
+    last_ts: float
+    vx: float = 0.0
+    vy: float = 0.0
+    hits: int = 1
+    confirmed: bool = False
+    face_seen: bool = False
+    last_face: bool = False  # the last match was (or included) a face
+
+    def predict(self, ts: float) -> tuple[float, float]:
+        dt = ts - self.last_ts
+        return self.cx + self.vx * dt, self.cy + self.vy * dt
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A confirmed track observed on this frame."""
+
+    track_id: int
+    candidate: int  # index into the frame's candidates
+    box: Box  # the head: the candidate's centre, the track's smoothed width
+
+
+@dataclass
+class FusedTracker:
+    params: TrackerParams = field(default_factory=TrackerParams)
+    tracks: dict[int, FusedTrack] = field(default_factory=dict)
+    next_id: int = 1
+
+    def reset(self) -> None:
+        self.tracks.clear()
+        self.next_id = 1
+
+    def update(self, cands: Sequence[Candidate], ts: float, body_ran: bool = True) -> list[Match]:
+        """Assign this frame's candidates; returns the confirmed tracks seen now.
+
+        ``body_ran`` is False on frames where the body detector did not run:
+        tracks last seen by their body alone are then not expected to match.
+        """
+        p = self.params
+        for tid in [t for t, tr in self.tracks.items() if ts - tr.last_ts > p.lost_seconds]:
+            del self.tracks[tid]
+        ids = list(self.tracks)
+        assigned: dict[int, int] = {}  # candidate -> track id
+        if ids and cands:
+            big = 1e6
+            cost = np.full((len(cands), len(ids)), big)
+            for a, c in enumerate(cands):
+                for b, tid in enumerate(ids):
+                    tr = self.tracks[tid]
+                    if not body_ran and c.face < 0:
+                        continue  # cannot happen (no body box without the body detector)
+                    ratio = c.w / tr.w
+                    if not 1.0 / p.size_ratio <= ratio <= p.size_ratio:
+                        continue
+                    px, py = tr.predict(ts)
+                    scale = max(tr.w, c.w)
+                    moved = math.hypot(tr.vx, tr.vy) * max(0.0, ts - tr.last_ts)
+                    d = math.hypot(c.cx - px, c.cy - py)
+                    if d > p.gate * scale + p.gate_speed * moved:
+                        continue
+                    cost[a, b] = d / scale
+            from scipy.optimize import linear_sum_assignment
+
+            rows, cols = linear_sum_assignment(cost)
+            for a, b in zip(rows, cols, strict=True):
+                if cost[a, b] < big:
+                    assigned[int(a)] = ids[int(b)]
+        out: list[Match] = []
+        for a, c in enumerate(cands):
+            got = assigned.get(a)
+            if got is None:
+                if c.score < p.new_score:
+                    continue
+                tid = self.next_id
+                self.next_id += 1
+                self.tracks[tid] = FusedTrack(tid, c.cx, c.cy, c.w, ts, face_seen=c.face >= 0)
+                tr = self.tracks[tid]
+                tr.last_face = c.face >= 0
+            else:
+                tid = got
+                tr = self.tracks[tid]
+                dt = ts - tr.last_ts
+                if dt > 1e-6:
+                    a_ = p.smoothing
+                    tr.vx = (1 - a_) * tr.vx + a_ * (c.cx - tr.cx) / dt
+                    tr.vy = (1 - a_) * tr.vy + a_ * (c.cy - tr.cy) / dt
+                tr.cx, tr.cy, tr.last_ts = c.cx, c.cy, ts
+                if c.face >= 0 or not tr.face_seen:
+                    # a body box tells the head's size less well than a face
+                    tr.w = 0.5 * tr.w + 0.5 * c.w
+                tr.hits += 1
+                tr.face_seen |= c.face >= 0
+                tr.last_face = c.face >= 0
+            need = p.min_hits if tr.face_seen else max(p.min_hits, p.body_min_hits)
+            if not tr.confirmed and tr.hits >= need:
+                tr.confirmed = True
+            if tr.confirmed:
+                half = tr.w / 2
+                out.append(Match(tid, a, (c.cx - half, c.cy - half, c.cx + half, c.cy + half)))
+        return out

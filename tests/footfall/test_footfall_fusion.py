@@ -1,0 +1,237 @@
+"""Table-driven tests of the pure fusion, fused tracking and depth-line logic
+(face/footfall/fusion.py, counting.depth_anchor)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from face.footfall.counting import CountingLine, LineCounter, depth_anchor
+from face.footfall.fusion import (
+    Box,
+    Candidate,
+    FusedTracker,
+    FusionParams,
+    TrackerParams,
+    explains,
+    fuse,
+    head_from_body,
+)
+
+P = FusionParams(head_w=0.4, head_cy=1.0, attach_gate=1.2, attach_size=2.2, body_score=0.35)
+
+
+def face_at(cx: float, cy: float, w: float) -> Box:
+    return (cx - w / 2, cy - w / 2, cx + w / 2, cy + w / 2)
+
+
+def test_head_from_body_geometry() -> None:
+    # body 100 px wide: head 40 px wide, centred, its centre 40 px below the top
+    assert head_from_body((100, 50, 200, 350), P) == (130.0, 70.0, 170.0, 110.0)
+
+
+FUSE_CASES: list[tuple[str, list[Box], list[Box], list[float], list[tuple[int, int]]]] = [
+    # name, faces, bodies, body scores, expected (face, body) of each candidate
+    ("face alone", [face_at(150, 90, 40)], [], [], [(0, -1)]),
+    ("body alone (back of a head)", [], [(100, 50, 200, 350)], [0.8], [(-1, 0)]),
+    (
+        "face on its body: one person",
+        [face_at(150, 90, 40)],
+        [(100, 50, 200, 350)],
+        [0.8],
+        [(0, 0)],
+    ),
+    (
+        "face standing on a torso blob (head still, torso moving)",
+        [face_at(150, 60, 40)],
+        [(110, 100, 190, 300)],
+        [0.8],
+        [(0, 0)],
+    ),
+    (
+        "two side by side: each face to its own body",
+        [face_at(150, 90, 40), face_at(260, 92, 40)],
+        [(100, 50, 200, 350), (210, 52, 310, 350)],
+        [0.8, 0.8],
+        [(0, 0), (1, 1)],
+    ),
+    (
+        "two side by side, one turned away: face + lone body",
+        [face_at(150, 90, 40)],
+        [(100, 50, 200, 350), (210, 52, 310, 350)],
+        [0.8, 0.8],
+        [(0, 0), (-1, 1)],
+    ),
+    ("weak body box is ignored", [], [(100, 50, 200, 350)], [0.2], []),
+    (
+        "a face far from the body is another person",
+        [face_at(450, 90, 40)],
+        [(100, 50, 200, 350)],
+        [0.8],
+        [(0, -1), (-1, 0)],
+    ),
+    (
+        "a face much larger than the body's head is not its face",
+        [face_at(150, 150, 150)],
+        [(120, 50, 180, 200)],
+        [0.8],
+        [(0, -1), (-1, 0)],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("faces", "bodies", "scores", "expected"),
+    [c[1:] for c in FUSE_CASES],
+    ids=[c[0] for c in FUSE_CASES],
+)
+def test_fuse(
+    faces: list[Box], bodies: list[Box], scores: list[float], expected: list[tuple[int, int]]
+) -> None:
+    cands = fuse(faces, [0.9] * len(faces), bodies, scores, P)
+    assert [(c.face, c.body) for c in cands] == expected
+    for c in cands:
+        if c.face >= 0:
+            assert c.box == faces[c.face]  # the face is the more precise head box
+        else:
+            assert c.box == head_from_body(bodies[c.body], P)
+
+
+@pytest.mark.parametrize(
+    ("face", "body", "ok"),
+    [
+        (face_at(150, 60, 40), (110, 100, 190, 300), True),  # just above the blob's top
+        (face_at(150, 30, 40), (110, 100, 190, 300), False),  # far above it
+        (face_at(150, 250, 40), (110, 100, 190, 300), False),  # in its lower half
+        (face_at(250, 120, 40), (110, 100, 190, 300), False),  # beside it
+        (face_at(150, 120, 100), (110, 100, 190, 300), False),  # wider than the box
+    ],
+)
+def test_explains(face: Box, body: Box, ok: bool) -> None:
+    assert explains(face, body) is ok
+
+
+# ------------------------------------------------------------------ tracking
+
+
+def cand(cx: float, cy: float, w: float = 40.0, face: int = 0, score: float = 0.9) -> Candidate:
+    return Candidate(face_at(cx, cy, w), score, face, -1 if face >= 0 else 0)
+
+
+def walk(
+    frames: list[list[Candidate]], params: TrackerParams | None = None, fps: float = 15.0
+) -> list[list[int]]:
+    """Track ids output on each frame."""
+    tr = FusedTracker(params or TrackerParams())
+    out = []
+    for i, cs in enumerate(frames):
+        out.append([m.track_id for m in tr.update(cs, i / fps)])
+    return out
+
+
+def test_a_track_is_confirmed_after_min_hits_and_keeps_its_id() -> None:
+    ids = walk([[cand(100, 100 + 8 * i)] for i in range(8)])
+    assert ids[:2] == [[], []] and all(x == [1] for x in ids[2:])
+
+
+def test_a_body_only_track_needs_more_hits() -> None:
+    ids = walk([[cand(100, 100 + 8 * i, face=-1)] for i in range(8)])
+    assert ids[:4] == [[]] * 4 and all(x == [1] for x in ids[4:])
+
+
+def test_cues_alternating_keep_one_track() -> None:
+    # the face shows on some frames, the body alone sees the person on others
+    frames = [[cand(100, 100 + 8 * i, face=0 if i % 3 else -1)] for i in range(15)]
+    ids = walk(frames)
+    assert {t for x in ids for t in x} == {1}
+
+
+def test_hidden_for_a_second_keeps_the_id() -> None:
+    # walks down 8 px a frame, hidden behind another person for 15 frames (1 s)
+    frames = [[cand(100, 100 + 8 * i)] if not 10 <= i < 25 else [] for i in range(35)]
+    ids = walk(frames)
+    assert {t for x in ids for t in x} == {1}
+    assert ids[25] == [1]
+
+
+def test_lost_longer_than_lost_seconds_is_a_new_track() -> None:
+    frames = [[cand(100, 100 + 8 * i)] if not 10 <= i < 40 else [] for i in range(50)]
+    ids = walk(frames)
+    assert {t for x in ids for t in x} == {1, 2}
+
+
+def test_two_side_by_side_keep_apart() -> None:
+    frames = [[cand(200, 100 + 8 * i), cand(260, 100 + 8 * i)] for i in range(20)]
+    ids = walk(frames)
+    assert all(sorted(x) == [1, 2] for x in ids[2:])
+
+
+def test_tailgating_one_behind_the_other_keep_apart() -> None:
+    # the second follows 60 px behind on the same column, smaller (further away)
+    frames = [[cand(200, 160 + 8 * i, 44), cand(205, 100 + 8 * i, 36)] for i in range(20)]
+    ids = walk(frames)
+    assert all(sorted(x) == [1, 2] for x in ids[2:])
+    tr = FusedTracker()
+    for i in range(20):
+        tr.update([cand(200, 160 + 8 * i, 44), cand(205, 100 + 8 * i, 36)], i / 15)
+    assert tr.tracks[1].cy > tr.tracks[2].cy  # ids did not swap
+
+
+def test_a_weak_candidate_never_starts_a_track() -> None:
+    assert walk([[cand(100, 100, score=0.3)] for _ in range(6)]) == [[]] * 6
+
+
+def test_face_seen_is_remembered() -> None:
+    tr = FusedTracker()
+    for i in range(6):
+        tr.update([cand(100, 100 + 8 * i, face=-1 if i < 4 else 0)], i / 15)
+    assert tr.tracks[1].face_seen
+
+
+# ------------------------------------------------------------------ depth line
+
+LINE = CountingLine(ax=20, ay=300, bx=620, by=300, inside="below", hysteresis=30, edge_margin=8)
+
+
+@pytest.mark.parametrize(
+    ("head_px", "expect_y"),
+    [
+        (80.0, 300.0),  # on the line
+        (80.0 * math.exp(0.1), 330.0),  # 10 % larger: at the band's inside edge
+        (80.0 * math.exp(-0.1), 270.0),  # 10 % smaller: at its outside edge
+    ],
+)
+def test_depth_anchor(head_px: float, expect_y: float) -> None:
+    x, y = depth_anchor(LINE, 320.0, head_px, 80.0)
+    assert x == pytest.approx(320.0) and y == pytest.approx(expect_y)
+
+
+DEPTH_CASES = [
+    # name, head widths and rows per frame, expected events
+    ("walks in: grows past the line", [(30 + 6 * i, 200 + 5 * i) for i in range(16)], ["in"]),
+    ("walks out: shrinks past it", [(120 - 6 * i, 300 - 5 * i) for i in range(16)], ["out"]),
+    (
+        # a short person lingering on the threshold: the head is low in the
+        # picture (below the line) but its width says they are on the line
+        "lingers on the threshold, head low in the picture",
+        [(60 + 3 * i, 320) for i in range(7)]
+        + [(80 + (4 if i % 2 else -4), 340) for i in range(20)]
+        + [(80 - 4 * i, 330) for i in range(10)],
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("obs", "expected"), [c[1:] for c in DEPTH_CASES], ids=[c[0] for c in DEPTH_CASES]
+)
+def test_depth_line_counts(obs: list[tuple[float, float]], expected: list[str]) -> None:
+    counter = LineCounter(LINE, confirm_frames=2)
+    events = []
+    for i, (w, _row) in enumerate(obs):
+        x, y = depth_anchor(LINE, 320.0, w, 80.0)
+        ev = counter.observe(1, x, y, i / 15)
+        if ev is not None:
+            events.append(ev.direction)
+    assert events == expected
