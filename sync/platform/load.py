@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -52,6 +53,7 @@ from terminal.core.clock import SystemClock, rfc3339
 from terminal.core.ids import new_ulid
 from terminal.db.outbox import GENESIS, HASH_VERSION, hash_of
 
+POOL = 8  # connections per httpx client
 KINDS = ("meal_transaction", "attendance", "footfall_hourly", "meal_transaction", "enrolment")
 
 
@@ -136,13 +138,19 @@ class _Terminal:
             records.append(env)
             sent.append((self.device, self.seq, env["record_id"], env["hash"]))
         body = encode_body(
-            {"device_id": self.device, "centre_id": self.centre, "stream": "kiosk", "records": records}
+            {
+                "device_id": self.device,
+                "centre_id": self.centre,
+                "stream": "kiosk",
+                "records": records,
+            }
         )
         return body, sent
 
 
 async def _send(
     client: httpx.AsyncClient,
+    gate: asyncio.Semaphore,
     t: _Terminal,
     method: str,
     path: str,
@@ -157,7 +165,8 @@ async def _send(
         hdrs.update(t.signer.sign(method, path, "", body, hdrs, created=int(time.time())))
         started = time.perf_counter()
         try:
-            resp = await client.request(method, path, content=body or None, headers=hdrs)
+            async with gate:  # no request queues inside httpx's pool
+                resp = await client.request(method, path, content=body or None, headers=hdrs)
         except httpx.TransportError:
             stats.transport_errors += 1
             if time.monotonic() > deadline:
@@ -175,6 +184,7 @@ async def _send(
 
 async def _run_terminal(
     client: httpx.AsyncClient,
+    gate: asyncio.Semaphore,
     t: _Terminal,
     rounds: int,
     batch: int,
@@ -188,6 +198,7 @@ async def _run_terminal(
         key = hashlib.sha256(body).hexdigest()
         resp, took = await _send(
             client,
+            gate,
             t,
             "POST",
             "/v1/batches",
@@ -206,7 +217,7 @@ async def _run_terminal(
         stats.upload_ms.append(took)
         path = f"/v1/centres/{t.centre}/datasets/menu"
         headers = {"If-None-Match": f'"{t.etag}"'} if t.etag else {}
-        resp, took = await _send(client, t, "GET", path, b"", headers, stats, deadline)
+        resp, took = await _send(client, gate, t, "GET", path, b"", headers, stats, deadline)
         if resp.status_code == 200:
             t.etag = resp.json()["etag"]
         elif resp.status_code != 304:
@@ -228,14 +239,33 @@ async def _client_main(
 ) -> _Stats:
     stats = _Stats()
     terminals = [_Terminal(i, centres, seed) for i in indices]
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    # Small pools: httpx's pool scans all its connections for every request, so
+    # one pool of hundreds of connections costs more CPU than the requests.
+    pools = max(1, connections // POOL)
+    limits = httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL)
     deadline = time.monotonic() + max_seconds
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0)
+            )
+            for _ in range(pools)
+        ]
+        gates = [asyncio.Semaphore(POOL) for _ in range(pools)]
         await asyncio.wait_for(
             asyncio.gather(
                 *(
-                    _run_terminal(client, t, rounds, batch, stats, ramp_s, deadline)
-                    for t in terminals
+                    _run_terminal(
+                        clients[n % pools],
+                        gates[n % pools],
+                        t,
+                        rounds,
+                        batch,
+                        stats,
+                        ramp_s,
+                        deadline,
+                    )
+                    for n, t in enumerate(terminals)
                 )
             ),
             timeout=max_seconds + 60,
@@ -376,7 +406,7 @@ def run_load(
     terminals: int = 2000,
     centres: int = 200,
     rounds: int = 2,
-    batch: int = 10,
+    batch: int = 5,
     workers: int = 2,
     client_processes: int = 2,
     connections: int = 128,
@@ -488,9 +518,7 @@ def run_load(
             "pulls": len(stats.pull_ms),
             "seconds": round(seconds, 1),
             "records_per_second": round(records / seconds, 1),
-            "requests_per_second": round(
-                (len(stats.upload_ms) + len(stats.pull_ms)) / seconds, 1
-            ),
+            "requests_per_second": round((len(stats.upload_ms) + len(stats.pull_ms)) / seconds, 1),
             "upload_latency_ms": _ms(stats.upload_ms),
             "pull_latency_ms": _ms(stats.pull_ms),
             "server_rss_mb": {

@@ -22,7 +22,7 @@ def add_bench_parser(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     b.add_argument("--terminals", type=int, default=2000, help="simulated terminals (devices)")
     b.add_argument("--centres", type=int, default=200, help="centres they belong to")
     b.add_argument("--rounds", type=int, default=2, help="batches each terminal uploads")
-    b.add_argument("--batch", type=int, default=10, help="records per batch")
+    b.add_argument("--batch", type=int, default=5, help="records per batch")
     b.add_argument("--workers", type=int, default=2, help="platform worker processes")
     b.add_argument("--client-processes", type=int, default=2)
     b.add_argument(

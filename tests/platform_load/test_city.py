@@ -56,10 +56,10 @@ def test_a_city_of_2000_terminals(pg: PgServer) -> None:
         terminals=2000,
         centres=200,
         rounds=2,
-        batch=10,
+        batch=5,
         workers=2,
         client_processes=2,
         max_seconds=900,
     )
     print(json.dumps(doc, indent=2))
-    _check(doc, 2000, 2, 10)
+    _check(doc, 2000, 2, 5)
