@@ -355,6 +355,10 @@ def test_stalled_uploads_time_out_and_threads_stay_bounded(tmp_path: Path) -> No
                 assert b"Retry-After: 1" in data
                 _error(503, data.partition(b"\r\n\r\n")[2], "unavailable")
         assert busy >= 16, busy
+        # a request whose headers stall (slowloris) is answered 408 and closed as well
+        slow = socket.create_connection((p.host, p.port), timeout=10)
+        socks.append(slow)
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         time.sleep(3.0)  # the read timeout passes: the stalled uploads are let go
         after = p.status("Threads")
         assert after <= baseline + 1, (baseline, during, after)
@@ -366,6 +370,9 @@ def test_stalled_uploads_time_out_and_threads_stay_bounded(tmp_path: Path) -> No
                 continue
             timed_out += data.startswith(b"HTTP/1.1 408")
         assert timed_out >= 1
+        answer = slow.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+        _error(408, answer.partition(b"\r\n\r\n")[2], "request_timeout")
         assert p.request("GET", HEAD)[0] == 200  # served again
         assert p.request("GET", "/healthz", sign=False)[0] == 200
         _no_traceback(p)
