@@ -12,7 +12,9 @@ rules are in the pure :mod:`face.footfall.fusion`).
   MOG2 background model on a 320x240 grey copy, about 2 ms a frame): a fixed
   entrance camera sees the back of a head move even where neither detector
   fires. Blobs count as body boxes in the fusion; a body box of the SSDLite
-  detector that overlaps a blob replaces it.
+  detector that overlaps a blob replaces it. A blob whose top has two
+  peaks (two heads side by side) is split between them
+  (:func:`face.footfall.fusion.split_columns`).
 * :class:`FusedTrackerAdapter` tracks those head boxes with
   :class:`face.footfall.fusion.FusedTracker`.
 """
@@ -25,7 +27,15 @@ import cv2
 import numpy as np
 
 from face.footfall.detectors import Detections, FaceBoxDetector
-from face.footfall.fusion import Box, Candidate, FusedTracker, FusionParams, TrackerParams, fuse
+from face.footfall.fusion import (
+    Box,
+    Candidate,
+    FusedTracker,
+    FusionParams,
+    TrackerParams,
+    fuse,
+    split_columns,
+)
 from face.footfall.tracking import TrackedBox
 
 if TYPE_CHECKING:
@@ -63,15 +73,24 @@ class MotionDetector:
         fg = self.bg.apply(grey)
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self.kernel)
         fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, self.kernel, iterations=2)
-        n, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
         area_min = self.min_area * fg.shape[0] * fg.shape[1]
         boxes, scores = [], []
         for k in range(1, n):
             x, y, bw, bh, area = (int(v) for v in stats[k])
             if area < area_min or area > 0.6 * fg.size:
                 continue  # specks, or the whole picture changing (the light)
-            boxes.append([x / s, y / s, (x + bw) / s, (y + bh) / s])
-            scores.append(min(0.9, 0.4 + area / (bw * bh)))
+            mine = labels[y : y + bh, x : x + bw] == k
+            has = mine.any(axis=0)
+            top = np.where(has, mine.argmax(axis=0), bh).astype(float).tolist()
+            for a, b in split_columns(top):  # people side by side: one box each
+                part = mine[:, a:b]
+                rows = np.nonzero(part.any(axis=1))[0]
+                if len(rows) == 0:
+                    continue
+                y0, y1 = y + int(rows[0]), y + int(rows[-1]) + 1
+                boxes.append([(x + a) / s, y0 / s, (x + b) / s, y1 / s])
+                scores.append(min(0.9, 0.4 + float(part.sum()) / ((b - a) * (y1 - y0))))
         if not boxes:
             return Detections.empty()
         return Detections(np.array(boxes, np.float32), np.array(scores, np.float32))

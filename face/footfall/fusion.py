@@ -101,6 +101,39 @@ def head_from_body(body: Box, p: FusionParams) -> Box:
     return (cx - hw / 2, cy - hw / 2, cx + hw / 2, cy + hw / 2)
 
 
+def split_columns(
+    top: Sequence[float], min_width: int = 6, min_dip: float = 0.3
+) -> list[tuple[int, int]]:
+    """Column ranges of the separate heads of one foreground blob.
+
+    ``top`` is the blob's top row in each of its columns. Two people side by
+    side make one blob whose top has two peaks (heads) with a dip (shoulders)
+    between them. The blob is split at the column where the top dips most
+    below the higher of the two sides' peaks, when the dip is at least
+    ``min_dip`` times the narrower side's width, the two peaks are level
+    within that width (a head beside a raised arm is one person), and both
+    sides are at least
+    ``min_width`` columns and 30 % of the blob wide; each side is split again
+    the same way."""
+    n = len(top)
+    side = max(min_width, int(0.3 * n))  # an arm held out is not a person
+    best: tuple[float, int] | None = None
+    for c in range(side, n - side + 1):
+        left, right = min(top[:c]), min(top[c:])
+        dip = top[c - 1] - max(left, right)
+        narrow = min(c, n - c)
+        need = min_dip * narrow
+        level = abs(left - right) <= narrow  # two heads, not a head and a raised arm
+        if level and dip >= need and (best is None or dip - need > best[0]):
+            best = (dip - need, c)
+    if best is None:
+        return [(0, n)]
+    c = best[1]
+    return split_columns(top[:c], min_width, min_dip) + [
+        (a + c, b + c) for a, b in split_columns(top[c:], min_width, min_dip)
+    ]
+
+
 def explains(face: Box, body: Box) -> bool:
     """A face explains a body box it stands on: horizontally within the box
     (a quarter of its width to spare), at most 1.5 face widths above its top

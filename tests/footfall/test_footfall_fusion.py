@@ -17,6 +17,7 @@ from face.footfall.fusion import (
     explains,
     fuse,
     head_from_body,
+    split_columns,
 )
 
 P = FusionParams(head_w=0.4, head_cy=1.0, attach_gate=1.2, attach_size=2.2, body_score=0.35)
@@ -235,3 +236,32 @@ def test_depth_line_counts(obs: list[tuple[float, float]], expected: list[str]) 
         if ev is not None:
             events.append(ev.direction)
     assert events == expected
+
+
+# ------------------------------------------------------------------ blob splitting
+
+
+def heads(*peaks: tuple[int, int], width: int) -> list[float]:
+    """A blob's top row per column: one cone per (centre column, top row)."""
+    return [min(float(row + 2 * abs(i - c)) for c, row in peaks) for i in range(width)]
+
+
+SPLIT_CASES = [
+    ("one person", heads((15, 10), width=30), [(0, 30)]),
+    ("two side by side", heads((10, 10), (30, 12), width=40), [(0, 22), (22, 40)]),
+    ("flat top (a box)", [10.0] * 30, [(0, 30)]),
+    ("a step is no dip", [5.0] * 10 + [20.0] * 10, [(0, 20)]),
+    (
+        "an arm held out beside one person",
+        [30.0] * 4 + [60.0] * 2 + heads((15, 10), width=24),
+        [(0, 30)],
+    ),
+    ("three in a row", heads((8, 10), (26, 10), (44, 10), width=52), [(0, 18), (18, 36), (36, 52)]),
+]
+
+
+@pytest.mark.parametrize(
+    ("top", "expected"), [c[1:] for c in SPLIT_CASES], ids=[c[0] for c in SPLIT_CASES]
+)
+def test_split_columns(top: list[float], expected: list[tuple[int, int]]) -> None:
+    assert split_columns(top) == expected
