@@ -41,6 +41,7 @@ PURE: list[tuple[str, dict[str, str]]] = [
     ("payment.ledger", {}),
     ("payment.limits", {}),
     ("payment.guard", {}),
+    ("payment.visiting", {}),
     ("payment.flow", {}),
     ("payment.receipt", {}),
     ("face.gallery", {}),
