@@ -113,6 +113,28 @@ def homography_residual(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return res
 
 
+# The points a rigid fit uses: brows, nose, eyes and mouth. The outline (0-16)
+# is where the face's silhouette is, which slides over the cheek as the head
+# turns: on a real head those points are not fixed on the face.
+INNER = slice(17, 68)
+
+
+def rigid_residual(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(51, 2) residual of the inner points (``INNER``) of ``b`` after the best
+    affine camera of a rigid 3-D face whose image in the first frame is ``a``:
+    the points of ``a`` given the depth of the 3-D mean shape,
+    ``b ~ [a_x, a_y, z, 1] @ M`` (a 4x2 ``M``, 8 degrees of freedom like a
+    homography). A head turning moves each point by an amount that follows its
+    depth, which this explains; a picture warped or bent in 2-D moves them by
+    what the edit or the bend did, which it does not."""
+    a = np.asarray(a, np.float64).reshape(68, 2)[INNER]
+    b = np.asarray(b, np.float64).reshape(68, 2)[INNER]
+    x = np.column_stack([a, mean_shape_68()[INNER, 2], np.ones(len(a))])
+    m, *_ = np.linalg.lstsq(x, b, rcond=None)
+    res: np.ndarray = x @ m - b
+    return res
+
+
 @dataclass(frozen=True, slots=True)
 class Parallax:
     """How far the motion from a frontal frame is from any flat picture's."""
@@ -124,9 +146,16 @@ class Parallax:
     # turn moves the tip further; a sheet bent about a vertical axis (depth a
     # function of x only) moves them alike.
     nose: float = 0.0
+    # The inner points' RMS residual after the rigid 3-D fit
+    # (``rigid_residual``) over their RMS residual after the best homography:
+    # the share of the parallax that a head turning does not explain. Small
+    # for a head; near 1 for a picture warped or bent in 2-D.
+    rigid_ratio: float = 1.0
 
     @classmethod
     def between(cls, frontal: np.ndarray, turned: np.ndarray) -> Parallax:
+        frontal = np.asarray(frontal, np.float64).reshape(68, 2)
+        turned = np.asarray(turned, np.float64).reshape(68, 2)
         r = homography_residual(frontal, turned)
         iod = inter_ocular(turned) or 1.0
         rms = float(np.sqrt((r**2).sum(1).mean()) / iod)
@@ -134,7 +163,12 @@ class Parallax:
         rx = r[:, 0]
         corr = 0.0 if float(rx.std()) < 1e-09 else float(np.corrcoef(rx, z)[0, 1])
         nose = float((rx[30] - rx[27]) / iod)
-        return cls(rms, corr if math.isfinite(corr) else 0.0, nose)
+        flat = float(
+            np.sqrt((homography_residual(frontal[INNER], turned[INNER]) ** 2).sum(1).mean())
+        )
+        rigid = float(np.sqrt((rigid_residual(frontal, turned) ** 2).sum(1).mean()))
+        ratio = rigid / flat if flat > 1e-9 else 1.0
+        return cls(rms, corr if math.isfinite(corr) else 0.0, nose, ratio)
 
 
 def side_sign(direction: Direction, *, mirrored: bool = False) -> float:
@@ -167,6 +201,9 @@ class ChallengeParams:
     noise_factor: float = 2.5
     min_depth_corr: float = 0.30
     min_nose: float = 0.10  # the nose tip's own parallax (Parallax.nose, signed), in IOD
+    # Parallax.rigid_ratio: the share of the parallax a rigid 3-D turn of the
+    # face does not explain (a 2-D warp, a bent sheet) must stay below this
+    max_rigid_ratio: float = 1.0
     min_yaw_deg: float = 12.0
     wrong_way_deg: float = 8.0
     turned_frames: int = 2
@@ -237,6 +274,12 @@ class TurnChallenge:
         self._peak_res = 0.0
         self._peak_corr = 0.0
         self._peak_nose = 0.0
+        self._peak_rigid = 0.0
+        # the best value each motion signal reached, whether or not the frame
+        # counted as turned: which check held a refused attempt back
+        self._best = {"parallax": 0.0, "yaw": 0.0, "depth_corr": -1.0, "nose": -1.0}
+        self._best_rigid_ratio = 1.0
+        self._need = self.p.min_parallax
         self._verdict = ChallengeVerdict(None, "waiting")
         self.frames = 0
 
@@ -354,11 +397,19 @@ class TurnChallenge:
         corr = -par.depth_corr * self.sign  # a turn to the nose's image-right gives corr < 0
         nose = -par.nose * self.sign
         need = max(p.min_parallax, p.noise_factor * self._noise)
+        self._need = need
+        b = self._best
+        b["parallax"] = max(b["parallax"], par.residual)
+        b["yaw"], b["depth_corr"] = max(b["yaw"], dyaw), max(b["depth_corr"], corr)
+        b["nose"] = max(b["nose"], nose)
+        if par.residual >= need:
+            self._best_rigid_ratio = min(self._best_rigid_ratio, par.rigid_ratio)
         is_turned = (
             par.residual >= need
             and dyaw >= p.min_yaw_deg
             and corr >= p.min_depth_corr
             and nose >= p.min_nose
+            and par.rigid_ratio <= p.max_rigid_ratio
         )
         if dyaw <= -p.wrong_way_deg and par.residual >= need and corr <= -p.min_depth_corr:
             self._fail("wrong_direction")
@@ -368,6 +419,7 @@ class TurnChallenge:
             self._turned += 1
             if par.residual > self._peak_res:
                 self._peak_res, self._peak_corr, self._peak_nose = par.residual, corr, nose
+                self._peak_rigid = par.rigid_ratio
             self._peak_yaw = max(self._peak_yaw, dyaw)
             if not p.require_return and self._turned >= p.turned_frames:
                 self._finish()
@@ -404,6 +456,13 @@ class TurnChallenge:
             "turn_peak_depth_corr": round(self._peak_corr, 3),
             "turn_peak_yaw": round(self._peak_yaw, 1),
             "turn_peak_nose": round(self._peak_nose, 3),
+            "turn_peak_rigid_ratio": round(self._peak_rigid, 3),
+            "turn_need": round(self._need, 4),
+            "turn_best_parallax": round(self._best["parallax"], 4),
+            "turn_best_yaw": round(self._best["yaw"], 1),
+            "turn_best_depth_corr": round(self._best["depth_corr"], 3),
+            "turn_best_nose": round(self._best["nose"], 3),
+            "turn_best_rigid_ratio": round(self._best_rigid_ratio, 3),
             "turn_noise": round(self._noise, 4),
             "turn_max_rate": round(self._max_rate, 3),
             "reid_min": round(min(self._reids), 4) if self._reids else -1.0,

@@ -125,10 +125,14 @@ def evaluate(
     params: ChallengeParams | None = None,
     identities: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    genuine_per_seed: int = 1,
 ) -> dict[str, Any]:
-    """Enrol each subject, then run genuine clips and every attack per seed
+    """Enrol each subject, then run ``genuine_per_seed`` genuine clips (each a
+    different head, turn, light and camera) and every attack per seed
     (``identities`` limits the subjects). Returns per-scenario counts for the
     tuning and the held-out halves."""
+    if not 1 <= genuine_per_seed <= 9:
+        raise ValueError("genuine_per_seed must be 1..9")
     subs, all_photos = subjects_from(folder)
     if identities is not None:
         wanted = set(identities)
@@ -148,6 +152,10 @@ def evaluate(
 
     outcomes: list[Outcome] = []
     seeds = list(seeds)
+    if any(not 0 <= seed < 50 for seed in seeds):
+        raise ValueError(
+            "seeds must be 0..49 (clip seeds are 1000 * subject + seed + 50 * variant)"
+        )
     attacks = list(attacks)
     for si, s in enumerate(subs):
         strangers = [p for p in all_photos if p not in (s.enrol, *s.photos)]
@@ -164,11 +172,15 @@ def evaluate(
             half = "tuning" if seed % 2 == 0 else "held_out"
             clips: list[synth.Clip] = []
             if genuine:
-                clips.append(
+                clips += [
                     synth.genuine_clip(
-                        *victim, seed=1000 * si + seed, direction=direction, identity=s.identity
+                        *victim,
+                        seed=1000 * si + seed + 50 * k,
+                        direction=direction,
+                        identity=s.identity,
                     )
-                )
+                    for k in range(genuine_per_seed)
+                ]
             for kind in attacks:
                 if kind in ("identity_swap", "second_face") and stranger is None:
                     continue
@@ -189,7 +201,7 @@ def evaluate(
                     # a senior who failed tries once more: a fresh attempt
                     retry = synth.genuine_clip(
                         *victim,
-                        seed=1000 * si + seed + 500,
+                        seed=clip.seed + 500,
                         direction=direction,
                         identity=s.identity,
                     )

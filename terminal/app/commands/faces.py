@@ -78,6 +78,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="labelled face photos (labels.csv: file,identity); default: the repository's",
     )
     lv.add_argument("--seeds", type=int, default=4, help="seeds per identity (even: tuning)")
+    lv.add_argument(
+        "--genuine-per-seed",
+        type=int,
+        default=1,
+        help="genuine clips per identity and seed, each a different head, turn, light and camera",
+    )
     lv.add_argument("--attacks", default="", help="comma-separated attack kinds (default: all)")
     lv.add_argument("--json", action="store_true")
     lv.set_defaults(handler=cmd_liveness_eval)
@@ -234,8 +240,10 @@ def cmd_liveness_eval(args: argparse.Namespace) -> int:
     unknown = sorted(set(attacks) - set(ATTACKS))
     if unknown:
         raise TerminalError(f"unknown attack kinds {unknown}; known: {', '.join(ATTACKS)}")
-    if args.seeds < 1:
-        raise TerminalError("--seeds must be at least 1")
+    if not 1 <= args.seeds <= 50:
+        raise TerminalError("--seeds must be 1..50")
+    if not 1 <= args.genuine_per_seed <= 9:
+        raise TerminalError("--genuine-per-seed must be 1..9")
     svc = Services()
     rec = _engine_only(svc)
     doc = evaluate(
@@ -243,6 +251,7 @@ def cmd_liveness_eval(args: argparse.Namespace) -> int:
         args.images,
         seeds=range(args.seeds),
         attacks=attacks,
+        genuine_per_seed=args.genuine_per_seed,
         progress=lambda m: print(m, file=sys.stderr),
     )
     lines = []
