@@ -163,9 +163,9 @@ async def _send(
     while True:
         hdrs = dict(headers)
         hdrs.update(t.signer.sign(method, path, "", body, hdrs, created=int(time.time())))
-        started = time.perf_counter()
         try:
             async with gate:  # no request queues inside httpx's pool
+                started = time.perf_counter()  # from a free connection: the server's time
                 resp = await client.request(method, path, content=body or None, headers=hdrs)
         except httpx.TransportError:
             stats.transport_errors += 1
@@ -409,7 +409,7 @@ def run_load(
     batch: int = 5,
     workers: int = 2,
     client_processes: int = 2,
-    connections: int = 128,
+    connections: int = 16,
     ramp_s: float = 2.0,
     max_seconds: float = 600.0,
     seed: int = 1,

@@ -26,7 +26,10 @@ def add_bench_parser(bsub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     b.add_argument("--workers", type=int, default=2, help="platform worker processes")
     b.add_argument("--client-processes", type=int, default=2)
     b.add_argument(
-        "--connections", type=int, default=128, help="HTTP connections per client process"
+        "--connections",
+        type=int,
+        default=16,
+        help="HTTP connections (requests in flight) per client process",
     )
     b.add_argument(
         "--db",
