@@ -51,7 +51,17 @@ def _attempt(rec, grab: Callable[[float], np.ndarray], rid: str, settings, say) 
         i += 1
         d = check.decide(time.monotonic())
         if d is not None:
-            return bool(d.live), d.reason
+            if d.live:
+                return True, ""
+            # how far the turn got: whether a real person's refusals sit just
+            # under the parallax floor (docs/liveness.md) is counted here
+            sig = d.signals
+            got = ", ".join(
+                f"{k.removeprefix('turn_')} {sig[k]:g}"
+                for k in ("turn_best_parallax", "turn_need", "turn_best_yaw", "turn_best_nose")
+                if k in sig
+            )
+            return False, f"{d.reason} ({got})" if got else d.reason
         time.sleep(max(0.0, 0.125 - (time.monotonic() - now)))  # ~8 analysed frames/s
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from pack_helpers import build_open_pack, default_settings, faces_dir
 
-from face.liveness_eval import evaluate
-from face.liveness_synth import ATTACKS
+from face.challenge import pose_yaw
+from face.liveness_eval import _prepared, evaluate, subjects_from
+from face.liveness_synth import ATTACKS, genuine_clip
 from face.recognise import Recogniser
 
 
@@ -39,6 +40,27 @@ def test_no_attack_passes_and_a_genuine_head_does(recogniser: Recogniser) -> Non
     for h in report["halves"].values():
         assert set(h["scenarios"]) == {"genuine", *ATTACKS}
     _check(report, max_second_try=0.0, max_card=0.0)
+
+
+def test_a_rendered_head_at_rest_looks_like_its_photo(recogniser: Recogniser) -> None:
+    """The renderer's realism, pinned: a photo already turned 17 degrees whose
+    renders the passive model used to score 0.07-0.45 at rest (a hard-edged
+    head on a blurred background) now stands in its own scene, looking at the
+    screen, and scores like the photo itself."""
+    subject = next(s for s in subjects_from(faces_dir())[0] if s.identity == "fr_kit_harington")
+    photo = next(p for p in subject.photos if p.name.endswith("johnsnow_test1.jpg"))
+    prepared = _prepared(recogniser, photo)
+    assert prepared is not None
+    assert abs(pose_yaw(prepared[1])) > 12  # the photo itself is turned
+    clip = genuine_clip(*prepared, seed=2001, direction="right")
+    rest = [
+        recogniser.challenge_frame(img, i / 8.0, subject.identity, passive=True)
+        for i, img in enumerate(clip.frames[: clip.prompt_index])
+    ]
+    scores = [f.passive for f in rest if f.passive is not None]
+    assert scores and min(scores) >= 0.9, scores
+    yaws = [pose_yaw(f.landmarks68) for f in rest if f.landmarks68 is not None]
+    assert yaws and max(abs(y) for y in yaws) < 10, yaws  # looking at the screen
 
 
 @pytest.mark.slow
