@@ -34,7 +34,7 @@ from sync.samples import demo_datasets, sample_payload
 from sync.store.outbox import SyncStore
 from sync.store.status import latest_dataset
 from terminal.core.clock import SystemClock
-from terminal.db.outbox import GENESIS, record_hash
+from terminal.db.outbox import GENESIS, hash_of, record_hash
 
 pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
 
@@ -138,16 +138,28 @@ def _batch(*records: dict[str, Any], stream: str = "kiosk") -> bytes:
 def _check_chain_in_sql(env: PgEnv, expected: int) -> None:
     """Count, contiguity, links and hashes of the stored rows, read with plain SQL."""
     rows = env.sql(
-        "SELECT seq, record_id, kind, prev_hash, hash, payload, stored_as FROM records "
-        "WHERE device_id = %s AND stream = 'kiosk' ORDER BY seq",
+        "SELECT seq, record_id, kind, prev_hash, hash, payload, centre_id, created_at "
+        "FROM records WHERE device_id = %s AND stream = 'kiosk' ORDER BY seq",
         DEVICE,
     )
     assert len(rows) == expected
     assert env.sql("SELECT count(*) FROM records")[0][0] == expected
     prev = GENESIS
-    for i, (seq, rid, kind, prev_hash, digest, payload, _stored_as) in enumerate(rows, 1):
+    for i, (seq, rid, kind, prev_hash, digest, payload, centre, created) in enumerate(rows, 1):
         assert seq == i and prev_hash == prev
-        assert record_hash(DEVICE, seq, prev_hash, kind, rid, json.loads(payload)) == digest
+        envelope = {
+            "device_id": DEVICE,
+            "centre_id": centre,
+            "stream": "kiosk",
+            "seq": seq,
+            "record_id": rid,
+            "kind": kind,
+            "created_at": created,
+            "prev_hash": prev_hash,
+            "payload": json.loads(payload),
+        }
+        # the row holds no hash version: it is one of the two (version 2, or 1)
+        assert digest in (hash_of({**envelope, "hash_version": 2}), hash_of(envelope))
         prev = digest
     head = env.sql(
         "SELECT next_seq, head_hash FROM streams WHERE device_id = %s AND stream = 'kiosk'", DEVICE
@@ -380,10 +392,15 @@ def test_malformed_records_get_per_record_answers(
 
 def test_nul_characters_never_reach_postgres(penv: PgEnv) -> None:
     path = f"/v1/devices/{DEVICE}/streams/kiosk"
-    unknown = _signed_raw_get(penv, path, "n" * 20, "dev\x0001")
-    assert unknown.startswith(b"HTTP/1.1 401") and b'"bad_signature"' in unknown
-    ok = _signed_raw_get(penv, path, "nonce-\x00-with-nul", DEVICE)
-    assert ok.startswith(b"HTTP/1.1 200") and b'"next_seq":1' in ok
+    # A NUL in a header field is not HTTP (RFC 9110 section 5.5): the server's HTTP
+    # parser refuses the request (a JSON 400) before the platform sees it.
+    for keyid, nonce in (("dev\x0001", "n" * 20), (DEVICE, "nonce-\x00-with-nul")):
+        answer = _signed_raw_get(penv, path, nonce, keyid)
+        assert answer.startswith(b"HTTP/1.1 400") and b'"malformed_request"' in answer
+    assert penv.sql("SELECT count(*) FROM nonces") == [(0,)]
+    # The store refuses them on its own too (a NUL cannot be stored or compared).
+    assert penv.platform.store.device("dev\x0001") is None
+    assert penv.platform.store.remember_nonce(DEVICE, "nonce-\x00-with-nul", 1, 1, 300)
     # A quarantined re-send keeps its free-text detail (NUL shown as U+FFFD).
     rec = _envelope(1, GENESIS)
     rec["payload"] = {"anything": True}  # quarantined records skip payload validation
