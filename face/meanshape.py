@@ -4,6 +4,7 @@ pinned package; never downloaded)."""
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 from functools import lru_cache
 from pathlib import Path
@@ -11,13 +12,22 @@ from pathlib import Path
 import numpy as np
 
 
+def _insightface_dir() -> Path:
+    """The installed insightface package's folder, found without importing it:
+    importing insightface takes seconds and pulls in matplotlib, whose first
+    import in a fresh home builds a font cache; in the kiosk that stalled the
+    face loop on the first challenge frame long enough to time the attempt out."""
+    spec = importlib.util.find_spec("insightface")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the insightface package is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 @lru_cache(maxsize=1)
 def mean_shape_68() -> np.ndarray:
     """(68, 3) float64, centred: x right, y down, z towards the camera; the face
     is about 1.25 units wide."""
-    import insightface
-
-    path = Path(insightface.__file__).parent / "data" / "objects" / "meanshape_68.pkl"
+    path = _insightface_dir() / "data" / "objects" / "meanshape_68.pkl"
     with path.open("rb") as fh:
         shape = pickle.load(fh)  # noqa: S301 - a data file of an installed, pinned dependency
     arr = np.asarray(shape, dtype=np.float64).reshape(68, 3)
