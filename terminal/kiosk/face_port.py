@@ -11,6 +11,7 @@ events (``FaceResult``, ``ChallengeResult``): no image maths here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -161,8 +162,36 @@ class _LivenessChallenge:
             signals={k: round(float(v), 4) for k, v in decision.signals.items()},
         )
         return ChallengeStep(
-            view, ChallengeResult(self.kind, bool(decision.live), dict(decision.signals))
+            view,
+            ChallengeResult(self.kind, bool(decision.live), record_signals(decision.signals)),
         )
+
+
+# What a payment record keeps of a challenge decision: each check's outcome and
+# the figures that decided the turn. The data spec allows 16 signals per
+# decision and the payment flow adds the match score, so at most 15 come from
+# here; the log line above keeps every signal.
+RECORD_SIGNALS = (
+    "turn",
+    "passive",
+    "blink",
+    "ir",
+    "turn_frames",
+    "turn_turned_frames",
+    "turn_peak_parallax",
+    "turn_peak_yaw",
+    "turn_peak_depth_corr",
+    "turn_peak_nose",
+    "turn_need",
+    "turn_noise",
+    "reid_min",
+    "reid_frames",
+)
+
+
+def record_signals(signals: Mapping[str, float]) -> dict[str, float]:
+    """The signals of :data:`RECORD_SIGNALS` that a decision has."""
+    return {k: float(signals[k]) for k in RECORD_SIGNALS if k in signals}
 
 
 class RecogniserFace:

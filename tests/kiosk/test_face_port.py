@@ -65,3 +65,25 @@ def test_each_challenge_frame_is_detected_once(world: World) -> None:
     # past the deadline, a still photo is refused
     late = session.feed(session.deadline + 0.1, image)
     assert late.result is not None and late.result.kind == "turn" and not late.result.passed
+
+
+def test_a_challenge_decision_fits_the_records_signal_limit() -> None:
+    """Every signal a challenge decision can carry (all checks, every figure of the
+    turn) is cut to what the record keeps, and with the flow's match score it
+    stays within the data spec's LivenessDecision.signals limit: a face meal whose
+    record broke the limit was refused by the terminal's own pre-upload check."""
+    from face.challenge import ChallengeParams, TurnChallenge
+    from sync import schemas
+    from terminal.kiosk.face_port import RECORD_SIGNALS, record_signals
+
+    turn = TurnChallenge("left", prompt_after=0.0, window_s=6.0, params=ChallengeParams())
+    every = {name: 1.0 for name in ("turn", "passive", "blink", "ir")} | turn.detail()
+    kept = record_signals(every)
+    spec = schemas.spec()["components"]["schemas"]["LivenessDecision"]["properties"]["signals"]
+    assert len(kept) + 1 <= spec["maxProperties"], sorted(kept)  # + the flow's "match"
+    assert set(RECORD_SIGNALS) <= set(every), set(RECORD_SIGNALS) - set(every)
+    decision = {"live": True, "method": "passive+turn", "signals": {**kept, "match": 0.8}}
+    decision["reason"] = None
+    assert schemas.is_valid("LivenessDecision", decision), schemas.problems(
+        "LivenessDecision", decision
+    )
