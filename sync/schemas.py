@@ -236,9 +236,39 @@ def _has_integral_float(doc: Any) -> bool:
     return False
 
 
+def _shift_integral_floats(doc: Any, delta: float) -> Any:
+    """A copy of ``doc`` with every float that has no fraction moved by ``delta``."""
+    if isinstance(doc, float):
+        return doc + delta if doc.is_integer() else doc
+    if isinstance(doc, dict):
+        return {k: _shift_integral_floats(v, delta) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_shift_integral_floats(v, delta) for v in doc]
+    return doc
+
+
+def _fast_is_valid(fast: Any, instance: Any) -> bool:
+    """The compiled validator's answer, made strict about integers.
+
+    It takes ``1.0`` for an integer. So a message holding such floats is checked
+    twice, with each of them moved by +0.5 and by -0.5: a float that stands where
+    the spec says integer is then no integer and fails; one where the spec says
+    number passes both times only if ``x - 0.5`` and ``x + 0.5`` are both within
+    its bounds, and then so is ``x`` (the spec's number constraints are intervals).
+    A message that fails here is judged by ``jsonschema`` with the strict integer
+    type, so this never accepts what the strict validator refuses; it only keeps
+    the common case (a score of ``1.0``) on the fast path."""
+    if not _has_integral_float(instance):
+        return bool(fast.is_valid(instance))
+    return bool(
+        fast.is_valid(_shift_integral_floats(instance, 0.5))
+        and fast.is_valid(_shift_integral_floats(instance, -0.5))
+    )
+
+
 def is_valid(name: str, instance: Any) -> bool:
     fast = _fast_validator(name)
-    if fast is not None and not _has_integral_float(instance) and fast.is_valid(instance):
+    if fast is not None and _fast_is_valid(fast, instance):
         return True
     return bool(validator(name).is_valid(instance))
 

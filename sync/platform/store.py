@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -392,6 +392,11 @@ def _result(
     return out
 
 
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
 class _BatchContext:
     """Per-batch lookups done once (existing seqs and record ids), then each record
     checked in memory; accepted rows are inserted together at the end."""
@@ -455,9 +460,41 @@ class _BatchContext:
                 self.rid_seq[rid] = seq
         policy = s.get(DatasetRow, (device.centre_id, "subsidy_policy"))
         self.policy: dict[str, Any] | None = json.loads(policy.data) if policy else None
-        # Ledger rows read or made in this batch (new ones are flushed at commit).
+        # Ledger rows read or made in this batch (new ones are flushed at commit),
+        # fetched for the whole batch in two queries rather than one per record.
         self.wallets: dict[str, WalletRow | None] = {}
         self.meals: dict[str, MealLedgerRow | None] = {}
+        self._prefetch_ledger(records, rids)
+
+    def _prefetch_ledger(self, records: Sequence[Any], rids: list[str]) -> None:
+        centre = self.device.centre_id
+        residents: set[str] = set()
+        meal_ids = set(rids)
+        for r in records:
+            p = r.get("payload") if isinstance(r, dict) else None
+            if not isinstance(p, dict):
+                continue
+            who, orig = p.get("resident_id"), p.get("original_record_id")
+            if isinstance(who, str) and 0 < len(who) <= 64 and "\x00" not in who:
+                residents.add(who)
+            if isinstance(orig, str) and len(orig) == 26 and orig.isascii() and orig.isalnum():
+                meal_ids.add(orig)
+        for chunk in _chunks(sorted(residents)):
+            self.wallets.update(dict.fromkeys(chunk))
+            for w in self.s.scalars(
+                select(WalletRow).where(
+                    WalletRow.centre_id == centre, WalletRow.resident_id.in_(chunk)
+                )
+            ):
+                self.wallets[w.resident_id] = w
+        for chunk in _chunks(sorted(meal_ids)):
+            self.meals.update(dict.fromkeys(chunk))
+            for m in self.s.scalars(
+                select(MealLedgerRow).where(
+                    MealLedgerRow.centre_id == centre, MealLedgerRow.record_id.in_(chunk)
+                )
+            ):
+                self.meals[m.record_id] = m
 
     def one(self, rec: Any) -> dict[str, Any]:
         device, head = self.device, self.head

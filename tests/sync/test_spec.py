@@ -151,3 +151,42 @@ def test_fast_path_agrees_with_jsonschema_on_valid_and_mutated_messages() -> Non
             checked += 1
             disagreements += fast.is_valid(m) != slow.is_valid(m)
     assert checked == 1500 and disagreements == 0
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "valid"),
+    [
+        (("payload", "verification", "liveness", "signals", "blink"), 1.0, True),  # number
+        (("payload", "verification", "match_score"), 1.0, True),  # number at its maximum
+        (("payload", "verification", "match_score"), -1.0, True),  # number at its minimum
+        (("payload", "verification", "match_score"), 2.0, False),  # above its maximum
+        (("seq",), 1.0, False),  # integer
+        (("hash_version",), 2.0, False),  # integer enum
+        (("payload", "amount_due_fen"), 800.0, False),  # money is integer fen
+    ],
+)
+def test_integral_floats_are_judged_strictly_on_the_fast_path(
+    where: tuple[str, ...], value: float, valid: bool
+) -> None:
+    """The compiled validator takes 1.0 for an integer; is_valid must still refuse
+    it where the spec says integer and accept it where the spec says number, and
+    agree with the strict jsonschema validator either way."""
+    env = {
+        "device_id": "d",
+        "centre_id": "c",
+        "stream": "kiosk",
+        "seq": 1,
+        "record_id": "01JAAAAAAAAAAAAAAAAAAAAAAA",
+        "kind": "meal_transaction",
+        "created_at": "2026-01-05T11:30:00.000+08:00",
+        "prev_hash": "0" * 64,
+        "hash": "1" * 64,
+        "hash_version": 2,
+        "payload": sample_payload("meal_transaction", 2, NOW),
+    }
+    node = env
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    assert schemas.is_valid("RecordEnvelope", env) is valid
+    assert schemas.validator("RecordEnvelope").is_valid(env) is valid
