@@ -79,6 +79,53 @@ V2_FIELDS = (
 )
 
 
+_NOT_PLAIN = object()  # a value json.dumps would not write in RFC 8785 form
+
+
+def _plain_for_jcs(doc: Any) -> Any:
+    """``doc`` with integral floats as ints, or ``_NOT_PLAIN`` when ``json.dumps``
+    would not write the RFC 8785 form of it.
+
+    For the documents records hold, Python's ``json.dumps(sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False)`` writes JCS byte for byte as long as
+    every key is ASCII (code point order is then UTF-16 order), every float is an
+    integer below 2**53 (JCS writes ``1.0`` as ``1``: converted here) or has a
+    magnitude in [1e-4, 1e16) (where both write the shortest round-trip digits in
+    plain notation), every integer is within 2**53 and no value is NaN or
+    infinite. Strings are escaped alike (quote, backslash, the five short escapes,
+    other control characters as lowercase \\u00xx). Anything else goes to the
+    ``rfc8785`` package; a property test holds the two to each other."""
+    if isinstance(doc, float):
+        if doc.is_integer():
+            return int(doc) if abs(doc) < 2.0**53 else _NOT_PLAIN
+        return doc if 1e-4 <= abs(doc) < 1e16 else _NOT_PLAIN  # NaN fails too
+    if isinstance(doc, dict):
+        out: dict[str, Any] = {}
+        for key, value in doc.items():
+            plain = _plain_for_jcs(value)
+            if not isinstance(key, str) or not key.isascii() or plain is _NOT_PLAIN:
+                return _NOT_PLAIN
+            out[key] = plain
+        return out
+    if isinstance(doc, list):
+        items = [_plain_for_jcs(v) for v in doc]
+        return _NOT_PLAIN if any(v is _NOT_PLAIN for v in items) else items
+    if doc is None or isinstance(doc, (bool, str)):
+        return doc
+    if isinstance(doc, int):
+        return doc if abs(doc) < 2**53 else _NOT_PLAIN
+    return _NOT_PLAIN
+
+
+def jcs(doc: Any) -> bytes:
+    """The RFC 8785 (JCS) canonical form of ``doc``, as UTF-8 bytes."""
+    plain = _plain_for_jcs(doc)
+    if plain is _NOT_PLAIN:
+        return bytes(rfc8785.dumps(doc))
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")
+
+
 def record_hash_v2(envelope: Mapping[str, Any]) -> str:
     """Hash version 2: SHA-256 of the RFC 8785 (JCS) form of the envelope's
     ``V2_FIELDS`` plus ``"hash_version": 2``. Raises ``ValueError`` for a value JCS
@@ -86,8 +133,8 @@ def record_hash_v2(envelope: Mapping[str, Any]) -> str:
     doc: dict[str, Any] = {name: envelope[name] for name in V2_FIELDS}
     doc["hash_version"] = 2
     try:
-        canonical = rfc8785.dumps(doc)
-    except rfc8785.CanonicalizationError as exc:
+        canonical = jcs(doc)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError) as exc:
         raise ValueError(f"record cannot be canonicalised (RFC 8785): {exc}") from exc
     return hashlib.sha256(canonical).hexdigest()
 

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import rfc8785
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -28,7 +30,16 @@ from test_http import NOW, Platform, start_platform
 from sync import schemas
 from sync.samples import sample_payload
 from terminal.core.ids import new_ulid
-from terminal.db.outbox import GENESIS, V2_FIELDS, hash_of, record_hash, record_hash_v2
+from terminal.db.outbox import (
+    _NOT_PLAIN,
+    GENESIS,
+    V2_FIELDS,
+    _plain_for_jcs,
+    hash_of,
+    jcs,
+    record_hash,
+    record_hash_v2,
+)
 
 SPEC_DIR = Path(schemas.SPEC_PATH).parent
 
@@ -287,3 +298,38 @@ def test_the_1_0_schemas_are_strict_about_new_reply_fields() -> None:
     assert spec_1_0_problems("BatchResponse", reply) == []
     reply["results"][0]["hash_version"] = 2
     assert spec_1_0_problems("BatchResponse", reply) != []
+
+
+# -- the canonical form's fast path ---------------------------------------------------------
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0.0, -0.0, 1.0, 1e-4, 9.99e-5, 1e16, 9.9e15, 2.0**53, 0.1, 1e-7, 1e21])
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_json)
+def test_jcs_fast_path_writes_exactly_what_rfc8785_writes(doc: Any) -> None:
+    try:
+        expected = rfc8785.dumps(doc)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        with pytest.raises((rfc8785.CanonicalizationError, UnicodeEncodeError)):
+            jcs(doc)
+        return
+    assert jcs(doc) == expected
+
+
+def test_jcs_fast_path_is_taken_for_a_meal_record() -> None:
+    """The common record is canonicalised by json.dumps, not the slower package."""
+    env = _v2("meal_transaction", _meal(), 1, GENESIS)
+    assert _plain_for_jcs(env) is not _NOT_PLAIN
+    assert jcs(env) == rfc8785.dumps(env)
