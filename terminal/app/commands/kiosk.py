@@ -22,7 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from terminal.core import heap
 from terminal.core.errors import TerminalError
 from terminal.core.log import get_logger, setup_logging
 from terminal.core.sdnotify import Notifier
@@ -298,37 +297,24 @@ def install_test_wedge(runner: Any) -> None:
     t.start()
 
 
-# How often the kiosk hands freed heap memory back to the kernel (terminal.core.heap):
-# without it the resident size crept up about 6 MB an hour in a 60-minute soak
-# while the Python heap stayed flat.
-HEAP_TRIM_EVERY_S = 60.0
-
-
 def _run_qt(app: Any, args: argparse.Namespace, services: Any, notifier: Notifier) -> int:
     from ui.views.app import run_kiosk
 
     install_test_wedge(app.runner)
-    stop_trim = heap.start_trimming(
-        HEAP_TRIM_EVERY_S, on_error=lambda exc: log.warning("heap_trim_failed", error=repr(exc))
+    return run_kiosk(
+        app.runner,
+        app.backend,
+        language=args.language or app.language,
+        fullscreen=not args.windowed,
+        healthy=app.runner.healthy,
+        notify=systemd_notify(app.runner, notifier) if notifier.enabled else None,
+        # the GUI loop calls WATCHDOG=1 each quarter of WatchdogSec (when healthy)
+        watchdog_s=notifier.ping_every_s,
+        clock=services.clock.now,
+        wedge_key=app.wedge_key,
+        voice=not args.no_voice,
+        quit_after_s=args.seconds,
     )
-    try:
-        code: int = run_kiosk(
-            app.runner,
-            app.backend,
-            language=args.language or app.language,
-            fullscreen=not args.windowed,
-            healthy=app.runner.healthy,
-            notify=systemd_notify(app.runner, notifier) if notifier.enabled else None,
-            # the GUI loop calls WATCHDOG=1 each quarter of WatchdogSec (when healthy)
-            watchdog_s=notifier.ping_every_s,
-            clock=services.clock.now,
-            wedge_key=app.wedge_key,
-            voice=not args.no_voice,
-            quit_after_s=args.seconds,
-        )
-    finally:
-        stop_trim.set()
-    return code
 
 
 def cmd_bench_kiosk(args: argparse.Namespace) -> int:
