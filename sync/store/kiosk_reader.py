@@ -80,9 +80,20 @@ _PENDING_COLS = (
 _V2_COLS = (OutboxRow.hash_version, OutboxRow.centre_id)
 
 
+# Databases known to have the columns (they never go away once migrated), so the
+# schema is inspected only until the kiosk has migrated, not on every read.
+_V2_DATABASES: set[str] = set()
+
+
 def _has_v2_columns(session: Session) -> bool:
+    url = str(session.connection().engine.url)
+    if url in _V2_DATABASES:
+        return True
     names = {c["name"] for c in inspect(session.connection()).get_columns("outbox")}
-    return "hash_version" in names
+    if "hash_version" in names:
+        _V2_DATABASES.add(url)
+        return True
+    return False
 
 
 def _columns(session: Session) -> tuple[Any, ...]:
