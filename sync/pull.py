@@ -19,6 +19,7 @@ from typing import Any
 from sync.client import PlatformClient, PlatformError
 from sync.retry import BackoffPolicy, next_delay
 from sync.schemas import DATASET_KINDS, SchemaViolation
+from sync.store.district import DistrictRosterIndex
 from sync.store.outbox import Dataset, SyncStore
 from terminal.core.clock import Clock, rfc3339
 from terminal.core.log import get_logger
@@ -44,11 +45,26 @@ def _unique(values: Iterable[str], what: str) -> None:
         seen.add(v)
 
 
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
 def semantic_check(kind: str, data: dict[str, Any]) -> None:
     """Checks beyond the JSON Schema (raise SchemaViolation)."""
     if kind == "roster":
         _unique((r["resident_id"] for r in data["residents"]), "resident_id")
         _unique((c for r in data["residents"] for c in r["card_ids"]), "card id")
+    elif kind == "district_roster":
+        entries = data["entries"]
+        _unique((e["person_id"] for e in entries), "person_id")
+        for key_type, field in (("card", "card_hmacs"), ("lookup", "lookup_hmac")):
+            _unique(
+                (k for e in entries for k in _as_list(e[field])),
+                f"{key_type} key",
+            )
+        _unique((e["id_number_hmac"] for e in entries if e["id_number_hmac"]), "id_number key")
     elif kind == "menu":
         _unique((i["item_id"] for i in data["items"]), "menu item_id")
     elif (
@@ -109,6 +125,8 @@ class Puller:
         reply = self.client.get_dataset(self.centre_id, kind, etag=held.etag if held else None)
         now = self.clock.now()
         if reply is None:
+            if held is not None and kind == "district_roster":
+                self._index_district_roster(held.version, held.data, only_if_stale=True)
             self.store.pull_checked(kind, now)
             return PullOutcome(kind, "unchanged", held.version if held else None)
         doc = reply.doc
@@ -129,8 +147,21 @@ class Puller:
                 data=doc["data"],
             )
         )
+        if kind == "district_roster":
+            self._index_district_roster(doc["version"], doc["data"])
         log.info("dataset_updated", kind=kind, version=doc["version"])
         return PullOutcome(kind, "updated", doc["version"])
+
+    def _index_district_roster(
+        self, version: int, data: dict[str, Any], *, only_if_stale: bool = False
+    ) -> None:
+        """The kiosk looks visitors up by key in an index beside the dataset; it is
+        rewritten after the dataset (also when a crash came between the two)."""
+        index = DistrictRosterIndex.for_writer(self.store.engine)
+        if only_if_stale and index.version() == version:
+            return
+        keys = index.replace(version, data)
+        log.info("district_roster_indexed", version=version, keys=keys)
 
     def _pull_consent(self) -> PullOutcome:
         """Read every new page first, then apply them all in one swap."""

@@ -79,6 +79,7 @@ DATASET_KINDS: Final = (
     "menu",
     "terminal_config",
     "centre_info",
+    "district_roster",  # since 1.2 (city-wide meals)
 )
 STREAMS: Final = ("kiosk", "agent")
 

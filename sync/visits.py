@@ -1,0 +1,331 @@
+"""City-wide meals (全城通吃): the terminal's side of the platform's visit endpoints.
+
+A senior of another centre identifies with a card, an ID card or a staff lookup
+(name and phone last 4). The terminal never sends any of those in clear: it
+sends a key made with the district pepper (:func:`card_hmac`,
+:func:`sync.auth.id_number_hmac`, :func:`lookup_hmac`) and asks
+
+* :meth:`VisitsClient.eligibility` (``POST /v1/visits/eligibility``): who is
+  this (a pseudonymous ``person_id``, home centre, categories), and was their
+  one subsidised meal of this slot already had anywhere in the district? The
+  terminal waits at most ``timeout`` seconds (2 s), then falls back to
+* :func:`roster_lookup`: the pulled ``district_roster`` dataset in ``sync.db``
+  (keys only, no names), and then the meal is decided offline and marked for
+  review;
+* :meth:`VisitsClient.claim` (``POST /v1/visits/claims``): claim the slot for
+  the meal about to be committed. Exactly one claim per senior, day and slot
+  is granted across the district; another meal gets :class:`SlotClaimed`.
+
+The district pepper is the district's, the same 32 bytes on every terminal and
+on the platform (:func:`district_pepper`); :func:`pepper_matches` checks the
+terminal's pepper against the ``pepper_id`` the district roster was made with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from sync import schemas
+from sync.auth import id_number_hmac
+from sync.client import PlatformClient, PlatformError, ReplyInvalid, encode_body
+from sync.store.district import DistrictRosterIndex, RosterHit
+from terminal.core.errors import TerminalError
+from terminal.core.log import get_logger
+
+if TYPE_CHECKING:
+    from terminal.config.settings import Settings
+
+log = get_logger(__name__)
+
+__all__ = [
+    "KEY_TYPES",
+    "PlatformUnavailable",
+    "SlotClaimed",
+    "VisitorAnswer",
+    "VisitsClient",
+    "card_hmac",
+    "district_pepper",
+    "district_pepper_path",
+    "id_number_hmac",
+    "load_district_pepper",
+    "lookup_hmac",
+    "pepper_id",
+    "pepper_matches",
+    "roster_lookup",
+]
+
+KEY_TYPES = ("card", "id_number", "lookup")
+PEPPER_BYTES = 32
+_PEPPER_ID_LABEL = b"care-terminal/district-pepper-id"
+
+
+class PlatformUnavailable(TerminalError):
+    """The platform did not answer usefully in time (timeout, connection refused,
+    5xx, a malformed reply): decide offline from the district roster."""
+
+    code = "platform_unavailable"
+
+
+class SlotClaimed(TerminalError):
+    """``409 slot_claimed``: another meal holds this senior's subsidised meal of the slot."""
+
+    code = "slot_claimed"
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorAnswer:
+    """What the platform (online) or the district roster (offline) says about a visitor."""
+
+    person_id: str
+    home_centre_id: str
+    categories: tuple[str, ...]
+    subsidised_in_district: bool | None  # None when from the offline roster
+    payment_source: str  # home_wallet | cash | visited_wallet (district policy)
+    source: str  # "online" | "roster"
+    active: bool = True
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def _check_pepper(pepper: bytes) -> None:
+    if len(pepper) < 16:
+        raise TerminalError("the district pepper must be at least 16 bytes", code="bad_pepper")
+
+
+def normalise_card_number(card_number: str) -> str:
+    text = "".join(card_number.split()).upper()
+    if not text or not text.isascii() or not text.isalnum() or len(text) > 64:
+        raise TerminalError("not a card number (letters and digits)", code="bad_card_number")
+    return text
+
+
+def card_hmac(pepper: bytes, card_number: str) -> str:
+    """The spec's ``card_hmac``: HMAC-SHA256(district pepper, card number with
+    spaces removed, upper-cased), lowercase hex."""
+    _check_pepper(pepper)
+    return hmac.new(
+        pepper, normalise_card_number(card_number).encode("ascii"), hashlib.sha256
+    ).hexdigest()
+
+
+def lookup_text(name: str, phone_last4: str) -> str:
+    """``NFKC(name)`` with every white space removed, ``|``, the phone's last 4 digits."""
+    clean = "".join(unicodedata.normalize("NFKC", name).split())
+    last4 = "".join(phone_last4.split())
+    if not clean:
+        raise TerminalError("the name is empty", code="bad_lookup")
+    if len(last4) != 4 or not last4.isascii() or not last4.isdigit():
+        raise TerminalError("the phone's last four digits are needed", code="bad_lookup")
+    return f"{clean}|{last4}"
+
+
+def lookup_hmac(pepper: bytes, name: str, phone_last4: str) -> str:
+    """The spec's ``lookup_hmac``: HMAC-SHA256(district pepper, NFKC name without
+    spaces + ``|`` + phone last 4), lowercase hex."""
+    _check_pepper(pepper)
+    return hmac.new(
+        pepper, lookup_text(name, phone_last4).encode("utf-8"), hashlib.sha256
+    ).hexdigest()
+
+
+def pepper_id(pepper: bytes) -> str:
+    """The district roster's ``pepper_id``: names a pepper without revealing it."""
+    _check_pepper(pepper)
+    return hmac.new(pepper, _PEPPER_ID_LABEL, hashlib.sha256).hexdigest()[:16]
+
+
+# -- the district pepper on the terminal --------------------------------------------------
+
+
+def district_pepper_path(settings: Settings) -> Path:
+    """Where provisioning puts the district pepper: ``<data_dir>/keys/district-pepper``."""
+    return settings.data_dir / "keys" / "district-pepper"
+
+
+def load_district_pepper(path: Path) -> bytes:
+    """Read a district pepper file (32 raw bytes, mode 0600). Never creates one:
+    a pepper made on the device would match no other terminal's keys."""
+    from terminal.db.crypto import DataKeyError, load_or_create_key
+
+    try:
+        return load_or_create_key(path, create=False)
+    except DataKeyError as exc:
+        raise TerminalError(
+            f"district pepper: {exc}; install the district's pepper file "
+            "(the one the platform was given with --district-pepper)",
+            code="district_pepper_missing",
+        ) from exc
+
+
+def district_pepper(settings: Settings) -> bytes:
+    """The district pepper for this terminal (see :func:`load_district_pepper`)."""
+    return load_district_pepper(district_pepper_path(settings))
+
+
+def pepper_matches(sync_db_path: Path, pepper: bytes) -> bool | None:
+    """Does ``pepper`` make the keys of the pulled district roster? None when no
+    district roster has been pulled yet."""
+    held = DistrictRosterIndex.open_readonly(sync_db_path)
+    if held is None:
+        return None
+    try:
+        meta = held.meta()
+    finally:
+        held.close()
+    return None if meta is None else meta.pepper_id == pepper_id(pepper)
+
+
+# -- online ----------------------------------------------------------------------------
+
+
+class VisitsClient:
+    """The visit endpoints over the terminal's signed platform client. Every
+    request waits at most ``timeout`` seconds in all."""
+
+    def __init__(self, client: PlatformClient, *, timeout: float = 2.0) -> None:
+        self.client = client
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout: float = 2.0) -> VisitsClient:
+        """Built as the sync agent builds its client (device key, platform URL and
+        TLS from the settings)."""
+        from sync.agent import build_client
+        from terminal.core.clock import SystemClock
+
+        return cls(build_client(settings, SystemClock()), timeout=timeout)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> VisitsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _post(self, path: str, doc: dict[str, Any]) -> httpx.Response:
+        body = encode_body(doc)
+        headers = {"Content-Type": "application/json"}
+        timeout = httpx.Timeout(self.timeout)
+        c = self.client
+        for attempt in range(2):
+            signed = c.signer.sign("POST", path, "", body, headers, created=c._now_s())
+            try:
+                resp = c._http.request(
+                    "POST", path, content=body, headers={**headers, **signed}, timeout=timeout
+                )
+            except httpx.TransportError as exc:  # timeouts included
+                raise PlatformUnavailable(
+                    f"platform did not answer ({type(exc).__name__})"
+                ) from exc
+            if resp.status_code == 401 and attempt == 0 and c._fix_clock(resp):
+                continue
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reply(self, resp: httpx.Response, schema: str, what: str) -> dict[str, Any]:
+        try:
+            return PlatformClient._json(resp, schema, what)
+        except ReplyInvalid as exc:
+            raise PlatformUnavailable(str(exc)) from exc
+
+    def _failure(self, resp: httpx.Response, what: str) -> TerminalError:
+        err = self.client._failure(resp)
+        if resp.status_code >= 500 or err.retryable:
+            return PlatformUnavailable(f"{what}: {err}")
+        return PlatformError(f"{what}: {err}", status=err.status, retryable=False, error=err.error)
+
+    def eligibility(
+        self, *, centre_id: str, key_type: str, key: str, day: date, slot: str
+    ) -> VisitorAnswer | None:
+        """The platform's answer about a visitor; None for a key the district does
+        not know (404). Raises :class:`PlatformUnavailable` when it cannot answer,
+        :class:`sync.client.PlatformError` for a final refusal (e.g. 403)."""
+        doc = {
+            "centre_id": centre_id,
+            "key_type": key_type,
+            "key": key,
+            "day": day.isoformat(),
+            "slot": slot,
+        }
+        schemas.validate("VisitEligibilityRequest", doc, "visit eligibility request")
+        resp = self._post("/v1/visits/eligibility", doc)
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._failure(resp, "visit eligibility")
+        ans = self._reply(resp, "VisitorEligibility", "visit eligibility")
+        return VisitorAnswer(
+            person_id=ans["person_id"],
+            home_centre_id=ans["home_centre_id"],
+            categories=tuple(ans["categories"]),
+            subsidised_in_district=bool(ans["subsidised_in_district"]),
+            payment_source=ans["payment_source"],
+            source="online",
+            active=bool(ans["active"]),
+        )
+
+    def claim(self, *, person_id: str, day: date, slot: str, record_id: str, centre_id: str) -> str:
+        """Claim the slot for meal ``record_id``; returns the ``claim_id``. The same
+        ``record_id`` again returns the same claim. Raises :class:`SlotClaimed`
+        (another meal holds it) or :class:`PlatformUnavailable`."""
+        doc = {
+            "person_id": person_id,
+            "day": day.isoformat(),
+            "slot": slot,
+            "record_id": record_id,
+            "centre_id": centre_id,
+        }
+        schemas.validate("VisitClaimRequest", doc, "visit claim request")
+        resp = self._post("/v1/visits/claims", doc)
+        if resp.status_code == 409:
+            err = self.client._failure(resp)
+            if err.error == "slot_claimed":
+                raise SlotClaimed("this senior's subsidised meal of the slot is taken")
+            raise self._failure(resp, "visit claim")
+        if resp.status_code != 200:
+            raise self._failure(resp, "visit claim")
+        got = self._reply(resp, "VisitClaim", "visit claim")
+        if got["record_id"] != record_id or got["person_id"] != person_id:
+            raise PlatformUnavailable("visit claim: the reply is for another meal")
+        return str(got["claim_id"])
+
+
+# -- offline -----------------------------------------------------------------------------
+
+
+def _answer(hit: RosterHit) -> VisitorAnswer:
+    return VisitorAnswer(
+        person_id=hit.person_id,
+        home_centre_id=hit.home_centre_id,
+        categories=hit.categories,
+        subsidised_in_district=None,
+        payment_source=hit.payment_source,
+        source="roster",
+        active=hit.active,
+    )
+
+
+def roster_lookup(sync_db_path: Path, *, key_type: str, key: str) -> VisitorAnswer | None:
+    """The visitor as the pulled ``district_roster`` knows them; None when no
+    roster was pulled or the key is not in it. Reads only (never writes sync.db)."""
+    if key_type not in KEY_TYPES:
+        raise TerminalError(f"unknown visitor key type {key_type!r}", code="bad_key_type")
+    index = DistrictRosterIndex.open_readonly(sync_db_path)
+    if index is None:
+        return None
+    try:
+        hit = index.lookup(key_type, key)
+    finally:
+        index.close()
+    return None if hit is None else _answer(hit)
