@@ -68,10 +68,26 @@ from payment.domain import (
     subsidised_meals,
 )
 from payment.errors import DomainError, MenuError
-from payment.guard import check_duplicate
+from payment.guard import GuardResult, check_duplicate
 from payment.limits import Exposure, ExposureLimits, check_limits
 from payment.receipt import Receipt, receipt_for_charge
 from payment.subsidy import Outcome, Quote, SubsidyPolicy, quote, select_policy
+from payment.visiting import (
+    ClaimOutcome,
+    KeyType,
+    OfflineUsage,
+    PaymentSource,
+    Source,
+    Visit,
+    VisitorCandidate,
+    VisitorPolicy,
+    VisitorStatus,
+    VisitRefusal,
+    capped_subsidy,
+    decide_visit,
+    needs_claim,
+    visit_of,
+)
 from terminal.core.identification import LivenessDecision, MatchDecision
 from terminal.core.money import Money
 
@@ -116,6 +132,7 @@ class FlowTimeouts:
     failed: float = 10.0
     already_paid: float = 10.0
     staff_required: float = 90.0
+    visitor: float = 10.0  # asking the platform about a visitor (it answers within 2 s)
 
     def __post_init__(self) -> None:
         for name in self.__slots__:
@@ -135,6 +152,8 @@ class FlowConfig:
     max_quality_retries: int = 5
     max_second_factor_attempts: int = 3
     duplicate_guard_any_meal: bool = True  # False: only a subsidised meal blocks a second
+    # city-wide meals: seniors of other centres are asked about (None: strangers only)
+    visitors: VisitorPolicy | None = None
 
 
 class FlowContext(Protocol):
@@ -164,6 +183,10 @@ class FlowContext(Protocol):
         """A fresh random id for a charge request (uuid4 hex; never from the clock)."""
         ...
 
+    def visit_usage(self, day: date, slot: MealSlot) -> OfflineUsage:
+        """Visitor subsidies this terminal granted from the offline roster today."""
+        ...
+
 
 def random_request_id() -> str:
     return uuid.uuid4().hex
@@ -183,6 +206,7 @@ class StaticContext:
     policies: Sequence[SubsidyPolicy] = ()
     id_cards: Mapping[str, str] = field(default_factory=dict)  # ID number -> resident id
     request_ids: Callable[[], str] = random_request_id
+    offline_usage: OfflineUsage = field(default_factory=OfflineUsage)
 
     def resident(self, resident_id: str) -> Resident | None:
         return self.residents.get(resident_id)
@@ -214,6 +238,9 @@ class StaticContext:
 
     def new_request_id(self) -> str:
         return self.request_ids()
+
+    def visit_usage(self, day: date, slot: MealSlot) -> OfflineUsage:
+        return self.offline_usage
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -274,6 +301,7 @@ class Candidate:
     items: tuple[tuple[str, int], ...] | None = None  # None = the slot's default order
     overrides: tuple[StaffOverride, ...] = ()
     another_portion: bool = False  # the senior chose 再来一份 on the already-paid screen
+    visitor: VisitorCandidate | None = None  # a senior of another centre (city-wide meals)
 
     def override(self, kind: OverrideKind) -> StaffOverride | None:
         for o in self.overrides:
@@ -297,6 +325,7 @@ class Payment:
     meals_before: int = 0  # non-voided meals in this slot today when quoted
     another_portion: bool = False  # a second portion: priced without subsidy
     paid_before_hhmm: str | None = None  # when the earlier meal was paid (second portions)
+    visit: Visit | None = None  # a senior of another centre: home centre, source, claim
 
     @property
     def resident_id(self) -> str:
@@ -332,6 +361,8 @@ class ChargeRequest:
     request_id: str = ""  # random, from FlowContext.new_request_id
     another_portion: bool = False
     meals_before: int = 0  # the store refuses when more meals exist in the slot by now
+    visit: Visit | None = None  # a visiting senior's meal (resident_id is their person_id)
+    record_id: str | None = None  # the record id a visitor's slot claim was made for
 
     @property
     def lines(self) -> tuple[OrderLine, ...]:
@@ -406,6 +437,37 @@ class StaffLookup:
 
 
 @dataclass(frozen=True, slots=True)
+class VisitorLookup:
+    """Staff (after their PIN) look up a senior of another centre by name and
+    the last 4 digits of the phone (the kiosk asks by ``lookup_hmac``)."""
+
+    name: str = field(repr=False)
+    phone_last4: str = field(repr=False)
+    staff_id: str
+    slot: MealSlot | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorAnswered:
+    """What the platform (or, offline, the district roster) said about a key
+    that is not this centre's: ``status`` None = nobody in the district."""
+
+    session: int
+    status: VisitorStatus | None
+    payment_source: PaymentSource | None = None  # the district's policy; None = this config's
+
+
+@dataclass(frozen=True, slots=True)
+class SlotClaimAnswered:
+    """The platform's answer to a visitor's slot claim."""
+
+    session: int
+    outcome: ClaimOutcome
+    record_id: str  # the record id the claim was made for
+    claim_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StaffApprove:
     """Staff (after their PIN) approve what AlreadyPaid / StaffRequired asked for."""
 
@@ -469,6 +531,9 @@ Event = (
     | CardTapped
     | IdCardRead
     | StaffLookup
+    | VisitorLookup
+    | VisitorAnswered
+    | SlotClaimAnswered
     | StaffApprove
     | Touch
     | AnotherPortion
@@ -509,6 +574,32 @@ class Speak:
 
 
 @dataclass(frozen=True, slots=True)
+class AskVisitor:
+    """Ask the platform (2 s), else the district roster, who holds this key;
+    answer with :class:`VisitorAnswered`. ``key`` is the clear card or ID
+    number, or the name (with ``phone_last4``): the port hashes it with the
+    district pepper, and nothing clear leaves the terminal."""
+
+    session: int
+    key_type: KeyType
+    key: str = field(repr=False)
+    day: date
+    slot: MealSlot
+    phone_last4: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimSlot:
+    """Claim the visitor's one subsidised meal of the slot at the platform;
+    answer with :class:`SlotClaimAnswered` (the port makes the record id)."""
+
+    session: int
+    person_id: str
+    day: date
+    slot: MealSlot
+
+
+@dataclass(frozen=True, slots=True)
 class StartTimer:
     name: str
     seconds: float
@@ -519,7 +610,7 @@ class CancelTimer:
     name: str
 
 
-Effect = Charge | ResolveCharge | Print | Speak | StartTimer | CancelTimer
+Effect = Charge | ResolveCharge | Print | Speak | StartTimer | CancelTimer | AskVisitor | ClaimSlot
 
 # --------------------------------------------------------------------------- states
 
@@ -547,6 +638,30 @@ class Challenge:
     kind: str
     attempt: int = 1
     TIMER: ClassVar[str | None] = "challenge"
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorChecking:
+    """A card, ID card or staff lookup that is not this centre's: asking the
+    platform (or the roster) who the senior is."""
+
+    session: int
+    deadline: datetime
+    method: VerificationMethod
+    staff_id: str | None = None
+    slot: MealSlot | None = None
+    TIMER: ClassVar[str | None] = "visitor"
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorClaiming:
+    """A visiting senior's subsidised meal: claiming the slot at the platform
+    before the confirm screen."""
+
+    session: int
+    deadline: datetime
+    candidate: Candidate
+    TIMER: ClassVar[str | None] = "visitor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,6 +759,8 @@ State = (
     Idle
     | Checking
     | Challenge
+    | VisitorChecking
+    | VisitorClaiming
     | Confirm
     | SecondFactorEntry
     | Charging
@@ -718,6 +835,10 @@ def _dispatch(
             return _in_checking(state, event, now, ctx)
         case Challenge():
             return _in_challenge(state, event, now, ctx)
+        case VisitorChecking():
+            return _in_visitor_checking(state, event, now, ctx)
+        case VisitorClaiming():
+            return _in_visitor_claiming(state, event, now, ctx)
         case Confirm():
             return _in_confirm(state, event, now, ctx)
         case SecondFactorEntry():
@@ -750,7 +871,7 @@ def _dispatch(
                 return _prepare(cand, state.session, now, ctx)
             if isinstance(event, Touch) and event.action == "cancel":
                 return Idle(state.session), []
-            if isinstance(event, StaffLookup):
+            if isinstance(event, StaffLookup | VisitorLookup):
                 return _start(state, event, now, ctx, faces=False)
             return state, []
     raise AssertionError(f"unhandled state {state!r}")  # pragma: no cover
@@ -771,6 +892,8 @@ def _start(
         return _on_face(Checking(session, _after(now, cfg.timeouts.checking)), event, now, ctx)
     if isinstance(event, CardTapped):
         resident = ctx.resident_by_card(event.card_id)
+        if resident is None and cfg.visitors is not None:
+            return _ask_visitor(session, VerificationMethod.CARD, event.card_id, now, ctx)
         if resident is None:
             return _failed(
                 session,
@@ -783,6 +906,8 @@ def _start(
         return _prepare(Candidate(resident.resident_id, VerificationMethod.CARD), session, now, ctx)
     if isinstance(event, IdCardRead):
         resident = ctx.resident_by_id_card(event.id_number)
+        if resident is None and cfg.visitors is not None:
+            return _ask_visitor(session, VerificationMethod.ID_CARD, event.id_number, now, ctx)
         if resident is None:
             return _failed(
                 session,
@@ -802,6 +927,17 @@ def _start(
             slot=event.slot,
         )
         return _prepare(cand, session, now, ctx)
+    if isinstance(event, VisitorLookup) and event.staff_id.strip() and cfg.visitors is not None:
+        return _ask_visitor(
+            session,
+            VerificationMethod.STAFF,
+            event.name,
+            now,
+            ctx,
+            phone_last4=event.phone_last4,
+            staff_id=event.staff_id.strip(),
+            slot=event.slot,
+        )
     return state, []
 
 
@@ -869,6 +1005,8 @@ def _on_face(
             now,
             ctx,
             alternatives=NON_FACE_METHODS,
+            # a senior of another centre: face pay works at their home centre only
+            detail=VISITOR_HINT if cfg.visitors is not None else "",
         )
     if ev.passive_liveness < pol.reject_below:
         return _failed(
@@ -934,11 +1072,59 @@ def _with_override(cand: Candidate, kind: OverrideKind, staff_id: str) -> Candid
     return replace(cand, overrides=(*others, StaffOverride(kind, staff_id.strip())))
 
 
+@dataclass(frozen=True, slots=True)
+class _SlotMeal:
+    """The slot a meal is for, the payer's meals of the day and the duplicate guard."""
+
+    slot: MealSlot
+    day: date
+    meals: Sequence[PriorMeal]
+    guard: GuardResult
+
+
+def _slot_meal(
+    cand: Candidate, payer_id: str, label: str, session: int, now: datetime, ctx: FlowContext
+) -> _SlotMeal | tuple[State, list[Effect]]:
+    """The meal's slot and the once-per-meal guard; a screen instead when there
+    is no meal service now or the slot's meal is already paid."""
+    cfg = ctx.config
+    slot = cand.slot or slot_at(now, cfg.slot_windows)
+    if slot is None:
+        return _failed(session, FailReason.NO_MEAL_SERVICE, NextAction.COME_BACK, now, ctx)
+    day = service_date(now, cfg.slot_windows)
+    meals = ctx.meals(payer_id, day)
+    dup_override = cand.override(OverrideKind.DUPLICATE)
+    guard = check_duplicate(
+        meals,
+        slot=slot,
+        day=day,
+        staff_override=dup_override.staff_id if dup_override else None,
+        another_portion=cand.another_portion,
+        any_meal=cfg.duplicate_guard_any_meal,
+        tz=cfg.slot_windows.tz,
+    )
+    if not guard.ok:
+        assert guard.paid_at_hhmm is not None and guard.record_id is not None
+        st = AlreadyPaid(
+            session,
+            _after(now, cfg.timeouts.already_paid),
+            cand,
+            label,
+            slot,
+            guard.paid_at_hhmm,
+            guard.record_id,
+        )
+        return st, [Speak("pay.already_paid", (("time", guard.paid_at_hhmm),))]
+    return _SlotMeal(slot, day, meals, guard)
+
+
 def _prepare(
     cand: Candidate, session: int, now: datetime, ctx: FlowContext
 ) -> tuple[State, list[Effect]]:
     """Resolve the resident, slot, duplicate guard, menu, quote, funds, limits
     and second-factor needs; ends in Confirm or in a screen that explains why not."""
+    if cand.visitor is not None:
+        return _prepare_visitor(cand, cand.visitor, session, now, ctx)
     cfg = ctx.config
     resident = ctx.resident(cand.resident_id)
     if resident is None:
@@ -961,40 +1147,14 @@ def _prepare(
             ctx,
             alternatives=NON_FACE_METHODS,
         )
-    slot = cand.slot or slot_at(now, cfg.slot_windows)
-    if slot is None:
-        return _failed(session, FailReason.NO_MEAL_SERVICE, NextAction.COME_BACK, now, ctx)
-    day = service_date(now, cfg.slot_windows)
-    meals = ctx.meals(resident.resident_id, day)
-    dup_override = cand.override(OverrideKind.DUPLICATE)
-    guard = check_duplicate(
-        meals,
-        slot=slot,
-        day=day,
-        staff_override=dup_override.staff_id if dup_override else None,
-        another_portion=cand.another_portion,
-        any_meal=cfg.duplicate_guard_any_meal,
-        tz=cfg.slot_windows.tz,
-    )
-    if not guard.ok:
-        assert guard.paid_at_hhmm is not None and guard.record_id is not None
-        st = AlreadyPaid(
-            session,
-            _after(now, cfg.timeouts.already_paid),
-            cand,
-            resident.name_masked,
-            slot,
-            guard.paid_at_hhmm,
-            guard.record_id,
-        )
-        return st, [Speak("pay.already_paid", (("time", guard.paid_at_hhmm),))]
-    menu = ctx.menu(day)
-    try:
-        lines = menu.order_lines(slot, cand.items) if menu else ()
-    except MenuError as exc:
-        return _failed(session, FailReason.NO_MENU, NextAction.ASK_STAFF, now, ctx, detail=exc.code)
-    if not lines:
-        return _failed(session, FailReason.NO_MENU, NextAction.ASK_STAFF, now, ctx)
+    at = _slot_meal(cand, resident.resident_id, resident.name_masked, session, now, ctx)
+    if not isinstance(at, _SlotMeal):
+        return at
+    slot, day, meals, guard = at.slot, at.day, at.meals, at.guard
+    order = _order_lines(cand, slot, day, session, now, ctx)
+    if not isinstance(order, _Order):
+        return order
+    lines = order.lines
     q = quote(
         policy=ctx.policy(day),
         categories=resident.categories,
@@ -1009,14 +1169,7 @@ def _prepare(
     if second_portion:
         q = _without_subsidy(q)
     if not q.funds_ok:
-        return _failed(
-            session,
-            FailReason.INSUFFICIENT_BALANCE,
-            NextAction.TOP_UP,
-            now,
-            ctx,
-            amount=q.shortfall,
-        )
+        return _short_of_funds(q, session, now, ctx)
     if cand.override(OverrideKind.LIMITS) is None:
         lim = check_limits(q.due, ctx.exposure(resident.resident_id), cfg.limits)
         if not lim.ok:
@@ -1067,6 +1220,33 @@ def _prepare(
     return confirm, [Speak("pay.confirm", (("due", q.due.yuan_str()),))]
 
 
+def _short_of_funds(
+    q: Quote, session: int, now: datetime, ctx: FlowContext
+) -> tuple[State, list[Effect]]:
+    return _failed(
+        session, FailReason.INSUFFICIENT_BALANCE, NextAction.TOP_UP, now, ctx, amount=q.shortfall
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Order:
+    lines: tuple[OrderLine, ...]
+
+
+def _order_lines(
+    cand: Candidate, slot: MealSlot, day: date, session: int, now: datetime, ctx: FlowContext
+) -> _Order | tuple[State, list[Effect]]:
+    """The order's lines from the day's menu; the no-menu screen when there are none."""
+    menu = ctx.menu(day)
+    try:
+        lines = menu.order_lines(slot, cand.items) if menu else ()
+    except MenuError as exc:
+        return _failed(session, FailReason.NO_MENU, NextAction.ASK_STAFF, now, ctx, detail=exc.code)
+    if not lines:
+        return _failed(session, FailReason.NO_MENU, NextAction.ASK_STAFF, now, ctx)
+    return _Order(tuple(lines))
+
+
 def _without_subsidy(q: Quote) -> Quote:
     """The same order priced in full (a second portion gets no subsidy)."""
     if q.subsidy.fen == 0:
@@ -1101,6 +1281,195 @@ def _staff_required(
         limit,
     )
     return st, [Speak("pay.staff_required")]
+
+
+# --------------------------------------------------------------------------- visitors
+
+VISITOR_HINT = "visitor_hint"  # Failed.detail: face pay works at the home centre
+
+
+_KEY_TYPES = {
+    VerificationMethod.CARD: KeyType.CARD,
+    VerificationMethod.ID_CARD: KeyType.ID_NUMBER,
+    VerificationMethod.STAFF: KeyType.LOOKUP,
+}
+
+
+def _ask_visitor(
+    session: int,
+    method: VerificationMethod,
+    key: str,
+    now: datetime,
+    ctx: FlowContext,
+    *,
+    phone_last4: str = "",
+    staff_id: str | None = None,
+    slot: MealSlot | None = None,
+) -> tuple[State, list[Effect]]:
+    """Not this centre's card, ID card or senior: ask the platform (or the roster)."""
+    cfg = ctx.config
+    at_slot = slot or slot_at(now, cfg.slot_windows)
+    if at_slot is None:
+        return _failed(session, FailReason.NO_MEAL_SERVICE, NextAction.COME_BACK, now, ctx)
+    day = service_date(now, cfg.slot_windows)
+    st = VisitorChecking(session, _after(now, cfg.timeouts.visitor), method, staff_id, slot)
+    ask = AskVisitor(session, _KEY_TYPES[method], key, day, at_slot, phone_last4)
+    return st, [ask]
+
+
+def _unknown_visitor(
+    session: int, method: VerificationMethod, now: datetime, ctx: FlowContext
+) -> tuple[State, list[Effect]]:
+    reason, alternatives = _UNKNOWN[method]
+    return _failed(session, reason, NextAction.ASK_STAFF, now, ctx, alternatives=alternatives)
+
+
+_UNKNOWN: dict[VerificationMethod, tuple[FailReason, tuple[VerificationMethod, ...]]] = {
+    VerificationMethod.CARD: (
+        FailReason.CARD_UNKNOWN,
+        (VerificationMethod.ID_CARD, VerificationMethod.STAFF),
+    ),
+    VerificationMethod.ID_CARD: (
+        FailReason.ID_CARD_UNKNOWN,
+        (VerificationMethod.CARD, VerificationMethod.STAFF),
+    ),
+    VerificationMethod.STAFF: (FailReason.RESIDENT_NOT_FOUND, (VerificationMethod.STAFF,)),
+}
+
+
+def _in_visitor_checking(
+    state: VisitorChecking, event: Event, now: datetime, ctx: FlowContext
+) -> tuple[State, list[Effect]]:
+    if isinstance(event, VisitorAnswered) and event.session == state.session:
+        policy = ctx.config.visitors
+        status = event.status
+        if status is None or policy is None or status.home_centre_id == policy.centre_id:
+            return _unknown_visitor(state.session, state.method, now, ctx)
+        visitor = VisitorCandidate(status, event.payment_source or policy.payment_source)
+        cand = Candidate(
+            status.person_id,
+            state.method,
+            staff_id=state.staff_id,
+            slot=state.slot,
+            visitor=visitor,
+        )
+        return _prepare(cand, state.session, now, ctx)
+    if isinstance(event, Touch) and event.action == "cancel":
+        return Idle(state.session), [Speak("pay.cancelled")]
+    return state, []
+
+
+def _in_visitor_claiming(
+    state: VisitorClaiming, event: Event, now: datetime, ctx: FlowContext
+) -> tuple[State, list[Effect]]:
+    if isinstance(event, SlotClaimAnswered) and event.session == state.session:
+        cand = state.candidate
+        visitor = cand.visitor
+        assert visitor is not None
+        if event.outcome is ClaimOutcome.GRANTED and event.claim_id:
+            visitor = replace(visitor, claim_id=event.claim_id, record_id=event.record_id)
+        elif event.outcome is ClaimOutcome.CLAIMED:
+            visitor = replace(visitor, claimed_elsewhere=True)
+        else:  # no answer: decide as offline (roster rules, marked for review)
+            status = replace(visitor.status, source=Source.ROSTER, subsidised_in_district=None)
+            visitor = replace(visitor, status=status)
+        return _prepare(replace(cand, visitor=visitor), state.session, now, ctx)
+    if isinstance(event, Touch) and event.action == "cancel":
+        return Idle(state.session), [Speak("pay.cancelled")]
+    return state, []
+
+
+def visitor_label(home_centre_id: str) -> str:
+    """How a visitor appears on the receipt and in lists (no name travels)."""
+    return f"来访长者·{home_centre_id}"
+
+
+def _prepare_visitor(
+    cand: Candidate,
+    visitor: VisitorCandidate,
+    session: int,
+    now: datetime,
+    ctx: FlowContext,
+) -> tuple[State, list[Effect]]:
+    """A senior of another centre: the same guard, menu, quote and limits as a
+    resident's meal, with the subsidy decided by :func:`decide_visit` and, when
+    it is granted online, the slot claimed at the platform first."""
+    cfg = ctx.config
+    policy = cfg.visitors
+    status = visitor.status
+    if policy is None or status.home_centre_id == policy.centre_id:
+        return _unknown_visitor(session, cand.method, now, ctx)
+    label = visitor_label(status.home_centre_id)
+    at = _slot_meal(cand, status.person_id, label, session, now, ctx)
+    if not isinstance(at, _SlotMeal):
+        return at
+    slot, day, meals, guard = at.slot, at.day, at.meals, at.guard
+    if not status.active:
+        return _failed(session, FailReason.RESIDENT_INACTIVE, NextAction.ASK_STAFF, now, ctx)
+    decision = decide_visit(
+        status,
+        this_centre_id=policy.centre_id,
+        local_subsidised=subsidised_meals(meals, slot, day),
+        payment_source=visitor.payment_source,
+        limits=policy.limits,
+        usage=ctx.visit_usage(day, slot),
+    )
+    order = _order_lines(cand, slot, day, session, now, ctx)
+    if not isinstance(order, _Order):
+        return order
+    lines = order.lines
+    wallet = decision.payment_source is PaymentSource.VISITED_WALLET
+    list_total = Money(sum(ln.amount.fen for ln in lines))
+    q = quote(
+        policy=ctx.policy(day),
+        categories=status.categories,
+        slot=slot,
+        lines=lines,
+        # cash and the home wallet are not this terminal's to check
+        balance_before=ctx.balance(status.person_id) if wallet else list_total,
+        subsidised_before=decision.subsidised_before,
+        overdraft_limit=cfg.overdraft_limit if wallet else _ZERO,
+    )
+    second_portion = guard.another_portion and guard.overridden_by is None
+    if decision.subsidy_allowed and not capped_subsidy(q.subsidy.fen, decision):
+        # the offline budget left cannot hold this subsidy
+        decision = replace(decision, subsidy_allowed=False, refusal=VisitRefusal.OFFLINE_LIMIT)
+    if second_portion or visitor.claimed_elsewhere or not decision.subsidy_allowed:
+        q = _without_subsidy(q)
+    if not q.funds_ok:
+        return _short_of_funds(q, session, now, ctx)
+    if needs_claim(visitor, decision, q.subsidy.fen):
+        st2 = VisitorClaiming(session, _after(now, cfg.timeouts.visitor), cand)
+        return st2, [ClaimSlot(session, status.person_id, day, slot)]
+    if cand.override(OverrideKind.LIMITS) is None:
+        lim = check_limits(q.due, ctx.exposure(status.person_id), cfg.limits)
+        if not lim.ok:
+            assert lim.reason is not None
+            st3 = StaffRequired(
+                session,
+                _after(now, cfg.timeouts.staff_required),
+                cand,
+                label,
+                lim.reason.value,
+                OverrideKind.LIMITS,
+                lim.limit,
+            )
+            return st3, [Speak("pay.staff_required")]
+    payment = Payment(
+        cand,
+        label,
+        q.category or (status.categories[0] if status.categories else SeniorCategory.NONE),
+        slot,
+        day,
+        q,
+        False,
+        meals_before=guard.meals_before,
+        another_portion=second_portion,
+        paid_before_hhmm=guard.paid_at_hhmm,
+        visit=visit_of(visitor, decision),
+    )
+    confirm = Confirm(session, _after(now, cfg.timeouts.confirm), payment)
+    return confirm, [Speak("pay.confirm", (("due", q.due.yuan_str()),))]
 
 
 # --------------------------------------------------------------------------- confirming
@@ -1194,6 +1563,8 @@ def _charge(
         request_id=ctx.new_request_id(),
         another_portion=payment.another_portion,
         meals_before=payment.meals_before,
+        visit=payment.visit,
+        record_id=cand.visitor.record_id if cand.visitor is not None else None,
     )
     st = Charging(session, _after(now, ctx.config.timeouts.charging), payment, req)
     return st, [Charge(req)]

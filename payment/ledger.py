@@ -6,12 +6,16 @@ Accounts (debit-positive signed amounts; every entry's legs sum to zero):
   its *balance* is credits minus debits, i.e. ``-sum(legs)``);
 * ``revenue:canteen`` - meal revenue (credit-normal);
 * ``receivable:subsidy`` - what the district owes for subsidised meals;
-* ``cash:drawer`` - cash taken at the counter.
+* ``cash:drawer`` - cash taken at the counter;
+* ``receivable:home_wallet`` - what the platform owes for visitors' meals paid
+  from their home-centre wallet (city-wide meals).
 
 Postings:
 
 =========  ==========================================================
-charge     Dr wallet (due), Dr receivable:subsidy (subsidy), Cr revenue (list)
+charge     Dr wallet (due), Dr receivable:subsidy (subsidy), Cr revenue (list);
+           a visitor's meal paid in cash or from the home-centre wallet debits
+           cash:drawer or receivable:home_wallet instead of a wallet
 topup      Dr cash, Cr wallet
 void       the exact mirror of a charge (compensates it in full)
 refund     Dr revenue, Cr wallet (part or all of the paid amount of a charge)
@@ -45,6 +49,8 @@ WALLET_PREFIX = "wallet:"
 REVENUE = "revenue:canteen"
 SUBSIDY_RECEIVABLE = "receivable:subsidy"
 CASH = "cash:drawer"
+HOME_WALLET = "receivable:home_wallet"
+PAID_FROM = (CASH, HOME_WALLET)  # where a charge's due may come from besides the wallet
 
 MAX_TOPUP = Money(1_000_000)  # 10 000 yuan: a cash top-up above this is a typing error
 
@@ -183,15 +189,19 @@ def make_charge(
     subsidy: Money,
     method: VerificationMethod,
     staff_id: str | None = None,
+    paid_from: str | None = None,
 ) -> LedgerEntry:
-    """A meal charge: the resident pays ``list - subsidy`` from the wallet."""
+    """A meal charge: the resident pays ``list - subsidy`` from the wallet, or
+    from ``paid_from`` (one of :data:`PAID_FROM`: a visitor's cash or home wallet)."""
     _check_id(entry_id)
     _aware(at)
     if list_amount.fen < 0 or subsidy.fen < 0 or subsidy.fen > list_amount.fen:
         raise LedgerError("charge needs 0 <= subsidy <= list amount", code="bad_amount")
+    if paid_from is not None and paid_from not in PAID_FROM:
+        raise LedgerError(f"a charge cannot be paid from {paid_from}", code="bad_account")
     due = list_amount - subsidy
     legs = _legs(
-        Leg.debit(wallet_account(resident_id), due),
+        Leg.debit(paid_from or wallet_account(resident_id), due),
         Leg.debit(SUBSIDY_RECEIVABLE, subsidy),
         Leg.credit(REVENUE, list_amount),
     )
@@ -317,8 +327,8 @@ def check_entry_shape(entry: LedgerEntry) -> None:
         raise LedgerError(f"entry {entry.entry_id} has a zero leg", code="entry_malformed")
     wallet = wallet_account(entry.resident_id)
     allowed = {
-        EntryKind.CHARGE: {wallet, SUBSIDY_RECEIVABLE, REVENUE},
-        EntryKind.VOID: {wallet, SUBSIDY_RECEIVABLE, REVENUE},
+        EntryKind.CHARGE: {wallet, SUBSIDY_RECEIVABLE, REVENUE, *PAID_FROM},
+        EntryKind.VOID: {wallet, SUBSIDY_RECEIVABLE, REVENUE, *PAID_FROM},
         EntryKind.TOPUP: {wallet, CASH},
         EntryKind.REFUND: {wallet, REVENUE},
     }[entry.kind]
@@ -334,8 +344,9 @@ def check_entry_shape(entry: LedgerEntry) -> None:
             )
         if not 0 <= entry.subsidy.fen <= entry.list_amount.fen:
             raise LedgerError(f"charge {entry.entry_id}: bad subsidy", code="bad_amount")
+        payer = paid_from_account(entry) or wallet
         expected = {
-            wallet: entry.list_amount.fen - entry.subsidy.fen,
+            payer: entry.list_amount.fen - entry.subsidy.fen,
             SUBSIDY_RECEIVABLE: entry.subsidy.fen,
             REVENUE: -entry.list_amount.fen,
         }
@@ -343,10 +354,11 @@ def check_entry_shape(entry: LedgerEntry) -> None:
             raise LedgerError(
                 f"charge {entry.entry_id}: legs do not match amounts", code="unbalanced"
             )
-        if delta != -entry.amount.fen:
+        if delta != (0 if payer != wallet else -entry.amount.fen):
             raise LedgerError(f"charge {entry.entry_id}: amount mismatch", code="bad_amount")
     else:
-        if delta != entry.amount.fen:
+        moved = 0 if entry.kind is EntryKind.VOID and paid_from_account(entry) else entry.amount.fen
+        if delta != moved:
             raise LedgerError(f"entry {entry.entry_id}: amount mismatch", code="bad_amount")
         if entry.kind is EntryKind.TOPUP and entry.amount.fen <= 0:
             raise LedgerError("a top-up must be a positive amount", code="bad_amount")
@@ -359,6 +371,14 @@ def check_entry_shape(entry: LedgerEntry) -> None:
                 raise LedgerError("a reason is required", code="reason_required")
         if not (entry.staff_id or "").strip():
             raise LedgerError(f"{entry.kind.value} needs the staff member", code="staff_required")
+
+
+def paid_from_account(entry: LedgerEntry) -> str | None:
+    """The account other than a wallet a charge (or its void) was paid from, if any."""
+    for leg in entry.legs:
+        if leg.account in PAID_FROM:
+            return leg.account
+    return None
 
 
 def _by_account(legs: Iterable[Leg]) -> dict[str, int]:

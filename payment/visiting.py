@@ -27,7 +27,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
@@ -239,3 +239,196 @@ def settlement_csv(lines: Iterable[SettlementLine]) -> str:
             )
         )
     return out.getvalue()
+
+
+# -- the kiosk's visitor path ------------------------------------------------------------
+
+
+class KeyType(StrEnum):
+    """How a visitor identified (the key the platform and the roster are asked with)."""
+
+    CARD = "card"  # card_hmac of the citizen or meal card
+    ID_NUMBER = "id_number"  # id_number_hmac of the ID card
+    LOOKUP = "lookup"  # lookup_hmac of name + phone last 4 (staff lookup)
+
+
+class ClaimOutcome(StrEnum):
+    """The platform's answer to a slot claim (``POST /v1/visits/claims``)."""
+
+    GRANTED = "granted"  # 200: this meal holds the slot
+    CLAIMED = "claimed"  # 409: another meal in the district holds it
+    UNAVAILABLE = "unavailable"  # no answer: decide as offline
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorPolicy:
+    """This terminal's part of the district's city-wide meal settings."""
+
+    centre_id: str
+    payment_source: PaymentSource = PaymentSource.CASH
+    limits: OfflineVisitLimits = field(default_factory=OfflineVisitLimits)
+
+    def __post_init__(self) -> None:
+        if not self.centre_id.strip():
+            raise DomainError("the visitor policy needs this centre's id")
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorCandidate:
+    """A visiting senior on their way through the kiosk flow: who they are, how
+    they pay, and what the platform said about the slot's claim."""
+
+    status: VisitorStatus
+    payment_source: PaymentSource
+    claim_id: str | None = None  # the slot's claim granted to this meal
+    record_id: str | None = None  # the record id the claim was made for
+    claimed_elsewhere: bool = False  # the platform refused the claim (409)
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """The ``visit`` object a visiting meal's record carries (spec 1.2)."""
+
+    person_id: str
+    home_centre_id: str
+    source: Source
+    claim_id: str | None
+    review: bool
+    payment_source: PaymentSource
+    refusal: VisitRefusal | None = None  # why there is no subsidy (screen only)
+    categories: tuple[SeniorCategory, ...] = ()  # the record's ``categories``
+
+    def to_payload(self) -> dict[str, object]:
+        return {
+            "person_id": self.person_id,
+            "home_centre_id": self.home_centre_id,
+            "source": self.source.value,
+            "claim_id": self.claim_id,
+            "review": self.review,
+            "payment_source": self.payment_source.value,
+        }
+
+    @classmethod
+    def from_payload(cls, data: dict[str, object]) -> Visit:
+        claim = data.get("claim_id")
+        return cls(
+            person_id=str(data["person_id"]),
+            home_centre_id=str(data["home_centre_id"]),
+            source=Source(str(data["source"])),
+            claim_id=None if claim is None else str(claim),
+            review=bool(data["review"]),
+            payment_source=PaymentSource(str(data["payment_source"])),
+        )
+
+
+def visit_of(cand: VisitorCandidate, decision: VisitDecision) -> Visit:
+    """The record's ``visit`` object for a decided visitor meal."""
+    refusal = decision.refusal
+    if cand.claimed_elsewhere:
+        refusal = VisitRefusal.ALREADY_SUBSIDISED
+    return Visit(
+        person_id=cand.status.person_id,
+        home_centre_id=cand.status.home_centre_id,
+        source=cand.status.source,
+        claim_id=cand.claim_id,
+        review=decision.review,
+        payment_source=decision.payment_source,
+        refusal=refusal,
+        categories=cand.status.categories,
+    )
+
+
+def needs_claim(cand: VisitorCandidate, decision: VisitDecision, subsidy_fen: int) -> bool:
+    """Online and subsidised: the slot must be claimed at the platform before
+    the senior confirms (once per meal city-wide)."""
+    return (
+        cand.status.source is Source.ONLINE
+        and decision.subsidy_allowed
+        and subsidy_fen > 0
+        and cand.claim_id is None
+        and not cand.claimed_elsewhere
+    )
+
+
+def capped_subsidy(subsidy_fen: int, decision: VisitDecision) -> int:
+    """The subsidy the terminal grants: none when refused, and none when the
+    whole subsidy does not fit in the offline budget left (a part of the
+    policy's amount would not match the policy at the platform)."""
+    if not decision.subsidy_allowed:
+        return 0
+    if decision.subsidy_cap_fen is not None and subsidy_fen > decision.subsidy_cap_fen:
+        return 0
+    return subsidy_fen
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorMealRow:
+    """One visiting meal this terminal recorded (for the day's view and the
+    offline budget)."""
+
+    record_id: str
+    person_id: str
+    home_centre_id: str
+    slot: MealSlot
+    subsidy_fen: int
+    source: Source
+    review: bool
+    voided: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OwedLine:
+    """Subsidy this centre paid out today on behalf of one home centre."""
+
+    home_centre_id: str
+    visitors: int
+    meals: int
+    subsidy_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorsDay:
+    """Today's visitors at this centre, for the manager screen."""
+
+    visitors: int  # distinct seniors
+    meals: int  # visiting meals, voided ones left out
+    review: int  # meals decided offline (the platform re-checks them)
+    owed: tuple[OwedLine, ...]  # per home centre, subsidised meals only
+
+    @property
+    def owed_fen(self) -> int:
+        return sum(o.subsidy_fen for o in self.owed)
+
+
+def visitors_day(rows: Iterable[VisitorMealRow]) -> VisitorsDay:
+    """Sum up the day's visiting meals (voided meals count for nothing)."""
+    live = [r for r in rows if not r.voided]
+    per: dict[str, list[VisitorMealRow]] = {}
+    for r in live:
+        if r.subsidy_fen > 0:
+            per.setdefault(r.home_centre_id, []).append(r)
+    owed = tuple(
+        OwedLine(
+            home,
+            len({r.person_id for r in meals}),
+            len(meals),
+            sum(r.subsidy_fen for r in meals),
+        )
+        for home, meals in sorted(per.items())
+    )
+    return VisitorsDay(
+        visitors=len({r.person_id for r in live}),
+        meals=len(live),
+        review=sum(1 for r in live if r.review),
+        owed=owed,
+    )
+
+
+def offline_usage(rows: Iterable[VisitorMealRow], slot: MealSlot) -> OfflineUsage:
+    """What this terminal granted visitors offline today (``rows`` are today's):
+    subsidised roster meals in ``slot`` and their subsidy over the whole day."""
+    offline = [r for r in rows if not r.voided and r.source is Source.ROSTER and r.subsidy_fen > 0]
+    return OfflineUsage(
+        visits_this_slot=sum(1 for r in offline if r.slot is slot),
+        subsidy_fen_today=sum(r.subsidy_fen for r in offline),
+    )

@@ -14,6 +14,7 @@ a ``BEGIN IMMEDIATE`` transaction.
 * :mod:`payment.store.verification`: ``ledger verify`` (sequence, hash chain,
   ledger rules, wallet balances).
 * :mod:`payment.store.flow_context`: the kiosk flow's read port.
+* :mod:`payment.store.visitors`: visiting seniors' meals (city-wide meals).
 
 :class:`PaymentStore` bundles them for the callers that hold one object.
 """
@@ -32,6 +33,7 @@ from payment.store.intents import ChargeIntents
 from payment.store.money import MoneyWriter
 from payment.store.queries import Queries
 from payment.store.verification import LedgerVerifier
+from payment.store.visitors import VisitorMeals
 from terminal.core.clock import Clock
 from terminal.db.outbox import Outbox
 from terminal.db.roster import RosterStore
@@ -70,6 +72,7 @@ class PaymentStore:
             id_number_hmac=id_number_hmac,
         )
         self.verifier = LedgerVerifier(self.deps)
+        self.visitors = VisitorMeals(self.deps)
 
         self.charge = self.money.charge
         self.topup = self.money.topup

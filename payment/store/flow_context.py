@@ -8,13 +8,15 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
-from payment.domain import Menu, PriorMeal, Resident
+from payment.domain import MealSlot, Menu, PriorMeal, Resident
 from payment.flow import FlowConfig, random_request_id
 from payment.limits import Exposure
 from payment.store.catalogue import Catalogue
 from payment.store.deps import StoreDeps
 from payment.store.queries import Queries, to_resident
+from payment.store.visitors import VisitorMeals
 from payment.subsidy import SubsidyPolicy
+from payment.visiting import OfflineUsage
 from terminal.core.money import Money
 
 T = TypeVar("T")
@@ -65,3 +67,6 @@ class DbFlowContext:
 
     def new_request_id(self) -> str:
         return random_request_id()
+
+    def visit_usage(self, day: date, slot: MealSlot) -> OfflineUsage:
+        return VisitorMeals(self._d).usage(day, slot)

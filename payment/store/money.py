@@ -19,9 +19,24 @@ from sqlalchemy.orm import Session
 
 from payment.domain import Resident, VerificationMethod
 from payment.errors import PaymentError
-from payment.flow import ChargeCommitted, ChargeFailed, ChargeRequest, FailReason, OverrideKind
+from payment.flow import (
+    ChargeCommitted,
+    ChargeFailed,
+    ChargeRequest,
+    FailReason,
+    OverrideKind,
+    visitor_label,
+)
 from payment.guard import check_duplicate
-from payment.ledger import LedgerEntry, make_charge, make_topup, make_void, validate_new_entry
+from payment.ledger import (
+    CASH,
+    HOME_WALLET,
+    LedgerEntry,
+    make_charge,
+    make_topup,
+    make_void,
+    validate_new_entry,
+)
 from payment.limits import check_limits
 from payment.store.deps import StoreDeps
 from payment.store.intents import ChargeIntents, committed, request_key
@@ -35,6 +50,8 @@ from payment.store.schema import (
     WalletRow,
     ledger_entry,
 )
+from payment.store.visitors import visitor_resident
+from payment.visiting import PaymentSource, Visit
 from terminal.core.clock import rfc3339
 from terminal.core.ids import new_ulid
 from terminal.core.log import get_logger
@@ -54,6 +71,20 @@ VOID_REASON_CODES = (
     "system_error",
     "other",
 )
+
+
+_PAID_FROM = {PaymentSource.CASH: CASH, PaymentSource.HOME_WALLET: HOME_WALLET}
+
+
+def _visit_fields(visit: Visit) -> dict[str, Any]:
+    """What a visiting meal's record says beyond a resident's: the ``visit``
+    object, the categories the platform gave, and where the due was paid from
+    (``cash``; ``wallet`` for a wallet at this centre or the home centre)."""
+    return {
+        "categories": sorted(c.value for c in visit.categories) or ["none"],
+        "payment_source": "cash" if visit.payment_source is PaymentSource.CASH else "wallet",
+        "visit": visit.to_payload(),
+    }
 
 
 class MoneyWriter:
@@ -129,8 +160,14 @@ class MoneyWriter:
     def _charge_in(
         self, s: Session, request: ChargeRequest, key: str
     ) -> ChargeCommitted | ChargeFailed:
-        resident = self._queries.resident(s, request.resident_id)
-        if resident is None or not resident.active:
+        visit = request.visit
+        if visit is None:
+            resident = self._queries.resident(s, request.resident_id)
+        else:  # a senior of another centre: an inactive roster row holds their ledger
+            resident = visitor_resident(
+                s, self._d.roster, visit, visitor_label(visit.home_centre_id), self._d.clock.now()
+            )
+        if resident is None or (visit is None and not resident.active):
             return ChargeFailed(request.session, FailReason.RESIDENT_NOT_FOUND.value)
         overrides = {o.kind for o in request.overrides}
         staff_for = {o.kind: o.staff_id for o in request.overrides}
@@ -163,7 +200,7 @@ class MoneyWriter:
                 return ChargeFailed(request.session, "staff_required")
         before = self._queries.balance(request.resident_id, s)
         entry = make_charge(
-            new_ulid(),
+            request.record_id or new_ulid(),
             request.resident_id,
             request.requested_at if request.requested_at.tzinfo else self._d.clock.now(),
             slot=request.slot,
@@ -172,11 +209,14 @@ class MoneyWriter:
             subsidy=request.subsidy,
             method=request.method,
             staff_id=request.staff_id,
+            paid_from=_PAID_FROM.get(visit.payment_source) if visit is not None else None,
         )
         after = validate_new_entry(
             entry, wallet_balance=before, overdraft_limit=self._d.config.overdraft_limit
         )
         payload = self._meal_payload(s, request, resident, before, after)
+        if visit is not None:
+            payload.update(_visit_fields(visit))
         row = self._append(
             s,
             entry,
@@ -191,6 +231,7 @@ class MoneyWriter:
                 "liveness": payload["verification"].get("liveness"),
                 "request_id": request.request_id,
                 "another_portion": request.another_portion,
+                **({"visit": visit.to_payload()} if visit is not None else {}),
             },
         )
         return ChargeCommitted(request.session, row.entry_id, after, row.hash)

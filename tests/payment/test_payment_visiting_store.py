@@ -1,0 +1,172 @@
+"""Visiting seniors' meals in the payment store, on a real SQLite file and
+through the real flow: the record carries ``visit``, cash is not a wallet,
+nothing is charged twice, the day's visitors and the offline budget add up."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from payment.domain import MealSlot, Menu, SeniorCategory
+from payment.flow import (
+    CardTapped,
+    Charge,
+    Done,
+    FlowConfig,
+    SlotClaimAnswered,
+    Touch,
+    VisitorAnswered,
+)
+from payment.headless import drive
+from payment.store import PaymentStore
+from payment.visiting import (
+    ClaimOutcome,
+    OfflineUsage,
+    OwedLine,
+    Source,
+    VisitorPolicy,
+    VisitorStatus,
+)
+from terminal.core.clock import CHINA_TZ, FakeClock
+from terminal.core.money import Money
+from terminal.db.crypto import FieldCipher, load_or_create_key
+from terminal.db.database import open_database
+from terminal.db.engine import write_session
+from terminal.db.outbox import Outbox
+from terminal.db.roster import RosterStore
+from terminal.db.tables import OutboxRow
+
+DAY = date(2026, 1, 5)
+MENU = {
+    "date": DAY.isoformat(),
+    "items": [{"item_id": "L1", "name": "午餐套餐", "price_fen": 1500, "slots": ["lunch"]}],
+}
+POLICY = {
+    "policy_id": "district-2026",
+    "version": 1,
+    "effective_from": "2026-01-01",
+    "rules": [{"category": "age_80_89", "slot": "lunch", "type": "fixed", "amount_fen": 500}],
+}
+CATS = (SeniorCategory.AGE_80_89,)
+RECORD = "01JAAAAAAAAAAAAAAAAAAAA001"
+
+
+@pytest.fixture
+def env(tmp_path: Path):  # type: ignore[no-untyped-def]
+    clock = FakeClock(datetime(2026, 1, 5, 11, 40, tzinfo=CHINA_TZ))
+    db = open_database(f"sqlite:///{tmp_path}/t.db")
+    roster = RosterStore(FieldCipher(load_or_create_key(tmp_path / "k")))
+    store = PaymentStore(
+        db.sessions,
+        Outbox("dev-b", "centre-b"),
+        roster,
+        device_id="dev-b",
+        centre_id="centre-b",
+        clock=clock,
+        config=FlowConfig(visitors=VisitorPolicy("centre-b")),
+    )
+    with write_session(db.sessions) as s:
+        roster.upsert(s, "R1", "张三华", clock.now(), categories=["age_80_89"], card_ids=["C-1"])
+    store.set_menu(Menu.from_dict(MENU), "staff-1")
+    store.set_policy(POLICY)
+    store.topup("R1", Money(5000), "staff-1")
+    yield store, clock, db
+    db.close()
+
+
+def visit_meal(store: PaymentStore, clock: FakeClock, status: VisitorStatus, *, claim: bool) -> Any:
+    events: list[Any] = [CardTapped("0000000999"), VisitorAnswered(1, status)]
+    if claim:
+        events.append(SlotClaimAnswered(1, ClaimOutcome.GRANTED, RECORD, "CLAIM-1"))
+    events.append(Touch("confirm"))
+    return drive(store.context(), store.charge, events, clock.now)
+
+
+def payloads(db: Any, kind: str) -> list[dict[str, Any]]:
+    with db.sessions() as s:
+        rows = s.scalars(select(OutboxRow).where(OutboxRow.kind == kind).order_by(OutboxRow.seq))
+        return [json.loads(r.payload) for r in rows]
+
+
+def test_online_visitor_pays_cash_and_the_record_carries_visit(env) -> None:  # type: ignore[no-untyped-def]
+    store, clock, db = env
+    status = VisitorStatus("P-7", "centre-a", CATS, Source.ONLINE, subsidised_in_district=False)
+    d = visit_meal(store, clock, status, claim=True)
+    assert isinstance(d.state, Done), d.state
+    [done] = d.committed
+    assert done.record_id == RECORD  # the id the slot was claimed for
+    [meal] = payloads(db, "meal_transaction")
+    assert meal["resident_id"] == "P-7" and meal["categories"] == ["age_80_89"]
+    assert meal["visit"] == {
+        "person_id": "P-7",
+        "home_centre_id": "centre-a",
+        "source": "online",
+        "claim_id": "CLAIM-1",
+        "review": False,
+        "payment_source": "cash",
+    }
+    assert (meal["subsidy_total_fen"], meal["amount_due_fen"], meal["payment_source"]) == (
+        500,
+        1000,
+        "cash",
+    )
+    assert meal["wallet_before_fen"] == meal["wallet_after_fen"] == 0  # cash: no wallet moved
+    assert store.balance("P-7") == Money(0)
+    tx = store.get(RECORD)
+    assert tx.name_masked == "来访长者·centre-a" and tx.due == Money(1000)
+    receipt = store.receipt(RECORD)
+    assert receipt.resident_masked == "来访长者·centre-a"
+    assert d.printed[0].receipt.resident_masked == "来访长者·centre-a"
+    # the visitor is no resident of this centre: no search, card or list finds them
+    with db.sessions() as s:
+        assert [r.resident_id for r in store.deps.roster.list(s)] == ["R1"]
+    assert store.verify().ok
+    # the same request again (a retry after a lost answer) charges nothing more
+    [charge] = [e for e in d.effects if isinstance(e, Charge)]
+    again = store.charge(charge.request)
+    assert again.record_id == RECORD  # type: ignore[union-attr]
+    assert len(payloads(db, "meal_transaction")) == 1
+    # and a second meal in the slot is refused by the local guard
+    d2 = visit_meal(store, clock, status, claim=True)
+    assert "pay.already_paid" in d2.spoken and not d2.committed
+    day = store.visitors.day(DAY)
+    assert (day.visitors, day.meals, day.review) == (1, 1, 0)
+    assert day.owed == (OwedLine("centre-a", 1, 1, 500),)
+
+
+def test_offline_visitors_spend_the_budget_then_eat_without_subsidy(env) -> None:  # type: ignore[no-untyped-def]
+    store, clock, db = env
+    from dataclasses import replace
+
+    from payment.visiting import OfflineVisitLimits
+
+    store.config = replace(
+        store.config,
+        visitors=VisitorPolicy("centre-b", limits=OfflineVisitLimits(1, 10_000)),
+    )
+    first = VisitorStatus("P-1", "centre-a", CATS, Source.ROSTER)
+    second = VisitorStatus("P-2", "centre-c", CATS, Source.ROSTER)
+    d1 = visit_meal(store, clock, first, claim=False)
+    assert isinstance(d1.state, Done)
+    assert store.context().visit_usage(DAY, MealSlot.LUNCH) == OfflineUsage(1, 500)
+    d2 = visit_meal(store, clock, second, claim=False)
+    assert isinstance(d2.state, Done)
+    m1, m2 = payloads(db, "meal_transaction")
+    assert (m1["visit"]["review"], m1["visit"]["source"], m1["subsidy_total_fen"]) == (
+        True,
+        "roster",
+        500,
+    )
+    assert (m2["subsidy_total_fen"], m2["amount_due_fen"]) == (0, 1500)  # the slot's limit
+    day = store.visitors.day(DAY)
+    assert (day.visitors, day.meals, day.review, day.owed_fen) == (2, 2, 2, 500)
+    # a void of the cash meal takes it out of the day and the budget
+    store.void(d1.committed[0].record_id, "meal_not_served", "staff-1")
+    assert store.context().visit_usage(DAY, MealSlot.LUNCH) == OfflineUsage(0, 0)
+    assert store.visitors.day(DAY).owed == ()
+    assert store.verify().ok
