@@ -22,6 +22,7 @@ from terminal.kiosk.backend import BackendDeps, KioskBackend
 from terminal.kiosk.face_port import RecogniserFace
 from terminal.kiosk.pins import StaffPins
 from terminal.kiosk.runner import KioskRunner, PrinterPort, RunnerConfig
+from terminal.kiosk.visitors import PlatformVisitors, VisitorPort, platform_visitors, with_visitors
 from ui.model import DeviceHealth, KioskUpdate
 
 log = get_logger(__name__)
@@ -126,6 +127,7 @@ def build_kiosk(
     sync: bool = True,
     sync_now: Callable[[], dict[str, Any]] | None = None,
     speaker: Callable[[str], None] | None = None,
+    visitors: VisitorPort | None = None,
 ) -> KioskApp:
     """Wire the kiosk from ``services``. ``source`` overrides the camera from
     settings; ``camera=False`` runs without one (card and staff paths only).
@@ -133,10 +135,15 @@ def build_kiosk(
     any other receipt port (tests, a network printer)."""
     s = services.settings
     cfg = flow_config or replace(services.flow_config, timeouts=KIOSK_TIMEOUTS)
+    # city-wide meals: seniors of other centres, when the district pepper is installed
+    visitor_port = visitors if visitors is not None else (platform_visitors(s) if sync else None)
+    cfg = with_visitors(cfg, s.centre.centre_id if visitor_port is not None else None)
     services.__dict__["flow_config"] = cfg  # the store and the runner share it
     store = services.payment
     store.config = cfg
     closers: list[Callable[[], None]] = []
+    if isinstance(visitor_port, PlatformVisitors) and visitors is None:
+        closers.append(visitor_port.close)
 
     face_port = None
     # without a camera, a recogniser that is already loaded still gets gallery updates
@@ -190,6 +197,7 @@ def build_kiosk(
         face=face_port,
         config=runner_config,
         on_print_failure=on_print_failure,
+        visitors=visitor_port,
     )
     runner.subscribe(_health_writer(services))
 

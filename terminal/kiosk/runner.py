@@ -13,6 +13,10 @@ blocks runs here, on the runner's own threads:
   or ``ChargeFailed`` back into the flow. A crash in the store becomes
   ``ChargeFailed(charge_failed)``; the store's own transaction decides whether
   anything was written, and the flow acknowledges only a commit.
+* ``kiosk-visit``: the district port for visiting seniors
+  (:mod:`terminal.kiosk.visitors`): ``AskVisitor`` -> ``VisitorAnswered``,
+  ``ClaimSlot`` -> ``SlotClaimAnswered`` (the platform may take its 2 s; the
+  flow thread never waits for it).
 * ``kiosk-print``: the receipt printer. Printing never blocks a payment: the
   flow is already in ``Done`` when it starts; a failure is recorded
   (``on_print_failure``) and shown to the senior (staff can reprint).
@@ -44,6 +48,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from payment.domain import MealSlot, service_date, slot_at
 from payment.flow import (
+    AskVisitor,
     CancelTimer,
     Challenge,
     Charge,
@@ -51,6 +56,7 @@ from payment.flow import (
     ChargeFailed,
     ChargeRequest,
     Checking,
+    ClaimSlot,
     Done,
     Effect,
     Event,
@@ -61,13 +67,16 @@ from payment.flow import (
     Print,
     PrintResult,
     ResolveCharge,
+    SlotClaimAnswered,
     Speak,
     StartTimer,
     State,
     Timeout,
+    VisitorAnswered,
     step,
 )
 from payment.receipt import Receipt
+from payment.visiting import ClaimOutcome
 from terminal.core.clock import Clock
 from terminal.core.errors import TerminalError
 from terminal.core.log import get_logger
@@ -78,6 +87,7 @@ from terminal.kiosk.face_port import (
     Image,
     Observation,
 )
+from terminal.kiosk.visitors import VisitorPort, answer
 from ui.model import (
     ChallengeView,
     DeviceHealth,
@@ -245,12 +255,14 @@ class KioskRunner:
         last_payment_s: float = 600.0,
         resolve: ResolvePort | None = None,
         shown: Callable[[str], object] | None = None,
+        visitors: VisitorPort | None = None,
     ) -> None:
         self._context = context
         self._charge = charge
         self._resolve = resolve  # asked after a timeout or a crashing charge
         self._shown = shown  # told the request id once the senior saw "paid"
         self._printer = printer
+        self._visitors = visitors
         self._speaker = speaker
         self._source = source
         self._face = face
@@ -266,6 +278,7 @@ class KioskRunner:
         self._events: queue.Queue[Event | _RefreshIdle | None] = queue.Queue()
         self._charges: queue.Queue[ChargeRequest | ResolveCharge | None] = queue.Queue()
         self._prints: queue.Queue[Receipt | None] = queue.Queue()
+        self._visits: queue.Queue[AskVisitor | ClaimSlot | None] = queue.Queue()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._subs: list[Subscriber] = []
@@ -302,12 +315,15 @@ class KioskRunner:
         self._events = queue.Queue()
         self._charges = queue.Queue()
         self._prints = queue.Queue()
+        self._visits = queue.Queue()
         self._timers.clear()
         targets: list[tuple[str, Callable[[], None]]] = [
             ("kiosk-flow", self._flow_loop),
             ("kiosk-charge", self._charge_loop),
             ("kiosk-print", self._print_loop),
         ]
+        if self._visitors is not None:
+            targets.append(("kiosk-visit", self._visit_loop))
         if self._source is not None:
             self._source.start()
             targets.append(("kiosk-preview", self._preview_loop))
@@ -334,6 +350,7 @@ class KioskRunner:
         self._events.put(None)
         self._charges.put(None)
         self._prints.put(None)
+        self._visits.put(None)
         cap = self._capture
         if cap is not None:
             cap.cancelled = True
@@ -593,6 +610,11 @@ class KioskRunner:
             self._timers[eff.name] = time.monotonic() + eff.seconds
         elif isinstance(eff, CancelTimer):
             self._timers.pop(eff.name, None)
+        elif isinstance(eff, AskVisitor | ClaimSlot):
+            if self._visitors is None:  # nobody to ask: not known / decide as offline
+                self.post(_no_port_answer(eff))
+            else:
+                self._visits.put(eff)
 
     # ----------------------------------------------------------------- charge / print
 
@@ -658,6 +680,30 @@ class KioskRunner:
                     log.exception("kiosk_mark_shown_failed", exc_type=type(exc).__name__)
                 return
             self._stop.wait(0.01)
+
+    def _visit_loop(self) -> None:
+        """Visiting seniors: the district port's answers back into the flow. A
+        port that raises answers "unknown" / "no answer" (the flow decides as
+        offline or says the card is not known), never nothing."""
+        port = self._visitors
+        assert port is not None
+        while not self._stop.is_set():
+            item = self._visits.get()
+            if item is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                result = answer(port, item)
+            except Exception as exc:
+                log.exception("kiosk_visit_failed", exc_type=type(exc).__name__)
+                result = _no_port_answer(item)
+            log.info(
+                "kiosk_visit_done",
+                effect=type(item).__name__,
+                ms=round((time.perf_counter() - t0) * 1000, 1),
+            )
+            if result is not None:
+                self.post(result)
 
     def _print_loop(self) -> None:
         while not self._stop.is_set():
@@ -898,6 +944,12 @@ class KioskRunner:
         self._publish(EnrolProgress(len(cap.frames), cap.target, guidance, finished))
         if finished:
             cap.done.set()
+
+
+def _no_port_answer(eff: AskVisitor | ClaimSlot) -> Event:
+    if isinstance(eff, AskVisitor):
+        return VisitorAnswered(eff.session, None)
+    return SlotClaimAnswered(eff.session, ClaimOutcome.UNAVAILABLE, "")
 
 
 class _RefreshIdle:

@@ -1,0 +1,301 @@
+"""The kiosk's port to the district for visiting seniors (city-wide meals).
+
+The payment flow stays pure: it emits :class:`~payment.flow.AskVisitor` and
+:class:`~payment.flow.ClaimSlot`, and a :class:`VisitorPort` answers them with
+:class:`~payment.flow.VisitorAnswered` and :class:`~payment.flow.SlotClaimAnswered`.
+The runner calls the port on its own thread (the platform may take its 2 s).
+
+:class:`PlatformVisitors` is the port over :mod:`sync.visits`: it makes the
+district keys (HMAC with the district pepper: no card number, ID number or
+name leaves the terminal), asks the platform, and when the platform does not
+answer, the pulled district roster. A claim that gets no answer is
+``unavailable``: the flow then decides the meal as offline and marks it for
+review.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from payment.domain import SeniorCategory
+from payment.errors import PaymentError
+from payment.flow import (
+    AskVisitor,
+    ClaimSlot,
+    Effect,
+    Event,
+    FlowConfig,
+    SlotClaimAnswered,
+    VisitorAnswered,
+)
+from payment.visiting import (
+    ClaimOutcome,
+    KeyType,
+    PaymentSource,
+    Source,
+    VisitorPolicy,
+    VisitorStatus,
+)
+from terminal.core.errors import TerminalError
+from terminal.core.ids import new_ulid
+from terminal.core.log import get_logger
+
+if TYPE_CHECKING:
+    from sync.visits import VisitorAnswer, VisitsClient
+    from terminal.config.settings import Settings
+
+log = get_logger(__name__)
+
+
+class VisitorPort(Protocol):
+    """Answers the flow's visitor effects (blocking; never on the GUI thread)."""
+
+    def ask(self, ask: AskVisitor) -> VisitorAnswered: ...
+
+    def claim(self, claim: ClaimSlot) -> SlotClaimAnswered: ...
+
+
+def answer(port: VisitorPort, effect: Effect) -> Event | None:
+    """The event answering ``effect`` when it is a visitor effect, else None."""
+    if isinstance(effect, AskVisitor):
+        return port.ask(effect)
+    if isinstance(effect, ClaimSlot):
+        return port.claim(effect)
+    return None
+
+
+def visitor_status(ans: VisitorAnswer) -> VisitorStatus:
+    """The platform's (or the roster's) answer as the payment rules take it;
+    categories this terminal does not know are left out."""
+    cats: list[SeniorCategory] = []
+    for c in ans.categories:
+        try:
+            cats.append(SeniorCategory.parse(c))
+        except PaymentError:
+            continue
+    online = ans.source == Source.ONLINE.value
+    return VisitorStatus(
+        person_id=ans.person_id,
+        home_centre_id=ans.home_centre_id,
+        categories=tuple(cats) or (SeniorCategory.NONE,),
+        source=Source.ONLINE if online else Source.ROSTER,
+        active=ans.active,
+        subsidised_in_district=bool(ans.subsidised_in_district) if online else None,
+    )
+
+
+def _payment_source(text: str) -> PaymentSource | None:
+    try:
+        return PaymentSource(text)
+    except ValueError:
+        return None
+
+
+@dataclass
+class PlatformVisitors:
+    """A :class:`VisitorPort` over the platform (``client``; None = offline
+    only) and the district roster pulled into ``sync_db_path``."""
+
+    centre_id: str
+    pepper: bytes
+    sync_db_path: Path
+    client: VisitsClient | None = None
+    new_record_id: Callable[[], str] = new_ulid
+
+    def key(self, ask: AskVisitor) -> str:
+        from sync.visits import card_hmac, id_number_hmac, lookup_hmac
+
+        if ask.key_type is KeyType.CARD:
+            return card_hmac(self.pepper, ask.key)
+        if ask.key_type is KeyType.ID_NUMBER:
+            return id_number_hmac(self.pepper, ask.key)
+        return lookup_hmac(self.pepper, ask.key, ask.phone_last4)
+
+    def ask(self, ask: AskVisitor) -> VisitorAnswered:
+        from sync.client import PlatformError
+        from sync.visits import PlatformUnavailable, roster_lookup
+
+        try:
+            key = self.key(ask)
+        except TerminalError as exc:  # not a card number, no phone digits ...
+            log.info("visitor_key_refused", code=exc.code)
+            return VisitorAnswered(ask.session, None)
+        got: VisitorAnswer | None = None
+        online = False
+        if self.client is not None:
+            try:
+                got = self.client.eligibility(
+                    centre_id=self.centre_id,
+                    key_type=ask.key_type.value,
+                    key=key,
+                    day=ask.day,
+                    slot=ask.slot.value,
+                )
+                online = True
+            except PlatformUnavailable as exc:
+                log.info("visitor_platform_unavailable", error=str(exc)[:120])
+            except PlatformError as exc:  # a final refusal (403 ...): the roster decides
+                log.warning("visitor_platform_refused", status=exc.status)
+        if not online:
+            got = roster_lookup(self.sync_db_path, key_type=ask.key_type.value, key=key)
+        log.info(
+            "visitor_answer",
+            key_type=ask.key_type.value,
+            found=got is not None,
+            source=got.source if got is not None else ("online" if online else "roster"),
+        )
+        if got is None:
+            return VisitorAnswered(ask.session, None)
+        return VisitorAnswered(
+            ask.session, visitor_status(got), _payment_source(got.payment_source)
+        )
+
+    def claim(self, claim: ClaimSlot) -> SlotClaimAnswered:
+        from sync.client import PlatformError
+        from sync.visits import PlatformUnavailable, SlotClaimed
+
+        record_id = self.new_record_id()
+        if self.client is None:
+            return SlotClaimAnswered(claim.session, ClaimOutcome.UNAVAILABLE, record_id)
+        try:
+            claim_id = self.client.claim(
+                person_id=claim.person_id,
+                day=claim.day,
+                slot=claim.slot.value,
+                record_id=record_id,
+                centre_id=self.centre_id,
+            )
+        except SlotClaimed:
+            log.info("visitor_slot_claimed")
+            return SlotClaimAnswered(claim.session, ClaimOutcome.CLAIMED, record_id)
+        except (PlatformUnavailable, PlatformError) as exc:
+            log.info("visitor_claim_unavailable", error=type(exc).__name__)
+            return SlotClaimAnswered(claim.session, ClaimOutcome.UNAVAILABLE, record_id)
+        return SlotClaimAnswered(claim.session, ClaimOutcome.GRANTED, record_id, claim_id)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class DistrictSenior:
+    """A senior of another centre as the in-memory district knows them."""
+
+    person_id: str
+    home_centre_id: str
+    categories: tuple[SeniorCategory, ...]
+    cards: tuple[str, ...] = ()
+    id_number: str | None = None
+    lookup: tuple[str, str] | None = None  # (name, phone last 4)
+    active: bool = True
+
+
+class DistrictDirectory:
+    """An in-memory district with the platform's rules (demos, screenshots and
+    kiosk tests without a platform): clear keys in, one claim per senior, day
+    and slot, ``online=False`` answers from the "roster" like a terminal whose
+    platform is down."""
+
+    def __init__(
+        self,
+        seniors: Iterable[DistrictSenior],
+        *,
+        payment_source: PaymentSource = PaymentSource.CASH,
+        online: bool = True,
+        new_record_id: Callable[[], str] = new_ulid,
+    ) -> None:
+        self.seniors = list(seniors)
+        self.payment_source = payment_source
+        self.online = online
+        self.claims: dict[tuple[str, str, str], str] = {}  # (person, day, slot) -> record id
+        self._new_record_id = new_record_id
+
+    def _find(self, ask: AskVisitor) -> DistrictSenior | None:
+        key = ask.key.strip().upper()
+        for p in self.seniors:
+            if ask.key_type is KeyType.CARD and key in p.cards:
+                return p
+            if ask.key_type is KeyType.ID_NUMBER and p.id_number == key:
+                return p
+            if ask.key_type is KeyType.LOOKUP and p.lookup == (ask.key.strip(), ask.phone_last4):
+                return p
+        return None
+
+    def ask(self, ask: AskVisitor) -> VisitorAnswered:
+        p = self._find(ask)
+        if p is None:
+            return VisitorAnswered(ask.session, None)
+        taken = (p.person_id, ask.day.isoformat(), ask.slot.value) in self.claims
+        status = VisitorStatus(
+            p.person_id,
+            p.home_centre_id,
+            p.categories,
+            Source.ONLINE if self.online else Source.ROSTER,
+            active=p.active,
+            subsidised_in_district=taken if self.online else None,
+        )
+        return VisitorAnswered(ask.session, status, self.payment_source)
+
+    def claim(self, claim: ClaimSlot) -> SlotClaimAnswered:
+        record_id = self._new_record_id()
+        if not self.online:
+            return SlotClaimAnswered(claim.session, ClaimOutcome.UNAVAILABLE, record_id)
+        key = (claim.person_id, claim.day.isoformat(), claim.slot.value)
+        if key in self.claims:
+            return SlotClaimAnswered(claim.session, ClaimOutcome.CLAIMED, record_id)
+        self.claims[key] = record_id
+        return SlotClaimAnswered(claim.session, ClaimOutcome.GRANTED, record_id, f"C-{record_id}")
+
+    def take_slot(self, person_id: str, day: str, slot: str) -> None:
+        """Another centre's meal claims the slot (as a second terminal would)."""
+        self.claims[(person_id, day, slot)] = "elsewhere"
+
+
+def sync_db_path(settings: Settings) -> Path:
+    url = settings.sync_db_url
+    return Path(url.split("sqlite:///", 1)[1]) if url.startswith("sqlite:///") else Path(url)
+
+
+def platform_visitors(settings: Settings, *, online: bool = True) -> PlatformVisitors | None:
+    """The port for this terminal, or None when the district pepper is not
+    installed (then a card that is not this centre's is a stranger's, as before)."""
+    from sync.visits import VisitsClient, district_pepper
+
+    try:
+        pepper = district_pepper(settings)
+    except TerminalError as exc:
+        log.info("visitors_disabled", reason=exc.code)
+        return None
+    client = None
+    if online and settings.sync.platform_url:
+        try:
+            client = VisitsClient.from_settings(settings)
+        except TerminalError as exc:  # not registered yet: the roster only
+            log.warning("visitors_offline_only", reason=exc.code)
+    return PlatformVisitors(
+        settings.centre.centre_id, pepper, sync_db_path(settings), client=client
+    )
+
+
+def with_visitors(config: FlowConfig, centre_id: str | None) -> FlowConfig:
+    """``config`` asking about visitors for centre ``centre_id`` (None: as is)."""
+    from dataclasses import replace
+
+    if centre_id is None:
+        return config
+    policy = config.visitors or VisitorPolicy(centre_id)
+    return replace(config, visitors=replace(policy, centre_id=centre_id))
+
+
+def run_headless(port: VisitorPort, effects: Iterable[Effect]) -> list[Event]:
+    """The answers to the visitor effects among ``effects`` (the CLI's driver)."""
+    out: list[Event] = []
+    for eff in effects:
+        ev = answer(port, eff)
+        if ev is not None:
+            out.append(ev)
+    return out
