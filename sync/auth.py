@@ -13,7 +13,10 @@
   passed as ``verify=`` to httpx (``cert=`` is deprecated there);
   :func:`server_ssl_context` is the platform side.
 
-Also here: :func:`id_number_hmac`, the spec's pseudonym for ID-card numbers.
+Also here: the spec's pseudonyms made with the district pepper:
+:func:`id_number_hmac` (ID-card numbers), :func:`card_hmac` and
+:func:`lookup_hmac` (city-wide meals, spec 1.2), and :func:`pepper_id`, which
+names a pepper without revealing it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import secrets
 import ssl
 import stat
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -359,3 +363,51 @@ def id_number_hmac(pepper: bytes, id_number: str) -> str:
     return hmac.new(
         pepper, normalise_id_number(id_number).encode("ascii"), hashlib.sha256
     ).hexdigest()
+
+
+def _check_pepper(pepper: bytes) -> None:
+    if len(pepper) < 16:
+        raise TerminalError("the district pepper must be at least 16 bytes", code="bad_pepper")
+
+
+def normalise_card_number(card_number: str) -> str:
+    text = "".join(card_number.split()).upper()
+    if not text or len(text) > 64 or not text.isascii() or not text.isalnum():
+        raise TerminalError("not a card number (letters and digits)", code="bad_card_number")
+    return text
+
+
+def card_hmac(pepper: bytes, card_number: str) -> str:
+    """The spec's ``card_hmac``: HMAC-SHA256(district pepper, the card number with
+    spaces removed, upper-cased), lowercase hex."""
+    _check_pepper(pepper)
+    text = normalise_card_number(card_number).encode("ascii")
+    return hmac.new(pepper, text, hashlib.sha256).hexdigest()
+
+
+def lookup_text(name: str, phone_last4: str) -> str:
+    """``NFKC(name)`` with every white space removed, ``|``, the phone's last 4 digits."""
+    clean = "".join(unicodedata.normalize("NFKC", name).split())
+    last4 = "".join(phone_last4.split())
+    if not clean:
+        raise TerminalError("the name is empty", code="bad_lookup")
+    if len(last4) != 4 or not last4.isascii() or not last4.isdigit():
+        raise TerminalError("the phone's last four digits are needed", code="bad_lookup")
+    return f"{clean}|{last4}"
+
+
+def lookup_hmac(pepper: bytes, name: str, phone_last4: str) -> str:
+    """The spec's ``lookup_hmac``: HMAC-SHA256(district pepper, NFKC name without
+    white space + ``|`` + phone last 4), lowercase hex."""
+    _check_pepper(pepper)
+    text = lookup_text(name, phone_last4).encode("utf-8")
+    return hmac.new(pepper, text, hashlib.sha256).hexdigest()
+
+
+PEPPER_ID_LABEL = b"care-terminal/district-pepper-id"
+
+
+def pepper_id(pepper: bytes) -> str:
+    """The district roster's ``pepper_id``: 16 hex digits naming the pepper."""
+    _check_pepper(pepper)
+    return hmac.new(pepper, PEPPER_ID_LABEL, hashlib.sha256).hexdigest()[:16]

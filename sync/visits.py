@@ -23,9 +23,6 @@ terminal's pepper against the ``pepper_id`` the district roster was made with.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -34,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from sync import schemas
-from sync.auth import id_number_hmac
+from sync.auth import card_hmac, id_number_hmac, lookup_hmac, pepper_id
 from sync.client import PlatformClient, PlatformError, ReplyInvalid, encode_body
 from sync.store.district import DistrictRosterIndex, RosterHit
 from terminal.core.errors import TerminalError
@@ -63,8 +60,6 @@ __all__ = [
 ]
 
 KEY_TYPES = ("card", "id_number", "lookup")
-PEPPER_BYTES = 32
-_PEPPER_ID_LABEL = b"care-terminal/district-pepper-id"
 
 
 class PlatformUnavailable(TerminalError):
@@ -91,56 +86,6 @@ class VisitorAnswer:
     payment_source: str  # home_wallet | cash | visited_wallet (district policy)
     source: str  # "online" | "roster"
     active: bool = True
-
-
-# -- keys ----------------------------------------------------------------------------------
-
-
-def _check_pepper(pepper: bytes) -> None:
-    if len(pepper) < 16:
-        raise TerminalError("the district pepper must be at least 16 bytes", code="bad_pepper")
-
-
-def normalise_card_number(card_number: str) -> str:
-    text = "".join(card_number.split()).upper()
-    if not text or not text.isascii() or not text.isalnum() or len(text) > 64:
-        raise TerminalError("not a card number (letters and digits)", code="bad_card_number")
-    return text
-
-
-def card_hmac(pepper: bytes, card_number: str) -> str:
-    """The spec's ``card_hmac``: HMAC-SHA256(district pepper, card number with
-    spaces removed, upper-cased), lowercase hex."""
-    _check_pepper(pepper)
-    return hmac.new(
-        pepper, normalise_card_number(card_number).encode("ascii"), hashlib.sha256
-    ).hexdigest()
-
-
-def lookup_text(name: str, phone_last4: str) -> str:
-    """``NFKC(name)`` with every white space removed, ``|``, the phone's last 4 digits."""
-    clean = "".join(unicodedata.normalize("NFKC", name).split())
-    last4 = "".join(phone_last4.split())
-    if not clean:
-        raise TerminalError("the name is empty", code="bad_lookup")
-    if len(last4) != 4 or not last4.isascii() or not last4.isdigit():
-        raise TerminalError("the phone's last four digits are needed", code="bad_lookup")
-    return f"{clean}|{last4}"
-
-
-def lookup_hmac(pepper: bytes, name: str, phone_last4: str) -> str:
-    """The spec's ``lookup_hmac``: HMAC-SHA256(district pepper, NFKC name without
-    spaces + ``|`` + phone last 4), lowercase hex."""
-    _check_pepper(pepper)
-    return hmac.new(
-        pepper, lookup_text(name, phone_last4).encode("utf-8"), hashlib.sha256
-    ).hexdigest()
-
-
-def pepper_id(pepper: bytes) -> str:
-    """The district roster's ``pepper_id``: names a pepper without revealing it."""
-    _check_pepper(pepper)
-    return hmac.new(pepper, _PEPPER_ID_LABEL, hashlib.sha256).hexdigest()[:16]
 
 
 # -- the district pepper on the terminal --------------------------------------------------

@@ -59,6 +59,7 @@ from sync.platform.core import (
     PlatformCore,
     Reply,
     Request,
+    SettlementRules,
     busy_reply,
     error_doc,
     http_date,
@@ -131,7 +132,7 @@ class PlatformApp:
             (b"Date", self.core.date().encode("latin-1")),
             (b"Server", SERVER_NAME.encode("latin-1")),
         ]
-        if reply.status != 304:
+        if reply.status != 304 and "Content-Type" not in reply.headers:
             headers.append((b"Content-Type", b"application/json; charset=utf-8"))
         headers.append((b"Content-Length", str(len(reply.body)).encode("ascii")))
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
@@ -503,7 +504,7 @@ def settings_for_workers(
     )
 
 
-def app_from_env() -> Starlette:
+def app_from_env(settlement: SettlementRules | None = None) -> Starlette:
     """A worker process's application (uvicorn factory): its own store (its own
     connection pool) and database threads; the parent already migrated, seeded
     and registered."""
@@ -513,7 +514,7 @@ def app_from_env() -> Starlette:
         faults = Faults(**{**cfg["faults"], "seed": faults.seed * 1000 + os.getpid() % 1000})
     store = PlatformStore(cfg["db"])
     platform = PlatformApp(
-        PlatformCore(store, window_s=cfg["window_s"]),
+        PlatformCore(store, window_s=cfg["window_s"], settlement=settlement),
         faults,
         read_timeout_s=cfg["read_timeout_s"],
         max_handlers=cfg["max_handlers"],

@@ -25,9 +25,10 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from datetime import date as Day
 from email.utils import format_datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -45,7 +46,9 @@ from sync.platform.store import (
     PlatformStore,
     PlatformStoreError,
     PlatformUnavailable,
+    SlotTaken,
     StoredAnswer,
+    VisitMealFacts,
 )
 from sync.retry import is_retryable_status
 from terminal.core.clock import CHINA_TZ
@@ -113,10 +116,17 @@ _DEVICE_STREAM = re.compile(r"^/v1/devices/[^/]+/streams/[^/]+$")
 _CENTRE_DATASET = re.compile(r"^/v1/centres/[^/]+/datasets/[^/]+$")
 
 
+_VISIT_POSTS = ("/v1/visits/eligibility", "/v1/visits/claims")
+_VISIT_GETS = ("/v1/visits/reviews", "/v1/settlements")
+MAX_PERIOD_DAYS = 366  # the longest settlement or review period asked at once
+
+
 def allowed_methods(path: str) -> str | None:
     """The methods a path answers, or None for a path the platform does not have."""
-    if path == "/v1/batches":
+    if path == "/v1/batches" or path in _VISIT_POSTS:
         return "POST"
+    if path in _VISIT_GETS:
+        return "GET"
     if path == "/healthz" or _DEVICE_STREAM.match(path) or _CENTRE_DATASET.match(path):
         return "GET"
     return None
@@ -228,6 +238,17 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class SettlementRules:
+    """The settlement between centres, injected by the composition root (the rules
+    are the payment package's, which the platform does not import): ``settle``
+    turns visiting meals into the spec's ``SettlementLine`` objects for a period;
+    ``to_csv`` writes such lines as the report's CSV."""
+
+    settle: Callable[[Sequence[VisitMealFacts], Day, Day], list[dict[str, Any]]]
+    to_csv: Callable[[Sequence[dict[str, Any]]], str]
+
+
+@dataclass(frozen=True, slots=True)
 class Pending:
     """A request whose headers passed: read ``length`` bytes, then :meth:`PlatformCore.finish`."""
 
@@ -242,13 +263,37 @@ def busy_reply() -> Reply:
     )
 
 
+def _period(query: str) -> tuple[Day, Day] | Reply:
+    """``from`` and ``to`` (inclusive dates) of a period query."""
+    q = parse_qs(query)
+    try:
+        start = Day.fromisoformat(q["from"][0])
+        end = Day.fromisoformat(q["to"][0])
+    except (KeyError, IndexError, ValueError):
+        return Reply.error(400, "malformed_request", "from and to must be dates (YYYY-MM-DD)")
+    if end < start or (end - start).days > MAX_PERIOD_DAYS:
+        return Reply.error(
+            400,
+            "malformed_request",
+            f"the period must end after it starts and span at most {MAX_PERIOD_DAYS} days",
+        )
+    return start, end
+
+
 class PlatformCore:
     """The platform's answers over a :class:`PlatformStore`; thread-safe (the store
     is), blocking (run it off an event loop)."""
 
-    def __init__(self, store: PlatformStore, *, window_s: int = DEFAULT_WINDOW_S) -> None:
+    def __init__(
+        self,
+        store: PlatformStore,
+        *,
+        window_s: int = DEFAULT_WINDOW_S,
+        settlement: SettlementRules | None = None,
+    ) -> None:
         self.store = store
         self.window_s = window_s
+        self.settlement = settlement
         self.clock_offset_s = 0  # tests move the platform clock
 
     def now_s(self) -> int:
@@ -334,9 +379,96 @@ class PlatformCore:
         refused = self._authenticate(req, device, body)
         if refused is not None:
             return refused
+        if req.path in _VISIT_POSTS:
+            return self._visit_post(req, device, body)
+        if req.path in _VISIT_GETS:
+            return self._visit_get(req, device)
         if req.method == "POST":
             return self._post(req, device, body)
         return self._get(req, device)
+
+    # -- city-wide meals (spec 1.2) ---------------------------------------------------
+    def _visit_post(self, req: Request, device: Device, body: bytes) -> Reply:
+        """``POST /v1/visits/eligibility`` and ``/v1/visits/claims``: read-only or
+        idempotent by ``record_id``, so no Idempotency-Key (one sent is ignored)."""
+        eligibility = req.path == "/v1/visits/eligibility"
+        schema = "VisitEligibilityRequest" if eligibility else "VisitClaimRequest"
+        try:
+            doc = parse_json_body(body)
+        except BadRequest as exc:
+            return Reply.error(400, "malformed_request", str(exc))
+        found = schemas.problems(schema, doc) if not schemas.is_valid(schema, doc) else []
+        if found:
+            return Reply.error(422, "schema_invalid", "; ".join(found[:3]))
+        if doc["centre_id"] != device.centre_id:
+            return Reply.error(403, "forbidden", "a device may only ask for its own centre")
+        if eligibility:
+            answer = self.store.visitor(doc["key_type"], doc["key"], doc["day"], doc["slot"])
+            if answer is None:
+                return Reply.error(404, "not_found", "the district knows no senior by this key")
+            schemas.validate("VisitorEligibility", answer, "platform reply")
+            return Reply.json(200, answer)
+        try:
+            claim = self.store.claim_slot(
+                device, doc["person_id"], doc["day"], doc["slot"], doc["record_id"], _now()
+            )
+        except SlotTaken as exc:
+            return Reply.error(409, "slot_claimed", str(exc))
+        except PlatformStoreError as exc:
+            return Reply.error(404, "not_found", str(exc))
+        schemas.validate("VisitClaim", claim, "platform reply")
+        return Reply.json(200, claim)
+
+    def _visit_get(self, req: Request, device: Device) -> Reply:
+        """``GET /v1/visits/reviews`` and ``GET /v1/settlements`` for the device's centre."""
+        period = _period(req.query)
+        if isinstance(period, Reply):
+            return period
+        start, end = period
+        if req.path == "/v1/visits/reviews":
+            doc: dict[str, Any] = {
+                "centre_id": device.centre_id,
+                "period_from": start.isoformat(),
+                "period_to": end.isoformat(),
+                "items": self.store.visit_reviews(device.centre_id, start, end),
+            }
+            schemas.validate("VisitReviewList", doc, "platform reply")
+            return Reply.json(200, doc)
+        return self.settlement_reply(
+            start, end, device.centre_id, csv="text/csv" in req.headers.get("accept", "")
+        )
+
+    def settlement_report(self, start: Day, end: Day, centre_id: str | None) -> dict[str, Any]:
+        """The spec's ``SettlementReport``: the lines where ``centre_id`` is claimant
+        or debtor (every line when None)."""
+        if self.settlement is None:
+            raise PlatformStoreError(
+                "this platform has no settlement rules configured", code="not_found"
+            )
+        lines = [
+            line
+            for line in self.settlement.settle(self.store.visit_meals(start, end), start, end)
+            if centre_id is None
+            or centre_id in (line["claimant_centre_id"], line["debtor_centre_id"])
+        ]
+        doc = {
+            "centre_id": centre_id,
+            "period_from": start.isoformat(),
+            "period_to": end.isoformat(),
+            "lines": lines,
+        }
+        schemas.validate("SettlementReport", doc, "settlement report")
+        return doc
+
+    def settlement_reply(self, start: Day, end: Day, centre_id: str, *, csv: bool) -> Reply:
+        try:
+            doc = self.settlement_report(start, end, centre_id)
+        except PlatformStoreError as exc:
+            return Reply.error(404, "not_found", str(exc))
+        if csv and self.settlement is not None:
+            text = self.settlement.to_csv(doc["lines"])
+            return Reply(200, text.encode("utf-8"), {"Content-Type": "text/csv; charset=utf-8"})
+        return Reply.json(200, doc)
 
     def _authenticate(self, req: Request, device: Device, body: bytes) -> Reply | None:
         now = self.now_s()
@@ -445,6 +577,28 @@ class PlatformCore:
         return Reply.json(200, doc, {"ETag": f'"{etag}"'})
 
     def _get(self, req: Request, device: Device) -> Reply:
+        segs = [p for p in req.path.split("/") if p]
+        if segs[-1:] == ["district_roster"] and len(segs) == 5 and segs[2] == device.centre_id:
+            return self._district_roster(req, device)
+        return self._get_other(req, device)
+
+    def _district_roster(self, req: Request, device: Device) -> Reply:
+        """The district roster, served to every centre as its own document."""
+        if len(req.headers.get("if-none-match") or "") > MAX_IF_NONE_MATCH:
+            return Reply.error(
+                400,
+                "malformed_request",
+                f"If-None-Match is longer than {MAX_IF_NONE_MATCH} characters",
+            )
+        ds = self.store.district_roster(device.centre_id)
+        if ds is None:
+            return Reply.error(404, "not_found", "no district_roster published yet")
+        if if_none_match(req.headers.get("if-none-match"), str(ds["etag"])):
+            return Reply(304, b"", {"ETag": f'"{ds["etag"]}"'})
+        schemas.validate("DatasetDocument", ds, "platform reply")
+        return Reply.json(200, ds, {"ETag": f'"{ds["etag"]}"'})
+
+    def _get_other(self, req: Request, device: Device) -> Reply:
         segs = [p for p in req.path.split("/") if p]
         if len(segs) == 5 and segs[:2] == ["v1", "devices"] and segs[3] == "streams":
             if segs[2] != device.device_id or segs[4] not in schemas.STREAMS:

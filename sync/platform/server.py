@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from sync.platform.core import (
     MAX_JSON_DEPTH,
     READ_TIMEOUT_S,
     PlatformCore,
+    SettlementRules,
     _now,
     allowed_methods,
     consent_page_etag,
@@ -57,8 +59,10 @@ from sync.platform.core import (
     parse_json_body,
 )
 from sync.platform.faults import FAULT_KINDS, Faults
-from sync.platform.store import PlatformStore, PlatformStoreError
+from sync.platform.store import VISIT_PAYMENT_SOURCES, PlatformStore, PlatformStoreError
+from terminal.core.atomic import atomic_write_bytes
 from terminal.core.log import get_logger
+from terminal.db.crypto import load_or_create_key
 
 log = get_logger(__name__)
 
@@ -120,6 +124,7 @@ def serve(
     read_timeout_s: float = READ_TIMEOUT_S,
     max_handlers: int = MAX_HANDLERS,
     db_threads: int = DB_THREADS,
+    settlement: SettlementRules | None = None,
 ) -> PlatformHandle:
     """Start the platform (uvicorn in a background thread); ``port=0`` picks a
     free port. Returns once it accepts connections."""
@@ -128,7 +133,7 @@ def serve(
         if seed:
             store.seed(seed, _now())
         platform = PlatformApp(
-            PlatformCore(store, window_s=window_s),
+            PlatformCore(store, window_s=window_s, settlement=settlement),
             faults,
             read_timeout_s=read_timeout_s,
             max_handlers=max_handlers,
@@ -230,7 +235,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--print-url", action="store_true", help="print the URL as a JSON line when ready"
     )
+    s.add_argument(
+        "--district-pepper",
+        type=Path,
+        help="the district pepper file (32 bytes, mode 0600) every terminal is provisioned "
+        "with; a missing file is written with the platform's pepper (made once)",
+    )
+    s.add_argument(
+        "--visit-payment-source",
+        choices=VISIT_PAYMENT_SOURCES,
+        help="district policy: where a visitor from another centre pays the amount due",
+    )
+    st = sub.add_parser("settlement", help="the district's settlement between centres for a period")
+    st.add_argument("--db", default="sqlite:///platform.db", help="SQLAlchemy URL")
+    st.add_argument("--from", dest="period_from", required=True, help="first day, YYYY-MM-DD")
+    st.add_argument("--to", dest="period_to", required=True, help="last day, YYYY-MM-DD")
+    st.add_argument("--centre", help="only the lines of this centre (claimant or debtor)")
+    st.add_argument("--csv", action="store_true", help="CSV instead of JSON")
     return p
+
+
+def district_pepper_file(store: PlatformStore, path: Path, now: datetime) -> None:
+    """Give the platform the district pepper from ``path``; when the file does not
+    exist yet, write the platform's pepper (made now if it has none) to it, mode
+    0600, for district IT to provision every terminal with."""
+    if path.exists():
+        store.set_district(now, pepper=load_or_create_key(path, create=False))
+        return
+    atomic_write_bytes(path, store.ensure_pepper(now), mode=0o600, overwrite=False)
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -243,8 +275,35 @@ def _prepare(args: argparse.Namespace) -> None:
         for spec in args.register:
             device_id, centre_id, pub = spec.split(":", 2)
             store.register_device(device_id, centre_id, pub, _now())
+        if args.district_pepper is not None:
+            district_pepper_file(store, args.district_pepper, _now())
+        if args.visit_payment_source is not None:
+            store.set_district(_now(), payment_source=args.visit_payment_source)
     finally:
         store.close()
+
+
+def _settlement(args: argparse.Namespace, settlement: SettlementRules | None) -> int:
+    """``platform settlement``: the report on stdout (JSON, or CSV with --csv)."""
+    try:
+        start, end = date.fromisoformat(args.period_from), date.fromisoformat(args.period_to)
+    except ValueError:
+        print("error: --from and --to are dates (YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    if end < start:
+        print("error: the period ends before it starts", file=sys.stderr)
+        return 2
+    store = PlatformStore(args.db)
+    try:
+        core = PlatformCore(store, settlement=settlement)
+        doc = core.settlement_report(start, end, args.centre)
+    finally:
+        store.close()
+    if args.csv and settlement is not None:
+        sys.stdout.write(settlement.to_csv(doc["lines"]))
+    else:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+    return 0
 
 
 def _announce(args: argparse.Namespace, url: str) -> None:
@@ -254,9 +313,23 @@ def _announce(args: argparse.Namespace, url: str) -> None:
         print(f"reference platform listening on {url}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``care-terminal platform serve ...``; runs until SIGTERM/SIGINT."""
+def main(
+    argv: list[str] | None = None,
+    *,
+    settlement: SettlementRules | None = None,
+    worker_factory: str = "sync.platform.asgi:app_from_env",
+) -> int:
+    """``care-terminal platform serve ...`` (runs until SIGTERM/SIGINT) and
+    ``care-terminal platform settlement ...``. ``settlement`` are the settlement
+    rules the composition root wires in; ``worker_factory`` builds a worker
+    process's application (with the same rules) when there are several."""
     args = _parser().parse_args(argv)
+    if args.cmd == "settlement":
+        try:
+            return _settlement(args, settlement)
+        except PlatformStoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     faults = Faults(
         error_rate=args.error_rate,
         retry_after_rate=args.retry_after_rate,
@@ -290,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     tls = (args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None
     scheme = "https" if tls else "http"
     if args.workers == 1:
-        return _serve_one(args, faults, scheme)
+        return _serve_one(args, faults, scheme, settlement)
     os.environ[ENV_SETTINGS] = settings_for_workers(
         args.db,
         faults,
@@ -300,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         db_threads=args.db_threads,
     )
     config = uvicorn_config(
-        "sync.platform.asgi:app_from_env",
+        worker_factory,
         factory=True,
         host=args.host,
         port=args.port,
@@ -316,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _serve_one(args: argparse.Namespace, faults: Faults, scheme: str) -> int:
+def _serve_one(
+    args: argparse.Namespace, faults: Faults, scheme: str, settlement: SettlementRules | None
+) -> int:
     ctx = (
         server_ssl_context(args.tls_cert, args.tls_key, args.client_ca)
         if scheme == "https"
@@ -332,6 +407,7 @@ def _serve_one(args: argparse.Namespace, faults: Faults, scheme: str) -> int:
         read_timeout_s=args.read_timeout_s,
         max_handlers=args.max_handlers,
         db_threads=args.db_threads,
+        settlement=settlement,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -24,11 +24,13 @@ store keeps the answers the same; each place says why.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
+import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -52,9 +54,11 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sync import schemas
+from sync.auth import card_hmac, lookup_hmac, pepper_id
 from sync.platform.migrate import migrate
 from terminal.core.clock import rfc3339
 from terminal.core.errors import TerminalError
+from terminal.core.ids import new_ulid
 from terminal.db.base import NAMING
 from terminal.db.engine import make_engine
 from terminal.db.outbox import GENESIS, canonical_json, hash_of, row_envelope
@@ -88,6 +92,19 @@ def _spec_enum(name: str) -> frozenset[str]:
 # The reasons a stored record may be quarantined for: the spec's QuarantineReason
 # enumeration, and the store never writes another (see :meth:`_BatchContext._store`).
 QUARANTINE_REASONS = _spec_enum("QuarantineReason")
+
+
+# City-wide meals (spec 1.2). The district roster is kept as a dataset of this
+# "centre" (not a Code, so never a real centre's) and served to every centre.
+DISTRICT_CENTRE = "*"
+VISIT_PAYMENT_SOURCES = ("home_wallet", "cash", "visited_wallet")
+DEFAULT_VISIT_PAYMENT_SOURCE = "cash"
+CITYWIDE_DUPLICATE = "citywide_duplicate_subsidy"
+
+
+def resident_key(centre_id: str, resident_id: str) -> str:
+    """The ``resident`` key of a centre's own senior (their meals claim slots too)."""
+    return hashlib.sha256(f"{centre_id}|{resident_id}".encode()).hexdigest()
 
 
 # PostgreSQL's INTEGER is 32-bit and its driver binds Python ints as ::INTEGER, so a
@@ -208,6 +225,72 @@ class ConsentChangeRow(PlatformBase):
     change: Mapped[str] = mapped_column(Text)
 
 
+class DistrictSettingRow(PlatformBase):
+    """The district's settings: ``pepper`` (hex) and ``visit_payment_source``."""
+
+    __tablename__ = "district_settings"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class VisitPersonRow(PlatformBase):
+    """A senior of the district (made from the centres' rosters)."""
+
+    __tablename__ = "visit_persons"
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    home_centre_id: Mapped[str] = mapped_column(String(64))
+    resident_id: Mapped[str] = mapped_column(String(64))
+    categories: Mapped[str] = mapped_column(String(400))  # JSON list
+    active: Mapped[int] = mapped_column(Integer)
+
+
+class VisitKeyRow(PlatformBase):
+    """A key that names a person: card, id_number and lookup HMACs, and
+    ``resident`` (SHA-256 of ``centre_id|resident_id``: a centre's own meals)."""
+
+    __tablename__ = "visit_keys"
+    key_type: Mapped[str] = mapped_column(String(12), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(64))
+
+
+class VisitClaimRow(PlatformBase):
+    """The one subsidised meal of a senior, day and slot in the district: the
+    primary key is the uniqueness that makes a claim atomic on both databases."""
+
+    __tablename__ = "visit_claims"
+    __table_args__ = (Index("ix_visit_claims_record_id", "record_id"),)
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    slot: Mapped[str] = mapped_column(String(12), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(String(26), unique=True)
+    record_id: Mapped[str] = mapped_column(String(26))
+    centre_id: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(8))  # online | upload | home
+    claimed_at: Mapped[str] = mapped_column(String(40))
+
+
+class VisitMealRow(PlatformBase):
+    """A visiting meal as received (settlement, reviews); also a centre's own
+    subsidised meal whose slot another meal held (reviews only)."""
+
+    __tablename__ = "visit_meals"
+    __table_args__ = (Index("ix_visit_meals_day", "day"),)
+    centre_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    home_centre_id: Mapped[str] = mapped_column(String(64))
+    person_id: Mapped[str] = mapped_column(String(64))
+    day: Mapped[str] = mapped_column(String(10))
+    slot: Mapped[str] = mapped_column(String(12))
+    subsidy_fen: Mapped[int] = mapped_column(_BigInt)
+    stored_as: Mapped[str] = mapped_column(String(12))
+    held_by_record_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    held_by_centre_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    received_at: Mapped[str] = mapped_column(String(40))
+
+
 class PlatformStoreError(TerminalError):
     code = "platform_store_error"
 
@@ -227,6 +310,23 @@ class Device:
     centre_id: str
     public_key: str
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class VisitMealFacts:
+    """A visiting meal stored as a record, for the settlement rules."""
+
+    record_id: str
+    day: date
+    slot: str
+    visited_centre_id: str
+    home_centre_id: str
+    subsidy_fen: int
+    voided: bool
+
+
+class SlotTaken(PlatformStoreError):
+    code = "slot_claimed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +361,10 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
+def new_claim_id() -> str:
+    return new_ulid()
+
+
 def _no_nul(text: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL; free text is stored with U+FFFD instead."""
     return text.replace("\x00", "\ufffd") if text else text
@@ -276,6 +380,148 @@ def _dataset_doc(row: DatasetRow) -> dict[str, Any]:
         "issued_at": row.issued_at,
         "data": json.loads(row.data),
     }
+
+
+def _put_dataset(
+    s: Session, centre_id: str, kind: str, data: dict[str, Any], now: datetime
+) -> tuple[dict[str, Any], bool]:
+    """Publish a dataset version in ``s`` (see :meth:`PlatformStore.put_dataset`);
+    the document and whether it is a new version."""
+    row = s.get(DatasetRow, (centre_id, kind))
+    digest = hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()[:16]
+    if row is not None and row.etag.endswith(f"-{digest}"):
+        held = _dataset_doc(row)
+        if canonical_json(held["data"]) == canonical_json(data):
+            return held, False
+    version = (row.version + 1) if row else 1
+    doc = {
+        "kind": kind,
+        "centre_id": centre_id if _CODE.fullmatch(centre_id) else "district",
+        "version": version,
+        "etag": f"{kind}-v{version}-{digest}",
+        "issued_at": rfc3339(now),
+        "data": data,
+    }
+    schemas.validate("DatasetDocument", doc, f"dataset {kind}")
+    doc["centre_id"] = centre_id
+    if row is None:
+        row = DatasetRow(centre_id=centre_id, kind=kind)
+        s.add(row)
+    row.version, row.etag, row.issued_at = version, str(doc["etag"]), str(doc["issued_at"])
+    row.data = json.dumps(data, ensure_ascii=False)
+    return doc, True
+
+
+def _claim_doc(row: VisitClaimRow, record_id: str) -> dict[str, Any]:
+    if row.record_id != record_id:
+        raise SlotTaken(
+            "this senior's subsidised meal of the slot is claimed by another meal",
+            code="slot_claimed",
+        )
+    return {
+        "claim_id": row.claim_id,
+        "person_id": row.person_id,
+        "day": row.day,
+        "slot": row.slot,
+        "record_id": row.record_id,
+        "centre_id": row.centre_id,
+        "claimed_at": row.claimed_at,
+    }
+
+
+@dataclass(slots=True)
+class _Person:
+    """A senior of the district while the district roster is made."""
+
+    person_id: str
+    home_centre_id: str
+    resident_id: str
+    categories: list[str]
+    active: bool
+    id_number_hmac: str | None
+    cards: list[str]
+    lookup: str | None
+    residents: list[str]  # resident keys of every roster entry
+
+    def entry(self) -> dict[str, Any]:
+        return {
+            "person_id": self.person_id,
+            "home_centre_id": self.home_centre_id,
+            "categories": self.categories,
+            "card_hmacs": self.cards[:10],
+            "id_number_hmac": self.id_number_hmac,
+            "lookup_hmac": self.lookup,
+            "active": self.active,
+        }
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "person_id": self.person_id,
+            "home_centre_id": self.home_centre_id,
+            "resident_id": self.resident_id,
+            "categories": json.dumps(self.categories, separators=(",", ":")),
+            "active": 1 if self.active else 0,
+        }
+
+    def lookup_keys(self) -> list[tuple[str, str]]:
+        out = [("card", c) for c in self.cards[:10]] + [("resident", r) for r in self.residents]
+        if self.id_number_hmac:
+            out.append(("id_number", self.id_number_hmac))
+        if self.lookup:
+            out.append(("lookup", self.lookup))
+        return out
+
+
+def _district_persons(pepper: bytes, rosters: list[tuple[str, dict[str, Any]]]) -> list[_Person]:
+    """The persons of the district roster (see :meth:`PlatformStore._remake_district_roster`)."""
+    persons: dict[str, _Person] = {}
+    for centre, data in rosters:  # sorted by centre id
+        for r in data["residents"]:
+            ident = r.get("id_number_hmac") or f"{centre}|{r['resident_id']}"
+            pid = (
+                "P-" + hmac.new(pepper, f"person|{ident}".encode(), hashlib.sha256).hexdigest()[:24]
+            )
+            cards = [card_hmac(pepper, c) for c in r["card_ids"]]
+            look = (
+                lookup_hmac(pepper, r["name"], r["phone_last4"]) if r.get("phone_last4") else None
+            )
+            have = persons.get(pid)
+            if have is None or (r["active"] and not have.active):
+                earlier = have
+                have = persons[pid] = _Person(
+                    pid,
+                    centre,
+                    r["resident_id"],
+                    list(r["categories"]),
+                    bool(r["active"]),
+                    r.get("id_number_hmac"),
+                    [],
+                    None,
+                    [],
+                )
+                if earlier is not None:
+                    have.cards, have.residents, have.lookup = (
+                        earlier.cards,
+                        earlier.residents,
+                        earlier.lookup,
+                    )
+            have.cards.extend(c for c in cards if c not in have.cards)
+            have.lookup = have.lookup or look
+            rkey = resident_key(centre, r["resident_id"])
+            if rkey not in have.residents:  # a roster may list a resident twice
+                have.residents.append(rkey)
+    # a key two persons share names neither of them
+    owners: dict[tuple[str, str], set[str]] = {}
+    for person in persons.values():
+        for key in person.lookup_keys():
+            owners.setdefault(key, set()).add(person.person_id)
+    shared = {k for k, who in owners.items() if len(who) > 1}
+    for person in persons.values():
+        person.cards = [c for c in person.cards if ("card", c) not in shared]
+        if person.lookup and ("lookup", person.lookup) in shared:
+            person.lookup = None
+        person.residents = [x for x in person.residents if ("resident", x) not in shared]
+    return [persons[k] for k in sorted(persons)]
 
 
 def _money_problem(kind: str, p: dict[str, Any]) -> str | None:
@@ -463,6 +709,7 @@ class _BatchContext:
         # Ledger rows read or made in this batch (new ones are flushed at commit),
         # fetched for the whole batch in two queries rather than one per record.
         self.wallets: dict[str, WalletRow | None] = {}
+        self.claims: dict[tuple[str, str, str], VisitClaimRow | None] = {}
         self.meals: dict[str, MealLedgerRow | None] = {}
         self._prefetch_ledger(records, rids)
 
@@ -576,8 +823,114 @@ class _BatchContext:
             problem = _money_problem(rec["kind"], rec["payload"])
             if problem:
                 return _result(rec, "rejected", reason="amount_mismatch", detail=problem)
-            quarantine = self._ledger(rec["kind"], rec["record_id"], rec["payload"])
+            held = self._visit_conflict(rec)
+            if held is None:
+                quarantine = self._ledger(rec["kind"], rec["record_id"], rec["payload"])
+            else:
+                quarantine = (
+                    CITYWIDE_DUPLICATE,
+                    "$.payload.visit: the senior's subsidised meal of this slot is "
+                    f"already claimed in the district by record {held.record_id}",
+                )
+                if rec["payload"]["payment_source"] == "wallet":
+                    self._set_wallet(rec["payload"], rec["record_id"])
+            if rec["kind"] == "meal_transaction":
+                self._visit_after(rec, quarantine, held)
         return self._store(rec, quarantine)
+
+    # -- city-wide meals: one subsidised meal per senior and slot in the district ----
+    def _claim(self, person_id: str, day: str, slot: str) -> VisitClaimRow | None:
+        key = (person_id, day, slot)
+        if key not in self.claims:
+            self.claims[key] = self.s.get(VisitClaimRow, key)
+        return self.claims[key]
+
+    def _visit_conflict(self, rec: dict[str, Any]) -> VisitClaimRow | None:
+        """The claim of another meal that holds a subsidised visiting meal's slot."""
+        p = rec["payload"]
+        visit = p.get("visit") if rec["kind"] == "meal_transaction" else None
+        if not isinstance(visit, dict) or p["subsidy_total_fen"] == 0:
+            return None
+        claim = self._claim(visit["person_id"], p["meal_date"], p["slot"])
+        if claim is None or claim.record_id == rec["record_id"]:
+            return None
+        return claim
+
+    def _add_claim(self, person_id: str, rec: dict[str, Any], source: str) -> None:
+        p = rec["payload"]
+        row = VisitClaimRow(
+            person_id=person_id,
+            day=p["meal_date"],
+            slot=p["slot"],
+            claim_id=new_claim_id(),
+            record_id=rec["record_id"],
+            centre_id=self.device.centre_id,
+            device_id=self.device.device_id,
+            source=source,
+            claimed_at=self.stamp,
+        )
+        self.s.add(row)
+        self.claims[(person_id, p["meal_date"], p["slot"])] = row
+
+    def _visit_after(
+        self,
+        rec: dict[str, Any],
+        quarantine: tuple[str, str | None] | None,
+        held: VisitClaimRow | None,
+    ) -> None:
+        """Claim the slot for a subsidised meal stored as a record (a visiting meal
+        made offline, or a centre's own senior's meal), and keep the visiting meal
+        for settlement and review. A centre's own meal whose slot another meal
+        holds is stored as before (devices of 1.0 and 1.1 cannot receive the new
+        reason) and listed for review."""
+        p, rid = rec["payload"], rec["record_id"]
+        visit = p.get("visit")
+        subsidised = p["subsidy_total_fen"] > 0
+        if isinstance(visit, dict):
+            person = str(visit["person_id"])
+            free = quarantine is None and subsidised
+            if free and self._claim(person, p["meal_date"], p["slot"]) is None:
+                self._add_claim(person, rec, "upload")
+            self._visit_meal(rec, person, str(visit["home_centre_id"]), quarantine, held)
+            return
+        if quarantine is not None or not subsidised:
+            return
+        key = self.s.get(
+            VisitKeyRow, ("resident", resident_key(self.device.centre_id, p["resident_id"]))
+        )
+        if key is None:
+            return
+        claim = self._claim(key.person_id, p["meal_date"], p["slot"])
+        if claim is None:
+            self._add_claim(key.person_id, rec, "home")
+        elif claim.record_id != rid:
+            self._visit_meal(rec, key.person_id, self.device.centre_id, None, claim)
+
+    def _visit_meal(
+        self,
+        rec: dict[str, Any],
+        person: str,
+        home_centre: str,
+        quarantine: tuple[str, str | None] | None,
+        held: VisitClaimRow | None,
+    ) -> None:
+        p = rec["payload"]
+        self.s.add(
+            VisitMealRow(
+                centre_id=self.device.centre_id,
+                record_id=rec["record_id"],
+                device_id=self.device.device_id,
+                home_centre_id=home_centre,
+                person_id=person,
+                day=p["meal_date"],
+                slot=p["slot"],
+                subsidy_fen=p["subsidy_total_fen"],
+                stored_as="quarantined" if quarantine is not None else "record",
+                held_by_record_id=held.record_id if held is not None else None,
+                held_by_centre_id=held.centre_id if held is not None else None,
+                received_at=self.stamp,
+            )
+        )
 
     def _store(
         self, rec: dict[str, Any], quarantine: tuple[str, str | None] | None
@@ -1001,30 +1354,248 @@ class PlatformStore:
         """Publish a new version (validated against the spec first). The same data
         as the version held is no new version: version, ETag and issue time stay
         (a restart with the same seed must not make every terminal download
-        everything again); the ETag ends with a hash of the canonical data."""
+        everything again); the ETag ends with a hash of the canonical data.
+        A new ``roster`` remakes the district roster in the same transaction."""
+        if kind == "district_roster":
+            raise PlatformStoreError(
+                "the district roster is made from the centres' rosters, not published",
+                code="invalid_dataset",
+            )
         with self.sessions.begin() as s:
-            row = s.get(DatasetRow, (centre_id, kind))
-            digest = hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()[:16]
-            if row is not None and row.etag.endswith(f"-{digest}"):
-                held = _dataset_doc(row)
-                if canonical_json(held["data"]) == canonical_json(data):
-                    return held
-            version = (row.version + 1) if row else 1
-            doc = {
-                "kind": kind,
-                "centre_id": centre_id,
-                "version": version,
-                "etag": f"{kind}-v{version}-{digest}",
-                "issued_at": rfc3339(now),
-                "data": data,
-            }
-            schemas.validate("DatasetDocument", doc, f"dataset {kind}")
-            if row is None:
-                row = DatasetRow(centre_id=centre_id, kind=kind)
-                s.add(row)
-            row.version, row.etag, row.issued_at = version, str(doc["etag"]), str(doc["issued_at"])
-            row.data = json.dumps(data, ensure_ascii=False)
+            doc, changed = _put_dataset(s, centre_id, kind, data, now)
+            if changed and kind == "roster":
+                self._remake_district_roster(s, now)
             return doc
+
+    # -- city-wide meals -------------------------------------------------------------
+    def _setting(self, s: Session, name: str) -> str | None:
+        row = s.get(DistrictSettingRow, name)
+        return None if row is None else row.value
+
+    def _pepper(self, s: Session) -> bytes:
+        """The district pepper; made (32 random bytes) the first time it is needed
+        when district IT gave none (``platform serve --district-pepper``)."""
+        held = self._setting(s, "pepper")
+        if held is not None:
+            return bytes.fromhex(held)
+        pepper = secrets.token_bytes(32)
+        s.add(DistrictSettingRow(name="pepper", value=pepper.hex()))
+        s.flush()
+        return pepper
+
+    def ensure_pepper(self, now: datetime) -> bytes:
+        """The district pepper (made now when the platform has none yet)."""
+        with self.sessions.begin() as s:
+            held = self._setting(s, "pepper")
+            if held is not None:
+                return bytes.fromhex(held)
+            pepper = self._pepper(s)
+            self._remake_district_roster(s, now)
+            return pepper
+
+    def set_district(
+        self,
+        now: datetime,
+        *,
+        pepper: bytes | None = None,
+        payment_source: str | None = None,
+    ) -> None:
+        """Set the district pepper and/or the visitors' payment policy; the district
+        roster is remade when either changed."""
+        if pepper is not None and len(pepper) < 16:
+            raise PlatformStoreError(
+                "the district pepper must be at least 16 bytes", code="bad_pepper"
+            )
+        if payment_source is not None and payment_source not in VISIT_PAYMENT_SOURCES:
+            raise PlatformStoreError(
+                f"the visit payment source must be one of {', '.join(VISIT_PAYMENT_SOURCES)}",
+                code="bad_payment_source",
+            )
+        with self.sessions.begin() as s:
+            changed = False
+            for name, value in (
+                ("pepper", pepper.hex() if pepper is not None else None),
+                ("visit_payment_source", payment_source),
+            ):
+                if value is None:
+                    continue
+                row = s.get(DistrictSettingRow, name)
+                if row is None:
+                    s.add(DistrictSettingRow(name=name, value=value))
+                    changed = True
+                elif row.value != value:
+                    row.value, changed = value, True
+            if changed:
+                s.flush()
+                self._remake_district_roster(s, now)
+
+    def district_pepper_id(self) -> str | None:
+        with self.sessions() as s:
+            held = self._setting(s, "pepper")
+            return None if held is None else pepper_id(bytes.fromhex(held))
+
+    def visit_payment_source(self) -> str:
+        with self.sessions() as s:
+            return self._setting(s, "visit_payment_source") or DEFAULT_VISIT_PAYMENT_SOURCE
+
+    def _remake_district_roster(self, s: Session, now: datetime) -> None:
+        """Make the district roster from every centre's published roster: one
+        person per ID-number HMAC (else per centre and resident), home centre the
+        first centre (by id) where they are active; keys two persons share are
+        published for neither (ambiguous)."""
+        rosters = list(
+            s.scalars(
+                select(DatasetRow).where(DatasetRow.kind == "roster").order_by(DatasetRow.centre_id)
+            )
+        )
+        if not rosters:
+            return
+        pepper = self._pepper(s)
+        persons = _district_persons(pepper, [(r.centre_id, json.loads(r.data)) for r in rosters])
+        s.execute(delete(VisitKeyRow))
+        s.execute(delete(VisitPersonRow))
+        entries: list[dict[str, Any]] = []
+        key_rows: list[dict[str, Any]] = []
+        person_rows: list[dict[str, Any]] = []
+        for person in persons:
+            entries.append(person.entry())
+            person_rows.append(person.row())
+            key_rows.extend(
+                {"key_type": kt, "key": k, "person_id": person.person_id}
+                for kt, k in person.lookup_keys()
+            )
+        for chunk in range(0, len(person_rows), 2000):
+            s.execute(insert(VisitPersonRow), person_rows[chunk : chunk + 2000])
+        for chunk in range(0, len(key_rows), 2000):
+            s.execute(insert(VisitKeyRow), key_rows[chunk : chunk + 2000])
+        data = {
+            "pepper_id": pepper_id(pepper),
+            "payment_source": self._setting(s, "visit_payment_source")
+            or DEFAULT_VISIT_PAYMENT_SOURCE,
+            "entries": entries,
+        }
+        _put_dataset(s, DISTRICT_CENTRE, "district_roster", data, now)
+
+    def district_roster(self, centre_id: str) -> dict[str, Any] | None:
+        """The district roster as ``centre_id``'s dataset document."""
+        doc = self.dataset(DISTRICT_CENTRE, "district_roster")
+        return None if doc is None else {**doc, "centre_id": centre_id}
+
+    def visitor(self, key_type: str, key: str, day: str, slot: str) -> dict[str, Any] | None:
+        """The spec's ``VisitorEligibility`` for a key, or None for an unknown key."""
+        with self.sessions() as s:
+            k = s.get(VisitKeyRow, (key_type, key))
+            person = s.get(VisitPersonRow, k.person_id) if k is not None else None
+            if person is None:
+                return None
+            claim = s.get(VisitClaimRow, (person.person_id, day, slot))
+            return {
+                "person_id": person.person_id,
+                "home_centre_id": person.home_centre_id,
+                "categories": json.loads(person.categories),
+                "subsidised_in_district": claim is not None,
+                "payment_source": self._setting(s, "visit_payment_source")
+                or DEFAULT_VISIT_PAYMENT_SOURCE,
+                "active": bool(person.active),
+            }
+
+    def claim_slot(
+        self, device: Device, person_id: str, day: str, slot: str, record_id: str, now: datetime
+    ) -> dict[str, Any]:
+        """Claim (person, day, slot) for ``record_id`` in one transaction: the
+        spec's ``VisitClaim``. The same record again gets its claim; another
+        record raises :class:`SlotTaken`; an unknown person raises
+        ``PlatformStoreError`` (``not_found``). Atomic on both databases: the
+        primary key refuses the second insert (SQLite serialises the writers,
+        PostgreSQL makes the second wait for the first and then fail)."""
+        for _ in range(2):
+            try:
+                with self.sessions.begin() as s:
+                    if s.get(VisitPersonRow, person_id) is None:
+                        raise PlatformStoreError("no such person in the district", code="not_found")
+                    row = s.get(VisitClaimRow, (person_id, day, slot))
+                    if row is None:
+                        row = VisitClaimRow(
+                            person_id=person_id,
+                            day=day,
+                            slot=slot,
+                            claim_id=new_claim_id(),
+                            record_id=record_id,
+                            centre_id=device.centre_id,
+                            device_id=device.device_id,
+                            source="online",
+                            claimed_at=rfc3339(now),
+                        )
+                        s.add(row)
+                        s.flush()
+                    return _claim_doc(row, record_id)
+            except IntegrityError:
+                continue  # another claim won the race: read it
+        raise PlatformUnavailable("the claim could not be settled; retry")  # pragma: no cover
+
+    def visit_meals(self, period_from: date, period_to: date) -> list[VisitMealFacts]:
+        """Visiting meals stored as records with a meal day in the period."""
+        with self.sessions() as s:
+            rows = s.execute(
+                select(VisitMealRow, MealLedgerRow.voided)
+                .outerjoin(
+                    MealLedgerRow,
+                    (MealLedgerRow.centre_id == VisitMealRow.centre_id)
+                    & (MealLedgerRow.record_id == VisitMealRow.record_id),
+                )
+                .where(
+                    VisitMealRow.day >= period_from.isoformat(),
+                    VisitMealRow.day <= period_to.isoformat(),
+                    VisitMealRow.stored_as == "record",
+                    VisitMealRow.home_centre_id != VisitMealRow.centre_id,
+                )
+                .order_by(VisitMealRow.day, VisitMealRow.record_id)
+            ).all()
+        return [
+            VisitMealFacts(
+                record_id=m.record_id,
+                day=date.fromisoformat(m.day),
+                slot=m.slot,
+                visited_centre_id=m.centre_id,
+                home_centre_id=m.home_centre_id,
+                subsidy_fen=int(m.subsidy_fen),
+                voided=bool(voided),
+            )
+            for m, voided in rows
+        ]
+
+    def visit_reviews(
+        self, centre_id: str, period_from: date, period_to: date
+    ) -> list[dict[str, Any]]:
+        """The spec's ``VisitReview`` items that concern ``centre_id``."""
+        with self.sessions() as s:
+            rows = s.scalars(
+                select(VisitMealRow)
+                .where(
+                    VisitMealRow.day >= period_from.isoformat(),
+                    VisitMealRow.day <= period_to.isoformat(),
+                    VisitMealRow.held_by_record_id.is_not(None),
+                    (VisitMealRow.centre_id == centre_id)
+                    | (VisitMealRow.home_centre_id == centre_id)
+                    | (VisitMealRow.held_by_centre_id == centre_id),
+                )
+                .order_by(VisitMealRow.day, VisitMealRow.record_id)
+            ).all()
+        return [
+            {
+                "record_id": r.record_id,
+                "visited_centre_id": r.centre_id,
+                "home_centre_id": r.home_centre_id,
+                "person_id": r.person_id,
+                "day": r.day,
+                "slot": r.slot,
+                "subsidy_fen": int(r.subsidy_fen),
+                "held_by_record_id": r.held_by_record_id,
+                "held_by_centre_id": r.held_by_centre_id,
+                "received_at": r.received_at,
+            }
+            for r in rows
+        ]
 
     def dataset(self, centre_id: str, kind: str) -> dict[str, Any] | None:
         with self.sessions() as s:

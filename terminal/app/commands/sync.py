@@ -1,16 +1,24 @@
-"""Sync commands: ``sync now|status``, ``agent``, ``platform serve``."""
+"""Sync commands: ``sync now|status``, ``agent``, ``platform serve|settlement``."""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from terminal.app.output import emit
 from terminal.config.settings import Settings, load_settings
 from terminal.core.errors import TerminalError
 from terminal.core.log import setup_logging
 from terminal.core.sdnotify import Notifier
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from sync.platform.core import SettlementRules
+    from sync.platform.store import VisitMealFacts
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "platform_args",
         nargs=argparse.REMAINDER,
-        help="serve [--host H] [--port P] [--db URL] [--seed FILE] [fault switches]; see 'platform serve --help'",
+        help="serve [--host H] [--port P] [--db URL] [--seed FILE] [fault switches] | "
+        "settlement --from D --to D [--csv]; see 'platform serve --help'",
     )
     p.set_defaults(handler=cmd_platform)
 
@@ -75,4 +84,71 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def cmd_platform(args: argparse.Namespace) -> int:
     from sync.platform.server import main
 
-    return main(list(args.platform_args))
+    return main(
+        list(args.platform_args),
+        settlement=platform_settlement_rules(),
+        worker_factory="terminal.app.commands.sync:platform_worker_app",
+    )
+
+
+def platform_settlement_rules() -> SettlementRules:
+    """The platform's settlement between centres is the payment package's
+    (``payment.visiting.settle`` and ``settlement_csv``), wired here."""
+    from datetime import date
+
+    from payment.domain import MealSlot
+    from payment.visiting import SettlementLine, VisitMeal, settle, settlement_csv
+    from sync.platform.core import SettlementRules
+
+    def lines(meals: Sequence[VisitMealFacts], start: date, end: date) -> list[dict[str, Any]]:
+        found = settle(
+            (
+                VisitMeal(
+                    m.record_id,
+                    m.day,
+                    MealSlot(m.slot),
+                    m.visited_centre_id,
+                    m.home_centre_id,
+                    m.subsidy_fen,
+                    m.voided,
+                )
+                for m in meals
+            ),
+            start,
+            end,
+        )
+        return [
+            {
+                "claimant_centre_id": x.claimant_centre_id,
+                "debtor_centre_id": x.debtor_centre_id,
+                "period_from": x.period_from.isoformat(),
+                "period_to": x.period_to.isoformat(),
+                "meals": x.meals,
+                "subsidy_fen": x.subsidy_fen,
+                "record_ids": list(x.record_ids),
+            }
+            for x in found
+        ]
+
+    def to_csv(docs: Sequence[dict[str, Any]]) -> str:
+        return settlement_csv(
+            SettlementLine(
+                d["claimant_centre_id"],
+                d["debtor_centre_id"],
+                date.fromisoformat(d["period_from"]),
+                date.fromisoformat(d["period_to"]),
+                d["meals"],
+                d["subsidy_fen"],
+                tuple(d["record_ids"]),
+            )
+            for d in docs
+        )
+
+    return SettlementRules(settle=lines, to_csv=to_csv)
+
+
+def platform_worker_app() -> Starlette:
+    """A platform worker process's application, with the settlement rules."""
+    from sync.platform.asgi import app_from_env
+
+    return app_from_env(settlement=platform_settlement_rules())
