@@ -124,7 +124,9 @@ class District:
             return list(db.execute(query, args).fetchall())
 
 
-def start_district(tmp: Path, *extra: str) -> District:
+def start_district(tmp: Path, *extra: str, db_url: str | None = None) -> District:
+    """``platform serve`` with three devices of two centres (SQLite unless
+    ``db_url`` says otherwise)."""
     keys = {d: tmp / "keys" / f"{d}.pem" for d in CENTRES}
     pubs = {d: provision_device_key(k) for d, k in keys.items()}
     seed = tmp / "seed.json"
@@ -140,7 +142,7 @@ def start_district(tmp: Path, *extra: str) -> District:
         "--port",
         "0",
         "--db",
-        f"sqlite:///{db}",
+        db_url or f"sqlite:///{db}",
         "--seed",
         str(seed),
         "--district-pepper",
@@ -156,7 +158,9 @@ def start_district(tmp: Path, *extra: str) -> District:
     if not line:
         proc.wait(timeout=10)
         raise AssertionError(f"platform did not start: {log.read_text()[-2000:]}")
-    return District(json.loads(line)["url"], db, proc, keys, tmp)
+    url = json.loads(line)["url"]
+    httpx.get(url + "/healthz", timeout=60).raise_for_status()  # the workers are up
+    return District(url, db, proc, keys, tmp)
 
 
 def stop(d: District) -> None:
