@@ -1412,7 +1412,8 @@ def _prepare_visitor(
         local_subsidised=subsidised_meals(meals, slot, day),
         payment_source=visitor.payment_source,
         limits=policy.limits,
-        usage=ctx.visit_usage(day, slot),
+        # the offline budget matters only without the platform (saves a read online)
+        usage=ctx.visit_usage(day, slot) if status.source is Source.ROSTER else OfflineUsage(),
     )
     order = _order_lines(cand, slot, day, session, now, ctx)
     if not isinstance(order, _Order):

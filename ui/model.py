@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from payment.domain import MealSlot
 from payment.flow import State
+from payment.visiting import VisitorsDay
 from terminal.core.money import Money
 
 Health = Literal["ok", "degraded", "offline", "unknown", "paper_out", "absent"]
@@ -207,3 +208,4 @@ class ManagerReport:
     list_total: Money
     week: tuple[DayFigures, ...]  # oldest first, ending with ``day``
     source: Literal["footfall", "payments"] = "payments"
+    visitors: VisitorsDay | None = None  # seniors of other centres today (city-wide meals)

@@ -454,6 +454,7 @@ class KioskBackend:
             list_total=Money(sum(int(v["list_fen"]) for v in summary["by_slot"].values())),
             week=tuple(week),
             source=source,
+            visitors=d.payment.visitors.day(day),
         )
 
     def export_report(self, fmt: Literal["csv", "html"], staff_id: str) -> Path:

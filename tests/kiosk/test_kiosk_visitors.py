@@ -40,18 +40,21 @@ VISITOR = DistrictSenior("P-7", "centre-a", (SeniorCategory.AGE_80_89,), cards=(
 DAY = date(2026, 3, 2)
 
 
-def start(world: World, district: Any) -> KioskApp:
+def start(world: World, district: Any, **wiring: Any) -> KioskApp:
+    """The kiosk through the real composition with ``district`` as its port
+    (no camera unless ``wiring`` gives a source); the UI journeys use it too."""
     cfg = replace(world.services.flow_config, timeouts=KIOSK_TIMEOUTS)
     app = build_kiosk(
         world.services,
-        camera=False,
         flow_config=cfg,
         sync=False,
         speaker=world.spoken.append,
         printer_port=lambda r: (world.printed.append(r) or True, "printed"),
         visitors=district,
+        **({"camera": False} | wiring),
     )
     world.app = app
+    app.runner.subscribe(world.updates.append)
     app.start()
     return app
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from payment.flow import (
+    VISITOR_HINT,
     AlreadyPaid,
     Challenge,
     ChargePending,
@@ -26,7 +27,10 @@ from payment.flow import (
     SecondFactorEntry,
     StaffRequired,
     State,
+    VisitorChecking,
+    VisitorClaiming,
 )
+from payment.visiting import PaymentSource, Visit
 from ui.i18n import Translator
 from ui.model import ChallengeView, IdleInfo
 
@@ -219,6 +223,21 @@ def present(
                 countdown=_countdown(tr, state.deadline, now),
             )
             return Presented("scan", vm, state_name=name)
+        case VisitorChecking() | VisitorClaiming():
+            claiming = isinstance(state, VisitorClaiming)
+            vm0 = ResultVM(
+                tone="busy",
+                title=tr("visitor.claiming" if claiming else "visitor.checking"),
+                big="",
+                lines=(tr("visitor.checking_hint"),),
+                action="",
+                staff_button="",
+                finish="",
+                countdown="",
+            )
+            return Presented("result", vm0, state_name=name)
+        case Confirm() if state.payment.visit is not None:
+            return Presented("confirm", _visitor_confirm(state, tr, now), state_name=name)
         case Confirm():
             p = state.payment
             q = p.quote
@@ -286,15 +305,22 @@ def present(
                 receipt = tr("done.take_receipt")
             else:
                 receipt = tr("done.print_failed")
+            visit = state.payment.visit
+            if visit is None:
+                who = (
+                    f"{state.payment.name_masked}  "
+                    f"{tr('done.balance')} {_yuan(tr, state.balance_after.yuan_str())}"
+                )
+            elif visit.payment_source is PaymentSource.CASH:
+                due = state.payment.quote.due.yuan_str()
+                who = f"{_visitor_name(visit, tr)}  {tr('visitor.paid_cash', amount=due)}"
+            else:
+                who = f"{_visitor_name(visit, tr)}  {tr(f'visitor.source.{visit.payment_source}')}"
             vm5 = ResultVM(
                 tone="ok",
                 title=tr("done.title"),
                 big=_yuan(tr, state.payment.quote.due.yuan_str()),
-                lines=(
-                    f"{state.payment.name_masked}  "
-                    f"{tr('done.balance')} {_yuan(tr, state.balance_after.yuan_str())}",
-                    receipt,
-                ),
+                lines=(who, receipt),
                 action=tr("done.enjoy"),
                 staff_button="",
                 finish=tr("common.touch_to_finish"),
@@ -306,6 +332,8 @@ def present(
             lines2: list[str] = []
             if state.reason is FailReason.INSUFFICIENT_BALANCE and state.amount is not None:
                 lines2.append(tr("failed.shortfall", amount=state.amount.yuan_str()))
+            if state.detail == VISITOR_HINT:  # face unknown here: maybe another centre's senior
+                lines2.append(tr("visitor.face_hint"))
             action = (
                 tr("action.charge_timeout")
                 if state.reason is FailReason.CHARGE_TIMEOUT
@@ -323,11 +351,15 @@ def present(
             )
             return Presented("result", vm6, state_name=name)
         case AlreadyPaid():
+            visitor = state.candidate.visitor
+            who = state.name_masked
+            if visitor is not None:
+                who = tr("visitor.home", centre=visitor.status.home_centre_id)
             vm7 = ResultVM(
                 tone="notice",
                 title=tr("already.title", slot=tr(state.slot.i18n_key)),
                 big="",
-                lines=(state.name_masked, tr("already.detail", time=state.paid_at_hhmm)),
+                lines=(who, tr("already.detail", time=state.paid_at_hhmm)),
                 action="",
                 staff_button=tr("already.staff"),
                 finish=tr("common.touch_to_finish"),
@@ -349,6 +381,46 @@ def present(
             )
             return Presented("result", vm8, state_name=name)
     raise AssertionError(f"no screen for {state!r}")  # pragma: no cover
+
+
+def _visitor_name(visit: Visit, tr: Translator) -> str:
+    return f"{tr('visitor.name')}（{visit.home_centre_id}）"
+
+
+def _visitor_confirm(state: Confirm, tr: Translator, now: datetime) -> ConfirmVM:
+    """A senior of another centre: home centre, category, subsidy, what is due
+    and where it is paid from; why there is no subsidy when there is none."""
+    p = state.payment
+    q = p.quote
+    visit = p.visit
+    assert visit is not None
+    lines: list[tuple[str, str, bool]] = [
+        (tr("confirm.list"), _yuan(tr, q.list_total.yuan_str()), False),
+        (tr("confirm.subsidy"), _yuan(tr, (-q.subsidy).yuan_str()), False),
+        (tr("visitor.pay_from"), tr(f"visitor.source.{visit.payment_source}"), True),
+    ]
+    if visit.payment_source is PaymentSource.VISITED_WALLET:
+        lines.append((tr("confirm.balance_after"), _yuan(tr, q.balance_after.yuan_str()), False))
+    notes = []
+    if visit.refusal is not None:
+        notes.append(tr(f"visitor.refusal.{visit.refusal}"))
+    if visit.review:
+        notes.append(tr("visitor.review"))
+    items = _items_text(tuple((ln.name, ln.quantity) for ln in p.lines))
+    category = tr("confirm.category", category=tr(p.category.i18n_key))
+    return ConfirmVM(
+        title=tr("visitor.title"),
+        name=tr("visitor.name"),
+        category=f"{tr('visitor.home', centre=visit.home_centre_id)}    {category}",
+        meal=tr("confirm.meal", slot=tr(p.slot.i18n_key), items=items),
+        lines=tuple(lines),
+        due_label=tr("confirm.due"),
+        due=_yuan(tr, q.due.yuan_str()),
+        note="\n".join(notes),
+        pay=tr("confirm.pay"),
+        cancel=tr("confirm.cancel"),
+        countdown=_countdown(tr, state.deadline, now),
+    )
 
 
 def present_out_of_service(tr: Translator, code: str) -> Presented:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from payment.visiting import VisitorsDay
+from terminal.core.money import Money
 from ui.i18n import Translator
 from ui.model import ManagerReport
 
@@ -22,6 +24,7 @@ class ManagerVM:
     week_labels: tuple[str, ...]
     week_values: tuple[int, ...]
     source_note: str
+    visitors: str = ""  # today's visitors of other centres and what is owed for them
 
 
 def present_manager(r: ManagerReport, tr: Translator) -> ManagerVM:
@@ -47,4 +50,25 @@ def present_manager(r: ManagerReport, tr: Translator) -> ManagerVM:
         week_labels=tuple(str(d.day.day) for d in r.week),
         week_values=tuple(d.meals for d in r.week),
         source_note="" if r.source == "footfall" else tr("manager.source.payments"),
+        visitors=_visitors_text(r.visitors, tr) if r.visitors is not None else "",
     )
+
+
+def _visitors_text(v: VisitorsDay, tr: Translator) -> str:
+    """One line: today's visitors, then the subsidy owed per home centre."""
+    owed = "；".join(
+        tr(
+            "manager.owed_line",
+            centre=o.home_centre_id,
+            meals=o.meals,
+            amount=Money(o.subsidy_fen).yuan_str(),
+        )
+        for o in v.owed
+    )
+    parts = [
+        f"{tr('manager.visitors')}：{tr('manager.visitors_value', visitors=v.visitors, meals=v.meals)}",
+        f"{tr('manager.owed')}：{owed or tr('manager.owed_none')}",
+    ]
+    if v.review:
+        parts.append(tr("manager.review", n=v.review))
+    return "   ·   ".join(parts)

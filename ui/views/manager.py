@@ -67,6 +67,7 @@ class ManagerPage(Page):
     def __init__(self, ctx: StaffContext) -> None:
         super().__init__(ctx, "manager.title")
         self.source = label("", "muted")
+        self.visitors = label("", None)
         self.figures = QGridLayout()
         self.figures.setHorizontalSpacing(16)
         self.figures.setVerticalSpacing(0)
@@ -89,6 +90,7 @@ class ManagerPage(Page):
         charts.addWidget(self.week_view, 1)
         self.content.addWidget(fig_card)
         self.content.addWidget(self.source)
+        self.content.addWidget(self.visitors)
         self.content.addLayout(charts, 1)
         self.report: ManagerReport | None = None
         self.vm: ManagerVM | None = None
@@ -110,6 +112,8 @@ class ManagerPage(Page):
         vm = present_manager(report, self.i18n)
         self.vm = vm
         self.source.setText("   ·   ".join(t for t in (vm.meals_detail, vm.source_note) if t))
+        self.visitors.setText(vm.visitors)
+        self.visitors.setVisible(bool(vm.visitors))
         while self.figures.count():
             item = self.figures.takeAt(0)
             w = item.widget() if item is not None else None
