@@ -112,8 +112,22 @@ def load_district_pepper(path: Path) -> bytes:
 
 
 def district_pepper(settings: Settings) -> bytes:
-    """The district pepper for this terminal (see :func:`load_district_pepper`)."""
-    return load_district_pepper(district_pepper_path(settings))
+    """The district pepper for this terminal (see :func:`load_district_pepper`).
+    Refused (``district_pepper_mismatch``) when a district roster was pulled
+    and this pepper did not make its keys: a pepper made on the device (an
+    older release made one for ID-card payments) would find no visitor."""
+    pepper = load_district_pepper(district_pepper_path(settings))
+    url = settings.sync_db_url
+    if (
+        url.startswith("sqlite:///")
+        and pepper_matches(Path(url[len("sqlite:///") :]), pepper) is False
+    ):
+        raise TerminalError(
+            "the district pepper installed here is not the one the district roster was "
+            "made with; install the district's pepper file",
+            code="district_pepper_mismatch",
+        )
+    return pepper
 
 
 def pepper_matches(sync_db_path: Path, pepper: bytes) -> bool | None:

@@ -667,3 +667,54 @@ def test_visit_requests_are_checked_like_every_request(district: District) -> No
     assert r.status_code == 401
     r = httpx.get(district.url + path)
     assert r.status_code == 405 and r.headers["Allow"] == "POST"
+
+
+# -- a terminal as provisioned: the agent pulls, the kiosk reads ---------------------------
+
+
+def test_a_provisioned_terminal_pulls_the_roster_and_checks_its_pepper(
+    district: District, tmp_path: Path
+) -> None:
+    """``care-terminal sync now`` (the agent's cycle) pulls the district roster;
+    the kiosk's helpers then find the visitor online and offline, and refuse a
+    pepper that is not the district's."""
+    import shutil
+
+    from sync.agent import sync_now
+    from sync.visits import district_pepper
+    from terminal.config.settings import CentreSettings, Settings, SyncSettings
+    from terminal.core.errors import TerminalError
+
+    data = tmp_path / "terminal-b"
+    settings = Settings(
+        data_dir=data,
+        centre=CentreSettings(device_id="dev-b1", centre_id="centre-b"),
+        sync=SyncSettings(platform_url=district.url),
+    )
+    with pytest.raises(TerminalError) as missing:
+        district_pepper(settings)
+    assert missing.value.code == "district_pepper_missing"
+    settings.device_key_file.parent.mkdir(parents=True, mode=0o700)
+    shutil.copy(district.keys["dev-b1"], settings.device_key_file)
+    pepper_file = data / "keys" / "district-pepper"
+    shutil.copy(district.tmp / "district-pepper", pepper_file)
+    pepper_file.chmod(0o600)
+
+    report = sync_now(settings)
+    pulled = {p["kind"]: p["status"] for p in report["pulls"]}
+    assert pulled["district_roster"] == "updated", report
+    pepper = district_pepper(settings)
+    assert pepper == PEPPER
+    key = card_hmac(pepper, "CA0001")
+    offline = roster_lookup(data / "sync.db", key_type="card", key=key)
+    with VisitsClient.from_settings(settings) as c:
+        online = c.eligibility(
+            centre_id="centre-b", key_type="card", key=key, day=DAY, slot="lunch"
+        )
+    assert offline is not None and online is not None
+    assert (offline.person_id, offline.home_centre_id) == (online.person_id, online.home_centre_id)
+
+    pepper_file.write_bytes(b"a-pepper-made-on-this-device-32b")  # not the district's
+    with pytest.raises(TerminalError) as wrong:
+        district_pepper(settings)
+    assert wrong.value.code == "district_pepper_mismatch"
