@@ -88,22 +88,28 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_image_folder_delivers_all_images_in_sorted_order(folder: Path, no_thread_leak) -> None:
+    # The source hands out the newest frame (a slow reader misses frames, by
+    # design), so the test checks what any reader sees whatever the machine's
+    # load: every frame it gets is the image of that position in sorted order,
+    # in increasing order, the last image is always seen, and all four were
+    # published.
     expected = [cv2.imread(str(p)) for p in sorted(folder.glob("0*"))]
     src = ImageFolderSource(folder, fps=50.0)
     assert isinstance(src, FrameSource)
     seen: list[Frame] = []
     with src:
         last = 0
-        while len(seen) < len(expected):
-            f = src.wait_frame(last, timeout=3.0)
+        while last < len(expected):
+            f = src.wait_frame(last, timeout=10.0)
             assert f is not None, "image folder stopped delivering"
             seen.append(f)
             last = f.seq
         assert wait_until(lambda: src.status().state is SourceState.ENDED)
     assert not src.running
-    assert [f.seq for f in seen] == [1, 2, 3, 4]
-    for f, img in zip(seen, expected, strict=True):
-        assert np.array_equal(f.image, img)
+    assert [f.seq for f in seen] == sorted({f.seq for f in seen})
+    assert seen[-1].seq == 4
+    for f in seen:
+        assert np.array_equal(f.image, expected[f.seq - 1])
     assert all(b.ts >= a.ts for a, b in itertools.pairwise(seen))
     assert src.status().frames == 4
 
