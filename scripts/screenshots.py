@@ -95,7 +95,17 @@ def main() -> int:
     demo = prepare_demo(tmp, pack_dir=args.pack, at=AT, platform=False, history_days=6)
     services = demo.services
     app_ = make_app()
-    kiosk_app = build_kiosk(services, camera=False, sync=False)
+    # a senior of centre-a visiting (city-wide meals), in an in-memory district
+    from payment.domain import SeniorCategory
+    from terminal.kiosk.visitors import DistrictDirectory, DistrictSenior
+
+    district = DistrictDirectory(
+        [
+            DistrictSenior("P-7d1c0a9e", "centre-a", (SeniorCategory.AGE_80_89,), cards=("9001",)),
+            DistrictSenior("P-3e52b7c1", "centre-c", (SeniorCategory.AGE_80_89,), cards=("9002",)),
+        ]
+    )
+    kiosk_app = build_kiosk(services, camera=False, sync=False, visitors=district)
     kiosk_app.backend.d.model_pack = services.recogniser.pack_id
     store = services.payment
     kiosk = ScriptedKiosk()
@@ -241,6 +251,32 @@ def main() -> int:
     show(lim)
     shot("12-staff-required")
 
+    # city-wide meals: a senior of another centre
+    from terminal.kiosk.visitors import answer
+
+    def visiting(*events: Any) -> State:
+        """The flow with the district answering its visitor effects."""
+        state: State = Idle()
+        pending = list(events)
+        while pending:
+            state, effects = step(state, pending.pop(0), AT, ctx)
+            pending[:0] = [a for e in effects if (a := answer(district, e)) is not None]
+        return state
+
+    visitor = visiting(CardTapped("9001"))
+    show(visitor)
+    shot("15-visitor-confirm")
+    vcharging = run(visitor, Touch("confirm"))
+    vdone = run(vcharging, store.charge(vcharging.request))  # type: ignore[attr-defined]
+    show(vdone)
+    shot("16-visitor-done")
+    # another senior who ate at a third centre a moment ago: no second subsidy
+    district.take_slot("P-3e52b7c1", AT.date().isoformat(), "lunch")
+    show(visiting(CardTapped("9002")))
+    shot("17-visitor-subsidy-used-elsewhere")
+    show(run(Idle(), FaceSeen(), FaceResult("unknown", None, 0.2, 0.99)))
+    shot("18-visitor-face-unknown")
+
     # English
     tr.set_language("en")
     show(Idle())
@@ -248,6 +284,8 @@ def main() -> int:
     shot("13-idle-english")
     show(confirm)
     shot("14-confirm-english")
+    show(visitor)
+    shot("19-visitor-confirm-english")
     tr.set_language("zh_CN")
     show(Idle())
     settle()
@@ -301,6 +339,13 @@ def main() -> int:
         app_.processEvents()
         time.sleep(0.02)
     shot("29-manager")
+    tr.set_language("en")
+    win.pages["manager"].refresh()  # type: ignore[attr-defined]
+    for _ in range(30):
+        app_.processEvents()
+        time.sleep(0.02)
+    shot("31-manager-visitors-english")
+    tr.set_language("zh_CN")
 
     # out of service (what a crash looks like to a senior)
     win.exit_staff()

@@ -306,19 +306,20 @@ def present(
             else:
                 receipt = tr("done.print_failed")
             visit = state.payment.visit
+            cash = visit is not None and visit.payment_source is PaymentSource.CASH
             if visit is None:
                 who = (
                     f"{state.payment.name_masked}  "
                     f"{tr('done.balance')} {_yuan(tr, state.balance_after.yuan_str())}"
                 )
-            elif visit.payment_source is PaymentSource.CASH:
+            elif cash:
                 due = state.payment.quote.due.yuan_str()
                 who = f"{_visitor_name(visit, tr)}  {tr('visitor.paid_cash', amount=due)}"
             else:
                 who = f"{_visitor_name(visit, tr)}  {tr(f'visitor.source.{visit.payment_source}')}"
             vm5 = ResultVM(
                 tone="ok",
-                title=tr("done.title"),
+                title=tr("visitor.done_cash" if cash else "done.title"),
                 big=_yuan(tr, state.payment.quote.due.yuan_str()),
                 lines=(who, receipt),
                 action=tr("done.enjoy"),
@@ -395,23 +396,27 @@ def _visitor_confirm(state: Confirm, tr: Translator, now: datetime) -> ConfirmVM
     visit = p.visit
     assert visit is not None
     lines: list[tuple[str, str, bool]] = [
+        (tr("visitor.home_label"), visit.home_centre_id, False),
         (tr("confirm.list"), _yuan(tr, q.list_total.yuan_str()), False),
         (tr("confirm.subsidy"), _yuan(tr, (-q.subsidy).yuan_str()), False),
-        (tr("visitor.pay_from"), tr(f"visitor.source.{visit.payment_source}"), True),
     ]
-    if visit.payment_source is PaymentSource.VISITED_WALLET:
+    if visit.payment_source is PaymentSource.VISITED_WALLET:  # the wallet here
         lines.append((tr("confirm.balance_after"), _yuan(tr, q.balance_after.yuan_str()), False))
+    else:
+        lines.append((tr("visitor.pay_from"), tr(f"visitor.source.{visit.payment_source}"), False))
     notes = []
-    if visit.refusal is not None:
+    if visit.refusal is not None:  # why there is no subsidy comes first
         notes.append(tr(f"visitor.refusal.{visit.refusal}"))
     if visit.review:
         notes.append(tr("visitor.review"))
+    if not notes and visit.payment_source is PaymentSource.CASH:
+        notes.append(tr("visitor.cash_note"))
     items = _items_text(tuple((ln.name, ln.quantity) for ln in p.lines))
     category = tr("confirm.category", category=tr(p.category.i18n_key))
     return ConfirmVM(
         title=tr("visitor.title"),
         name=tr("visitor.name"),
-        category=f"{tr('visitor.home', centre=visit.home_centre_id)}    {category}",
+        category=category,
         meal=tr("confirm.meal", slot=tr(p.slot.i18n_key), items=items),
         lines=tuple(lines),
         due_label=tr("confirm.due"),

@@ -56,7 +56,7 @@ def present_manager(r: ManagerReport, tr: Translator) -> ManagerVM:
 
 def _visitors_text(v: VisitorsDay, tr: Translator) -> str:
     """One line: today's visitors, then the subsidy owed per home centre."""
-    owed = "；".join(
+    owed = ", ".join(
         tr(
             "manager.owed_line",
             centre=o.home_centre_id,
@@ -66,8 +66,8 @@ def _visitors_text(v: VisitorsDay, tr: Translator) -> str:
         for o in v.owed
     )
     parts = [
-        f"{tr('manager.visitors')}：{tr('manager.visitors_value', visitors=v.visitors, meals=v.meals)}",
-        f"{tr('manager.owed')}：{owed or tr('manager.owed_none')}",
+        tr("manager.visitors", visitors=v.visitors, meals=v.meals),
+        tr("manager.owed", lines=owed or tr("manager.owed_none")),
     ]
     if v.review:
         parts.append(tr("manager.review", n=v.review))

@@ -79,7 +79,7 @@ class ManagerPage(Page):
         self.week_view = QChartView()
         for v in (self.hour_view, self.week_view):
             v.setRenderHint(QPainter.RenderHint.Antialiasing)
-            v.setMinimumHeight(240)  # fits 800 px with the message line shown
+            v.setMinimumHeight(180)  # fits 800 px with the visitors and message lines shown
         self.csv_btn = button("", None, lambda: self.export("csv"))
         self.html_btn = button("", None, lambda: self.export("html"))
         self.refresh_btn = button("↻", None, self.refresh)

@@ -229,7 +229,8 @@ class ConfirmScreen(QWidget):
         self.meal.setText(vm.meal)
         self.note.setText(vm.note)
         self.note.setVisible(bool(vm.note))
-        for (a, b), (text, value, emph) in zip(self.line_labels, vm.lines, strict=False):
+        rows = list(vm.lines) + [("", "", False)] * (len(self.line_labels) - len(vm.lines))
+        for (a, b), (text, value, emph) in zip(self.line_labels, rows, strict=False):
             a.setText(text)
             b.setText(value)
             style = f"font-size: {theme.TITLE_PX - 4 if emph else theme.BODY_PX + 4}px;"
