@@ -218,9 +218,37 @@ def depth_anchor(
     return px + nx * shift, py + ny * shift
 
 
-def box_touches_edge(box: Iterable[float], width: int, height: int, margin: float) -> bool:
+def box_touches_edge(
+    box: Iterable[float], width: int, height: int, margin: float, *, sideways: bool = False
+) -> bool:
+    """Whether the box is cut by the frame border (within ``margin`` px).
+
+    ``sideways``: only the left and right borders count. A depth line reads a
+    head's *width*, which a box cut by the bottom (or top) of the frame still
+    shows; a person close under a camera facing the door is at the bottom of
+    the picture exactly when they stand on the threshold, so ignoring those
+    observations would lose the crossing."""
     x1, y1, x2, y2 = (float(v) for v in box)
-    return x1 <= margin or y1 <= margin or x2 >= width - 1 - margin or y2 >= height - 1 - margin
+    if x1 <= margin or x2 >= width - 1 - margin:
+        return True
+    return not sideways and (y1 <= margin or y2 >= height - 1 - margin)
+
+
+def touches_inside_border(
+    box: Iterable[float], line: CountingLine, width: int, height: int, margin: float
+) -> bool:
+    """Whether the box touches the frame border on the line's inside side
+    (the bottom for ``inside = "below"``, the left for ``"left"``...). The
+    picture's border beyond the inside of the line is inside: a person who
+    first shows there came from inside (from under a camera facing the door,
+    or from the building's side of an overhead view)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return {
+        "below": y2 >= height - 1 - margin,
+        "above": y1 <= margin,
+        "left": x1 <= margin,
+        "right": x2 >= width - 1 - margin,
+    }[line.inside]
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,13 +331,20 @@ class LineCounter:
         *,
         at_edge: bool = False,
         size: float = 0.0,
+        born_inside: bool = False,
     ) -> Crossing | None:
         """One observation of a confirmed track: its anchor point, the time,
         whether its box touches the frame border and its size (box height, px;
-        used only to gate occlusion stitching)."""
+        used only to gate occlusion stitching). ``born_inside``: the track was
+        born at the frame border on the inside side (:func:`touches_inside_border`);
+        on its first observation it then starts on the inside, so a person who
+        comes out from under the camera and is confirmed only once already on
+        the line or beyond it is still counted leaving."""
         state = self.tracks.get(track_id)
         if state is None:
-            state = self._stitch(track_id, x, y, t, at_edge, size) or TrackState(last_t=t)
+            state = self._stitch(track_id, x, y, t, at_edge, size)
+            if state is None:
+                state = TrackState(last_t=t, established=Zone.IN if born_inside else None)
             self.tracks[track_id] = state
         self._move(state, x, y, t, at_edge, size)
         state.last_t = t

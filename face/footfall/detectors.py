@@ -30,6 +30,9 @@ class Detections:
     # detection or -1 when a body alone saw the person; None = every box is a face.
     face_index: np.ndarray | None = None
     body_ran: bool = True  # False on frames where the fused body detector did not run
+    # Body boxes of moving blobs (face/footfall/fused.py): per box, the head
+    # measured on the blob's top (x1, y1, x2, y2), or NaN where none was measured.
+    heads: np.ndarray | None = None
 
     def is_face(self, i: int) -> bool:
         return self.face_index is None or int(self.face_index[i]) >= 0

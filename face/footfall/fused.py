@@ -34,6 +34,7 @@ from face.footfall.fusion import (
     FusionParams,
     TrackerParams,
     fuse,
+    head_of_blob,
     split_columns,
 )
 from face.footfall.tracking import TrackedBox
@@ -75,7 +76,7 @@ class MotionDetector:
         fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, self.kernel, iterations=2)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
         area_min = self.min_area * fg.shape[0] * fg.shape[1]
-        boxes, scores = [], []
+        boxes, scores, heads = [], [], []
         for k in range(1, n):
             x, y, bw, bh, area = (int(v) for v in stats[k])
             if area < area_min or area > 0.6 * fg.size:
@@ -91,9 +92,25 @@ class MotionDetector:
                 y0, y1 = y + int(rows[0]), y + int(rows[-1]) + 1
                 boxes.append([(x + a) / s, y0 / s, (x + b) / s, y1 / s])
                 scores.append(min(0.9, 0.4 + float(part.sum()) / ((b - a) * (y1 - y0))))
+                if y1 < fg.shape[0] - 1:  # the whole body is in the picture: predict its head
+                    heads.append([np.nan] * 4)
+                    continue
+                body = part[int(rows[0]) :]
+                filled = body.any(axis=1)
+                first = np.where(filled, body.argmax(axis=1), 0)
+                last = np.where(filled, body.shape[1] - body[:, ::-1].argmax(axis=1), 0)
+                hx1, hy1, hx2, hy2 = head_of_blob(
+                    list(zip(first.tolist(), last.tolist(), strict=True))
+                )
+                ox = x + a
+                heads.append([(ox + hx1) / s, (y0 + hy1) / s, (ox + hx2) / s, (y0 + hy2) / s])
         if not boxes:
             return Detections.empty()
-        return Detections(np.array(boxes, np.float32), np.array(scores, np.float32))
+        return Detections(
+            np.array(boxes, np.float32),
+            np.array(scores, np.float32),
+            heads=np.array(heads, np.float32),
+        )
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -105,14 +122,30 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def merge_bodies(ssd: Detections, blobs: Detections, iou: float = 0.3) -> Detections:
-    """SSDLite boxes plus the blobs that overlap none of them."""
+    """SSDLite boxes plus the blobs that overlap none of them (with the heads
+    measured on those blobs; NaN for the SSDLite boxes, whose heads are
+    predicted)."""
     keep = [i for i, b in enumerate(blobs.boxes) if all(_iou(b, o) < iou for o in ssd.boxes)]
     if not keep:
         return ssd
+    n = int(ssd.boxes.reshape(-1, 4).shape[0])
+    blob_heads = blobs.heads[keep] if blobs.heads is not None else np.full((len(keep), 4), np.nan)
     return Detections(
         np.concatenate([ssd.boxes.reshape(-1, 4), blobs.boxes[keep]]).astype(np.float32),
         np.concatenate([ssd.scores.reshape(-1), blobs.scores[keep]]).astype(np.float32),
+        heads=np.concatenate([np.full((n, 4), np.nan), blob_heads]).astype(np.float32),
     )
+
+
+def _heads(d: Detections) -> list[Box | None] | None:
+    if d.heads is None:
+        return None
+    return [
+        None
+        if np.isnan(h).any() or h[2] <= h[0]
+        else (float(h[0]), float(h[1]), float(h[2]), float(h[3]))
+        for h in d.heads
+    ]
 
 
 class FusionDetector(FaceBoxDetector):
@@ -151,6 +184,7 @@ class FusionDetector(FaceBoxDetector):
             _boxes(bodies),
             bodies.scores.tolist(),
             self.params,
+            _heads(bodies),
         )
         if not cands:
             return Detections(
@@ -201,6 +235,7 @@ class FusedTrackerAdapter:
                 np.array(m.box, np.float32),
                 float(cands[m.candidate].score),
                 m.candidate,
+                m.first,
             )
             for m in self.core.update(cands, ts, detections.body_ran)
         ]

@@ -25,7 +25,10 @@ Cues -> head candidates (:func:`fuse`)
       first, geometric matches before the others).
     * A face with or without its body becomes one candidate with the face's
       box (the more precise cue) and ``face=True``; a body without a face
-      becomes a candidate with the predicted head box and ``face=False``.
+      becomes a candidate with the predicted head box and ``face=False``,
+      unless it is a piece of a face's own person (:func:`claimed`: under
+      the face, within the columns its body spans, no wider than that body):
+      a moving blob split beside a head must not become a second person.
 
 Tracking (:class:`FusedTracker`)
     * Tracks are predicted with a constant velocity; candidates are assigned
@@ -69,6 +72,8 @@ class FusionParams:
     attach_size: float = 2.2  # face / predicted head width ratio allowed either way
     body_score: float = 0.35  # body boxes below this score are ignored
     body_min_h: float = 40.0  # body boxes shorter than this (px) are ignored
+    claim_share: float = 0.6  # share of a body box's width under a face that makes it that face's
+    claim_above: float = 1.0  # ... when its top is at most this many face widths above the face
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,32 @@ def head_from_body(body: Box, p: FusionParams) -> Box:
     cx = (x1 + x2) / 2
     cy = y1 + p.head_cy * hw
     return (cx - hw / 2, cy - hw / 2, cx + hw / 2, cy + hw / 2)
+
+
+def head_of_blob(extents: Sequence[tuple[int, int]], aspect: float = 1.2) -> Box:
+    """The head at the top of a moving blob, measured on its mask.
+
+    ``extents`` is, for each row of the blob from its top down, the first
+    and last-plus-one column of the mask on that row (equal for an empty row).
+    Rows are added from the top while the rows taken are fewer than
+    ``aspect`` times the width they span: a head is about as tall as
+    ``aspect`` times its width, and the shoulders below it come later.
+    Returns the head box (x1, y1, x2, y2) in the blob's coordinates.
+
+    A body box's width says how wide the head is only when the whole body is
+    in the picture; a person close under a camera facing the door shows only
+    their head and shoulders (the rest is below the frame), so the head is
+    measured, not predicted, wherever the blob's mask is at hand."""
+    left, right, rows = math.inf, -math.inf, 0
+    for r, (a, b) in enumerate(extents):
+        if b > a:
+            left, right = min(left, a), max(right, b)
+        rows = r + 1
+        if right > left and rows >= aspect * (right - left):
+            break
+    if right <= left:
+        return (0.0, 0.0, 0.0, 0.0)
+    return (float(left), 0.0, float(right), float(rows))
 
 
 def split_columns(
@@ -150,16 +181,46 @@ def explains(face: Box, body: Box) -> bool:
     )
 
 
+def claimed(face: Box, body: Box, p: FusionParams) -> bool:
+    """A body box that is a piece of a face's own person: no other person.
+
+    The body under a face of width ``fw`` spans ``fw / head_w`` columns
+    centred on it. A body box no wider than that, lying at least
+    ``claim_share`` of its width within those columns, and whose top is at
+    most ``claim_above`` face widths above the face's top (hair), is a piece
+    of that person: a part of their moving blob that the blob split cut off
+    beside the head (hair, a shoulder, an arm), or their torso. It must not
+    become a second, face-less person beside them (who would be counted
+    again); anyone else there would be hidden behind them. A body box wider
+    than that region, or reaching higher above the face, belongs to someone
+    else: a nearer person in front, a taller one behind."""
+    fw = max(1.0, face[2] - face[0])
+    fcx = (face[0] + face[2]) / 2
+    half = fw / (2 * p.head_w)
+    bx1, by1, bx2, _ = body
+    bw = max(1.0, bx2 - bx1)
+    inside = max(0.0, min(bx2, fcx + half) - max(bx1, fcx - half))
+    return bw <= 2 * half and inside >= p.claim_share * bw and by1 >= face[1] - p.claim_above * fw
+
+
 def fuse(
     faces: Sequence[Box],
     face_scores: Sequence[float],
     bodies: Sequence[Box],
     body_scores: Sequence[float],
     p: FusionParams,
+    body_heads: Sequence[Box | None] | None = None,
 ) -> list[Candidate]:
-    """One candidate per person seen on this frame (see the module doc)."""
+    """One candidate per person seen on this frame (see the module doc).
+    ``body_heads`` gives, per body box, its head where it was measured (a
+    moving blob's top, :func:`head_of_blob`) or None to predict it."""
     heads: list[tuple[int, Box]] = [
-        (j, head_from_body(b, p))
+        (
+            j,
+            measured
+            if (measured := body_heads[j] if body_heads else None)
+            else head_from_body(b, p),
+        )
         for j, (b, s) in enumerate(zip(bodies, body_scores, strict=True))
         if s >= p.body_score and b[3] - b[1] >= p.body_min_h
     ]
@@ -192,7 +253,11 @@ def fuse(
         )
         for i, f in enumerate(faces)
     ]
-    out += [Candidate(h, float(body_scores[j]), -1, j) for j, h in heads if j not in used_bodies]
+    out += [
+        Candidate(h, float(body_scores[j]), -1, j)
+        for j, h in heads
+        if j not in used_bodies and not any(claimed(f, bodies[j], p) for f in faces)
+    ]
     return out
 
 
@@ -221,6 +286,7 @@ class FusedTrack:
     confirmed: bool = False
     face_seen: bool = False
     last_face: bool = False  # the last match was (or included) a face
+    first: Box = (0.0, 0.0, 0.0, 0.0)  # the head box it was born with
 
     def predict(self, ts: float) -> tuple[float, float]:
         dt = ts - self.last_ts
@@ -234,6 +300,7 @@ class Match:
     track_id: int
     candidate: int  # index into the frame's candidates
     box: Box  # the head: the candidate's centre, the track's smoothed width
+    first: Box = (0.0, 0.0, 0.0, 0.0)  # the head box the track was born with
 
 
 @dataclass
@@ -289,7 +356,9 @@ class FusedTracker:
                     continue
                 tid = self.next_id
                 self.next_id += 1
-                self.tracks[tid] = FusedTrack(tid, c.cx, c.cy, c.w, ts, face_seen=c.face >= 0)
+                self.tracks[tid] = FusedTrack(
+                    tid, c.cx, c.cy, c.w, ts, face_seen=c.face >= 0, first=c.box
+                )
                 tr = self.tracks[tid]
                 tr.last_face = c.face >= 0
             else:
@@ -312,5 +381,6 @@ class FusedTracker:
                 tr.confirmed = True
             if tr.confirmed:
                 half = tr.w / 2
-                out.append(Match(tid, a, (c.cx - half, c.cy - half, c.cx + half, c.cy + half)))
+                box = (c.cx - half, c.cy - half, c.cx + half, c.cy + half)
+                out.append(Match(tid, a, box, tr.first))
         return out

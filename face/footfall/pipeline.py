@@ -32,6 +32,7 @@ from face.footfall.counting import (
     LineCounter,
     box_touches_edge,
     depth_anchor,
+    touches_inside_border,
     validate_line,
 )
 from face.footfall.detectors import Detections, Detector, FaceBoxDetector
@@ -190,9 +191,24 @@ class FootfallPipeline:
                 cx, cy = depth_anchor(
                     self.line, cx, float(box[2] - box[0]), self.config.line.face_px
                 )
-            edge = box_touches_edge(box, self.width, self.height, self.line.edge_margin)
+            edge = box_touches_edge(
+                box,
+                self.width,
+                self.height,
+                self.line.edge_margin,
+                sideways=self.config.line.face_px > 0,
+            )
+            born_inside = tb.first_box is not None and touches_inside_border(
+                tb.first_box, self.line, self.width, self.height, self.line.edge_margin
+            )
             crossing = self.counter.observe(
-                tb.track_id, cx, cy, ts, at_edge=edge, size=float(box[3] - box[1])
+                tb.track_id,
+                cx,
+                cy,
+                ts,
+                at_edge=edge,
+                size=float(box[3] - box[1]),
+                born_inside=born_inside,
             )
             for stitch in self.counter.pop_stitches():
                 old = self._tracks.pop(stitch.old_id, None)

@@ -43,6 +43,9 @@ class TrackedBox:
     box: np.ndarray  # (4,) float32
     score: float
     det_index: int  # index into the frame's Detections
+    # the head box the track was born with (fused tracker only), to tell
+    # where the person came from (see LineCounter.observe's born_inside)
+    first_box: tuple[float, float, float, float] | None = None
 
 
 class Tracker(Protocol):

@@ -10,6 +10,7 @@ from face.footfall.counting import (
     LineCounter,
     LineSpec,
     box_touches_edge,
+    touches_inside_border,
     validate_line,
 )
 
@@ -258,3 +259,69 @@ def test_stitching_disabled() -> None:
     counter = LineCounter(LINE, confirm_frames=2, stitch_window=0.0)
     _walk(counter, 1, [(0.0, 320, 100), (0.2, 320, 130), (0.4, 320, 160), (0.6, 320, 190)])
     assert _walk(counter, 2, [(1.4, 320, 300), (1.5, 322, 315), (1.6, 322, 330)]) == []
+
+
+@pytest.mark.parametrize(
+    ("box", "sideways", "touches"),
+    [
+        ((300, 400, 380, 479), False, True),  # cut by the bottom
+        ((300, 400, 380, 479), True, False),  # ... its width is whole: a depth line keeps it
+        ((300, 0, 380, 60), True, False),  # cut by the top, the same
+        ((0, 300, 60, 380), True, True),  # cut by the left: its width is not whole
+        ((600, 300, 639, 380), True, True),  # cut by the right
+    ],
+)
+def test_box_touches_edge_sideways(box: tuple[float, ...], sideways: bool, touches: bool) -> None:
+    assert box_touches_edge(box, W, H, 8, sideways=sideways) is touches
+
+
+@pytest.mark.parametrize(
+    ("inside", "box", "touches"),
+    [
+        ("below", (300, 420, 380, 479), True),
+        ("below", (300, 0, 380, 60), False),
+        ("above", (300, 0, 380, 60), True),
+        ("left", (0, 200, 60, 280), True),
+        ("right", (0, 200, 60, 280), False),
+        ("right", (600, 200, 639, 280), True),
+    ],
+)
+def test_touches_inside_border(inside: str, box: tuple[float, ...], touches: bool) -> None:
+    vertical = inside in ("left", "right")
+    line = CountingLine(
+        ax=320 if vertical else 40,
+        ay=40 if vertical else 240,
+        bx=320 if vertical else 600,
+        by=440 if vertical else 240,
+        inside=inside,  # type: ignore[arg-type]
+        hysteresis=30,
+        edge_margin=8,
+    )
+    assert touches_inside_border(box, line, W, H, 8) is touches
+
+
+BORN_CASES = [
+    # name, born at the inside border, y positions, expected events
+    (
+        "came from under the camera, confirmed on the line, walks out",
+        True,
+        [250, 240, 200, 150, 120],
+        ["out"],
+    ),
+    ("the same without the birth rule: not counted", False, [250, 240, 200, 150, 120], []),
+    ("came from inside, turned back on the line", True, [300, 250, 235, 260, 300, 340], []),
+    ("came from inside, stayed inside", True, [330, 360, 400], []),
+]
+
+
+@pytest.mark.parametrize(
+    ("born", "ys", "expected"), [c[1:] for c in BORN_CASES], ids=[c[0] for c in BORN_CASES]
+)
+def test_born_inside(born: bool, ys: list[float], expected: list[str]) -> None:
+    counter = LineCounter(LINE, confirm_frames=2)
+    out = []
+    for i, y in enumerate(ys):
+        ev = counter.observe(3, 320.0, y, t=i / 15, born_inside=born)
+        if ev is not None:
+            out.append(ev.direction)
+    assert out == expected

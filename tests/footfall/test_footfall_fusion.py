@@ -14,9 +14,11 @@ from face.footfall.fusion import (
     FusedTracker,
     FusionParams,
     TrackerParams,
+    claimed,
     explains,
     fuse,
     head_from_body,
+    head_of_blob,
     split_columns,
 )
 
@@ -74,9 +76,23 @@ FUSE_CASES: list[tuple[str, list[Box], list[Box], list[float], list[tuple[int, i
     ),
     (
         "a face much larger than the body's head is not its face",
-        [face_at(150, 150, 150)],
-        [(120, 50, 180, 200)],
+        [face_at(150, 250, 150)],
+        [(120, 20, 180, 170)],
         [0.8],
+        [(0, -1), (-1, 0)],
+    ),
+    (
+        "pieces of one moving blob beside a face are that person, not others",
+        [face_at(150, 90, 40)],
+        [(102, 60, 135, 200), (165, 60, 198, 190)],
+        [0.9, 0.9],
+        [(0, -1)],
+    ),
+    (
+        "a blob beside that person's body columns is someone else",
+        [face_at(150, 90, 40)],
+        [(260, 70, 330, 300)],
+        [0.9],
         [(0, -1), (-1, 0)],
     ),
 ]
@@ -111,6 +127,27 @@ def test_fuse(
 )
 def test_explains(face: Box, body: Box, ok: bool) -> None:
     assert explains(face, body) is ok
+
+
+@pytest.mark.parametrize(
+    ("name", "face", "body", "ok"),
+    [
+        # face 40 px wide at x 150: its body spans 150 +- 50 columns (head_w 0.4)
+        ("hair and shoulder beside the head", face_at(150, 90, 40), (110, 50, 140, 200), True),
+        ("the torso under it", face_at(150, 90, 40), (110, 110, 190, 300), True),
+        ("a piece half outside its columns", face_at(150, 90, 40), (180, 80, 240, 200), False),
+        ("wider than its body: a nearer person", face_at(150, 90, 40), (90, 80, 230, 400), False),
+        (
+            "reaching well above the face: a taller person",
+            face_at(150, 90, 40),
+            (120, 0, 180, 200),
+            False,
+        ),
+        ("just within a face width above it", face_at(150, 90, 40), (120, 31, 180, 200), True),
+    ],
+)
+def test_claimed(name: str, face: Box, body: Box, ok: bool) -> None:
+    assert claimed(face, body, P) is ok, name
 
 
 # ------------------------------------------------------------------ tracking
@@ -265,3 +302,47 @@ SPLIT_CASES = [
 )
 def test_split_columns(top: list[float], expected: list[tuple[int, int]]) -> None:
     assert split_columns(top) == expected
+
+
+def _rows(*spans: tuple[int, int, int]) -> list[tuple[int, int]]:
+    """Row extents from (rows, first column, last column + 1) runs."""
+    return [(a, b) for n, a, b in spans for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("name", "extents", "expected"),
+    [
+        # a 20 px head (24 rows) on 50 px shoulders: the head alone
+        ("head on shoulders", _rows((24, 40, 60), (40, 25, 75)), (40.0, 0.0, 60.0, 24.0)),
+        # only a head in the picture (the rest below the frame): the whole blob
+        ("a head cut by the frame bottom", _rows((15, 10, 90)), (10.0, 0.0, 90.0, 15.0)),
+        # the top of a head is narrower: the head's full width is taken
+        (
+            "a rounded crown",
+            _rows((3, 45, 55), (25, 40, 60), (30, 20, 80)),
+            (40.0, 0.0, 60.0, 24.0),
+        ),
+        ("empty rows are skipped", _rows((2, 0, 0), (30, 40, 60)), (40.0, 0.0, 60.0, 24.0)),
+        ("no mask at all", _rows((5, 0, 0)), (0.0, 0.0, 0.0, 0.0)),
+    ],
+)
+def test_head_of_blob(name: str, extents: list[tuple[int, int]], expected: Box) -> None:
+    assert head_of_blob(extents) == expected, name
+
+
+def test_fuse_uses_a_measured_head_where_there_is_one() -> None:
+    body = (100.0, 300.0, 200.0, 480.0)  # cut by the frame bottom: only head and shoulders
+    measured = (110.0, 300.0, 190.0, 396.0)
+    cands = fuse([], [], [body], [0.8], P, [measured])
+    assert [c.box for c in cands] == [measured]
+    cands = fuse([], [], [body], [0.8], P, [None])
+    assert [c.box for c in cands] == [head_from_body(body, P)]
+
+
+def test_a_track_remembers_the_box_it_was_born_with() -> None:
+    tr = FusedTracker(TrackerParams())
+    first = cand(300, 460)
+    out = []
+    for i in range(5):
+        out = tr.update([cand(300, 460 - 10 * i)], i / 15)
+    assert out and out[0].first == first.box
