@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,9 +29,12 @@ from payment.flow import (
     Effect,
     Event,
     FlowConfig,
+    FlowContext,
     SlotClaimAnswered,
+    State,
     VisitorAnswered,
 )
+from payment.headless import ChargePort, Drive, drive
 from payment.visiting import (
     ClaimOutcome,
     KeyType,
@@ -291,11 +295,26 @@ def with_visitors(config: FlowConfig, centre_id: str | None) -> FlowConfig:
     return replace(config, visitors=replace(policy, centre_id=centre_id))
 
 
-def run_headless(port: VisitorPort, effects: Iterable[Effect]) -> list[Event]:
-    """The answers to the visitor effects among ``effects`` (the CLI's driver)."""
-    out: list[Event] = []
-    for eff in effects:
-        ev = answer(port, eff)
-        if ev is not None:
-            out.append(ev)
-    return out
+def drive_visiting(
+    ctx: FlowContext,
+    charge: ChargePort,
+    events: Iterable[Event],
+    now: Callable[[], datetime],
+    port: VisitorPort | None,
+    state: State | None = None,
+) -> Drive:
+    """:func:`payment.headless.drive` with the visitor effects answered by
+    ``port`` (the ``care-terminal pay`` command's visitor path)."""
+    d = drive(ctx, charge, events, now, state=state)
+    seen = 0
+    while port is not None:
+        answers = [a for e in d.effects[seen:] if (a := answer(port, e)) is not None]
+        seen = len(d.effects)
+        if not answers:
+            break
+        more = drive(ctx, charge, answers, now, state=d.state)
+        d.state = more.state
+        d.effects += more.effects
+        d.committed += more.committed
+        d.failed += more.failed
+    return d

@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="pay a meal without the touch screen (staff tools, tests); shows the quote and "
         "asks y/N on a terminal, --yes confirms non-interactively",
     )
-    p.add_argument("--resident", required=True, help="resident id")
+    p.add_argument(
+        "--resident",
+        help="resident id (not for a senior of another centre: --card or --visitor-name)",
+    )
     p.add_argument(
         "--slot",
         choices=["breakfast", "lunch", "dinner"],
@@ -39,6 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--method", choices=["face", "card", "staff"], default="staff")
     p.add_argument("--image", type=Path, help="face image (method face)")
     p.add_argument("--card", help="card id (method card; default: the resident's first card)")
+    p.add_argument(
+        "--visitor-name",
+        help="method staff: look up a senior of another centre by name and --phone-last4 "
+        "(city-wide meals; needs the district pepper)",
+    )
     p.add_argument("--phone-last4", help="second factor when the flow asks for it")
     p.add_argument("--staff", help="staff id: required for method staff (a staff action, recorded)")
     p.add_argument(
@@ -166,16 +174,22 @@ def cmd_pay(args: argparse.Namespace) -> int:
         SelectItems,
         StaffLookup,
         Touch,
+        VisitorLookup,
         step,
     )
     from payment.headless import drive
     from payment.receipt import render_receipt
+    from terminal.kiosk.visitors import drive_visiting, platform_visitors, with_visitors
 
     svc = Services()
+    visitors = platform_visitors(svc.settings)  # None without the district pepper
     try:
         store = svc.payment
+        store.config = with_visitors(store.config, visitors.centre_id if visitors else None)
         ctx = store.context()
         events: list[Any] = []
+        if not args.resident and not (args.card or args.visitor_name):
+            raise TerminalError("pass --resident (or --card / --visitor-name for a visitor)")
         if args.method == "staff":
             if not (args.staff or "").strip():
                 raise TerminalError(
@@ -183,7 +197,16 @@ def cmd_pay(args: argparse.Namespace) -> int:
                     code="staff_required",
                 )
             slot = MealSlot(args.slot) if args.slot else None
-            events.append(StaffLookup(args.resident, args.staff, slot))
+            if args.visitor_name:
+                if visitors is None:
+                    raise TerminalError(
+                        "looking up a senior of another centre needs the district pepper",
+                        code="district_pepper_missing",
+                    )
+                lookup = VisitorLookup(args.visitor_name, args.phone_last4 or "", args.staff, slot)
+                events.append(lookup)
+            else:
+                events.append(StaffLookup(args.resident, args.staff, slot))
         elif args.slot:
             raise TerminalError(
                 "--slot applies to the staff method; card and face pay the slot served now"
@@ -219,7 +242,7 @@ def cmd_pay(args: argparse.Namespace) -> int:
                     None if result.quality_ok else result.quality_reason,
                 ),
             ]
-        d = drive(ctx, store.charge, events, svc.clock.now)
+        d = drive_visiting(ctx, store.charge, events, svc.clock.now, visitors)
         if isinstance(d.state, Challenge):
             raise TerminalError(
                 "face payment needs the live liveness challenge (a head turn at the kiosk camera); "
@@ -272,6 +295,13 @@ def cmd_pay(args: argparse.Namespace) -> int:
         )
         if args.receipt:
             text += "\n" + "\n".join(lines)
+        visit = d.state.payment.visit
+        if visit is not None:
+            doc["visit"] = visit.to_payload()
+            text += (
+                f"\nvisitor of {visit.home_centre_id} ({visit.source.value}"
+                f"{', for review' if visit.review else ''}); pays by {visit.payment_source.value}"
+            )
         emit(args, doc, text)
         return 0
     except DiskFull as exc:
@@ -280,6 +310,8 @@ def cmd_pay(args: argparse.Namespace) -> int:
             f"({svc.settings.data_dir}) and try again"
         ) from exc
     finally:
+        if visitors is not None:
+            visitors.close()
         svc.close()
 
 
@@ -298,6 +330,13 @@ def _confirm_quote(state: Any, yes: bool) -> None:
     ]
     if p.another_portion:
         lines.append(f"already paid for this meal at {p.paid_before_hhmm}; no subsidy this time")
+    if p.visit is not None:
+        v = p.visit
+        why = f"; no subsidy: {v.refusal.value}" if v.refusal is not None else ""
+        lines.append(
+            f"visitor of {v.home_centre_id} ({v.source.value}"
+            f"{', for review' if v.review else ''}); pays by {v.payment_source.value}{why}"
+        )
     print("\n".join(lines), file=sys.stderr)
     if yes:
         return
