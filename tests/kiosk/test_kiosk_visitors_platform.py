@@ -20,6 +20,7 @@ import pytest
 from payment.domain import Menu
 from payment.flow import CardTapped, Confirm, Done, Touch
 from payment.visiting import Source, VisitRefusal
+from sync.agent import sync_now
 from terminal.app.demo import DEMO_POLICY, ShiftedClock
 from terminal.app.kiosk_compose import KIOSK_TIMEOUTS, KioskApp, build_kiosk
 from terminal.app.services import Services
@@ -120,6 +121,14 @@ def test_two_terminals_one_subsidised_meal_online(tmp_path: Path, district: Dist
         assert failed.reason.value == "card_unknown"
         meals = b1.services.payment.visitors.rows(LUNCH.date())
         assert [(m.record_id, m.review) for m in meals] == [(record, False)]
+        # the terminal's agent uploads the meal: stored as a record, the claim its own
+        report = sync_now(b1.services.settings)
+        assert report["uploads"], report
+        rows = district.sql(
+            "SELECT record_id, home_centre_id, person_id, stored_as, held_by_record_id "
+            "FROM visit_meals"
+        )
+        assert rows == [(record, "centre-a", person, "record", None)]
     finally:
         b1.close()
         b2.close()
