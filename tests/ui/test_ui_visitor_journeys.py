@@ -15,7 +15,7 @@ from kiosk_world import FAST, World, follow_prompts
 from PyQt6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 from test_kiosk_visitors import start
-from test_ui_journeys import swipe_card, wait_state
+from test_ui_journeys import click, staff_login, swipe_card, wait_state
 from ui_support import STALL_LIMIT_S, StallDetector
 
 from payment.domain import SeniorCategory
@@ -30,7 +30,9 @@ DAY, SLOT = "2026-03-02", "lunch"
 
 @pytest.fixture
 def district() -> DistrictDirectory:
-    senior = DistrictSenior("P-7", "centre-a", (SeniorCategory.AGE_80_89,), cards=(CARD,))
+    senior = DistrictSenior(
+        "P-7", "centre-a", (SeniorCategory.AGE_80_89,), cards=(CARD,), lookup=("王芳", "5678")
+    )
     return DistrictDirectory([senior])
 
 
@@ -41,7 +43,12 @@ def win(qtbot: QtBot, world: World, district: DistrictDirectory) -> Iterator[Kio
     )
     app.runner.subscribe(follow_prompts(world.source))
     w = KioskWindow(
-        app.runner, app.backend, Translator("zh_CN"), clock=world.clock.now, wedge_key=app.wedge_key
+        app.runner,
+        app.backend,
+        Translator("zh_CN"),
+        clock=world.clock.now,
+        wedge_key=app.wedge_key,
+        long_press_ms=300,
     )
     w.resize(1280, 800)
     w.show()
@@ -123,3 +130,28 @@ def test_subsidy_already_used_at_another_centre(
     [meal] = visit_meals(world)
     assert meal.subsidy_fen == 0
     assert district.claims[("P-7", DAY, SLOT)] == "elsewhere"  # the other centre keeps it
+
+
+def test_staff_look_up_a_visitor_by_name_and_phone(
+    qtbot: QtBot, world: World, win: KioskWindow, district: DistrictDirectory
+) -> None:
+    staff_login(qtbot, win)
+    click(qtbot, win.home.buttons["lookup"])
+    page = win.pages["lookup"]
+    click(qtbot, page.visitor_btn)  # type: ignore[attr-defined]
+    assert page.stack.currentWidget() is page.visitor_form  # type: ignore[attr-defined]
+    page.visitor_name.setText("王芳")  # type: ignore[attr-defined]  # typed with the IME
+    qtbot.keyClicks(page.visitor_phone, "56")  # type: ignore[attr-defined]
+    click(qtbot, page.visitor_pay)  # type: ignore[attr-defined]
+    assert "后四位" in page.msg.text() and win.staff_mode  # not four digits: nothing asked
+    qtbot.keyClicks(page.visitor_phone, "78")  # type: ignore[attr-defined]
+    click(qtbot, page.visitor_pay)  # type: ignore[attr-defined]
+    wait_state(qtbot, win, "Confirm")  # the senior confirms on the normal screens
+    assert not win.staff_mode
+    assert win.confirm.name.text() == "外中心长者"
+    click(qtbot, win.confirm.pay_btn)
+    wait_state(qtbot, win, "Done")
+    [meal] = visit_meals(world)
+    assert (meal.person_id, meal.subsidy_fen) == ("P-7", 400)
+    [tx] = [t for t in world.services.payment.transactions(resident_id="P-7")]
+    assert (tx.method, tx.staff_id) == ("staff", "S-TEST")

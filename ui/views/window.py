@@ -24,6 +24,7 @@ from payment.flow import (
     StaffApprove,
     StaffLookup,
     Touch,
+    VisitorLookup,
 )
 from terminal.core.clock import CHINA_TZ
 from terminal.core.log import get_logger
@@ -122,7 +123,12 @@ class KioskWindow(QWidget):
         self.result = ResultScreen()
         self.oos = OutOfServiceScreen()
         self.ctx = StaffContext(
-            tr, self.tasks, backend, on_pay_for=self.staff_pay_for, preview=self.preview
+            tr,
+            self.tasks,
+            backend,
+            on_pay_for=self.staff_pay_for,
+            on_pay_visitor=self.staff_pay_visitor,
+            preview=self.preview,
         )
         self.pin = PinPage(tr)
         self.home = StaffHome(self.ctx)
@@ -445,6 +451,13 @@ class KioskWindow(QWidget):
         staff_id = self.ctx.staff.staff_id
         self.exit_staff()
         self.kiosk.post(StaffLookup(resident_id, staff_id))
+
+    def staff_pay_visitor(self, name: str, phone_last4: str) -> None:
+        """A senior of another centre: the kiosk asks the district by name and
+        phone last 4; the senior confirms on the normal screens."""
+        staff_id = self.ctx.staff.staff_id
+        self.exit_staff()
+        self.kiosk.post(VisitorLookup(name, phone_last4, staff_id))
 
     # ----------------------------------------------------------------- input
     def _in_corner(self, pos: QPoint) -> bool:

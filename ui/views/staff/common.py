@@ -58,6 +58,8 @@ class StaffContext:
     backend: StaffPort
     staff: PinResult = field(default_factory=lambda: PinResult(False))
     on_pay_for: Callable[[str], None] | None = None  # staff lookup payment
+    # a senior of another centre, looked up by name and phone last 4 (city-wide meals)
+    on_pay_visitor: Callable[[str, str], None] | None = None
     preview: PreviewView | None = None
 
 
