@@ -78,11 +78,14 @@ _PAID_FROM = {PaymentSource.CASH: CASH, PaymentSource.HOME_WALLET: HOME_WALLET}
 
 def _visit_fields(visit: Visit) -> dict[str, Any]:
     """What a visiting meal's record says beyond a resident's: the ``visit``
-    object, the categories the platform gave, and where the due was paid from
-    (``cash``; ``wallet`` for a wallet at this centre or the home centre)."""
+    object, the categories the platform gave, and where the due was paid from:
+    ``wallet`` only for a wallet at this centre (whose figures the record
+    carries); cash and the home-centre wallet move no wallet of this terminal
+    (``visit.payment_source`` says which)."""
+    wallet = visit.payment_source is PaymentSource.VISITED_WALLET
     return {
         "categories": sorted(c.value for c in visit.categories) or ["none"],
-        "payment_source": "cash" if visit.payment_source is PaymentSource.CASH else "wallet",
+        "payment_source": "wallet" if wallet else "cash",
         "visit": visit.to_payload(),
     }
 

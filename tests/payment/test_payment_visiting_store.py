@@ -28,6 +28,7 @@ from payment.visiting import (
     ClaimOutcome,
     OfflineUsage,
     OwedLine,
+    PaymentSource,
     Source,
     VisitorPolicy,
     VisitorStatus,
@@ -170,3 +171,30 @@ def test_offline_visitors_spend_the_budget_then_eat_without_subsidy(env) -> None
     assert store.context().visit_usage(DAY, MealSlot.LUNCH) == OfflineUsage(0, 0)
     assert store.visitors.day(DAY).owed == ()
     assert store.verify().ok
+
+
+def test_home_wallet_meal_is_owed_by_the_platform_not_a_wallet_here(env) -> None:  # type: ignore[no-untyped-def]
+    store, clock, db = env
+    status = VisitorStatus("P-8", "centre-a", CATS, Source.ONLINE, subsidised_in_district=False)
+    events: list[Any] = [
+        CardTapped("0000009008"),
+        VisitorAnswered(1, status, PaymentSource.HOME_WALLET),
+        SlotClaimAnswered(1, ClaimOutcome.GRANTED, RECORD, "CLAIM-8"),
+        Touch("confirm"),
+    ]
+    d = drive(store.context(), store.charge, events, clock.now)
+    assert isinstance(d.state, Done), d.state
+    [meal] = payloads(db, "meal_transaction")
+    assert (meal["payment_source"], meal["visit"]["payment_source"]) == ("cash", "home_wallet")
+    entry = json.loads(_doc(db, RECORD))["entry"]
+    assert ["receivable:home_wallet", 1000] in entry["legs"]
+    assert store.balance("P-8") == Money(0) and store.verify().ok
+
+
+def _doc(db: Any, record_id: str) -> str:
+    from payment.store.schema import LedgerRow
+
+    with db.sessions() as s:
+        row = s.get(LedgerRow, record_id)
+        assert row is not None
+        return str(row.doc)
