@@ -43,6 +43,10 @@ Tracking (:class:`FusedTracker`)
       seen by its body only is simply not observed (no miss is held against
       it); a track is output only on frames where a candidate matched it, so
       counts come from observed positions, never predicted ones.
+    * A track that showed a face is matched to a face-less candidate by
+      position alone, within its own head width (the head size of a body box
+      is a guess, and a wrong one for a blob cut by the frame bottom), so a
+      person whose face turns away or leaves the picture keeps their track.
     * A track's head width is smoothed over its matches, from faces only once
       a face was seen (a body box tells the head's size less well); the head
       box output is the candidate's centre with that width, which is what a
@@ -106,15 +110,20 @@ def head_from_body(body: Box, p: FusionParams) -> Box:
     return (cx - hw / 2, cy - hw / 2, cx + hw / 2, cy + hw / 2)
 
 
-def head_of_blob(extents: Sequence[tuple[int, int]], aspect: float = 1.2) -> Box:
+def head_of_blob(
+    extents: Sequence[tuple[int, int]], aspect: float = 1.2, shoulders: float = 1.5
+) -> Box:
     """The head at the top of a moving blob, measured on its mask.
 
     ``extents`` is, for each row of the blob from its top down, the first
     and last-plus-one column of the mask on that row (equal for an empty row).
     Rows are added from the top while the rows taken are fewer than
-    ``aspect`` times the width they span: a head is about as tall as
-    ``aspect`` times its width, and the shoulders below it come later.
-    Returns the head box (x1, y1, x2, y2) in the blob's coordinates.
+    ``aspect`` times the width they span (a head is about as tall as
+    ``aspect`` times its width), and until a row is more than ``shoulders``
+    times as wide as the head so far while lying at least a third of its own
+    width below the top (the shoulders; the widening rows of a crown lie
+    higher than that, so they do not stop it). Returns the head box (x1, y1, x2, y2) in the blob's
+    coordinates.
 
     A body box's width says how wide the head is only when the whole body is
     in the picture; a person close under a camera facing the door shows only
@@ -122,6 +131,10 @@ def head_of_blob(extents: Sequence[tuple[int, int]], aspect: float = 1.2) -> Box
     measured, not predicted, wherever the blob's mask is at hand."""
     left, right, rows = math.inf, -math.inf, 0
     for r, (a, b) in enumerate(extents):
+        # shoulders are well below the top: a row more than ``shoulders`` times
+        # the head's width comes at least a third of its own width down
+        if right > left and b - a > shoulders * (right - left) and r >= (b - a) / 3:
+            break
         if b > a:
             left, right = min(left, a), max(right, b)
         rows = r + 1
@@ -333,10 +346,14 @@ class FusedTracker:
                     if not body_ran and c.face < 0:
                         continue  # cannot happen (no body box without the body detector)
                     ratio = c.w / tr.w
-                    if not 1.0 / p.size_ratio <= ratio <= p.size_ratio:
+                    # a track that showed a face knows its head's size; a body box's head
+                    # is a guess (a blob cut by the frame bottom, shoulders and all), so
+                    # only its position is held against the track's own head width
+                    by_face = tr.face_seen and c.face < 0
+                    if not by_face and not 1.0 / p.size_ratio <= ratio <= p.size_ratio:
                         continue
                     px, py = tr.predict(ts)
-                    scale = max(tr.w, c.w)
+                    scale = tr.w if by_face else max(tr.w, c.w)
                     moved = math.hypot(tr.vx, tr.vy) * max(0.0, ts - tr.last_ts)
                     d = math.hypot(c.cx - px, c.cy - py)
                     if d > p.gate * scale + p.gate_speed * moved:

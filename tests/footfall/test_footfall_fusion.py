@@ -316,10 +316,20 @@ def _rows(*spans: tuple[int, int, int]) -> list[tuple[int, int]]:
         ("head on shoulders", _rows((24, 40, 60), (40, 25, 75)), (40.0, 0.0, 60.0, 24.0)),
         # only a head in the picture (the rest below the frame): the whole blob
         ("a head cut by the frame bottom", _rows((15, 10, 90)), (10.0, 0.0, 90.0, 15.0)),
+        (
+            "a head and its shoulders cut by the frame bottom",
+            _rows((20, 40, 60), (5, 25, 75)),
+            (40.0, 0.0, 60.0, 20.0),
+        ),
         # the top of a head is narrower: the head's full width is taken
         (
             "a rounded crown",
             _rows((3, 45, 55), (25, 40, 60), (30, 20, 80)),
+            (40.0, 0.0, 60.0, 24.0),
+        ),
+        (
+            "a crown one pixel wide",
+            _rows((1, 49, 51), (1, 46, 54), (22, 40, 60)),
             (40.0, 0.0, 60.0, 24.0),
         ),
         ("empty rows are skipped", _rows((2, 0, 0), (30, 40, 60)), (40.0, 0.0, 60.0, 24.0)),
@@ -346,3 +356,17 @@ def test_a_track_remembers_the_box_it_was_born_with() -> None:
     for i in range(5):
         out = tr.update([cand(300, 460 - 10 * i)], i / 15)
     assert out and out[0].first == first.box
+
+
+def test_a_face_track_keeps_its_person_when_only_a_wide_blob_head_is_left() -> None:
+    # the face leaves the picture at the bottom; the blob cut there measures a
+    # head four times too wide, centred where the face was going
+    frames = [[cand(300, 380 + 8 * i, w=90)] for i in range(5)]
+    frames += [[cand(300, 420 + 4 * i, w=360, face=-1)] for i in range(3)]
+    assert walk(frames)[-3:] == [[1], [1], [1]]
+
+
+def test_a_face_less_track_still_needs_a_plausible_size() -> None:
+    frames = [[cand(300, 200 + 8 * i, w=40, face=-1)] for i in range(6)]
+    frames += [[cand(300, 250, w=160, face=-1)]]
+    assert 1 not in walk(frames)[-1]
