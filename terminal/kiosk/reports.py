@@ -9,6 +9,7 @@ import io
 from datetime import datetime
 
 from terminal.core.clock import rfc3339
+from terminal.core.money import Money
 from ui.model import ManagerReport
 
 _SLOT_ZH = {"breakfast": "早餐", "lunch": "午餐", "dinner": "晚餐"}
@@ -40,7 +41,38 @@ def report_csv(r: ManagerReport) -> str:
     w.writerow(["日期", "到访人数", "就餐份数", "补贴(元)"])
     for d in r.week:
         w.writerow([d.day.isoformat(), d.visits, d.meals, d.subsidy.yuan_str()])
+    v = r.visitors
+    if v is not None and v.meals:
+        w.writerow([])
+        w.writerow(["外中心长者", v.visitors])
+        w.writerow(["外中心就餐份数", v.meals])
+        w.writerow(["待平台核对份数", v.review])
+        w.writerow(["登记中心", "人数", "补贴份数", "代垫补贴(元)"])
+        for o in v.owed:
+            w.writerow([o.home_centre_id, o.visitors, o.meals, _yuan(o.subsidy_fen)])
     return buf.getvalue()
+
+
+def _yuan(fen: int) -> str:
+    return Money(fen).yuan_str()
+
+
+def _visitors_html(r: ManagerReport) -> str:
+    v = r.visitors
+    if v is None or not v.meals:
+        return ""
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(o.home_centre_id)}</td><td>{o.visitors}</td><td>{o.meals}</td>"
+        f"<td>{_yuan(o.subsidy_fen)}</td></tr>"
+        for o in v.owed
+    )
+    return (
+        f"<h2>外中心长者（全城通吃）</h2><p>{v.visitors} 人，{v.meals} 份"
+        f"{f'，{v.review} 份待平台核对' if v.review else ''}</p>"
+        "<table><tr><th>登记中心</th><th>人数</th><th>补贴份数</th><th>代垫补贴(元)</th></tr>"
+        f"{rows}</table>"
+    )
 
 
 def report_html(r: ManagerReport) -> str:
@@ -97,6 +129,7 @@ td:first-child, th:first-child {{ text-align: left; }}
 <table><tr><th>餐次</th><th>份数</th></tr>{slots}</table>
 <h2>最近 7 天</h2>
 <table><tr><th>日期</th><th>到访人数</th><th>就餐份数</th><th>补贴(元)</th></tr>{week}</table>
+{_visitors_html(r)}
 <p class="note">生成时间 {e(rfc3339(datetime.now().astimezone()))}</p>
 </body></html>
 """

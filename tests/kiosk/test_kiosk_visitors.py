@@ -33,6 +33,7 @@ from sync.visits import VisitsClient, card_hmac, pepper_id
 from terminal.app.kiosk_compose import KIOSK_TIMEOUTS, KioskApp, build_kiosk
 from terminal.core.clock import SystemClock
 from terminal.db.engine import make_engine
+from terminal.kiosk.reports import report_csv, report_html
 from terminal.kiosk.visitors import DistrictDirectory, DistrictSenior, PlatformVisitors
 
 CARD = "0000009001"
@@ -98,6 +99,12 @@ def test_visitor_pays_by_card_once_per_slot(world: World) -> None:
     assert world.wait_state("AlreadyPaid", 10)
     assert len(visits(world)) == 1
     assert world.services.payment.verify().ok
+    # the manager's day: one visitor, the subsidy owed by centre-a, in the exports too
+    report = world.app.backend.manager_report()  # type: ignore[union-attr]
+    assert report.visitors is not None
+    assert (report.visitors.visitors, report.visitors.owed_fen) == (1, 400)
+    assert "centre-a,1,1,4.00" in report_csv(report).replace("\r", "")
+    assert "<td>centre-a</td>" in report_html(report)
 
 
 class RacingDistrict(DistrictDirectory):
