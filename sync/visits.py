@@ -259,6 +259,27 @@ class VisitsClient:
             raise PlatformUnavailable("visit claim: the reply is for another meal")
         return str(got["claim_id"])
 
+    def _get(self, path: str, query: dict[str, str], schema: str) -> dict[str, Any]:
+        """A signed GET of a visit report, validated against ``schema``."""
+        try:
+            resp = self.client._request("GET", path, query=query)
+        except PlatformError as exc:
+            if exc.retryable:
+                raise PlatformUnavailable(str(exc)) from exc
+            raise
+        return self._reply(resp, schema, path)
+
+    def reviews(self, period_from: date, period_to: date) -> list[dict[str, Any]]:
+        """``GET /v1/visits/reviews``: this centre's duplicate-subsidy reviews
+        (the spec's ``VisitReview`` objects) of meals dated in the period."""
+        q = {"from": period_from.isoformat(), "to": period_to.isoformat()}
+        return list(self._get("/v1/visits/reviews", q, "VisitReviewList")["items"])
+
+    def settlement(self, period_from: date, period_to: date) -> dict[str, Any]:
+        """``GET /v1/settlements``: the ``SettlementReport`` of this centre's lines."""
+        q = {"from": period_from.isoformat(), "to": period_to.isoformat()}
+        return self._get("/v1/settlements", q, "SettlementReport")
+
 
 # -- offline -----------------------------------------------------------------------------
 
