@@ -29,7 +29,7 @@ from payment.visiting import ClaimOutcome, KeyType, Source, VisitRefusal
 from sync.auth import Signer
 from sync.client import PlatformClient
 from sync.store.district import DistrictRosterIndex
-from sync.visits import VisitsClient, card_hmac, pepper_id
+from sync.visits import VisitsClient, card_hmac, id_number_hmac, lookup_hmac, pepper_id
 from terminal.app.kiosk_compose import KIOSK_TIMEOUTS, KioskApp, build_kiosk
 from terminal.core.clock import SystemClock
 from terminal.db.engine import make_engine
@@ -138,6 +138,7 @@ def test_a_stranger_card_is_still_unknown(world: World) -> None:
 # -- the port over sync.visits -------------------------------------------------------------
 
 PEPPER = bytes(range(32))
+ID_NUMBER = "11010519491231002X"
 
 
 def closed_port() -> int:
@@ -161,8 +162,8 @@ def roster_db(tmp_path: Path) -> Path:
                     "home_centre_id": "centre-a",
                     "categories": ["age_80_89", "something_new"],
                     "card_hmacs": [card_hmac(PEPPER, CARD)],
-                    "id_number_hmac": None,
-                    "lookup_hmac": None,
+                    "id_number_hmac": id_number_hmac(PEPPER, ID_NUMBER),
+                    "lookup_hmac": lookup_hmac(PEPPER, "王 芳", "5678"),
                     "active": True,
                 }
             ],
@@ -186,6 +187,12 @@ def test_platform_down_falls_back_to_the_district_roster(roster_db: Path, platfo
         assert (got.status.person_id, got.status.source) == ("P-7", Source.ROSTER)
         assert got.status.categories == (SeniorCategory.AGE_80_89,)  # unknown ones left out
         assert got.payment_source is not None and got.payment_source.value == "visited_wallet"
+        for key_type, key, phone in (
+            (KeyType.ID_NUMBER, ID_NUMBER.lower(), ""),  # the ID-card reader's number
+            (KeyType.LOOKUP, "王芳", "5678"),  # staff: name and phone last 4
+        ):
+            other = port.ask(AskVisitor(6, key_type, key, DAY, MealSlot.LUNCH, phone))
+            assert other.status is not None and other.status.person_id == "P-7", key_type
         unknown = port.ask(AskVisitor(5, KeyType.CARD, "0000000000", DAY, MealSlot.LUNCH))
         assert unknown.status is None
         claim = port.claim(ClaimSlot(4, "P-7", DAY, MealSlot.LUNCH))
