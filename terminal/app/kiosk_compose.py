@@ -137,7 +137,7 @@ def build_kiosk(
     cfg = flow_config or replace(services.flow_config, timeouts=KIOSK_TIMEOUTS)
     # city-wide meals: seniors of other centres, when the district pepper is installed
     visitor_port = visitors if visitors is not None else (platform_visitors(s) if sync else None)
-    cfg = with_visitors(cfg, s.centre.centre_id if visitor_port is not None else None)
+    cfg = with_visitors(cfg, s if visitor_port is not None else None)
     services.__dict__["flow_config"] = cfg  # the store and the runner share it
     store = services.payment
     store.config = cfg

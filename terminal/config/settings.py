@@ -209,6 +209,10 @@ class PaymentSettings(Section):
     # Below this passive liveness score an identification fails at once (a crude
     # screen replay); above it the active challenge is always asked.
     liveness_reject_below: float = Field(0.10, ge=0, le=1)
+    # City-wide meals: what this terminal may subsidise visitors of other centres
+    # while the district platform does not answer (payment.visiting.OfflineVisitLimits).
+    visit_offline_max_per_slot: int = Field(20, ge=0)
+    visit_offline_max_subsidy_fen_per_day: int = Field(20000, ge=0)
 
     @field_validator("slot_windows")
     @classmethod

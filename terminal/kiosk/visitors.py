@@ -38,6 +38,7 @@ from payment.headless import ChargePort, Drive, drive
 from payment.visiting import (
     ClaimOutcome,
     KeyType,
+    OfflineVisitLimits,
     PaymentSource,
     Source,
     VisitorPolicy,
@@ -285,14 +286,22 @@ def platform_visitors(settings: Settings, *, online: bool = True) -> PlatformVis
     )
 
 
-def with_visitors(config: FlowConfig, centre_id: str | None) -> FlowConfig:
-    """``config`` asking about visitors for centre ``centre_id`` (None: as is)."""
+def with_visitors(config: FlowConfig, settings: Settings | None) -> FlowConfig:
+    """``config`` asking about visitors for this terminal's centre, with the
+    offline limits from ``settings`` (None: ``config`` as it is)."""
     from dataclasses import replace
 
-    if centre_id is None:
+    if settings is None:
         return config
-    policy = config.visitors or VisitorPolicy(centre_id)
-    return replace(config, visitors=replace(policy, centre_id=centre_id))
+    p = settings.payment
+    limits = OfflineVisitLimits(
+        max_subsidised_visits_per_slot=p.visit_offline_max_per_slot,
+        max_subsidy_fen_per_day=p.visit_offline_max_subsidy_fen_per_day,
+    )
+    policy = config.visitors or VisitorPolicy(settings.centre.centre_id)
+    return replace(
+        config, visitors=replace(policy, centre_id=settings.centre.centre_id, limits=limits)
+    )
 
 
 def drive_visiting(

@@ -35,6 +35,8 @@ def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
         # whatever the hour the test runs: one long lunch (the card pays the slot served now)
         "CARE_PAYMENT__SLOT_WINDOWS": '{"lunch": "00:00-23:59"}',
         "CARE_CENTRE__CENTRE_ID": "centre-b",
+        # the offline budget for visitors: one subsidised visit a slot
+        "CARE_PAYMENT__VISIT_OFFLINE_MAX_PER_SLOT": "1",
     }
     return subprocess.run(
         [sys.executable, "-m", "terminal.app.cli", *args],
@@ -83,6 +85,13 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "card_hmacs": [],
                     "lookup_hmac": lookup_hmac(PEPPER, "王 芳", "5678"),
                 },
+                {
+                    **entry,
+                    "person_id": "P-3",
+                    "home_centre_id": "centre-c",
+                    "card_hmacs": [],
+                    "lookup_hmac": lookup_hmac(PEPPER, "赵丽", "4321"),
+                },
             ],
         },
     )
@@ -121,3 +130,15 @@ def test_visitor_by_staff_lookup(data: Path) -> None:
     assert doc["visit"]["home_centre_id"] == "centre-c" and doc["visit"]["review"] is True
     shown = cli(data, "ledger", "verify", "--json")
     assert shown.returncode == 0, shown.stderr
+
+
+def test_the_offline_limit_from_the_settings(data: Path) -> None:
+    args = ["pay", "--method", "staff", "--staff", "s1", "--slot", "breakfast", "--yes", "--json"]
+    first = cli(data, *args, "--visitor-name", "赵丽", "--phone-last4", "4321")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["subsidy_fen"] == 300
+    second = cli(data, *args, "--visitor-name", "王芳", "--phone-last4", "5678")
+    assert second.returncode == 0, second.stderr
+    assert "no subsidy: offline_visit_limit" in second.stderr  # the quote said why
+    doc = json.loads(second.stdout)
+    assert (doc["subsidy_fen"], doc["due_fen"], doc["visit"]["review"]) == (0, 1500, True)

@@ -185,7 +185,7 @@ def cmd_pay(args: argparse.Namespace) -> int:
     visitors = platform_visitors(svc.settings)  # None without the district pepper
     try:
         store = svc.payment
-        store.config = with_visitors(store.config, visitors.centre_id if visitors else None)
+        store.config = with_visitors(store.config, svc.settings if visitors else None)
         ctx = store.context()
         events: list[Any] = []
         if not args.resident and not (args.card or args.visitor_name):
