@@ -12,9 +12,11 @@ and the district's payment policy). The kiosk opens the file read-only.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.request import pathname2url
 
 from sqlalchemy import Engine, Integer, MetaData, String, create_engine, delete, insert
 from sqlalchemy.exc import OperationalError
@@ -88,7 +90,8 @@ class DistrictRosterIndex:
         """Read-only over the file at ``path``; None when there is no such file."""
         if not path.is_file():
             return None
-        engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+        uri = f"file:{pathname2url(str(path.resolve()))}?mode=ro"
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
         return cls(engine, sessionmaker(engine), owned=True)
 
     def close(self) -> None:
