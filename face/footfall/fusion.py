@@ -48,7 +48,9 @@ Tracking (:class:`FusedTracker`)
       is a guess, and a wrong one for a blob cut by the frame bottom), so a
       person whose face turns away or leaves the picture keeps their track.
     * A track's head width is smoothed over its matches, from faces only once
-      a face was seen (a body box tells the head's size less well); the head
+      a face was seen (a body box tells the head's size less well) until
+      ``face_hold`` seconds pass without a face (the person turned their
+      back: the face's size is stale, the body's is followed again); the head
       box output is the candidate's centre with that width, which is what a
       depth line (:func:`face.footfall.counting.depth_anchor`) reads.
     * ``face_seen`` tells which tracks ever showed a face: that is the track
@@ -284,6 +286,7 @@ class TrackerParams:
     size_ratio: float = 1.8  # candidate / track head width allowed either way
     new_score: float = 0.5  # a candidate below this score never starts a track
     smoothing: float = 0.5  # velocity smoothing (0 = keep the old, 1 = the new)
+    face_hold: float = 1.0  # s without a face after which a face track's size follows its body
 
 
 @dataclass
@@ -300,6 +303,7 @@ class FusedTrack:
     face_seen: bool = False
     last_face: bool = False  # the last match was (or included) a face
     first: Box = (0.0, 0.0, 0.0, 0.0)  # the head box it was born with
+    last_face_ts: float = -math.inf  # when a face last matched it
 
     def predict(self, ts: float) -> tuple[float, float]:
         dt = ts - self.last_ts
@@ -378,6 +382,8 @@ class FusedTracker:
                 )
                 tr = self.tracks[tid]
                 tr.last_face = c.face >= 0
+                if c.face >= 0:
+                    tr.last_face_ts = ts
             else:
                 tid = got
                 tr = self.tracks[tid]
@@ -387,12 +393,16 @@ class FusedTracker:
                     tr.vx = (1 - a_) * tr.vx + a_ * (c.cx - tr.cx) / dt
                     tr.vy = (1 - a_) * tr.vy + a_ * (c.cy - tr.cy) / dt
                 tr.cx, tr.cy, tr.last_ts = c.cx, c.cy, ts
-                if c.face >= 0 or not tr.face_seen:
-                    # a body box tells the head's size less well than a face
+                if c.face >= 0 or not tr.face_seen or ts - tr.last_face_ts >= p.face_hold:
+                    # a body box tells the head's size less well than a face, but
+                    # after face_hold without one the face's size is stale (the
+                    # person turned their back and walks away)
                     tr.w = 0.5 * tr.w + 0.5 * c.w
                 tr.hits += 1
                 tr.face_seen |= c.face >= 0
                 tr.last_face = c.face >= 0
+                if c.face >= 0:
+                    tr.last_face_ts = ts
             need = p.min_hits if tr.face_seen else max(p.min_hits, p.body_min_hits)
             if not tr.confirmed and tr.hits >= need:
                 tr.confirmed = True

@@ -370,3 +370,17 @@ def test_a_face_less_track_still_needs_a_plausible_size() -> None:
     frames = [[cand(300, 200 + 8 * i, w=40, face=-1)] for i in range(6)]
     frames += [[cand(300, 250, w=160, face=-1)]]
     assert 1 not in walk(frames)[-1]
+
+
+def test_a_face_track_follows_its_body_size_once_the_face_is_gone_for_a_while() -> None:
+    tr = FusedTracker(TrackerParams(face_hold=1.0))
+    t = 0.0
+    for i in range(5):  # comes in showing a 90 px face
+        t = i / 15
+        tr.update([cand(300, 380 + 4 * i, w=90)], t)
+    sizes = []
+    for i in range(1, 31):  # turns away and walks off: a 40 px head from the body
+        out = tr.update([cand(300, 390 - 4 * i, w=40, face=-1)], t + i / 15)
+        sizes.append(out[0].box[2] - out[0].box[0])
+    assert sizes[5] == pytest.approx(90.0)  # within face_hold the face's size holds
+    assert sizes[-1] == pytest.approx(40.0, abs=1.0)  # then the body's is followed
