@@ -270,15 +270,17 @@ def _prepare(args: argparse.Namespace) -> None:
     seed = json.loads(args.seed.read_text(encoding="utf-8")) if args.seed else None
     store = PlatformStore(args.db)
     try:
+        # the district's settings first: the seed's rosters are made into the
+        # district roster with them
+        if args.district_pepper is not None:
+            district_pepper_file(store, args.district_pepper, _now())
+        if args.visit_payment_source is not None:
+            store.set_district(_now(), payment_source=args.visit_payment_source)
         if seed:
             store.seed(seed, _now())
         for spec in args.register:
             device_id, centre_id, pub = spec.split(":", 2)
             store.register_device(device_id, centre_id, pub, _now())
-        if args.district_pepper is not None:
-            district_pepper_file(store, args.district_pepper, _now())
-        if args.visit_payment_source is not None:
-            store.set_district(_now(), payment_source=args.visit_payment_source)
     finally:
         store.close()
 

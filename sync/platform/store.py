@@ -479,15 +479,15 @@ class _Person:
         return out
 
 
-def _district_persons(pepper: bytes, rosters: list[tuple[str, dict[str, Any]]]) -> list[_Person]:
+def _district_persons(
+    pepper: bytes, person_key: bytes, rosters: list[tuple[str, dict[str, Any]]]
+) -> list[_Person]:
     """The persons of the district roster (see :meth:`PlatformStore._remake_district_roster`)."""
     persons: dict[str, _Person] = {}
     for centre, data in rosters:  # sorted by centre id
         for r in data["residents"]:
             ident = r.get("id_number_hmac") or f"{centre}|{r['resident_id']}"
-            pid = (
-                "P-" + hmac.new(pepper, f"person|{ident}".encode(), hashlib.sha256).hexdigest()[:24]
-            )
+            pid = "P-" + hmac.new(person_key, ident.encode(), hashlib.sha256).hexdigest()[:24]
             cards = [card_hmac(pepper, c) for c in r["card_ids"]]
             look = (
                 lookup_hmac(pepper, r["name"], r["phone_last4"]) if r.get("phone_last4") else None
@@ -1446,6 +1446,18 @@ class PlatformStore:
             self._remake_district_roster(s, now)
             return pepper
 
+    def _person_key(self, s: Session) -> bytes:
+        """The platform's own secret for person ids (made once, never changed):
+        a person keeps their id when the district changes its pepper, so the
+        day's claims still name them."""
+        held = self._setting(s, "person_key")
+        if held is not None:
+            return bytes.fromhex(held)
+        key = secrets.token_bytes(32)
+        s.add(DistrictSettingRow(name="person_key", value=key.hex()))
+        s.flush()
+        return key
+
     def set_district(
         self,
         now: datetime,
@@ -1504,7 +1516,9 @@ class PlatformStore:
         if not rosters:
             return
         pepper = self._pepper(s)
-        persons = _district_persons(pepper, [(r.centre_id, json.loads(r.data)) for r in rosters])
+        persons = _district_persons(
+            pepper, self._person_key(s), [(r.centre_id, json.loads(r.data)) for r in rosters]
+        )
         s.execute(delete(VisitKeyRow))
         s.execute(delete(VisitPersonRow))
         entries: list[dict[str, Any]] = []

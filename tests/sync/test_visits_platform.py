@@ -40,6 +40,7 @@ from sync.visits import (
     VisitsClient,
     card_hmac,
     lookup_hmac,
+    pepper_id,
     pepper_matches,
     roster_lookup,
 )
@@ -720,3 +721,30 @@ def test_a_provisioned_terminal_pulls_the_roster_and_checks_its_pepper(
     with pytest.raises(TerminalError) as wrong:
         district_pepper(settings)
     assert wrong.value.code == "district_pepper_mismatch"
+
+
+def test_a_new_district_pepper_rekeys_the_cards_not_the_persons(tmp_path: Path) -> None:
+    """On the store itself (a real SQLite file): the day's claims keep naming the
+    senior when district IT replaces the pepper."""
+    from sync.platform.store import PlatformStore
+
+    store = PlatformStore(f"sqlite:///{tmp_path / 'platform.db'}")
+    now = SystemClock().now()
+    try:
+        store.set_district(now, pepper=PEPPER)
+        for ds in seed_doc({d: "" for d in CENTRES})["datasets"]:
+            store.put_dataset(ds["centre_id"], ds["kind"], ds["data"], now)
+        before = store.visitor("card", card_hmac(PEPPER, "CA0001"), "2026-01-05", "lunch")
+        held = store.district_roster("centre-b")
+        new = b"the-districts-new-pepper-32bytes"
+        store.set_district(now, pepper=new)
+        assert store.visitor("card", card_hmac(PEPPER, "CA0001"), "2026-01-05", "lunch") is None
+        after = store.visitor("card", card_hmac(new, "CA0001"), "2026-01-05", "lunch")
+        assert before is not None and after is not None
+        assert after["person_id"] == before["person_id"]
+        roster = store.district_roster("centre-b")
+        assert held is not None and roster is not None
+        assert roster["version"] == held["version"] + 1  # every terminal pulls the new keys
+        assert roster["data"]["pepper_id"] == pepper_id(new) != held["data"]["pepper_id"]
+    finally:
+        store.close()
