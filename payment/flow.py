@@ -276,6 +276,7 @@ class OverrideKind(StrEnum):
     DUPLICATE = "duplicate"
     LIMITS = "limits"
     SECOND_FACTOR = "second_factor"
+    VISIT_LIMIT = "visit_limit"  # a visitor's subsidy beyond the offline limits
 
 
 NON_FACE_METHODS = (VerificationMethod.CARD, VerificationMethod.ID_CARD, VerificationMethod.STAFF)
@@ -1435,6 +1436,9 @@ def _prepare_visitor(
     if decision.subsidy_allowed and not capped_subsidy(q.subsidy.fen, decision):
         # the offline budget left cannot hold this subsidy
         decision = replace(decision, subsidy_allowed=False, refusal=VisitRefusal.OFFLINE_LIMIT)
+    if decision.refusal is VisitRefusal.OFFLINE_LIMIT and cand.override(OverrideKind.VISIT_LIMIT):
+        # staff approved the subsidy beyond this terminal's offline limits (still for review)
+        decision = replace(decision, subsidy_allowed=True, refusal=None, subsidy_cap_fen=None)
     if second_portion or visitor.claimed_elsewhere or not decision.subsidy_allowed:
         q = _without_subsidy(q)
     if not q.funds_ok:
@@ -1489,6 +1493,15 @@ def _in_confirm(
             return st, [Speak("pay.second_factor")]
         sf = _staff_second_factor(state.payment)
         return _charge(state.session, state.payment, sf, now, ctx)
+    visit = state.payment.visit
+    if (
+        isinstance(event, StaffApprove)
+        and event.staff_id.strip()
+        and visit is not None
+        and visit.refusal is VisitRefusal.OFFLINE_LIMIT
+    ):
+        cand = _with_override(state.payment.candidate, OverrideKind.VISIT_LIMIT, event.staff_id)
+        return _prepare(cand, state.session, now, ctx)
     if isinstance(event, SelectItems):
         menu = ctx.menu(state.payment.day)
         try:

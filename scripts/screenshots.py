@@ -276,6 +276,23 @@ def main() -> int:
     shot("17-visitor-subsidy-used-elsewhere")
     show(run(Idle(), FaceSeen(), FaceResult("unknown", None, 0.2, 0.99)))
     shot("18-visitor-face-unknown")
+    # the platform does not answer and this terminal's offline budget is spent
+    from dataclasses import replace
+
+    from payment.visiting import OfflineVisitLimits
+
+    visitors_on = store.config
+    assert visitors_on.visitors is not None
+    store.config = replace(
+        visitors_on, visitors=replace(visitors_on.visitors, limits=OfflineVisitLimits(0, 0))
+    )
+    district.online = False
+    district.seniors.append(
+        DistrictSenior("P-9a0c44d2", "centre-d", (SeniorCategory.AGE_80_89,), cards=("9003",))
+    )
+    show(visiting(CardTapped("9003")))
+    shot("32-visitor-offline-limit")
+    store.config, district.online = visitors_on, True
 
     # English
     tr.set_language("en")

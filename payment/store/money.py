@@ -235,6 +235,12 @@ class MoneyWriter:
                 "request_id": request.request_id,
                 "another_portion": request.another_portion,
                 **({"visit": visit.to_payload()} if visit is not None else {}),
+                # who let this meal past a rule (duplicate, limits, visitor subsidy ...)
+                **(
+                    {"overrides": [[o.kind.value, o.staff_id] for o in request.overrides]}
+                    if request.overrides
+                    else {}
+                ),
             },
         )
         return ChargeCommitted(request.session, row.entry_id, after, row.hash)

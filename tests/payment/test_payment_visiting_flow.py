@@ -27,6 +27,7 @@ from payment.flow import (
     IdCardRead,
     Idle,
     SlotClaimAnswered,
+    StaffApprove,
     State,
     StaticContext,
     Touch,
@@ -341,3 +342,24 @@ def test_unknown_face_says_face_pay_works_at_the_home_centre() -> None:
 def test_cancel_while_asking() -> None:
     state, _ = run(ctx(), [CardTapped("0000000999"), Touch("cancel")])
     assert isinstance(state, Idle)
+
+
+def test_staff_approve_a_visitor_subsidy_beyond_the_offline_limits() -> None:
+    c = ctx(usage=OfflineUsage(visits_this_slot=2))
+    state, _ = run(c, card_then(ROSTER))
+    assert isinstance(state, Confirm) and state.payment.quote.subsidy.fen == 0
+    state, _ = step(state, StaffApprove(" "), NOW, c)  # no staff id: nothing
+    assert isinstance(state, Confirm) and state.payment.quote.subsidy.fen == 0
+    state, _ = step(state, StaffApprove("S-9"), NOW, c)
+    assert isinstance(state, Confirm)
+    p = state.payment
+    assert p.quote.subsidy.fen == 300 and p.visit is not None
+    assert (p.visit.refusal, p.visit.review) == (None, True)  # still checked by the platform
+    state, effects = step(state, Touch("confirm"), NOW, c)
+    [charge] = [e for e in effects if isinstance(e, Charge)]
+    assert [(o.kind.value, o.staff_id) for o in charge.request.overrides] == [
+        ("visit_limit", "S-9")
+    ]
+    # a visitor whose subsidy was refused for another reason is not staff's to grant here
+    state, _ = run(c, card_then(online(subsidised=True)))
+    assert step(state, StaffApprove("S-9"), NOW, c)[0] == state

@@ -8,6 +8,7 @@ the district is the in-memory one with the platform's claim rule."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -155,3 +156,31 @@ def test_staff_look_up_a_visitor_by_name_and_phone(
     assert (meal.person_id, meal.subsidy_fen) == ("P-7", 400)
     [tx] = [t for t in world.services.payment.transactions(resident_id="P-7")]
     assert (tx.method, tx.staff_id) == ("staff", "S-TEST")
+
+
+def test_offline_limit_spent_then_staff_grant_the_subsidy(
+    qtbot: QtBot, world: World, win: KioskWindow, district: DistrictDirectory
+) -> None:
+    from payment.visiting import OfflineVisitLimits
+
+    store = world.services.payment
+    assert store.config.visitors is not None
+    spent = replace(store.config.visitors, limits=OfflineVisitLimits(0, 0))
+    store.config = replace(store.config, visitors=spent)
+    district.online = False  # the platform does not answer: the roster decides
+    swipe_card(qtbot, win, CARD)
+    wait_state(qtbot, win, "Confirm")
+    assert win.confirm.due.text() == "15.00 元"
+    assert "工作人员可批准补贴" in win.confirm.note.text() and win.confirm.staff_btn.isVisible()
+    click(qtbot, win.confirm.staff_btn)
+    qtbot.waitUntil(lambda: win.stack.currentWidget() is win.pin, timeout=2000)
+    for d in "2468":
+        click(qtbot, win.pin.keypad.keys[d])
+    click(qtbot, win.pin.ok_btn)
+    qtbot.waitUntil(lambda: win.confirm.due.text() == "11.00 元", timeout=10_000)
+    assert not win.confirm.staff_btn.isVisible()
+    assert "稍后核对" in win.confirm.note.text()  # still for the platform's review
+    click(qtbot, win.confirm.pay_btn)
+    wait_state(qtbot, win, "Done")
+    [meal] = visit_meals(world)
+    assert (meal.subsidy_fen, meal.review) == (400, True)

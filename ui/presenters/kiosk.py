@@ -30,7 +30,7 @@ from payment.flow import (
     VisitorChecking,
     VisitorClaiming,
 )
-from payment.visiting import PaymentSource, Visit
+from payment.visiting import PaymentSource, Visit, VisitRefusal
 from ui.i18n import Translator
 from ui.model import ChallengeView, IdleInfo
 
@@ -78,6 +78,7 @@ class ConfirmVM:
     pay: str
     cancel: str
     countdown: str
+    staff_button: str = ""  # staff may grant what a rule refused (visitor offline limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,12 +405,14 @@ def _visitor_confirm(state: Confirm, tr: Translator, now: datetime) -> ConfirmVM
         lines.append((tr("confirm.balance_after"), _yuan(tr, q.balance_after.yuan_str()), False))
     else:
         lines.append((tr("visitor.pay_from"), tr(f"visitor.source.{visit.payment_source}"), False))
+    # one note, the most important: why there is no subsidy, else that the
+    # platform checks this meal later, else how a cash meal is paid
     notes = []
-    if visit.refusal is not None:  # why there is no subsidy comes first
+    if visit.refusal is not None:
         notes.append(tr(f"visitor.refusal.{visit.refusal}"))
-    if visit.review:
+    elif visit.review:
         notes.append(tr("visitor.review"))
-    if not notes and visit.payment_source is PaymentSource.CASH:
+    elif visit.payment_source is PaymentSource.CASH:
         notes.append(tr("visitor.cash_note"))
     items = _items_text(tuple((ln.name, ln.quantity) for ln in p.lines))
     category = tr("confirm.category", category=tr(p.category.i18n_key))
@@ -425,6 +428,7 @@ def _visitor_confirm(state: Confirm, tr: Translator, now: datetime) -> ConfirmVM
         pay=tr("confirm.pay"),
         cancel=tr("confirm.cancel"),
         countdown=_countdown(tr, state.deadline, now),
+        staff_button=tr("visitor.staff") if visit.refusal is VisitRefusal.OFFLINE_LIMIT else "",
     )
 
 

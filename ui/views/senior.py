@@ -161,6 +161,7 @@ class ScanScreen(QWidget):
 class ConfirmScreen(QWidget):
     pay = pyqtSignal()
     cancel = pyqtSignal()
+    staff = pyqtSignal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -211,12 +212,17 @@ class ConfirmScreen(QWidget):
         self.pay_btn = button("", "primary", self.pay.emit)
         self.pay_btn.setFixedHeight(120)
         self.pay_btn.setMinimumWidth(560)
+        # staff may grant what a rule refused here (a visitor's subsidy beyond the
+        # offline limits); shown only when the view model names it
+        self.staff_btn = button("", None, self.staff.emit)
+        self.staff_btn.setFixedHeight(120)
+        self.staff_btn.hide()
         top = hbox(spacing=24)
         top.addWidget(left, 1)
         top.addWidget(box)
         lay = vbox(spacing=16, margins=theme.PADDING)
         lay.addLayout(top, 1)
-        lay.addLayout(hbox(self.cancel_btn, 1, self.pay_btn, spacing=24))
+        lay.addLayout(hbox(self.cancel_btn, 1, self.staff_btn, 1, self.pay_btn, spacing=24))
         body.setLayout(lay)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -241,6 +247,8 @@ class ConfirmScreen(QWidget):
         self.due.setText(vm.due)
         self.pay_btn.setText(vm.pay)
         self.cancel_btn.setText(vm.cancel)
+        self.staff_btn.setText(vm.staff_button)
+        self.staff_btn.setVisible(bool(vm.staff_button))
         self.countdown.setText(vm.countdown)
 
 

@@ -171,6 +171,7 @@ class KioskWindow(QWidget):
         self.keypad.cancel.connect(lambda: self.kiosk.post(Touch("cancel")))
         self.result.finish.connect(lambda: self.kiosk.post(Touch("confirm")))
         self.result.staff.connect(lambda: self.open_pin("approve"))
+        self.confirm.staff.connect(lambda: self.open_pin("approve"))
         self.result.portion.connect(lambda: self.kiosk.post(AnotherPortion()))
         self.pin.submitted.connect(self.check_pin)
         self.pin.cancel.connect(self.close_pin)
