@@ -198,3 +198,28 @@ def _doc(db: Any, record_id: str) -> str:
         row = s.get(LedgerRow, record_id)
         assert row is not None
         return str(row.doc)
+
+
+def test_staff_grant_beyond_the_offline_limits_is_kept_with_the_staff_id(env) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from payment.flow import StaffApprove
+    from payment.visiting import OfflineVisitLimits
+
+    store, clock, db = env
+    store.config = replace(
+        store.config, visitors=VisitorPolicy("centre-b", limits=OfflineVisitLimits(0, 0))
+    )
+    status = VisitorStatus("P-5", "centre-a", CATS, Source.ROSTER)
+    events: list[Any] = [
+        CardTapped("0000009005"),
+        VisitorAnswered(1, status),
+        StaffApprove("S-7"),
+        Touch("confirm"),
+    ]
+    d = drive(store.context(), store.charge, events, clock.now)
+    assert isinstance(d.state, Done), d.state
+    record = d.committed[0].record_id
+    assert json.loads(_doc(db, record))["overrides"] == [["visit_limit", "S-7"]]
+    [meal] = payloads(db, "meal_transaction")
+    assert (meal["subsidy_total_fen"], meal["visit"]["review"]) == (500, True)
