@@ -202,8 +202,13 @@ class MoneyWriter:
             if limit.result != "ok":
                 return ChargeFailed(request.session, "staff_required")
         before = self._queries.balance(request.resident_id, s)
+        # the record id a visitor's slot was claimed for, unless a record holds it
+        # already (a meal voided and bought again: the platform judges at upload)
+        claimed = request.record_id
+        if claimed is not None and s.get(LedgerRow, claimed) is not None:
+            claimed = None
         entry = make_charge(
-            request.record_id or new_ulid(),
+            claimed or new_ulid(),
             request.resident_id,
             request.requested_at if request.requested_at.tzinfo else self._d.clock.now(),
             slot=request.slot,

@@ -16,7 +16,7 @@ review.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -102,13 +102,20 @@ def _payment_source(text: str) -> PaymentSource | None:
 @dataclass
 class PlatformVisitors:
     """A :class:`VisitorPort` over the platform (``client``; None = offline
-    only) and the district roster pulled into ``sync_db_path``."""
+    only) and the district roster pulled into ``sync_db_path``.
+
+    The slots this terminal claimed are remembered (person, day, slot -> the
+    record id): a senior who cancelled on the confirm screen and taps again is
+    not refused the subsidy by their own unused claim; the claim is asked again
+    for the same record id, which the platform answers with the same claim.
+    A meal already made for it is caught before, by the local once-per-meal guard."""
 
     centre_id: str
     pepper: bytes
     sync_db_path: Path
     client: VisitsClient | None = None
     new_record_id: Callable[[], str] = new_ulid
+    held: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     def key(self, ask: AskVisitor) -> str:
         from sync.visits import card_hmac, id_number_hmac, lookup_hmac
@@ -154,15 +161,19 @@ class PlatformVisitors:
         )
         if got is None:
             return VisitorAnswered(ask.session, None)
-        return VisitorAnswered(
-            ask.session, visitor_status(got), _payment_source(got.payment_source)
-        )
+        status = visitor_status(got)
+        if status.subsidised_in_district and self._held(status.person_id, ask) is not None:
+            status = replace(status, subsidised_in_district=False)  # our own unused claim
+        return VisitorAnswered(ask.session, status, _payment_source(got.payment_source))
+
+    def _held(self, person_id: str, at: AskVisitor | ClaimSlot) -> str | None:
+        return self.held.get((person_id, at.day.isoformat(), at.slot.value))
 
     def claim(self, claim: ClaimSlot) -> SlotClaimAnswered:
         from sync.client import PlatformError
         from sync.visits import PlatformUnavailable, SlotClaimed
 
-        record_id = self.new_record_id()
+        record_id = self._held(claim.person_id, claim) or self.new_record_id()
         if self.client is None:
             return SlotClaimAnswered(claim.session, ClaimOutcome.UNAVAILABLE, record_id)
         try:
@@ -179,6 +190,7 @@ class PlatformVisitors:
         except (PlatformUnavailable, PlatformError) as exc:
             log.info("visitor_claim_unavailable", error=type(exc).__name__)
             return SlotClaimAnswered(claim.session, ClaimOutcome.UNAVAILABLE, record_id)
+        self.held[(claim.person_id, claim.day.isoformat(), claim.slot.value)] = record_id
         return SlotClaimAnswered(claim.session, ClaimOutcome.GRANTED, record_id, claim_id)
 
     def close(self) -> None:
@@ -289,8 +301,6 @@ def platform_visitors(settings: Settings, *, online: bool = True) -> PlatformVis
 def with_visitors(config: FlowConfig, settings: Settings | None) -> FlowConfig:
     """``config`` asking about visitors for this terminal's centre, with the
     offline limits from ``settings`` (None: ``config`` as it is)."""
-    from dataclasses import replace
-
     if settings is None:
         return config
     p = settings.payment

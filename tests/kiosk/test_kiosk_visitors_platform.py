@@ -104,6 +104,15 @@ def test_two_terminals_one_subsidised_meal_online(tmp_path: Path, district: Dist
             "SELECT record_id, centre_id FROM visit_claims WHERE person_id = ?", person
         )
         assert centre == "centre-b"
+        # the senior steps back (cancel) and taps again: their own unused claim
+        # does not cost them the subsidy, and no second claim is made
+        b1.app.runner.post(Touch("cancel"))
+        b1.wait("Idle")
+        b1.app.runner.post(CardTapped(CARD))
+        confirm = b1.wait("Confirm")
+        assert confirm.payment.visit.claim_id == visit.claim_id
+        assert confirm.payment.quote.subsidy.fen > 0
+        assert district.sql("SELECT count(*) FROM visit_claims") == [(1,)]
         b1.app.runner.post(Touch("confirm"))
         done = b1.wait("Done")
         assert isinstance(done, Done) and done.record_id == record  # the claimed meal
