@@ -386,7 +386,7 @@ def present(
 
 
 def _visitor_name(visit: Visit, tr: Translator) -> str:
-    return f"{tr('visitor.name')}（{visit.home_centre_id}）"
+    return tr("visitor.who", centre=visit.home_centre_id)
 
 
 def _visitor_confirm(state: Confirm, tr: Translator, now: datetime) -> ConfirmVM:
