@@ -1425,38 +1425,35 @@ class PlatformStore:
         row = s.get(DistrictSettingRow, name)
         return None if row is None else row.value
 
-    def _pepper(self, s: Session) -> bytes:
-        """The district pepper; made (32 random bytes) the first time it is needed
-        when district IT gave none (``platform serve --district-pepper``)."""
-        held = self._setting(s, "pepper")
+    def _secret(self, s: Session, name: str) -> bytes:
+        """A 32-byte district secret, made (random) the first time it is needed."""
+        held = self._setting(s, name)
         if held is not None:
             return bytes.fromhex(held)
-        pepper = secrets.token_bytes(32)
-        s.add(DistrictSettingRow(name="pepper", value=pepper.hex()))
+        value = secrets.token_bytes(32)
+        s.add(DistrictSettingRow(name=name, value=value.hex()))
         s.flush()
-        return pepper
+        return value
 
-    def ensure_pepper(self, now: datetime) -> bytes:
-        """The district pepper (made now when the platform has none yet)."""
-        with self.sessions.begin() as s:
-            held = self._setting(s, "pepper")
-            if held is not None:
-                return bytes.fromhex(held)
-            pepper = self._pepper(s)
-            self._remake_district_roster(s, now)
-            return pepper
+    def _pepper(self, s: Session) -> bytes:
+        """The district pepper; made the first time it is needed when district IT
+        gave none (``platform serve --district-pepper``)."""
+        return self._secret(s, "pepper")
 
     def _person_key(self, s: Session) -> bytes:
         """The platform's own secret for person ids (made once, never changed):
         a person keeps their id when the district changes its pepper, so the
         day's claims still name them."""
-        held = self._setting(s, "person_key")
-        if held is not None:
-            return bytes.fromhex(held)
-        key = secrets.token_bytes(32)
-        s.add(DistrictSettingRow(name="person_key", value=key.hex()))
-        s.flush()
-        return key
+        return self._secret(s, "person_key")
+
+    def ensure_pepper(self, now: datetime) -> bytes:
+        """The district pepper (made now when the platform has none yet)."""
+        with self.sessions.begin() as s:
+            made = self._setting(s, "pepper") is None
+            pepper = self._pepper(s)
+            if made:
+                self._remake_district_roster(s, now)
+            return pepper
 
     def set_district(
         self,
