@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -171,6 +172,21 @@ class Parallax:
         return cls(rms, corr if math.isfinite(corr) else 0.0, nose, ratio)
 
 
+@lru_cache(maxsize=256)
+def _head_parallax_half_deg(half_deg: int) -> float:
+    ms = mean_shape_68()
+    a = math.radians(half_deg / 2.0)
+    c, s = math.cos(a), math.sin(a)
+    turned = ms @ np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]]).T
+    return Parallax.between(ms[:, :2], turned[:, :2]).residual
+
+
+def head_parallax(yaw_deg: float) -> float:
+    """The parallax (``Parallax.residual``) of the 3-D mean face turned by
+    ``yaw_deg`` from frontal: what a head at that yaw shows (0.12 at 20 deg)."""
+    return _head_parallax_half_deg(round(min(max(abs(yaw_deg), 1.0), 80.0) * 2))
+
+
 def side_sign(direction: Direction, *, mirrored: bool = False) -> float:
     """+1 when turning to the senior's ``direction`` moves the nose towards the
     image's right (an unmirrored camera and a turn to the senior's left)."""
@@ -204,6 +220,11 @@ class ChallengeParams:
     # Parallax.rigid_ratio: the share of the parallax a rigid 3-D turn of the
     # face does not explain (a 2-D warp, a bent sheet) must stay below this
     max_rigid_ratio: float = 1.0
+    # The parallax over what the 3-D mean face shows at the measured yaw
+    # change (``head_parallax``): a head's parallax comes with its yaw; a 2-D
+    # warp or a curved sheet makes the landmark model report more parallax
+    # than yaw
+    max_parallax_excess: float = 1.35
     min_yaw_deg: float = 12.0
     wrong_way_deg: float = 8.0
     turned_frames: int = 2
@@ -279,6 +300,8 @@ class TurnChallenge:
         # counted as turned: which check held a refused attempt back
         self._best = {"parallax": 0.0, "yaw": 0.0, "depth_corr": -1.0, "nose": -1.0}
         self._best_rigid_ratio = 1.0
+        self._peak_excess = 0.0
+        self._best_excess = 99.0
         self._need = self.p.min_parallax
         self._verdict = ChallengeVerdict(None, "waiting")
         self.frames = 0
@@ -396,6 +419,7 @@ class TurnChallenge:
         dyaw = (pose_yaw(lm) - self._yaw0) * self.sign
         corr = -par.depth_corr * self.sign  # a turn to the nose's image-right gives corr < 0
         nose = -par.nose * self.sign
+        excess = par.residual / head_parallax(max(dyaw, 1.0))
         need = max(p.min_parallax, p.noise_factor * self._noise)
         self._need = need
         b = self._best
@@ -404,12 +428,14 @@ class TurnChallenge:
         b["nose"] = max(b["nose"], nose)
         if par.residual >= need:
             self._best_rigid_ratio = min(self._best_rigid_ratio, par.rigid_ratio)
+            self._best_excess = min(self._best_excess, excess)
         is_turned = (
             par.residual >= need
             and dyaw >= p.min_yaw_deg
             and corr >= p.min_depth_corr
             and nose >= p.min_nose
             and par.rigid_ratio <= p.max_rigid_ratio
+            and excess <= p.max_parallax_excess
         )
         if dyaw <= -p.wrong_way_deg and par.residual >= need and corr <= -p.min_depth_corr:
             self._fail("wrong_direction")
@@ -420,6 +446,7 @@ class TurnChallenge:
             if par.residual > self._peak_res:
                 self._peak_res, self._peak_corr, self._peak_nose = par.residual, corr, nose
                 self._peak_rigid = par.rigid_ratio
+                self._peak_excess = excess
             self._peak_yaw = max(self._peak_yaw, dyaw)
             if not p.require_return and self._turned >= p.turned_frames:
                 self._finish()
@@ -457,6 +484,8 @@ class TurnChallenge:
             "turn_peak_yaw": round(self._peak_yaw, 1),
             "turn_peak_nose": round(self._peak_nose, 3),
             "turn_peak_rigid_ratio": round(self._peak_rigid, 3),
+            "turn_peak_excess": round(self._peak_excess, 3),
+            "turn_best_excess": round(self._best_excess, 3),
             "turn_need": round(self._need, 4),
             "turn_best_parallax": round(self._best["parallax"], 4),
             "turn_best_yaw": round(self._best["yaw"], 1),

@@ -38,6 +38,7 @@ from face.meanshape import mean_shape_68
 from face.sources import SourceState, ThreadedSource
 
 FPS = 8.0  # the kiosk analyses about 8 frames per second
+WINDOW_S = 6.0  # the kiosk's challenge window (face.liveness_challenge_seconds)
 
 
 # --------------------------------------------------------------------------- mesh
@@ -420,23 +421,52 @@ def smoothstep(x: float) -> float:
     return x * x * (3 - 2 * x)
 
 
-def turn_profile(rng: np.random.Generator, n: int, prompt: int, peak_deg: float) -> Iterator[float]:
-    """Yaw per frame for someone who turns after the prompt and comes back."""
+def turn_profile(
+    rng: np.random.Generator,
+    n: int,
+    prompt: int,
+    peak_deg: float,
+    *,
+    again: np.random.Generator | None = None,
+    again_cap: float = 40.0,
+) -> Iterator[float]:
+    """Yaw per frame for someone who turns after the prompt and comes back.
+
+    With ``again``, someone whose turn was not acknowledged (the prompt is
+    still on the screen when they are back) turns once more, further
+    (1.2-1.5 times, at most ``again_cap`` degrees), after looking at the
+    screen for a moment. A turn that was acknowledged ends the attempt there,
+    so the frames after it are never judged: rendering the second turn
+    always is the same as rendering it only when it is needed."""
     react = prompt + int(rng.uniform(0.3, 0.9) * FPS)
     go = max(2, int(rng.uniform(0.45, 0.9) * FPS))
     hold = int(rng.uniform(0.1, 0.5) * FPS)
     back = max(2, int(rng.uniform(0.45, 0.9) * FPS))
+    turns = [(react, go, hold, back, peak_deg)]
+    if again is not None:
+        start = react + go + hold + back + int(again.uniform(0.4, 0.9) * FPS)
+        bigger = float(np.sign(peak_deg)) * min(
+            abs(peak_deg) * float(again.uniform(1.2, 1.5)), max(again_cap, abs(peak_deg))
+        )
+        turns.append(
+            (
+                start,
+                max(2, int(again.uniform(0.45, 0.9) * FPS)),
+                int(again.uniform(0.1, 0.5) * FPS),
+                max(2, int(again.uniform(0.45, 0.9) * FPS)),
+                bigger,
+            )
+        )
     for i in range(n):
-        if i < react:
-            yield 0.0
-        elif i < react + go:
-            yield peak_deg * smoothstep((i - react) / go)
-        elif i < react + go + hold:
-            yield peak_deg
-        elif i < react + go + hold + back:
-            yield peak_deg * (1 - smoothstep((i - react - go - hold) / back))
-        else:
-            yield 0.0
+        yaw = 0.0
+        for t0, up, stay, down, peak in turns:
+            if t0 <= i < t0 + up:
+                yaw = peak * smoothstep((i - t0) / up)
+            elif t0 + up <= i < t0 + up + stay:
+                yaw = peak
+            elif t0 + up + stay <= i < t0 + up + stay + down:
+                yaw = peak * (1 - smoothstep((i - t0 - up - stay) / down))
+        yield yaw
 
 
 def yaw_sign(direction: str, mirrored: bool = False) -> float:
@@ -456,7 +486,7 @@ def genuine_clip(
     seed: int,
     direction: str,
     identity: str = "",
-    seconds: float = 4.5,
+    window_s: float = WINDOW_S,
     blink_rate: float = 0.25,
 ) -> Clip:
     """A real-looking head answering a turn challenge.
@@ -490,8 +520,8 @@ def genuine_clip(
     w = photo.shape[1]
     light = 1.0 + float(rng.uniform(-0.18, 0.18)) * np.linspace(-1, 1, w, dtype=np.float32)
     light = light[None, :, None]
-    n = int(seconds * FPS)
     prompt = int(rng.uniform(0.6, 1.2) * FPS)
+    n = prompt + int(window_s * FPS)
     peak = float(rng.uniform(18, 38)) * yaw_sign(direction)
     # looking at the screen: the photo's own pose turned back to about frontal
     rest = -pose_yaw(lm68) + float(rng.uniform(-4, 4))
@@ -500,7 +530,8 @@ def genuine_clip(
     drift = rng.normal(0, 1.2, size=(n, 2)).cumsum(axis=0)
     blink_at = {int(i) for i in np.nonzero(rng.random(n) < blink_rate / FPS)[0]}
     frames = []
-    for i, yaw in enumerate(turn_profile(rng, n, prompt, peak)):
+    again = np.random.default_rng([seed, 2])
+    for i, yaw in enumerate(turn_profile(rng, n, prompt, peak, again=again)):
         wob = math.sin(i / FPS * 2.1 + seed)
         frame = render_head(
             photo,
@@ -655,10 +686,11 @@ def _edited(
     return frame
 
 
-def _timeline(rng: np.random.Generator, seconds: float = 4.5) -> tuple[int, int]:
-    n = int(seconds * FPS)
+def _timeline(rng: np.random.Generator, window_s: float = WINDOW_S) -> tuple[int, int]:
+    """Frames of a clip and the prompt's frame: the clip covers the whole
+    challenge window after the prompt, as the kiosk waits that long."""
     prompt = int(rng.uniform(0.6, 1.2) * FPS)
-    return n, prompt
+    return prompt + int(window_s * FPS), prompt
 
 
 ATTACKS = (
@@ -706,7 +738,10 @@ def attack_clip(
     sign = yaw_sign(direction)
     # The attacker "turns" whatever they hold when asked: a rotation of the sheet.
     peak = float(rng.uniform(25, 55)) * sign
-    yaw = list(turn_profile(rng, n, prompt, peak))
+    # like a senior, an attacker whose first try was not acknowledged tries again
+    yaw = list(
+        turn_profile(rng, n, prompt, peak, again=np.random.default_rng([seed, 2]), again_cap=70)
+    )
     pic, plm = picture_of(frame, lm)
     face_w = float(np.ptp(plm[:17, 0]))
     target_px = float(rng.uniform(150, 210))
@@ -758,7 +793,7 @@ def attack_clip(
         sheet_frames(pic, jitter=1.0, swap=lambda i: shut if i > prompt and i % 2 else pic)
     elif kind == "nose_shift":
         yaw = [0.0] * n
-        prof = list(turn_profile(rng, n, prompt, 1.0))
+        prof = list(turn_profile(rng, n, prompt, 1.0, again=np.random.default_rng([seed, 3])))
         amount = float(rng.uniform(0.12, 0.3)) * face_w * sign
         sheet_frames(pic, jitter=0.8, swap=_edited(pic, plm, prof, amount, _nose_shift))
     elif kind == "bent_print":  # a sheet held in one hand sags a little
@@ -769,7 +804,7 @@ def attack_clip(
         # a flat photo whose face is warped in 2-D towards the asked side, frame
         # by frame (an editing tool's "liquify"), shown on a sheet that also turns
         yaw = [y * 0.5 for y in yaw]
-        prof = list(turn_profile(rng, n, prompt, 1.0))
+        prof = list(turn_profile(rng, n, prompt, 1.0, again=np.random.default_rng([seed, 3])))
         strength = float(rng.uniform(0.15, 0.35)) * face_w * sign
         sheet_frames(pic, jitter=1.0, swap=_edited(pic, plm, prof, strength, _liquify))
     elif kind == "two_photos":

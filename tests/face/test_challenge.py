@@ -13,9 +13,11 @@ from pack_helpers import default_settings
 from face.challenge import (
     ChallengeFrame,
     ChallengeParams,
+    ChallengeVerdict,
     Parallax,
     TurnChallenge,
     fit_homography,
+    head_parallax,
     homography_residual,
     pose_yaw,
 )
@@ -435,3 +437,55 @@ def test_a_refused_attempt_says_how_far_each_signal_got() -> None:
     assert 0 < d["turn_best_parallax"] < d["turn_need"]
     assert 4.0 < d["turn_best_yaw"] < ChallengeParams().min_yaw_deg
     assert d["turn_best_depth_corr"] > 0.5 and d["turn_best_nose"] > 0
+
+
+# --------------------------------------------------------------------------- parallax against yaw
+
+
+def excess(ref: np.ndarray, moved: np.ndarray) -> float:
+    """The turn judge's ``excess``: parallax over the mean face's at the measured yaw."""
+    dyaw = abs(pose_yaw(moved) - pose_yaw(ref))
+    return Parallax.between(ref, moved).residual / head_parallax(max(dyaw, 1.0))
+
+
+def test_head_parallax_is_the_mean_face_turned() -> None:
+    assert head_parallax(20.0) == pytest.approx(0.119, abs=0.003)
+    assert head_parallax(-20.0) == head_parallax(20.0)
+    values = [head_parallax(y) for y in (5, 10, 20, 30, 40)]
+    assert values == sorted(values)
+
+
+@pytest.mark.parametrize("yaw", [15.0, 25.0, -30.0, 40.0])
+def test_a_head_shows_the_parallax_its_yaw_explains(yaw: float) -> None:
+    """Seen in perspective, a head's parallax is what its yaw predicts (the
+    landmark model damps both alike: 0.86-1.20 on the rendered genuine heads)."""
+    assert 0.8 <= excess(head(0), head(yaw)) <= 1.2
+
+
+@pytest.mark.parametrize("dx", [20.0, 30.0, 40.0])
+def test_a_liquified_picture_shows_more_parallax_than_its_yaw_explains(dx: float) -> None:
+    assert excess(flat(0), liquify(flat(0), dx)) > ChallengeParams().max_parallax_excess
+
+
+def _run_liquify(params: ChallengeParams) -> ChallengeVerdict:
+    ref = flat(0)
+    box = (250.0, 150.0, 400.0, 330.0)
+    ch = TurnChallenge("left", prompt_after=0.0, window_s=3.0, params=params)
+    for i in range(4):
+        ch.add(ChallengeFrame(i / FPS, 1, box, ref, 0.9, 0.99))
+    t = 4 / FPS
+    for k in range(14):
+        dx = 80.0 * min(1.0, k / 4) if k <= 9 else 0.0
+        ch.add(ChallengeFrame(t + k / FPS, 1, box, liquify(ref, dx), 0.9, 0.99))
+    return ch.verdict(t + 10.0)
+
+
+def test_a_liquify_whose_yaw_lags_its_parallax_is_not_a_turn() -> None:
+    """A picture liquified towards the asked side far enough that parallax,
+    depth correlation, nose and yaw all pass (as the tuning half's
+    ``photo_warp`` that passed did) is refused on its excess alone."""
+    off = _run_liquify(ChallengeParams(max_parallax_excess=99.0))
+    assert off.passed is True, off
+    v = _run_liquify(ChallengeParams())
+    assert v.passed is False, v
+    assert v.detail["turn_best_excess"] > ChallengeParams().max_parallax_excess
