@@ -6,13 +6,17 @@
 #        --release-key district-release-2026.pub \
 #        --centre C0012 --device C0012-T01 \
 #        --platform https://platform.district.example \
-#        --ddi https://ota.district.example --ddi-token-file ddi-token.txt
+#        --ddi https://ota.district.example --ddi-token-file ddi-token.txt \
+#        --district-pepper district-pepper
 #
 # --app takes the application release (a virtual environment built for the
 # Pi with the care-terminal wheel installed, as a tar.gz, or such a folder).
 # It then runs `care-terminal provision` (device key, config.toml with its
 # [ota] section when --ddi is given, registration record, hardware check; an
-# ota.toml left by an older install is moved into [ota]). Options for testing
+# ota.toml left by an older install is moved into [ota]). --district-pepper
+# installs the district's pepper file (the one the platform was given), which
+# city-wide meals need: without it visitors from other centres are off.
+# Options for testing
 # on another machine: --root DIR installs below DIR and --no-system skips the
 # OS check, apt, users, systemctl, udevadm, the boot config and the hardware check.
 set -euo pipefail
@@ -26,6 +30,7 @@ DEVICE=""
 PLATFORM=""
 DDI=""
 DDI_TOKEN_FILE=""
+PEPPER=""
 BOARD="care-pi4"
 REVISION="1"
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -44,9 +49,10 @@ while [ $# -gt 0 ]; do
         --platform) PLATFORM="$2"; shift 2 ;;
         --ddi) DDI="$2"; shift 2 ;;
         --ddi-token-file) DDI_TOKEN_FILE="$2"; shift 2 ;;
+        --district-pepper) PEPPER="$2"; shift 2 ;;
         --board) BOARD="$2"; shift 2 ;;
         --revision) REVISION="$2"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -57,6 +63,7 @@ done
 [[ "$DEVICE" =~ ^[A-Za-z0-9._-]{1,64}$ ]] || die "--device may only use letters, digits, '.', '_' and '-'"
 [[ "$PLATFORM" =~ ^https?://[^[:space:]]+$ ]] || die "--platform must give the district platform URL (https://...)"
 [ -z "$DDI_TOKEN_FILE" ] || [ -f "$DDI_TOKEN_FILE" ] || die "--ddi-token-file $DDI_TOKEN_FILE not found"
+[ -z "$PEPPER" ] || [ -f "$PEPPER" ] || die "--district-pepper $PEPPER not found"
 
 # The target is Raspberry Pi OS trixie (Debian 13, glibc 2.41). Bookworm
 # (Debian 12, glibc 2.36) cannot install the locked PyQt6 wheels.
@@ -167,6 +174,8 @@ ARGS=(--centre "$CENTRE" --device "$DEVICE" --platform "$PLATFORM"
       --board "$BOARD" --revision "$REVISION")
 [ -n "$DDI" ] && ARGS+=(--ddi "$DDI")
 [ -n "$DDI_TOKEN_FILE" ] && ARGS+=(--ddi-token-file "$DDI_TOKEN_FILE")
+[ -n "$PEPPER" ] && ARGS+=(--district-pepper "$PEPPER")
+[ -n "$PEPPER" ] || say "no --district-pepper given: visitors from other centres stay off (run provision again with --district-pepper)"
 [ -n "$DDI" ] || say "no --ddi given: OTA updates stay off (run provision again with --ddi to turn them on)"
 [ "$SYSTEM" = 1 ] || ARGS+=(--no-hw-check)
 CT="$OPT/current/app/bin/care-terminal"

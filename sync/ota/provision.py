@@ -60,7 +60,7 @@ from terminal.config.settings import (
     device_key_path,
     load_settings,
 )
-from terminal.core.atomic import atomic_write_text
+from terminal.core.atomic import atomic_write_bytes, atomic_write_text
 from terminal.core.clock import rfc3339
 from terminal.core.errors import ConfigError
 
@@ -82,6 +82,10 @@ class ProvisionRequest:
     config_file: Path = DEVICE_CONFIG_DIR / "config.toml"
     data_dir: Path = DEVICE_DATA_DIR
     key_file: Path | None = None  # default: device_key_path(data_dir)
+    # The district's 32-byte pepper (city-wide meals, ID-card HMACs): copied to
+    # <data_dir>/keys/district-pepper. The same file on every terminal and at
+    # the platform (`platform serve --district-pepper`).
+    district_pepper_file: Path | None = None
     release_root: Path = Path("/opt/care-terminal")
     windows: tuple[str, ...] = ("14:00-16:30", "20:00-06:00")
     meal_slots: tuple[str, ...] = ("10:30-13:30", "16:30-18:30")
@@ -113,6 +117,40 @@ class ProvisionRequest:
     @property
     def key_path(self) -> Path:
         return self.key_file or device_key_path(self.data_dir)
+
+
+DISTRICT_PEPPER_BYTES = 32
+
+
+def install_district_pepper(src: Path, data_dir: Path) -> tuple[Path, str]:
+    """Copy the district pepper into ``<data_dir>/keys/district-pepper`` (0600).
+
+    Returns the installed path and what happened (``installed``, ``unchanged``
+    or ``replaced``: a pepper made on this device by an older release matched
+    no other terminal and is overwritten). A file that is not 32 bytes is
+    refused before anything is written."""
+    try:
+        pepper = src.read_bytes()
+    except OSError as exc:
+        raise OtaConfigError(f"cannot read the district pepper {src}: {exc.strerror}") from exc
+    if len(pepper) != DISTRICT_PEPPER_BYTES:
+        raise OtaConfigError(
+            f"the district pepper {src} has {len(pepper)} bytes, not {DISTRICT_PEPPER_BYTES}: "
+            "use the file the platform wrote for --district-pepper"
+        )
+    dest = data_dir / "keys" / "district-pepper"
+    try:
+        held = dest.read_bytes()
+    except FileNotFoundError:
+        held = None
+    except OSError as exc:
+        raise OtaConfigError(f"cannot read {dest}: {exc.strerror}") from exc
+    if held == pepper:
+        dest.chmod(0o600)
+        return dest, "unchanged"
+    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write_bytes(dest, pepper, mode=0o600)
+    return dest, "installed" if held is None else "replaced"
 
 
 def create_device_key(path: Path) -> str:
@@ -463,6 +501,7 @@ class ProvisionReport:
     hardware: list[HardwareCheck]
     # What the services would say about the written config.toml ('' = it loads).
     config_problem: str = ""
+    district_pepper: str = ""
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -491,6 +530,11 @@ def provision(
     pub = create_device_key(req.key_path)
     record = registration_record(req, pub, sw_version, now)
     files = write_configs(req)
+    pepper_note = "no --district-pepper given: visitors from other centres are off"
+    if req.district_pepper_file is not None:
+        pepper_path, what = install_district_pepper(req.district_pepper_file, req.data_dir)
+        files.append(pepper_path)
+        pepper_note = f"district pepper {what} at {pepper_path}"
     config_problem = check_written_config(req.config_file)
     reg_path = req.config_dir / "registration.json"
     atomic_write_text(reg_path, json.dumps(record, indent=1, ensure_ascii=False) + "\n", mode=0o640)
@@ -503,7 +547,7 @@ def provision(
         )
     hw = check_hardware(hardware or HardwareEnv(data_dir=req.data_dir)) if check_hw else []
     return ProvisionReport(
-        pub, record, [str(f) for f in files], registered, detail, hw, config_problem
+        pub, record, [str(f) for f in files], registered, detail, hw, config_problem, pepper_note
     )
 
 
@@ -521,6 +565,7 @@ def summarize(report: ProvisionReport) -> Mapping[str, Any]:
         "config_file": reg.get("config_file", ""),
         "registered": report.registered,
         "detail": report.registration_detail,
+        "district_pepper": report.district_pepper,
         "problems": [
             *([f"config: {report.config_problem}"] if report.config_problem else []),
             *(f"{h.name}: {h.detail} ({h.hint})" for h in report.hardware if not h.ok),

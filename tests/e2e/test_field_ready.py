@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import sqlite3
+import stat
 import subprocess
 import time
 import tomllib
@@ -122,6 +123,8 @@ def test_from_zero_to_acknowledged_meals(tmp_path: Path, faces_dir: Path) -> Non
     platform_url = f"http://127.0.0.1:{port}"
     release_key = tmp_path / "district-2026.pub"
     release_key.write_text("MCowBQYDK2VwAyEA\n")
+    pepper = tmp_path / "district-pepper"  # the file the platform made for district IT
+    pepper.write_bytes(bytes(range(32)))
 
     # 1. install and provision from zero
     install = run(
@@ -141,6 +144,8 @@ def test_from_zero_to_acknowledged_meals(tmp_path: Path, faces_dir: Path) -> Non
             DEVICE,
             "--platform",
             platform_url,
+            "--district-pepper",
+            str(pepper),
         ],
         env={"HOME": str(tmp_path)},
     )
@@ -149,6 +154,10 @@ def test_from_zero_to_acknowledged_meals(tmp_path: Path, faces_dir: Path) -> Non
     assert printed["registered"] is False and "not reachable" in printed["detail"]
     key_file = var / "keys/device_ed25519.pem"
     assert printed["device_key_file"] == str(key_file) and key_file.is_file()
+    installed_pepper = var / "keys/district-pepper"
+    assert installed_pepper.read_bytes() == pepper.read_bytes()
+    assert stat.S_IMODE(installed_pepper.stat().st_mode) == 0o600
+    assert printed["district_pepper"] == f"district pepper installed at {installed_pepper}"
     conf = tomllib.loads((etc / "config.toml").read_text())
     assert conf["sync"]["platform_url"] == platform_url
     assert conf["sync"]["device_key_file"] == str(key_file) and conf["data_dir"] == str(var)

@@ -16,7 +16,14 @@ import pytest
 
 from sync.ota.config import ddi_config
 from sync.ota.errors import OtaConfigError
-from sync.ota.provision import HardwareEnv, ProvisionRequest, check_hardware, provision, summarize
+from sync.ota.provision import (
+    HardwareEnv,
+    ProvisionRequest,
+    check_hardware,
+    install_district_pepper,
+    provision,
+    summarize,
+)
 from terminal.config.settings import load_settings
 from terminal.core.clock import CHINA_TZ
 
@@ -333,3 +340,56 @@ def test_moving_ota_toml_keeps_config_toml_and_provisioning_first(tmp_path) -> N
     assert ota.enabled and ota.ddi.base_url == "https://ota.new.example"
     assert ota.window.allowed == ["14:00-16:30", "20:00-06:00"]  # provisioning owns these
     assert ota.window.timezone == "Asia/Urumqi" and ota.policy.confirmation == "auto"
+
+
+def test_district_pepper_is_installed_once_and_a_device_made_one_replaced(tmp_path) -> None:
+    data = tmp_path / "data"
+    district = tmp_path / "district-pepper"
+    district.write_bytes(bytes(range(32)))
+    dest, what = install_district_pepper(district, data)
+    assert (dest, what) == (data / "keys" / "district-pepper", "installed")
+    assert dest.read_bytes() == district.read_bytes()
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    assert install_district_pepper(district, data)[1] == "unchanged"
+    dest.write_bytes(b"\x07" * 32)  # made on the device by an older release
+    assert install_district_pepper(district, data)[1] == "replaced"
+    assert dest.read_bytes() == district.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x01" * 31, "has 31 bytes, not 32"),
+        (b"\x01" * 64, "has 64 bytes, not 32"),
+        (None, "cannot read"),
+    ],
+)
+def test_a_wrong_district_pepper_is_refused_before_anything_is_written(
+    tmp_path, content, message
+) -> None:
+    src = tmp_path / "pepper"
+    if content is not None:
+        src.write_bytes(content)
+    with pytest.raises(OtaConfigError, match=message):
+        install_district_pepper(src, tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_provision_command_installs_the_district_pepper(tmp_path) -> None:
+    pepper = tmp_path / "district-pepper"
+    pepper.write_bytes(bytes(range(32)))
+    report = provision(
+        ProvisionRequest(
+            centre_id="C1",
+            device_id="D1",
+            config_file=tmp_path / "etc" / "config.toml",
+            data_dir=tmp_path / "var",
+            district_pepper_file=pepper,
+        ),
+        sw_version="1.0.0",
+        now=datetime(2026, 3, 2, 9, 0, tzinfo=CHINA_TZ),
+        check_hw=False,
+    )
+    installed = tmp_path / "var" / "keys" / "district-pepper"
+    assert installed.read_bytes() == pepper.read_bytes()
+    assert summarize(report)["district_pepper"] == f"district pepper installed at {installed}"

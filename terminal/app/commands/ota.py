@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="device key file (default: <data dir>/keys/device_ed25519.pem)",
     )
     p.add_argument(
+        "--district-pepper",
+        type=Path,
+        help="the district's pepper file (32 bytes, the one the platform was given with "
+        "--district-pepper): installed as <data dir>/keys/district-pepper for city-wide meals",
+    )
+    p.add_argument(
         "--release-root",
         type=Path,
         default=Path("/opt/care-terminal"),
@@ -140,6 +146,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
             or default_data_dir()
         ).absolute(),
         key_file=args.key.absolute() if args.key else None,
+        district_pepper_file=args.district_pepper.absolute() if args.district_pepper else None,
         release_root=args.release_root.absolute(),
     )
     report = provision(
