@@ -72,6 +72,8 @@ class VisitorStatus:
     active: bool = True
     # Online only: a subsidised meal in this slot today anywhere in the district.
     subsidised_in_district: bool | None = None
+    # The home centre's name for the screen ('' when the district did not say).
+    home_centre_name: str = ""
 
     def __post_init__(self) -> None:
         if self.source is Source.ONLINE and self.subsidised_in_district is None:
@@ -297,6 +299,12 @@ class Visit:
     payment_source: PaymentSource
     refusal: VisitRefusal | None = None  # why there is no subsidy (screen only)
     categories: tuple[SeniorCategory, ...] = ()  # the record's ``categories``
+    home_centre_name: str = ""  # screen only; the record names the centre by id
+
+    @property
+    def home_centre_label(self) -> str:
+        """What the senior sees: the centre's name, else its id."""
+        return self.home_centre_name or self.home_centre_id
 
     def to_payload(self) -> dict[str, object]:
         return {
@@ -335,6 +343,7 @@ def visit_of(cand: VisitorCandidate, decision: VisitDecision) -> Visit:
         payment_source=decision.payment_source,
         refusal=refusal,
         categories=cand.status.categories,
+        home_centre_name=cand.status.home_centre_name,
     )
 
 

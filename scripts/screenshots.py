@@ -101,8 +101,20 @@ def main() -> int:
 
     district = DistrictDirectory(
         [
-            DistrictSenior("P-7d1c0a9e", "centre-a", (SeniorCategory.AGE_80_89,), cards=("9001",)),
-            DistrictSenior("P-3e52b7c1", "centre-c", (SeniorCategory.AGE_80_89,), cards=("9002",)),
+            DistrictSenior(
+                "P-7d1c0a9e",
+                "centre-a",
+                (SeniorCategory.AGE_80_89,),
+                cards=("9001",),
+                home_centre_name="东风社区照料中心",
+            ),
+            DistrictSenior(
+                "P-3e52b7c1",
+                "centre-c",
+                (SeniorCategory.AGE_80_89,),
+                cards=("9002",),
+                home_centre_name="河西村照料中心",
+            ),
         ]
     )
     kiosk_app = build_kiosk(services, camera=False, sync=False, visitors=district)
@@ -288,7 +300,13 @@ def main() -> int:
     )
     district.online = False
     district.seniors.append(
-        DistrictSenior("P-9a0c44d2", "centre-d", (SeniorCategory.AGE_80_89,), cards=("9003",))
+        DistrictSenior(
+            "P-9a0c44d2",
+            "centre-d",
+            (SeniorCategory.AGE_80_89,),
+            cards=("9003",),
+            home_centre_name="南湖社区照料中心",
+        )
     )
     show(visiting(CardTapped("9003")))
     shot("32-visitor-offline-limit")

@@ -86,6 +86,7 @@ class VisitorAnswer:
     payment_source: str  # home_wallet | cash | visited_wallet (district policy)
     source: str  # "online" | "roster"
     active: bool = True
+    home_centre_name: str = ""  # the centre's name when the district publishes one
 
 
 # -- the district pepper on the terminal --------------------------------------------------
@@ -232,6 +233,7 @@ class VisitsClient:
             payment_source=ans["payment_source"],
             source="online",
             active=bool(ans["active"]),
+            home_centre_name=str(ans.get("home_centre_name") or ""),
         )
 
     def claim(self, *, person_id: str, day: date, slot: str, record_id: str, centre_id: str) -> str:
@@ -293,6 +295,7 @@ def _answer(hit: RosterHit) -> VisitorAnswer:
         payment_source=hit.payment_source,
         source="roster",
         active=hit.active,
+        home_centre_name=hit.home_centre_name,
     )
 
 

@@ -389,6 +389,15 @@ def _dataset_doc(row: DatasetRow) -> dict[str, Any]:
     }
 
 
+def _centre_names(s: Session, centre_id: str | None = None) -> dict[str, str]:
+    """Centre id -> name, from the published ``centre_info`` datasets (one
+    centre's when ``centre_id`` is given)."""
+    q = select(DatasetRow).where(DatasetRow.kind == "centre_info")
+    if centre_id is not None:
+        q = q.where(DatasetRow.centre_id == centre_id)
+    return {row.centre_id: str(json.loads(row.data)["name"]) for row in s.scalars(q)}
+
+
 def _put_dataset(
     s: Session, centre_id: str, kind: str, data: dict[str, Any], now: datetime
 ) -> tuple[dict[str, Any], bool]:
@@ -1408,7 +1417,8 @@ class PlatformStore:
         as the version held is no new version: version, ETag and issue time stay
         (a restart with the same seed must not make every terminal download
         everything again); the ETag ends with a hash of the canonical data.
-        A new ``roster`` remakes the district roster in the same transaction."""
+        A new ``roster`` or ``centre_info`` remakes the district roster in the
+        same transaction (it carries the centres' names for visitors' screens)."""
         if kind == "district_roster":
             raise PlatformStoreError(
                 "the district roster is made from the centres' rosters, not published",
@@ -1416,7 +1426,7 @@ class PlatformStore:
             )
         with self.sessions.begin() as s:
             doc, changed = _put_dataset(s, centre_id, kind, data, now)
-            if changed and kind == "roster":
+            if changed and kind in ("roster", "centre_info"):
                 self._remake_district_roster(s, now)
             return doc
 
@@ -1537,6 +1547,10 @@ class PlatformStore:
             "payment_source": self._setting(s, "visit_payment_source")
             or DEFAULT_VISIT_PAYMENT_SOURCE,
             "entries": entries,
+            "centres": [
+                {"centre_id": centre_id, "name": name}
+                for centre_id, name in sorted(_centre_names(s).items())
+            ],
         }
         _put_dataset(s, DISTRICT_CENTRE, "district_roster", data, now)
 
@@ -1558,6 +1572,11 @@ class PlatformStore:
                 "home_centre_id": person.home_centre_id,
                 "categories": json.loads(person.categories),
                 "subsidised_in_district": claim is not None,
+                **(
+                    {"home_centre_name": name}
+                    if (name := _centre_names(s, person.home_centre_id).get(person.home_centre_id))
+                    else {}
+                ),
                 "payment_source": self._setting(s, "visit_payment_source")
                 or DEFAULT_VISIT_PAYMENT_SOURCE,
                 "active": bool(person.active),

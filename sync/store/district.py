@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.request import pathname2url
@@ -40,6 +40,14 @@ class RosterKeyRow(_Base):
     active: Mapped[int] = mapped_column(Integer)
 
 
+class RosterCentreRow(_Base):
+    """The district's centres by name (for the visitor's screen); since 1.2."""
+
+    __tablename__ = "visit_roster_centre"
+    centre_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
 class RosterMetaRow(_Base):
     __tablename__ = "visit_roster_meta"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
@@ -62,6 +70,7 @@ class RosterHit:
     categories: tuple[str, ...]
     active: bool
     payment_source: str
+    home_centre_name: str = ""
 
 
 def _keys(entry: dict[str, Any]) -> list[tuple[str, str]]:
@@ -117,8 +126,15 @@ class DistrictRosterIndex:
         with write_session(self.sessions) as s:
             s.execute(delete(RosterKeyRow))
             s.execute(delete(RosterMetaRow))
+            s.execute(delete(RosterCentreRow))
             for i in range(0, len(rows), 2000):
                 s.execute(insert(RosterKeyRow), rows[i : i + 2000])
+            centres = [
+                {"centre_id": str(c["centre_id"]), "name": str(c["name"])}
+                for c in data.get("centres", [])
+            ]
+            if centres:
+                s.execute(insert(RosterCentreRow), centres)
             s.add(
                 RosterMetaRow(
                     id=1,
@@ -148,7 +164,7 @@ class DistrictRosterIndex:
                 meta = s.get(RosterMetaRow, 1)
                 if row is None or meta is None:
                     return None
-                return RosterHit(
+                hit = RosterHit(
                     person_id=row.person_id,
                     home_centre_id=row.home_centre_id,
                     categories=tuple(json.loads(row.categories)),
@@ -157,6 +173,12 @@ class DistrictRosterIndex:
                 )
         except OperationalError:
             return None
+        try:
+            with self.sessions() as s:
+                centre = s.get(RosterCentreRow, hit.home_centre_id)
+        except OperationalError:  # a sync.db written before centre names: ids only
+            return hit
+        return hit if centre is None else replace(hit, home_centre_name=centre.name)
 
     def version(self) -> int | None:
         m = self.meta()

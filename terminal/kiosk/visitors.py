@@ -89,6 +89,7 @@ def visitor_status(ans: VisitorAnswer) -> VisitorStatus:
         source=Source.ONLINE if online else Source.ROSTER,
         active=ans.active,
         subsidised_in_district=bool(ans.subsidised_in_district) if online else None,
+        home_centre_name=ans.home_centre_name,
     )
 
 
@@ -209,6 +210,7 @@ class DistrictSenior:
     id_number: str | None = None
     lookup: tuple[str, str] | None = None  # (name, phone last 4)
     active: bool = True
+    home_centre_name: str = ""
 
 
 class DistrictDirectory:
@@ -254,6 +256,7 @@ class DistrictDirectory:
             Source.ONLINE if self.online else Source.ROSTER,
             active=p.active,
             subsidised_in_district=taken if self.online else None,
+            home_centre_name=p.home_centre_name,
         )
         return VisitorAnswered(ask.session, status, self.payment_source)
 

@@ -91,12 +91,17 @@ def rosters() -> dict[str, list[dict[str, Any]]]:
     }
 
 
+CENTRE_NAMES = {"centre-a": "东风社区照料中心", "centre-b": "河西村照料中心"}
+
+
 def seed_doc(pubs: dict[str, str]) -> dict[str, Any]:
     datasets: list[dict[str, Any]] = []
     for centre, residents in rosters().items():
         for ds in demo_datasets(centre):
             if ds["kind"] == "roster":
                 ds = {**ds, "data": {**ds["data"], "residents": residents}}
+            if ds["kind"] == "centre_info":
+                ds = {**ds, "data": {**ds["data"], "name": CENTRE_NAMES[centre]}}
             datasets.append(ds)
     return {
         "devices": [
@@ -333,6 +338,10 @@ def test_the_district_roster_is_pulled_indexed_and_looked_up_offline(
     by_name = roster_lookup(sync_db, key_type="lookup", key=lookup_hmac(PEPPER, "张 桂华", "1234"))
     assert by_card is not None and by_card == by_id == by_name
     assert by_card.home_centre_id == "centre-a" and by_card.source == "roster"
+    assert by_card.home_centre_name == "东风社区照料中心"  # for the visitor's screen
+    assert held.data["centres"] == [
+        {"centre_id": c, "name": n} for c, n in sorted(CENTRE_NAMES.items())
+    ]
     assert by_card.categories == ("age_80_89",) and by_card.subsidised_in_district is None
     assert by_card.person_id.startswith("P-") and "A001" not in by_card.person_id
     # two seniors with one name and phone last 4: the lookup names neither of them
@@ -352,6 +361,7 @@ def test_the_district_roster_is_pulled_indexed_and_looked_up_offline(
 def test_eligibility_answers_who_the_visitor_is_without_a_name(district: District) -> None:
     ans = person_of(district)
     assert ans.home_centre_id == "centre-a" and ans.source == "online"
+    assert ans.home_centre_name == "东风社区照料中心"
     assert ans.subsidised_in_district is False and ans.payment_source == "cash" and ans.active
     with district.client("dev-b1") as c:
         assert (

@@ -32,7 +32,12 @@ DAY, SLOT = "2026-03-02", "lunch"
 @pytest.fixture
 def district() -> DistrictDirectory:
     senior = DistrictSenior(
-        "P-7", "centre-a", (SeniorCategory.AGE_80_89,), cards=(CARD,), lookup=("王芳", "5678")
+        "P-7",
+        "centre-a",
+        (SeniorCategory.AGE_80_89,),
+        cards=(CARD,),
+        lookup=("王芳", "5678"),
+        home_centre_name="东风社区照料中心",
     )
     return DistrictDirectory([senior])
 
@@ -92,7 +97,7 @@ def test_unknown_face_then_card_then_visitor_confirm_then_paid(
     text = confirm_texts(win)
     assert win.confirm.title.text() == "欢迎来用餐，请确认"
     category = Translator("zh_CN")(SeniorCategory.AGE_80_89.i18n_key)
-    assert "登记中心" in text and "centre-a" in text
+    assert "登记中心" in text and "东风社区照料中心" in text  # the name, not the id
     assert category in win.confirm.category.text()
     assert "现金" in text and "确认后请在柜台付现金" in win.confirm.note.text()
     assert win.confirm.due.text() == "11.00 元"  # 15.00 less the 4.00 subsidy

@@ -356,7 +356,8 @@ def present(
             visitor = state.candidate.visitor
             who = state.name_masked
             if visitor is not None:
-                who = tr("visitor.home", centre=visitor.status.home_centre_id)
+                status = visitor.status
+                who = tr("visitor.home", centre=status.home_centre_name or status.home_centre_id)
             vm7 = ResultVM(
                 tone="notice",
                 title=tr("already.title", slot=tr(state.slot.i18n_key)),
@@ -386,7 +387,7 @@ def present(
 
 
 def _visitor_name(visit: Visit, tr: Translator) -> str:
-    return tr("visitor.who", centre=visit.home_centre_id)
+    return tr("visitor.who", centre=visit.home_centre_label)
 
 
 def _visitor_confirm(state: Confirm, tr: Translator, now: datetime) -> ConfirmVM:
@@ -397,7 +398,7 @@ def _visitor_confirm(state: Confirm, tr: Translator, now: datetime) -> ConfirmVM
     visit = p.visit
     assert visit is not None
     lines: list[tuple[str, str, bool]] = [
-        (tr("visitor.home_label"), visit.home_centre_id, False),
+        (tr("visitor.home_label"), visit.home_centre_label, False),
         (tr("confirm.list"), _yuan(tr, q.list_total.yuan_str()), False),
         (tr("confirm.subsidy"), _yuan(tr, (-q.subsidy).yuan_str()), False),
     ]
