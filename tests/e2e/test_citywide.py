@@ -235,8 +235,8 @@ def _records(db: Path) -> dict[str, tuple[str, str | None, str]]:
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-# About 80 s here (15 command processes and two platform starts): run with -m slow.
-@pytest.mark.slow
+# About 45 s on an idle two-core machine (15 command processes and two platform
+# starts): part of every run, as the proof.
 def test_a_visitor_eats_once_per_slot_across_the_district_and_centres_settle(
     district: tuple[Path, PlatformProc, dict[str, Terminal]],
 ) -> None:
