@@ -1478,6 +1478,15 @@ class PlatformStore:
             raise PlatformStoreError(
                 "the district pepper must be at least 16 bytes", code="bad_pepper"
             )
+        if payment_source == "home_wallet":
+            # The spec names the policy; this platform holds no seniors' wallets yet,
+            # so a visitor's due could be neither checked nor taken: refused rather
+            # than letting visitors eat on a receivable nobody settles.
+            raise PlatformStoreError(
+                "the visit payment source home_wallet is not available on this platform "
+                "yet (it holds no seniors' wallets); use cash or visited_wallet",
+                code="not_supported",
+            )
         if payment_source is not None and payment_source not in VISIT_PAYMENT_SOURCES:
             raise PlatformStoreError(
                 f"the visit payment source must be one of {', '.join(VISIT_PAYMENT_SOURCES)}",

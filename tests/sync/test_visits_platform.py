@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import pytest
 from sync import schemas
 from sync.auth import Signer, id_number_hmac, load_device_key, provision_device_key
 from sync.client import PlatformClient, PlatformError, encode_body
+from sync.platform.store import PlatformStore, PlatformStoreError
 from sync.pull import Puller
 from sync.samples import demo_datasets
 from sync.store.outbox import SyncStore
@@ -758,3 +759,16 @@ def test_a_new_district_pepper_rekeys_the_cards_not_the_persons(tmp_path: Path) 
         assert roster["data"]["pepper_id"] == pepper_id(new) != held["data"]["pepper_id"]
     finally:
         store.close()
+
+
+def test_home_wallet_policy_is_refused_until_the_platform_holds_wallets(tmp_path: Path) -> None:
+    store = PlatformStore(f"sqlite:///{tmp_path / 'platform.db'}")
+    try:
+        with pytest.raises(PlatformStoreError, match="home_wallet is not available") as e:
+            store.set_district(datetime.now(UTC), payment_source="home_wallet")
+        assert e.value.code == "not_supported"
+        assert store.visit_payment_source() == "cash"  # nothing changed
+        store.set_district(datetime.now(UTC), payment_source="visited_wallet")
+        assert store.visit_payment_source() == "visited_wallet"
+    finally:
+        store.engine.dispose()
