@@ -115,17 +115,21 @@ class Queries:
         return Money(row.balance_fen if row else 0)
 
     def prior_meals(self, session: Session, resident_id: str, day: date) -> list[PriorMeal]:
-        rows = session.scalars(
-            select(LedgerRow).where(
-                LedgerRow.resident_id == resident_id,
-                LedgerRow.day == day.isoformat(),
-                LedgerRow.kind == "charge",
-            )
-        ).all()
+        charges = select(LedgerRow).where(
+            LedgerRow.resident_id == resident_id,
+            LedgerRow.day == day.isoformat(),
+            LedgerRow.kind == "charge",
+        )
+        rows = session.scalars(charges).all()
+        # The voids as a subquery, not an IN list of the charges' ids: a list
+        # makes a new SQL text for every count of meals, and the connection's
+        # statement cache keeps up to 128 compiled statements, each as big as
+        # its list (the kiosk's RSS grew with every payment of the soak).
         voided = set(
             session.scalars(
                 select(LedgerRow.ref_id).where(
-                    LedgerRow.kind == "void", LedgerRow.ref_id.in_([r.entry_id for r in rows])
+                    LedgerRow.kind == "void",
+                    LedgerRow.ref_id.in_(charges.with_only_columns(LedgerRow.entry_id)),
                 )
             )
         )

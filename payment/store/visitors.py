@@ -70,15 +70,19 @@ class VisitorMeals:
         """The day's visiting meals (charges carrying a ``visit``), voids marked."""
         if session is None:
             return self._read(lambda s: self.rows(day, s))
-        charges = session.scalars(
-            select(LedgerRow).where(LedgerRow.day == day.isoformat(), LedgerRow.kind == "charge")
-        ).all()
+        day_charges = select(LedgerRow).where(
+            LedgerRow.day == day.isoformat(), LedgerRow.kind == "charge"
+        )
+        charges = session.scalars(day_charges).all()
         visiting = [(r, json.loads(r.doc).get("visit")) for r in charges]
         visiting = [(r, v) for r, v in visiting if v]
-        ids = [r.entry_id for r, _ in visiting]
+        # a subquery, not an IN list of ids (one SQL text, see Queries.prior_meals)
         voided = set(
             session.scalars(
-                select(LedgerRow.ref_id).where(LedgerRow.kind == "void", LedgerRow.ref_id.in_(ids))
+                select(LedgerRow.ref_id).where(
+                    LedgerRow.kind == "void",
+                    LedgerRow.ref_id.in_(day_charges.with_only_columns(LedgerRow.entry_id)),
+                )
             )
         )
         return [
