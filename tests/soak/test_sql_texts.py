@@ -17,17 +17,13 @@ from typing import Any
 from sqlalchemy import event
 
 from payment.domain import Menu
-from payment.flow import CardTapped, Done, FlowConfig, Touch
+from payment.flow import CardTapped, Done, Touch
 from payment.headless import drive
-from payment.limits import ExposureLimits
-from payment.store import PaymentStore
+from terminal.app.services import Services
+from terminal.config.settings import load_settings
 from terminal.core.clock import CHINA_TZ, FakeClock
 from terminal.core.money import Money
-from terminal.db.crypto import FieldCipher, load_or_create_key
-from terminal.db.database import open_database
 from terminal.db.engine import write_session
-from terminal.db.outbox import Outbox
-from terminal.db.roster import RosterStore
 
 MENU = {
     "date": "2026-01-05",
@@ -36,25 +32,22 @@ MENU = {
 
 
 def test_sql_texts_do_not_grow_with_the_meals_of_the_day(tmp_path: Path) -> None:
+    # no subsidy category and no guard on unsubsidised meals: the same resident
+    # pays again and again, as in the soak (terminal.app.soak.prepare_world)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f"data_dir = {str(tmp_path / 'data')!r}\n"
+        "[payment]\n"
+        "duplicate_guard_any_meal = false\n"
+        "max_unsynced_per_resident_fen = 10000000\n"
+        "max_unsynced_per_terminal_fen = 100000000\n",
+        encoding="utf-8",
+    )
     clock = FakeClock(datetime(2026, 1, 5, 11, 0, tzinfo=CHINA_TZ))
-    db = open_database(f"sqlite:///{tmp_path}/t.db")
-    roster = RosterStore(FieldCipher(load_or_create_key(tmp_path / "k")))
-    limits = ExposureLimits(
-        max_unsynced_per_resident=Money(10_000_000), max_unsynced_per_terminal=Money(10_000_000)
-    )
-    store = PaymentStore(
-        db.sessions,
-        Outbox("dev-1", "c-1"),
-        roster,
-        device_id="dev-1",
-        centre_id="c-1",
-        clock=clock,
-        # no subsidy category and no guard on unsubsidised meals: the same
-        # resident pays again and again, as in the soak
-        config=FlowConfig(limits=limits, duplicate_guard_any_meal=False),
-    )
+    services = Services(load_settings(config_file=cfg), clock=clock)
+    store, db = services.payment, services.db
     with write_session(db.sessions) as s:
-        roster.upsert(s, "R1", "张三华", clock.now(), categories=[], card_ids=["C-1"])
+        services.roster.upsert(s, "R1", "张三华", clock.now(), categories=[], card_ids=["C-1"])
     store.set_menu(Menu.from_dict(MENU), "staff-1")
     store.topup("R1", Money(1_000_000), "staff-1")
 
