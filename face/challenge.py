@@ -224,7 +224,7 @@ class ChallengeParams:
     # change (``head_parallax``): a head's parallax comes with its yaw; a 2-D
     # warp or a curved sheet makes the landmark model report more parallax
     # than yaw
-    max_parallax_excess: float = 1.35
+    max_parallax_excess: float = 1.42
     min_yaw_deg: float = 12.0
     wrong_way_deg: float = 8.0
     turned_frames: int = 2
