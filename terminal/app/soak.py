@@ -750,9 +750,11 @@ def _receipts(path: Path) -> int:
 # these numbers is in the README ("Unattended operation"): a leaked thread or fd
 # per payment (about 870 an hour at one payment every 4 s) or per sync cycle
 # would exceed them many times over; one extra thread or fd that appears half
-# way and stays would not. RSS: the kiosk's allocator and Qt caches keep
-# settling for minutes (measured 9.8 and 28.7 MB/h over ten-minute runs), the
-# agent is steady (2.3-2.4 MB/h); the bounds leave a margin over both.
+# way and stays would not. RSS: the kiosk's caches (SQLite's page cache, up to
+# 2 MB a connection, the allocator's and Qt's) keep settling for minutes
+# (measured 9.8 and 28.7 MB/h over ten-minute runs; a per-payment leak of SQL
+# texts that kept growing is fixed and held by tests/soak/test_sql_texts.py),
+# the agent is steady (2.3-2.4 MB/h); the bounds leave a margin over both.
 BOUNDS: dict[str, dict[str, float]] = {
     "kiosk": {
         "rss_mb_per_hour": 48.0,
