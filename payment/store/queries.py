@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from payment.domain import (
@@ -74,6 +74,24 @@ class TxView:
         }
 
 
+def voided_ids(session: Session, charges: Select[LedgerRow]) -> set[str]:
+    """The ids among ``charges`` (a select of ledger rows) that a void names.
+
+    The charges go in as a subquery, not as an IN list of their ids: a list
+    makes a new SQL text for every count of meals, and each connection's
+    statement cache keeps up to 128 compiled statements, each as big as its
+    list (the kiosk's RSS grew with every payment of the soak; held by
+    tests/soak/test_sql_texts.py)."""
+    return set(
+        session.scalars(
+            select(LedgerRow.ref_id).where(
+                LedgerRow.kind == "void",
+                LedgerRow.ref_id.in_(charges.with_only_columns(LedgerRow.entry_id)),
+            )
+        )
+    )
+
+
 def to_resident(info: Any) -> Resident:
     """A roster entry as the flow's :class:`Resident` (unknown categories are skipped)."""
     cats = []
@@ -121,18 +139,7 @@ class Queries:
             LedgerRow.kind == "charge",
         )
         rows = session.scalars(charges).all()
-        # The voids as a subquery, not an IN list of the charges' ids: a list
-        # makes a new SQL text for every count of meals, and the connection's
-        # statement cache keeps up to 128 compiled statements, each as big as
-        # its list (the kiosk's RSS grew with every payment of the soak).
-        voided = set(
-            session.scalars(
-                select(LedgerRow.ref_id).where(
-                    LedgerRow.kind == "void",
-                    LedgerRow.ref_id.in_(charges.with_only_columns(LedgerRow.entry_id)),
-                )
-            )
-        )
+        voided = voided_ids(session, charges)
         return [
             PriorMeal(
                 record_id=r.entry_id,

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from payment.domain import MealSlot, Resident
 from payment.store.deps import StoreDeps
+from payment.store.queries import voided_ids
 from payment.store.schema import LedgerRow
 from payment.visiting import (
     OfflineUsage,
@@ -76,15 +77,7 @@ class VisitorMeals:
         charges = session.scalars(day_charges).all()
         visiting = [(r, json.loads(r.doc).get("visit")) for r in charges]
         visiting = [(r, v) for r, v in visiting if v]
-        # a subquery, not an IN list of ids (one SQL text, see Queries.prior_meals)
-        voided = set(
-            session.scalars(
-                select(LedgerRow.ref_id).where(
-                    LedgerRow.kind == "void",
-                    LedgerRow.ref_id.in_(day_charges.with_only_columns(LedgerRow.entry_id)),
-                )
-            )
-        )
+        voided = voided_ids(session, day_charges)
         return [
             VisitorMealRow(
                 record_id=r.entry_id,
