@@ -86,7 +86,9 @@ from payment.visiting import (
     capped_subsidy,
     decide_visit,
     needs_claim,
+    needs_debit,
     visit_of,
+    wallet_fallback,
 )
 from terminal.core.identification import LivenessDecision, MatchDecision
 from terminal.core.money import Money
@@ -466,6 +468,7 @@ class SlotClaimAnswered:
     outcome: ClaimOutcome
     record_id: str  # the record id the claim was made for
     claim_id: str | None = None
+    wallet_after_fen: int | None = None  # the district wallet after the debit (granted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,12 +595,17 @@ class AskVisitor:
 @dataclass(frozen=True, slots=True)
 class ClaimSlot:
     """Claim the visitor's one subsidised meal of the slot at the platform;
-    answer with :class:`SlotClaimAnswered` (the port makes the record id)."""
+    answer with :class:`SlotClaimAnswered` (the port makes the record id).
+    With ``debit_fen`` (policy ``home_wallet``) the platform debits the senior's
+    district wallet in the same transaction; ``subsidised=False`` debits without
+    claiming the slot."""
 
     session: int
     person_id: str
     day: date
     slot: MealSlot
+    debit_fen: int | None = None
+    subsidised: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,11 +665,13 @@ class VisitorChecking:
 @dataclass(frozen=True, slots=True)
 class VisitorClaiming:
     """A visiting senior's subsidised meal: claiming the slot at the platform
-    before the confirm screen."""
+    before the confirm screen; or, with ``payment`` (policy ``home_wallet``),
+    claiming it and debiting the district wallet after the senior pressed pay."""
 
     session: int
     deadline: datetime
     candidate: Candidate
+    payment: Payment | None = None
     TIMER: ClassVar[str | None] = "visitor"
 
 
@@ -1367,6 +1377,8 @@ def _in_visitor_claiming(
         cand = state.candidate
         visitor = cand.visitor
         assert visitor is not None
+        if state.payment is not None:
+            return _debit_answered(state.payment, visitor, event, now, ctx)
         if event.outcome is ClaimOutcome.GRANTED and event.claim_id:
             visitor = replace(visitor, claim_id=event.claim_id, record_id=event.record_id)
         elif event.outcome is ClaimOutcome.CLAIMED:
@@ -1380,9 +1392,45 @@ def _in_visitor_claiming(
     return state, []
 
 
-def visitor_label(home_centre_id: str) -> str:
-    """How a visitor appears on the receipt and in lists (no name travels)."""
-    return f"来访长者·{home_centre_id}"
+def _debit_answered(
+    payment: Payment,
+    visitor: VisitorCandidate,
+    event: SlotClaimAnswered,
+    now: datetime,
+    ctx: FlowContext,
+) -> tuple[State, list[Effect]]:
+    """The platform's answer to the claim with the district wallet's debit.
+    Granted: the meal is recorded under the claimed record id. Refused or no
+    answer: the confirm screen again, paid in cash and saying why; the record
+    id stays, so that a debit the platform made but could not say is released
+    when the cash meal arrives under it."""
+    visit = payment.visit
+    assert visit is not None
+    kept = replace(visitor, record_id=event.record_id)
+    if event.outcome is ClaimOutcome.GRANTED and event.claim_id:
+        visitor = replace(kept, claim_id=event.claim_id)
+        paid = replace(
+            payment,
+            candidate=replace(payment.candidate, visitor=visitor),
+            visit=replace(visit, claim_id=event.claim_id, wallet_after_fen=event.wallet_after_fen),
+        )
+        return _charge(event.session, paid, None, now, ctx)
+    if event.outcome is ClaimOutcome.CLAIMED:
+        visitor = replace(kept, claimed_elsewhere=True)
+    elif event.outcome is ClaimOutcome.INSUFFICIENT:
+        visitor = replace(
+            kept, payment_source=PaymentSource.CASH, wallet_note=VisitRefusal.HOME_WALLET_SHORT
+        )
+    else:  # no answer: decided as offline (the district wallet then pays nothing)
+        status = replace(kept.status, source=Source.ROSTER, subsidised_in_district=None)
+        visitor = replace(kept, status=status)
+    return _prepare(replace(payment.candidate, visitor=visitor), event.session, now, ctx)
+
+
+def visitor_label(home_centre_id: str, home_centre_name: str = "") -> str:
+    """How a visitor appears on the receipt and in lists (no name travels): the
+    home centre's name, its id when the district did not give one."""
+    return f"来访长者·{home_centre_name.strip() or home_centre_id}"
 
 
 def _prepare_visitor(
@@ -1400,7 +1448,7 @@ def _prepare_visitor(
     status = visitor.status
     if policy is None or status.home_centre_id == policy.centre_id:
         return _unknown_visitor(session, cand.method, now, ctx)
-    label = visitor_label(status.home_centre_id)
+    label = visitor_label(status.home_centre_id, status.home_centre_name)
     at = _slot_meal(cand, status.person_id, label, session, now, ctx)
     if not isinstance(at, _SlotMeal):
         return at
@@ -1441,6 +1489,7 @@ def _prepare_visitor(
         decision = replace(decision, subsidy_allowed=True, refusal=None, subsidy_cap_fen=None)
     if second_portion or visitor.claimed_elsewhere or not decision.subsidy_allowed:
         q = _without_subsidy(q)
+    decision = wallet_fallback(decision, status, q.due.fen)
     if not q.funds_ok:
         return _short_of_funds(q, session, now, ctx)
     if needs_claim(visitor, decision, q.subsidy.fen):
@@ -1486,6 +1535,21 @@ def _in_confirm(
     if isinstance(event, Touch):
         if event.action == "cancel":
             return Idle(state.session), [Speak("pay.cancelled")]
+        p = state.payment
+        if p.visit is not None and needs_debit(p.visit, p.quote.subsidy.fen, p.quote.due.fen):
+            # the district wallet pays: claim and debit now, in one request
+            st0 = VisitorClaiming(
+                state.session, _after(now, ctx.config.timeouts.visitor), p.candidate, p
+            )
+            claim = ClaimSlot(
+                state.session,
+                p.visit.person_id,
+                p.day,
+                p.slot,
+                debit_fen=p.quote.due.fen or None,
+                subsidised=p.quote.subsidy.fen > 0,
+            )
+            return st0, [claim]
         if state.payment.needs_second_factor:
             st = SecondFactorEntry(
                 state.session, _after(now, ctx.config.timeouts.second_factor), state.payment

@@ -27,7 +27,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import StrEnum
 
@@ -55,7 +55,8 @@ class VisitRefusal(StrEnum):
 
     ALREADY_SUBSIDISED = "already_subsidised_in_district"
     OFFLINE_LIMIT = "offline_visit_limit"
-    HOME_WALLET_OFFLINE = "home_wallet_needs_platform"
+    HOME_WALLET_OFFLINE = "home_wallet_needs_platform"  # no platform: cash instead
+    HOME_WALLET_SHORT = "home_wallet_insufficient"  # the district wallet holds too little
     NOT_ACTIVE = "visitor_not_active"
     SAME_CENTRE = "not_a_visitor"
 
@@ -74,6 +75,8 @@ class VisitorStatus:
     subsidised_in_district: bool | None = None
     # The home centre's name for the screen ('' when the district did not say).
     home_centre_name: str = ""
+    # Online, policy home_wallet: the senior's district wallet balance (fen).
+    wallet_balance_fen: int | None = None
 
     def __post_init__(self) -> None:
         if self.source is Source.ONLINE and self.subsidised_in_district is None:
@@ -113,6 +116,8 @@ class VisitDecision:
     refusal: VisitRefusal | None = None
     # The subsidy the terminal may grant at most (offline budget left), None = no cap.
     subsidy_cap_fen: int | None = None
+    # Why the district wallet is not paid from (the meal is paid in cash instead).
+    wallet_note: VisitRefusal | None = None
 
 
 def decide_visit(
@@ -128,30 +133,30 @@ def decide_visit(
 
     ``local_subsidised`` is the senior's subsidised meals in this slot today on
     this terminal (the district answer may not include a meal made a moment ago
-    here and not yet uploaded)."""
+    here and not yet uploaded). The district wallet (``home_wallet``) can only
+    be paid from online: without the platform the meal is decided as any
+    offline visit and paid in cash, with a note saying why."""
+    note = None
+    if payment_source is PaymentSource.HOME_WALLET and status.source is Source.ROSTER:
+        payment_source, note = PaymentSource.CASH, VisitRefusal.HOME_WALLET_OFFLINE
     if status.home_centre_id == this_centre_id:
         raise DomainError(f"a senior of this centre is not a visitor ({VisitRefusal.SAME_CENTRE})")
     if not status.active:
-        return VisitDecision(
-            local_subsidised, False, False, payment_source, VisitRefusal.NOT_ACTIVE
-        )
+        refused = VisitRefusal.NOT_ACTIVE
+        return VisitDecision(local_subsidised, False, False, payment_source, refused, None, note)
     online = status.source is Source.ONLINE
-    if payment_source is PaymentSource.HOME_WALLET and not online:
-        return VisitDecision(
-            local_subsidised, False, True, payment_source, VisitRefusal.HOME_WALLET_OFFLINE
-        )
     if online:
         before = max(local_subsidised, 1 if status.subsidised_in_district else 0)
         refusal = VisitRefusal.ALREADY_SUBSIDISED if before > 0 else None
-        return VisitDecision(before, before == 0, False, payment_source, refusal)
+        return VisitDecision(before, before == 0, False, payment_source, refusal, None, note)
     if local_subsidised > 0:
-        return VisitDecision(
-            local_subsidised, False, True, payment_source, VisitRefusal.ALREADY_SUBSIDISED
-        )
+        refused = VisitRefusal.ALREADY_SUBSIDISED
+        return VisitDecision(local_subsidised, False, True, payment_source, refused, None, note)
     budget = limits.max_subsidy_fen_per_day - usage.subsidy_fen_today
     if usage.visits_this_slot >= limits.max_subsidised_visits_per_slot or budget <= 0:
-        return VisitDecision(0, False, True, payment_source, VisitRefusal.OFFLINE_LIMIT)
-    return VisitDecision(0, True, True, payment_source, None, subsidy_cap_fen=budget)
+        refused = VisitRefusal.OFFLINE_LIMIT
+        return VisitDecision(0, False, True, payment_source, refused, None, note)
+    return VisitDecision(0, True, True, payment_source, None, budget, note)
 
 
 # -- settlement between centres ---------------------------------------------------------
@@ -168,12 +173,16 @@ class VisitMeal:
     home_centre_id: str
     subsidy_fen: int
     voided: bool = False  # voided or refunded in full: nothing to settle
+    wallet_fen: int = 0  # paid from the district wallet the platform holds (net of refunds)
 
 
 @dataclass(frozen=True, slots=True)
 class SettlementLine:
     """What ``claimant`` (the visited centre) paid out on behalf of ``debtor``
-    (the visitors' home centre) in the period."""
+    (the visitors' home centre) in the period: the subsidy of ``meals``, and
+    ``wallet_fen`` of ``wallet_meals`` paid from the district wallet (policy
+    ``home_wallet``): the claimant took nothing in hand for those, the debtor
+    took the cash at top-up, so the debtor owes it to the claimant."""
 
     claimant_centre_id: str
     debtor_centre_id: str
@@ -182,18 +191,25 @@ class SettlementLine:
     meals: int
     subsidy_fen: int
     record_ids: tuple[str, ...]
+    wallet_meals: int = 0
+    wallet_fen: int = 0
 
 
 def settle(meals: Iterable[VisitMeal], period_from: date, period_to: date) -> list[SettlementLine]:
-    """One line per (visited centre, home centre) pair with subsidised, not voided
-    visiting meals in ``[period_from, period_to]`` (inclusive), sorted by pair."""
+    """One line per (visited centre, home centre) pair with subsidised or
+    district-wallet-paid, not voided visiting meals in ``[period_from,
+    period_to]`` (inclusive), sorted by pair. ``meals`` and ``record_ids`` are
+    the subsidised ones (as in spec 1.2); ``wallet_meals`` those paid from the
+    district wallet."""
     if period_to < period_from:
         raise DomainError("the settlement period ends before it starts")
     pairs: dict[tuple[str, str], list[VisitMeal]] = {}
     for m in meals:
-        if m.subsidy_fen < 0:
-            raise DomainError(f"meal {m.record_id} has a negative subsidy")
-        if m.voided or m.subsidy_fen == 0 or not period_from <= m.day <= period_to:
+        if m.subsidy_fen < 0 or m.wallet_fen < 0:
+            raise DomainError(f"meal {m.record_id} has a negative subsidy or wallet amount")
+        if m.voided or not (m.subsidy_fen or m.wallet_fen):
+            continue
+        if not period_from <= m.day <= period_to:
             continue
         if m.visited_centre_id == m.home_centre_id:
             continue  # a centre's own senior: nothing to settle
@@ -204,9 +220,11 @@ def settle(meals: Iterable[VisitMeal], period_from: date, period_to: date) -> li
             debtor,
             period_from,
             period_to,
-            len(rows),
+            sum(1 for r in rows if r.subsidy_fen),
             sum(r.subsidy_fen for r in rows),
-            tuple(sorted(r.record_id for r in rows)),
+            tuple(sorted(r.record_id for r in rows if r.subsidy_fen)),
+            wallet_meals=sum(1 for r in rows if r.wallet_fen),
+            wallet_fen=sum(r.wallet_fen for r in rows),
         )
         for (claimant, debtor), rows in sorted(pairs.items())
     ]
@@ -221,25 +239,32 @@ SETTLEMENT_CSV_HEADER = (
     "subsidy_fen",
     "subsidy_yuan",
 )
+SETTLEMENT_CSV_WALLET = ("wallet_meals", "wallet_fen", "wallet_yuan")
 
 
-def settlement_csv(lines: Iterable[SettlementLine]) -> str:
-    """The settlement report as CSV (UTF-8, one header row, amounts in fen and yuan)."""
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def settlement_csv(lines: Iterable[SettlementLine], *, wallet: bool = False) -> str:
+    """The settlement report as CSV (UTF-8, one header row, amounts in fen and
+    yuan); with ``wallet`` the district wallet's columns after the subsidy's."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(SETTLEMENT_CSV_HEADER)
+    writer.writerow(SETTLEMENT_CSV_HEADER + (SETTLEMENT_CSV_WALLET if wallet else ()))
     for line in lines:
-        writer.writerow(
-            (
-                line.claimant_centre_id,
-                line.debtor_centre_id,
-                line.period_from.isoformat(),
-                line.period_to.isoformat(),
-                line.meals,
-                line.subsidy_fen,
-                f"{line.subsidy_fen // 100}.{line.subsidy_fen % 100:02d}",
-            )
+        row: tuple[object, ...] = (
+            line.claimant_centre_id,
+            line.debtor_centre_id,
+            line.period_from.isoformat(),
+            line.period_to.isoformat(),
+            line.meals,
+            line.subsidy_fen,
+            _yuan(line.subsidy_fen),
         )
+        if wallet:
+            row += (line.wallet_meals, line.wallet_fen, _yuan(line.wallet_fen))
+        writer.writerow(row)
     return out.getvalue()
 
 
@@ -259,6 +284,7 @@ class ClaimOutcome(StrEnum):
 
     GRANTED = "granted"  # 200: this meal holds the slot
     CLAIMED = "claimed"  # 409: another meal in the district holds it
+    INSUFFICIENT = "insufficient"  # 409: the district wallet holds less than the due
     UNAVAILABLE = "unavailable"  # no answer: decide as offline
 
 
@@ -285,6 +311,7 @@ class VisitorCandidate:
     claim_id: str | None = None  # the slot's claim granted to this meal
     record_id: str | None = None  # the record id the claim was made for
     claimed_elsewhere: bool = False  # the platform refused the claim (409)
+    wallet_note: VisitRefusal | None = None  # the district wallet refused: pay in cash
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +327,9 @@ class Visit:
     refusal: VisitRefusal | None = None  # why there is no subsidy (screen only)
     categories: tuple[SeniorCategory, ...] = ()  # the record's ``categories``
     home_centre_name: str = ""  # screen only; the record names the centre by id
+    wallet_note: VisitRefusal | None = None  # screen only: why not the district wallet
+    wallet_balance_fen: int | None = None  # screen only: the district wallet before
+    wallet_after_fen: int | None = None  # screen only: the district wallet after the debit
 
     @property
     def home_centre_label(self) -> str:
@@ -344,14 +374,45 @@ def visit_of(cand: VisitorCandidate, decision: VisitDecision) -> Visit:
         refusal=refusal,
         categories=cand.status.categories,
         home_centre_name=cand.status.home_centre_name,
+        wallet_note=cand.wallet_note or decision.wallet_note,
+        wallet_balance_fen=cand.status.wallet_balance_fen,
+    )
+
+
+def wallet_fallback(decision: VisitDecision, status: VisitorStatus, due_fen: int) -> VisitDecision:
+    """Online on the ``home_wallet`` policy: a district wallet the platform said
+    holds less than the amount due is not asked; the meal is paid in cash."""
+    if (
+        decision.payment_source is PaymentSource.HOME_WALLET
+        and status.wallet_balance_fen is not None
+        and status.wallet_balance_fen < due_fen
+    ):
+        return replace(
+            decision, payment_source=PaymentSource.CASH, wallet_note=VisitRefusal.HOME_WALLET_SHORT
+        )
+    return decision
+
+
+def needs_debit(visit: Visit, subsidy_fen: int, due_fen: int) -> bool:
+    """A meal paid from the district wallet is claimed (and the wallet debited)
+    when the senior presses pay, not before: a senior who cancels on the
+    confirm screen has paid nothing."""
+    return (
+        visit.payment_source is PaymentSource.HOME_WALLET
+        and visit.source is Source.ONLINE
+        and visit.claim_id is None
+        and (subsidy_fen > 0 or due_fen > 0)
     )
 
 
 def needs_claim(cand: VisitorCandidate, decision: VisitDecision, subsidy_fen: int) -> bool:
     """Online and subsidised: the slot must be claimed at the platform before
-    the senior confirms (once per meal city-wide)."""
+    the senior confirms (once per meal city-wide). On the ``home_wallet``
+    policy the claim is made with the debit, when the senior presses pay
+    (:func:`needs_debit`)."""
     return (
         cand.status.source is Source.ONLINE
+        and decision.payment_source is not PaymentSource.HOME_WALLET
         and decision.subsidy_allowed
         and subsidy_fen > 0
         and cand.claim_id is None

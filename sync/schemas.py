@@ -71,6 +71,7 @@ PAYLOAD_SCHEMAS: Final = {
     "unenrolment": "Unenrolment",
     "heartbeat": "Heartbeat",
     "ota_status": "OtaStatus",
+    "district_wallet_topup": "DistrictWalletTopup",
 }
 DATASET_KINDS: Final = (
     "roster",

@@ -15,6 +15,10 @@ sends a key made with the district pepper (:func:`card_hmac`,
 * :meth:`VisitsClient.claim` (``POST /v1/visits/claims``): claim the slot for
   the meal about to be committed. Exactly one claim per senior, day and slot
   is granted across the district; another meal gets :class:`SlotClaimed`.
+* :meth:`VisitsClient.claim_and_debit` (the same endpoint, spec 1.3): the claim
+  and a debit of the senior's district wallet (policy ``home_wallet``) in one
+  transaction at the platform; :class:`InsufficientBalance` when the wallet
+  holds less (nothing claimed, nothing debited).
 
 The district pepper is the district's, the same 32 bytes on every terminal and
 on the platform (:func:`district_pepper`); :func:`pepper_matches` checks the
@@ -44,10 +48,12 @@ log = get_logger(__name__)
 
 __all__ = [
     "KEY_TYPES",
+    "InsufficientBalance",
     "PlatformUnavailable",
     "SlotClaimed",
     "VisitorAnswer",
     "VisitsClient",
+    "WalletClaim",
     "card_hmac",
     "district_pepper",
     "district_pepper_path",
@@ -75,6 +81,22 @@ class SlotClaimed(TerminalError):
     code = "slot_claimed"
 
 
+class InsufficientBalance(TerminalError):
+    """``409 insufficient_balance``: the district wallet holds less than the debit."""
+
+    code = "insufficient_balance"
+
+
+@dataclass(frozen=True, slots=True)
+class WalletClaim:
+    """A granted claim with its district wallet debit (spec 1.3)."""
+
+    claim_id: str
+    debit_fen: int
+    balance_before_fen: int
+    balance_after_fen: int
+
+
 @dataclass(frozen=True, slots=True)
 class VisitorAnswer:
     """What the platform (online) or the district roster (offline) says about a visitor."""
@@ -87,6 +109,7 @@ class VisitorAnswer:
     source: str  # "online" | "roster"
     active: bool = True
     home_centre_name: str = ""  # the centre's name when the district publishes one
+    wallet_balance_fen: int | None = None  # the district wallet (online, when asked)
 
 
 # -- the district pepper on the terminal --------------------------------------------------
@@ -142,6 +165,14 @@ def pepper_matches(sync_db_path: Path, pepper: bytes) -> bool | None:
     finally:
         held.close()
     return None if meta is None else meta.pepper_id == pepper_id(pepper)
+
+
+def _claim_request(
+    person_id: str, day: date, slot: str, record_id: str, centre_id: str, **extra: Any
+) -> dict[str, Any]:
+    """A ``VisitClaimRequest`` (``extra``: the 1.3 wallet fields)."""
+    doc = {"person_id": person_id, "day": day.isoformat(), "slot": slot}
+    return {**doc, "record_id": record_id, "centre_id": centre_id, **extra}
 
 
 # -- online ----------------------------------------------------------------------------
@@ -206,18 +237,28 @@ class VisitsClient:
         return PlatformError(f"{what}: {err}", status=err.status, retryable=False, error=err.error)
 
     def eligibility(
-        self, *, centre_id: str, key_type: str, key: str, day: date, slot: str
+        self,
+        *,
+        centre_id: str,
+        key_type: str,
+        key: str,
+        day: date,
+        slot: str,
+        wallet: bool = False,
     ) -> VisitorAnswer | None:
         """The platform's answer about a visitor; None for a key the district does
-        not know (404). Raises :class:`PlatformUnavailable` when it cannot answer,
+        not know (404). ``wallet`` asks for the district wallet's balance (spec
+        1.3). Raises :class:`PlatformUnavailable` when it cannot answer,
         :class:`sync.client.PlatformError` for a final refusal (e.g. 403)."""
-        doc = {
+        doc: dict[str, Any] = {
             "centre_id": centre_id,
             "key_type": key_type,
             "key": key,
             "day": day.isoformat(),
             "slot": slot,
         }
+        if wallet:
+            doc["wallet"] = True
         schemas.validate("VisitEligibilityRequest", doc, "visit eligibility request")
         resp = self._post("/v1/visits/eligibility", doc)
         if resp.status_code == 404:
@@ -234,32 +275,57 @@ class VisitsClient:
             source="online",
             active=bool(ans["active"]),
             home_centre_name=str(ans.get("home_centre_name") or ""),
+            wallet_balance_fen=ans.get("wallet_balance_fen"),
         )
 
     def claim(self, *, person_id: str, day: date, slot: str, record_id: str, centre_id: str) -> str:
         """Claim the slot for meal ``record_id``; returns the ``claim_id``. The same
         ``record_id`` again returns the same claim. Raises :class:`SlotClaimed`
         (another meal holds it) or :class:`PlatformUnavailable`."""
-        doc = {
-            "person_id": person_id,
-            "day": day.isoformat(),
-            "slot": slot,
-            "record_id": record_id,
-            "centre_id": centre_id,
-        }
+        doc = _claim_request(person_id, day, slot, record_id, centre_id)
+        return str(self._claim(doc)["claim_id"])
+
+    def claim_and_debit(
+        self,
+        *,
+        person_id: str,
+        day: date,
+        slot: str,
+        record_id: str,
+        centre_id: str,
+        debit_fen: int,
+        subsidised: bool = True,
+    ) -> WalletClaim:
+        """Claim the slot (unless not ``subsidised``) and debit ``debit_fen`` from
+        the senior's district wallet in one transaction at the platform. The same
+        ``record_id`` again returns the same claim and debit. Raises
+        :class:`InsufficientBalance`, :class:`SlotClaimed` or
+        :class:`PlatformUnavailable`."""
+        claim = (person_id, day, slot, record_id, centre_id)
+        got = self._claim(_claim_request(*claim, wallet_debit_fen=debit_fen, subsidised=subsidised))
+        w = got.get("wallet")
+        if not isinstance(w, dict) or w["debit_fen"] != debit_fen:
+            raise PlatformUnavailable("visit claim: the reply carries no debit of this amount")
+        return WalletClaim(
+            str(got["claim_id"]), w["debit_fen"], w["balance_before_fen"], w["balance_after_fen"]
+        )
+
+    def _claim(self, doc: dict[str, Any]) -> dict[str, Any]:
         schemas.validate("VisitClaimRequest", doc, "visit claim request")
         resp = self._post("/v1/visits/claims", doc)
         if resp.status_code == 409:
             err = self.client._failure(resp)
             if err.error == "slot_claimed":
                 raise SlotClaimed("this senior's subsidised meal of the slot is taken")
+            if err.error == "insufficient_balance":
+                raise InsufficientBalance("the district wallet holds less than the amount due")
             raise self._failure(resp, "visit claim")
         if resp.status_code != 200:
             raise self._failure(resp, "visit claim")
         got = self._reply(resp, "VisitClaim", "visit claim")
-        if got["record_id"] != record_id or got["person_id"] != person_id:
+        if got["record_id"] != doc["record_id"] or got["person_id"] != doc["person_id"]:
             raise PlatformUnavailable("visit claim: the reply is for another meal")
-        return str(got["claim_id"])
+        return got
 
     def _get(self, path: str, query: dict[str, str], schema: str) -> dict[str, Any]:
         """A signed GET of a visit report, validated against ``schema``."""
@@ -277,9 +343,14 @@ class VisitsClient:
         q = {"from": period_from.isoformat(), "to": period_to.isoformat()}
         return list(self._get("/v1/visits/reviews", q, "VisitReviewList")["items"])
 
-    def settlement(self, period_from: date, period_to: date) -> dict[str, Any]:
-        """``GET /v1/settlements``: the ``SettlementReport`` of this centre's lines."""
+    def settlement(
+        self, period_from: date, period_to: date, *, wallet: bool = True
+    ) -> dict[str, Any]:
+        """``GET /v1/settlements``: the ``SettlementReport`` of this centre's lines
+        (with the district wallet's money unless ``wallet`` is False)."""
         q = {"from": period_from.isoformat(), "to": period_to.isoformat()}
+        if wallet:
+            q["wallet"] = "true"
         return self._get("/v1/settlements", q, "SettlementReport")
 
 

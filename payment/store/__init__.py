@@ -33,7 +33,7 @@ from payment.store.intents import ChargeIntents
 from payment.store.money import MoneyWriter
 from payment.store.queries import Queries
 from payment.store.verification import LedgerVerifier
-from payment.store.visitors import VisitorMeals
+from payment.store.visitors import DistrictTopups, VisitorMeals
 from terminal.core.clock import Clock
 from terminal.db.outbox import Outbox
 from terminal.db.roster import RosterStore
@@ -73,6 +73,7 @@ class PaymentStore:
         )
         self.verifier = LedgerVerifier(self.deps)
         self.visitors = VisitorMeals(self.deps)
+        self.district_wallet = DistrictTopups(self.deps, outbox)
 
         self.charge = self.money.charge
         self.topup = self.money.topup

@@ -168,7 +168,11 @@ class MoneyWriter:
             resident = self._queries.resident(s, request.resident_id)
         else:  # a senior of another centre: an inactive roster row holds their ledger
             resident = visitor_resident(
-                s, self._d.roster, visit, visitor_label(visit.home_centre_id), self._d.clock.now()
+                s,
+                self._d.roster,
+                visit,
+                visitor_label(visit.home_centre_id, visit.home_centre_name),
+                self._d.clock.now(),
             )
         if resident is None or (visit is None and not resident.active):
             return ChargeFailed(request.session, FailReason.RESIDENT_NOT_FOUND.value)

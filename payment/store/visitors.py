@@ -5,6 +5,12 @@ pseudonymous ``person_id``. The ledger's rows need a roster row, so a visitor
 gets an *inactive* one (a label, never a name; no card, no phone, no face):
 inactive rows are never found by a card, a face or a staff search, and never
 count as the centre's seniors.
+
+:class:`DistrictTopups` records money this centre takes for one of its own
+seniors' *district wallet* (visit policy ``home_wallet``): the platform holds
+that wallet, so no wallet of this terminal moves; the record
+(``district_wallet_topup``) is queued in the outbox like every record and the
+platform credits the wallet once when it stores it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from payment.domain import MealSlot, Resident
+from payment.errors import PaymentError
+from payment.ledger import MAX_TOPUP
 from payment.store.deps import StoreDeps
 from payment.store.queries import voided_ids
 from payment.store.schema import LedgerRow
@@ -29,7 +37,11 @@ from payment.visiting import (
     offline_usage,
     visitors_day,
 )
-from terminal.db.roster import RosterStore
+from terminal.core.ids import new_ulid
+from terminal.core.money import Money
+from terminal.db.engine import write_session
+from terminal.db.outbox import Outbox
+from terminal.db.roster import RosterStore, audit
 from terminal.db.tables import ResidentRow
 
 
@@ -99,3 +111,54 @@ class VisitorMeals:
 
     def day(self, day: date) -> VisitorsDay:
         return visitors_day(self.rows(day))
+
+
+DISTRICT_TOPUP_METHODS = ("cash", "bank_transfer", "other")
+
+
+class DistrictTopups:
+    """Top-ups of this centre's seniors' district wallets (held by the platform)."""
+
+    def __init__(self, deps: StoreDeps, outbox: Outbox) -> None:
+        self._d = deps
+        self._outbox = outbox
+
+    def topup(
+        self, resident_id: str, amount: Money, staff_id: str, method: str = "cash"
+    ) -> dict[str, object]:
+        """Queue a ``district_wallet_topup`` record (one transaction with its audit
+        row); returns the record's id and payload. Offline-first: the platform
+        credits the wallet when the record is uploaded, once."""
+        if not 0 < amount.fen <= MAX_TOPUP.fen:
+            raise PaymentError(
+                f"a district wallet top-up is 0.01 to {MAX_TOPUP.yuan_str()} yuan",
+                code="bad_amount",
+            )
+        if method not in DISTRICT_TOPUP_METHODS:
+            raise PaymentError(f"unknown top-up method {method}", code="bad_method")
+        if not staff_id.strip():
+            raise PaymentError("a district wallet top-up needs the staff id", code="staff_required")
+        now = self._d.clock.now()
+        record_id = new_ulid()
+        payload = {
+            "resident_id": resident_id,
+            "amount_fen": amount.fen,
+            "method": method,
+            "staff_id": staff_id,
+        }
+        with write_session(self._d.sessions) as s:
+            row = s.get(ResidentRow, resident_id)
+            if row is None or not row.active:
+                raise PaymentError(
+                    f"no active resident with id {resident_id}", code="resident_not_found"
+                )
+            self._outbox.append(s, "district_wallet_topup", record_id, payload, now)
+            audit(
+                s,
+                now,
+                staff_id,
+                "district_wallet_topup",
+                resident_id,
+                {"amount_fen": amount.fen, "record_id": record_id},
+            )
+        return {"record_id": record_id, **payload}

@@ -43,6 +43,7 @@ from sync.auth import (
 )
 from sync.platform.store import (
     Device,
+    InsufficientBalance,
     PlatformStore,
     PlatformStoreError,
     PlatformUnavailable,
@@ -241,11 +242,12 @@ class Reply:
 class SettlementRules:
     """The settlement between centres, injected by the composition root (the rules
     are the payment package's, which the platform does not import): ``settle``
-    turns visiting meals into the spec's ``SettlementLine`` objects for a period;
-    ``to_csv`` writes such lines as the report's CSV."""
+    turns visiting meals into the spec's ``SettlementLine`` objects for a period
+    (with the district wallet's ``wallet_meals`` and ``wallet_fen``); ``to_csv``
+    writes such lines as the report's CSV (the wallet columns when asked)."""
 
     settle: Callable[[Sequence[VisitMealFacts], Day, Day], list[dict[str, Any]]]
-    to_csv: Callable[[Sequence[dict[str, Any]]], str]
+    to_csv: Callable[[Sequence[dict[str, Any]], bool], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,17 +405,32 @@ class PlatformCore:
         if doc["centre_id"] != device.centre_id:
             return Reply.error(403, "forbidden", "a device may only ask for its own centre")
         if eligibility:
-            answer = self.store.visitor(doc["key_type"], doc["key"], doc["day"], doc["slot"])
+            answer = self.store.visitor(
+                doc["key_type"],
+                doc["key"],
+                doc["day"],
+                doc["slot"],
+                wallet=bool(doc.get("wallet")),
+            )
             if answer is None:
                 return Reply.error(404, "not_found", "the district knows no senior by this key")
             schemas.validate("VisitorEligibility", answer, "platform reply")
             return Reply.json(200, answer)
         try:
             claim = self.store.claim_slot(
-                device, doc["person_id"], doc["day"], doc["slot"], doc["record_id"], _now()
+                device,
+                doc["person_id"],
+                doc["day"],
+                doc["slot"],
+                doc["record_id"],
+                _now(),
+                wallet_debit_fen=doc.get("wallet_debit_fen"),
+                subsidised=bool(doc.get("subsidised", True)),
             )
         except SlotTaken as exc:
             return Reply.error(409, "slot_claimed", str(exc))
+        except InsufficientBalance as exc:
+            return Reply.error(409, "insufficient_balance", str(exc))
         except PlatformStoreError as exc:
             return Reply.error(404, "not_found", str(exc))
         schemas.validate("VisitClaim", claim, "platform reply")
@@ -439,11 +456,19 @@ class PlatformCore:
             return Reply.error(
                 400, "malformed_request", f"Accept is longer than {MAX_ACCEPT} characters"
             )
-        return self.settlement_reply(start, end, device.centre_id, csv="text/csv" in accept)
+        wallet = parse_qs(req.query).get("wallet", ["false"])[0]
+        if wallet not in ("true", "false"):
+            return Reply.error(400, "malformed_request", "wallet must be true or false")
+        return self.settlement_reply(
+            start, end, device.centre_id, csv="text/csv" in accept, wallet=wallet == "true"
+        )
 
-    def settlement_report(self, start: Day, end: Day, centre_id: str | None) -> dict[str, Any]:
+    def settlement_report(
+        self, start: Day, end: Day, centre_id: str | None, *, wallet: bool = True
+    ) -> dict[str, Any]:
         """The spec's ``SettlementReport``: the lines where ``centre_id`` is claimant
-        or debtor (every line when None)."""
+        or debtor (every line when None). Without ``wallet`` (a device of spec 1.2
+        did not ask) the lines are the 1.2 ones: subsidy only."""
         if self.settlement is None:
             raise PlatformStoreError(
                 "this platform has no settlement rules configured", code="not_found"
@@ -455,6 +480,12 @@ class PlatformCore:
             if centre_id is None
             or centre_id in (line["claimant_centre_id"], line["debtor_centre_id"])
         ]
+        if not wallet:
+            lines = [
+                {k: v for k, v in line.items() if k not in ("wallet_meals", "wallet_fen")}
+                for line in lines
+                if line["meals"] > 0
+            ]
         doc = {
             "centre_id": centre_id,
             "period_from": start.isoformat(),
@@ -464,13 +495,15 @@ class PlatformCore:
         schemas.validate("SettlementReport", doc, "settlement report")
         return doc
 
-    def settlement_reply(self, start: Day, end: Day, centre_id: str, *, csv: bool) -> Reply:
+    def settlement_reply(
+        self, start: Day, end: Day, centre_id: str, *, csv: bool, wallet: bool = False
+    ) -> Reply:
         try:
-            doc = self.settlement_report(start, end, centre_id)
+            doc = self.settlement_report(start, end, centre_id, wallet=wallet)
         except PlatformStoreError as exc:
             return Reply.error(404, "not_found", str(exc))
         if csv and self.settlement is not None:
-            text = self.settlement.to_csv(doc["lines"])
+            text = self.settlement.to_csv(doc["lines"], wallet)
             return Reply(200, text.encode("utf-8"), {"Content-Type": "text/csv; charset=utf-8"})
         return Reply.json(200, doc)
 

@@ -302,7 +302,7 @@ def _settlement(args: argparse.Namespace, settlement: SettlementRules | None) ->
     finally:
         store.close()
     if args.csv and settlement is not None:
-        sys.stdout.write(settlement.to_csv(doc["lines"]))
+        sys.stdout.write(settlement.to_csv(doc["lines"], True))
     else:
         print(json.dumps(doc, ensure_ascii=False, indent=2))
     return 0

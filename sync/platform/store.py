@@ -291,6 +291,42 @@ class VisitMealRow(PlatformBase):
     received_at: Mapped[str] = mapped_column(String(40))
 
 
+class DistrictWalletRow(PlatformBase):
+    """A senior's district wallet (visit policy ``home_wallet``, spec 1.3): money
+    the senior's home centre took at top-up, held by the platform, spent at any
+    centre of the district online. Never below zero."""
+
+    __tablename__ = "district_wallets"
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    balance_fen: Mapped[int] = mapped_column(_BigInt)
+    updated_at: Mapped[str] = mapped_column(String(40))
+
+
+class DistrictWalletEntryRow(PlatformBase):
+    """One movement of a district wallet: ``topup`` (ref = the top-up record),
+    ``debit`` (ref = the meal record, with its claim), ``refund`` (ref = the void
+    or refund record) and ``release`` (ref = the meal record, when the meal
+    arrived paid otherwise). Unique per (kind, ref): a record moves money once."""
+
+    __tablename__ = "district_wallet_entries"
+    __table_args__ = (
+        UniqueConstraint("kind", "ref_id", name="uq_district_wallet_entries_kind_ref_id"),
+        Index("ix_district_wallet_entries_meal_record_id", "meal_record_id"),
+    )
+    id: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    ref_id: Mapped[str] = mapped_column(String(26))
+    meal_record_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    claim_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    amount_fen: Mapped[int] = mapped_column(_BigInt)  # positive: credit or debit by kind
+    balance_before_fen: Mapped[int] = mapped_column(_BigInt)
+    balance_after_fen: Mapped[int] = mapped_column(_BigInt)
+    centre_id: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[str] = mapped_column(String(40))
+
+
 class PlatformStoreError(TerminalError):
     code = "platform_store_error"
 
@@ -323,10 +359,91 @@ class VisitMealFacts:
     home_centre_id: str
     subsidy_fen: int
     voided: bool
+    wallet_fen: int = 0  # paid from the district wallet (net of refunds), spec 1.3
 
 
 class SlotTaken(PlatformStoreError):
     code = "slot_claimed"
+
+
+class InsufficientBalance(PlatformStoreError):
+    """The district wallet holds less than the debit asked (nothing was claimed)."""
+
+    code = "insufficient_balance"
+
+
+WALLET_CREDITS = ("topup", "refund", "release")
+UNKNOWN_SENIOR = "district_wallet_unknown_senior"
+
+
+def _wallet_move(
+    s: Session,
+    person_id: str,
+    kind: str,
+    ref_id: str,
+    amount_fen: int,
+    *,
+    centre_id: str,
+    device_id: str,
+    at: str,
+    meal_record_id: str | None = None,
+    claim_id: str | None = None,
+) -> DistrictWalletEntryRow:
+    """Move ``amount_fen`` in or out of a district wallet in ``s`` (the caller's
+    transaction), with its entry. The wallet row is locked (PostgreSQL) or the
+    whole database is (SQLite's BEGIN IMMEDIATE), so two debits of one wallet
+    never both read the same balance. Raises :class:`InsufficientBalance`."""
+    wallet = s.get(DistrictWalletRow, person_id, with_for_update=True)
+    if wallet is None:
+        wallet = DistrictWalletRow(person_id=person_id, balance_fen=0, updated_at=at)
+        s.add(wallet)
+    before = int(wallet.balance_fen)
+    after = before + amount_fen if kind in WALLET_CREDITS else before - amount_fen
+    if after < 0:
+        raise InsufficientBalance(
+            "the senior's district wallet holds less than this meal's amount due",
+            code="insufficient_balance",
+        )
+    wallet.balance_fen, wallet.updated_at = after, at
+    entry = DistrictWalletEntryRow(
+        person_id=person_id,
+        kind=kind,
+        ref_id=ref_id,
+        meal_record_id=meal_record_id,
+        claim_id=claim_id,
+        amount_fen=amount_fen,
+        balance_before_fen=before,
+        balance_after_fen=after,
+        centre_id=centre_id,
+        device_id=device_id,
+        at=at,
+    )
+    s.add(entry)
+    s.flush()
+    return entry
+
+
+def _debit_of(s: Session, record_id: str) -> DistrictWalletEntryRow | None:
+    """The district wallet's debit for meal ``record_id``, if one was made."""
+    return s.scalars(
+        select(DistrictWalletEntryRow).where(
+            DistrictWalletEntryRow.kind == "debit", DistrictWalletEntryRow.ref_id == record_id
+        )
+    ).first()
+
+
+def _meal_wallet_left(s: Session, meal_record_id: str) -> tuple[str, int] | None:
+    """(person, what is still debited) for a meal paid from a district wallet."""
+    rows = s.scalars(
+        select(DistrictWalletEntryRow).where(
+            DistrictWalletEntryRow.meal_record_id == meal_record_id
+        )
+    ).all()
+    debit = next((r for r in rows if r.kind == "debit"), None)
+    if debit is None:
+        return None
+    back = sum(int(r.amount_fen) for r in rows if r.kind in ("refund", "release"))
+    return debit.person_id, int(debit.amount_fen) - back
 
 
 @dataclass(frozen=True, slots=True)
@@ -951,6 +1068,7 @@ class _BatchContext:
             free = quarantine is None and subsidised
             if free and self._claim(person, p["meal_date"], p["slot"]) is None:
                 self._add_claim(person, rec, "upload")
+            self._district_release(rec, visit)
             self._visit_meal(rec, person, str(visit["home_centre_id"]), quarantine, held)
             return
         if quarantine is not None or not subsidised:
@@ -1044,8 +1162,62 @@ class _BatchContext:
         if kind in ("meal_void", "meal_refund"):
             why = self._against_meal(kind, p)
             self._set_wallet(p, rid)
+            if why is None:
+                self._district_refund(kind, rid, p)
             return why
+        if kind == "district_wallet_topup":
+            return self._district_topup(rid, p)
         return None
+
+    # -- the district wallet (spec 1.3) ------------------------------------------------
+    def _move(self, person: str, kind: str, ref: str, amount: int, meal: str | None) -> None:
+        _wallet_move(
+            self.s,
+            person,
+            kind,
+            ref,
+            amount,
+            centre_id=self.device.centre_id,
+            device_id=self.device.device_id,
+            at=self.stamp,
+            meal_record_id=meal,
+        )
+
+    def _district_topup(self, rid: str, p: dict[str, Any]) -> tuple[str, str] | None:
+        """Credit the senior's district wallet once (the record is stored once: a
+        replay is answered ``duplicate`` before it gets here)."""
+        key = resident_key(self.device.centre_id, p["resident_id"])
+        k = self.s.get(VisitKeyRow, ("resident", key))
+        if k is None or self.s.get(VisitPersonRow, k.person_id) is None:
+            return (
+                UNKNOWN_SENIOR,
+                "$.payload.resident_id: the district roster knows no such senior at this "
+                "centre; nothing was credited",
+            )
+        self._move(k.person_id, "topup", rid, int(p["amount_fen"]), None)
+        return None
+
+    def _district_refund(self, kind: str, rid: str, p: dict[str, Any]) -> None:
+        """A void or refund of a meal paid from a district wallet credits it back,
+        never more than is still debited for that meal."""
+        meal = str(p["original_record_id"])
+        held = _meal_wallet_left(self.s, meal)
+        if held is None:
+            return
+        person, left = held
+        asked = int(p["amount_returned_fen"] if kind == "meal_void" else p["amount_fen"])
+        if min(asked, left) > 0:
+            self._move(person, "refund", rid, min(asked, left), meal)
+
+    def _district_release(self, rec: dict[str, Any], visit: dict[str, Any]) -> None:
+        """A meal that arrived paid otherwise than from the district wallet (the
+        terminal lost the claim's answer and took cash under the same record id)
+        gives back what was debited for it."""
+        if visit.get("payment_source") == "home_wallet":
+            return
+        held = _meal_wallet_left(self.s, rec["record_id"])
+        if held is not None and held[1] > 0:
+            self._move(held[0], "release", rec["record_id"], held[1], rec["record_id"])
 
     def _wallet(self, resident: str) -> WalletRow | None:
         if resident not in self.wallets:
@@ -1478,15 +1650,6 @@ class PlatformStore:
             raise PlatformStoreError(
                 "the district pepper must be at least 16 bytes", code="bad_pepper"
             )
-        if payment_source == "home_wallet":
-            # The spec names the policy; this platform holds no seniors' wallets yet,
-            # so a visitor's due could be neither checked nor taken: refused rather
-            # than letting visitors eat on a receivable nobody settles.
-            raise PlatformStoreError(
-                "the visit payment source home_wallet is not available on this platform "
-                "yet (it holds no seniors' wallets); use cash or visited_wallet",
-                code="not_supported",
-            )
         if payment_source is not None and payment_source not in VISIT_PAYMENT_SOURCES:
             raise PlatformStoreError(
                 f"the visit payment source must be one of {', '.join(VISIT_PAYMENT_SOURCES)}",
@@ -1568,8 +1731,11 @@ class PlatformStore:
         doc = self.dataset(DISTRICT_CENTRE, "district_roster")
         return None if doc is None else {**doc, "centre_id": centre_id}
 
-    def visitor(self, key_type: str, key: str, day: str, slot: str) -> dict[str, Any] | None:
-        """The spec's ``VisitorEligibility`` for a key, or None for an unknown key."""
+    def visitor(
+        self, key_type: str, key: str, day: str, slot: str, *, wallet: bool = False
+    ) -> dict[str, Any] | None:
+        """The spec's ``VisitorEligibility`` for a key, or None for an unknown key;
+        with the district wallet's balance when ``wallet`` (spec 1.3)."""
         with self.sessions() as s:
             k = s.get(VisitKeyRow, (key_type, key))
             person = s.get(VisitPersonRow, k.person_id) if k is not None else None
@@ -1589,22 +1755,55 @@ class PlatformStore:
                 "payment_source": self._setting(s, "visit_payment_source")
                 or DEFAULT_VISIT_PAYMENT_SOURCE,
                 "active": bool(person.active),
+                **({"wallet_balance_fen": self._balance(s, person.person_id)} if wallet else {}),
             }
 
+    @staticmethod
+    def _balance(s: Session, person_id: str) -> int:
+        row = s.get(DistrictWalletRow, person_id)
+        return 0 if row is None else int(row.balance_fen)
+
+    def district_wallet(self, person_id: str) -> tuple[int, list[DistrictWalletEntryRow]]:
+        """A senior's district wallet: the balance and its entries (audits, tests)."""
+        with self.sessions() as s:
+            entries = s.scalars(
+                select(DistrictWalletEntryRow)
+                .where(DistrictWalletEntryRow.person_id == person_id)
+                .order_by(DistrictWalletEntryRow.id)
+            ).all()
+            return self._balance(s, person_id), list(entries)
+
     def claim_slot(
-        self, device: Device, person_id: str, day: str, slot: str, record_id: str, now: datetime
+        self,
+        device: Device,
+        person_id: str,
+        day: str,
+        slot: str,
+        record_id: str,
+        now: datetime,
+        *,
+        wallet_debit_fen: int | None = None,
+        subsidised: bool = True,
     ) -> dict[str, Any]:
         """Claim (person, day, slot) for ``record_id`` in one transaction: the
         spec's ``VisitClaim``. The same record again gets its claim; another
         record raises :class:`SlotTaken`; an unknown person raises
         ``PlatformStoreError`` (``not_found``). Atomic on both databases: the
         primary key refuses the second insert (SQLite serialises the writers,
-        PostgreSQL makes the second wait for the first and then fail)."""
-        for _ in range(2):
+        PostgreSQL makes the second wait for the first and then fail).
+
+        With ``wallet_debit_fen`` (spec 1.3) the senior's district wallet is
+        debited in the same transaction (:class:`InsufficientBalance`, and
+        nothing claimed, when it holds less); ``subsidised=False`` debits without
+        claiming the slot. The same ``record_id`` again gets the same debit."""
+        for _ in range(3):
             try:
                 with self.sessions.begin() as s:
                     if s.get(VisitPersonRow, person_id) is None:
                         raise PlatformStoreError("no such person in the district", code="not_found")
+                    if not subsidised:
+                        meal = (person_id, day, slot, record_id)
+                        return self._debit_only(s, device, meal, now, wallet_debit_fen)
                     row = s.get(VisitClaimRow, (person_id, day, slot))
                     if row is None:
                         row = VisitClaimRow(
@@ -1620,10 +1819,82 @@ class PlatformStore:
                         )
                         s.add(row)
                         s.flush()
-                    return _claim_doc(row, record_id)
+                    doc = _claim_doc(row, record_id)
+                    if wallet_debit_fen is not None:
+                        doc["wallet"] = self._debit(
+                            s, device, person_id, record_id, row.claim_id, wallet_debit_fen, now
+                        )
+                    return doc
             except IntegrityError:
-                continue  # another claim won the race: read it
+                continue  # another claim (or this record's debit) won the race: read it
         raise PlatformUnavailable("the claim could not be settled; retry")  # pragma: no cover
+
+    def _debit(
+        self,
+        s: Session,
+        device: Device,
+        person_id: str,
+        record_id: str,
+        claim_id: str,
+        amount: int,
+        now: datetime,
+    ) -> dict[str, int]:
+        """Debit the district wallet for meal ``record_id`` once (a retry gets the
+        debit it already made); the spec's ``VisitClaim.wallet``."""
+        entry = _debit_of(s, record_id)
+        if entry is None:
+            entry = _wallet_move(
+                s,
+                person_id,
+                "debit",
+                record_id,
+                amount,
+                centre_id=device.centre_id,
+                device_id=device.device_id,
+                at=rfc3339(now),
+                meal_record_id=record_id,
+                claim_id=claim_id,
+            )
+        if entry.person_id != person_id or int(entry.amount_fen) != amount:
+            raise SlotTaken(
+                "this meal's record id was debited before for another senior or amount",
+                code="slot_claimed",
+            )
+        return {
+            "debit_fen": int(entry.amount_fen),
+            "balance_before_fen": int(entry.balance_before_fen),
+            "balance_after_fen": int(entry.balance_after_fen),
+        }
+
+    def _debit_only(
+        self,
+        s: Session,
+        device: Device,
+        meal: tuple[str, str, str, str],
+        now: datetime,
+        amount: int | None,
+    ) -> dict[str, Any]:
+        """A meal without subsidy paid from the district wallet: the debit alone,
+        under a claim id of its own (no slot is claimed). ``meal`` is (person,
+        day, slot, record id)."""
+        person_id, day, slot, record_id = meal
+        if amount is None:
+            raise PlatformStoreError(
+                "subsidised: false needs wallet_debit_fen", code="schema_invalid"
+            )
+        held = _debit_of(s, record_id)
+        claim_id = held.claim_id if held is not None and held.claim_id else new_claim_id()
+        wallet = self._debit(s, device, person_id, record_id, claim_id, amount, now)
+        return {
+            "claim_id": claim_id,
+            "person_id": person_id,
+            "day": day,
+            "slot": slot,
+            "record_id": record_id,
+            "centre_id": device.centre_id,
+            "claimed_at": held.at if held is not None else rfc3339(now),
+            "wallet": wallet,
+        }
 
     def visit_meals(self, period_from: date, period_to: date) -> list[VisitMealFacts]:
         """Visiting meals stored as records with a meal day in the period."""
@@ -1643,6 +1914,7 @@ class PlatformStore:
                 )
                 .order_by(VisitMealRow.day, VisitMealRow.record_id)
             ).all()
+            paid = self._wallet_paid(s, [m.record_id for m, _ in rows])
         return [
             VisitMealFacts(
                 record_id=m.record_id,
@@ -1652,11 +1924,31 @@ class PlatformStore:
                 home_centre_id=m.home_centre_id,
                 subsidy_fen=int(m.subsidy_fen),
                 voided=bool(voided),
+                wallet_fen=paid.get((m.centre_id, m.record_id), 0),
             )
             for m, voided in rows
             # a day the spec's pattern lets through but no calendar has (2026-02-31)
             if (day := _calendar_day(m.day)) is not None
         ]
+
+    @staticmethod
+    def _wallet_paid(s: Session, record_ids: list[str]) -> dict[tuple[str, str], int]:
+        """(visited centre, meal record) -> what is still paid from a district
+        wallet for it (the debit less refunds and releases)."""
+        debits: dict[str, tuple[str, int]] = {}
+        back: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(record_ids))):
+            for e in s.scalars(
+                select(DistrictWalletEntryRow).where(
+                    DistrictWalletEntryRow.meal_record_id.in_(chunk)
+                )
+            ):
+                meal = str(e.meal_record_id)
+                if e.kind == "debit":
+                    debits[meal] = (e.centre_id, int(e.amount_fen))
+                else:
+                    back[meal] = back.get(meal, 0) + int(e.amount_fen)
+        return {(c, m): max(0, a - back.get(m, 0)) for m, (c, a) in debits.items()}
 
     def visit_reviews(
         self, centre_id: str, period_from: date, period_to: date

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from payment.domain import SeniorCategory
 from payment.errors import PaymentError
@@ -90,6 +90,7 @@ def visitor_status(ans: VisitorAnswer) -> VisitorStatus:
         active=ans.active,
         subsidised_in_district=bool(ans.subsidised_in_district) if online else None,
         home_centre_name=ans.home_centre_name,
+        wallet_balance_fen=ans.wallet_balance_fen if online else None,
     )
 
 
@@ -146,6 +147,7 @@ class PlatformVisitors:
                     key=key,
                     day=ask.day,
                     slot=ask.slot.value,
+                    wallet=True,
                 )
                 online = True
             except PlatformUnavailable as exc:
@@ -172,27 +174,40 @@ class PlatformVisitors:
 
     def claim(self, claim: ClaimSlot) -> SlotClaimAnswered:
         from sync.client import PlatformError
-        from sync.visits import PlatformUnavailable, SlotClaimed
+        from sync.visits import InsufficientBalance, PlatformUnavailable, SlotClaimed
 
-        record_id = self._held(claim.person_id, claim) or self.new_record_id()
+        # a debit without a slot claim is a meal of its own: never an earlier claim's id
+        held = self._held(claim.person_id, claim) if claim.subsidised else None
+        record_id = held or self.new_record_id()
         if self.client is None:
             return SlotClaimAnswered(claim.session, ClaimOutcome.UNAVAILABLE, record_id)
+        after: int | None = None
         try:
-            claim_id = self.client.claim(
-                person_id=claim.person_id,
-                day=claim.day,
-                slot=claim.slot.value,
-                record_id=record_id,
-                centre_id=self.centre_id,
-            )
+            meal: dict[str, Any] = {
+                "person_id": claim.person_id,
+                "day": claim.day,
+                "slot": claim.slot.value,
+                "record_id": record_id,
+                "centre_id": self.centre_id,
+            }
+            if claim.debit_fen is None:
+                claim_id = self.client.claim(**meal)
+            else:
+                debit, sub = claim.debit_fen, claim.subsidised
+                got = self.client.claim_and_debit(**meal, debit_fen=debit, subsidised=sub)
+                claim_id, after = got.claim_id, got.balance_after_fen
         except SlotClaimed:
             log.info("visitor_slot_claimed")
             return SlotClaimAnswered(claim.session, ClaimOutcome.CLAIMED, record_id)
+        except InsufficientBalance:
+            log.info("visitor_wallet_insufficient")
+            return SlotClaimAnswered(claim.session, ClaimOutcome.INSUFFICIENT, record_id)
         except (PlatformUnavailable, PlatformError) as exc:
             log.info("visitor_claim_unavailable", error=type(exc).__name__)
             return SlotClaimAnswered(claim.session, ClaimOutcome.UNAVAILABLE, record_id)
-        self.held[(claim.person_id, claim.day.isoformat(), claim.slot.value)] = record_id
-        return SlotClaimAnswered(claim.session, ClaimOutcome.GRANTED, record_id, claim_id)
+        if claim.subsidised:
+            self.held[(claim.person_id, claim.day.isoformat(), claim.slot.value)] = record_id
+        return SlotClaimAnswered(claim.session, ClaimOutcome.GRANTED, record_id, claim_id, after)
 
     def close(self) -> None:
         if self.client is not None:
@@ -226,10 +241,12 @@ class DistrictDirectory:
         payment_source: PaymentSource = PaymentSource.CASH,
         online: bool = True,
         new_record_id: Callable[[], str] = new_ulid,
+        wallets: dict[str, int] | None = None,
     ) -> None:
         self.seniors = list(seniors)
         self.payment_source = payment_source
         self.online = online
+        self.wallets = dict(wallets or {})  # person -> district wallet (home_wallet)
         self.claims: dict[tuple[str, str, str], str] = {}  # (person, day, slot) -> record id
         self._new_record_id = new_record_id
 
@@ -257,18 +274,32 @@ class DistrictDirectory:
             active=p.active,
             subsidised_in_district=taken if self.online else None,
             home_centre_name=p.home_centre_name,
+            wallet_balance_fen=self.wallets.get(p.person_id, 0) if self._wallet_online else None,
         )
         return VisitorAnswered(ask.session, status, self.payment_source)
+
+    @property
+    def _wallet_online(self) -> bool:
+        return self.online and self.payment_source is PaymentSource.HOME_WALLET
 
     def claim(self, claim: ClaimSlot) -> SlotClaimAnswered:
         record_id = self._new_record_id()
         if not self.online:
             return SlotClaimAnswered(claim.session, ClaimOutcome.UNAVAILABLE, record_id)
         key = (claim.person_id, claim.day.isoformat(), claim.slot.value)
-        if key in self.claims:
+        if claim.subsidised and key in self.claims:
             return SlotClaimAnswered(claim.session, ClaimOutcome.CLAIMED, record_id)
-        self.claims[key] = record_id
-        return SlotClaimAnswered(claim.session, ClaimOutcome.GRANTED, record_id, f"C-{record_id}")
+        after: int | None = None
+        if claim.debit_fen is not None:
+            after = self.wallets.get(claim.person_id, 0) - claim.debit_fen
+            if after < 0:
+                return SlotClaimAnswered(claim.session, ClaimOutcome.INSUFFICIENT, record_id)
+            self.wallets[claim.person_id] = after
+        if claim.subsidised:
+            self.claims[key] = record_id
+        return SlotClaimAnswered(
+            claim.session, ClaimOutcome.GRANTED, record_id, f"C-{record_id}", after
+        )
 
     def take_slot(self, person_id: str, day: str, slot: str) -> None:
         """Another centre's meal claims the slot (as a second terminal would)."""

@@ -14,6 +14,7 @@ import pytest
 from payment.domain import Menu
 from payment.flow import CardTapped, FlowConfig, Touch
 from payment.headless import drive
+from payment.receipt import Receipt
 from payment.store import PaymentStore
 from terminal.app.kiosk_compose import receipt_printer
 from terminal.core.clock import CHINA_TZ, FakeClock
@@ -71,21 +72,29 @@ def paid(tmp_path: Path):  # type: ignore[no-untyped-def]
     db.close()
 
 
-def test_receipt_bytes_on_a_pty(paid) -> None:  # type: ignore[no-untyped-def]
-    _store, d = paid
-    peer, device = PtyPeer(), PrinterPeer(answers={1: 0x16, 2: 0x12, 4: 0x12})  # online, paper ok
+def print_on_pty(receipt: Receipt, paper: int = 0x12) -> tuple[bool, str, bytes]:
+    """Print ``receipt`` through the composition root's printer port to a pty
+    peer answering the status queries (``paper``: the paper sensor byte); the
+    outcome and the bytes the printer got (up to the cut, when printed)."""
+    peer, device = PtyPeer(), PrinterPeer(answers={1: 0x16, 2: 0x12, 4: paper})
     thread = PeerThread(peer, device.serve)
     printer = Printer(SerialConfig(peer.path))
     printer.start()
     try:
         assert printer.wait_connected(5)
-        ok, outcome = receipt_printer(printer)(d.printed[0].receipt)
-        assert ok, outcome
-        data = device.wait_for(lambda b: b"\x1dV" in b)
+        ok, outcome = receipt_printer(printer)(receipt)
+        data = device.wait_for(lambda b: b"\x1dV" in b) if ok else b""
     finally:
         printer.stop()
         thread.stop()
         peer.close()
+    return ok, outcome, data
+
+
+def test_receipt_bytes_on_a_pty(paid) -> None:  # type: ignore[no-untyped-def]
+    _store, d = paid
+    ok, outcome, data = print_on_pty(d.printed[0].receipt)  # online, paper ok
+    assert ok, outcome
     # status queries (DLE EOT) first, then ESC @ (initialise) and FS & (Chinese mode)
     assert data.index(b"\x1b@\x1c&") > data.index(b"\x10\x04")
     text = data.decode("gb18030", errors="replace")
@@ -98,17 +107,7 @@ def test_receipt_bytes_on_a_pty(paid) -> None:  # type: ignore[no-untyped-def]
 
 def test_paper_out_keeps_the_payment_and_staff_can_reprint(paid) -> None:  # type: ignore[no-untyped-def]
     store, d = paid
-    peer, device = PtyPeer(), PrinterPeer(answers={1: 0x16, 2: 0x12, 4: 0x72})  # paper end sensor
-    thread = PeerThread(peer, device.serve)
-    printer = Printer(SerialConfig(peer.path))
-    printer.start()
-    try:
-        assert printer.wait_connected(5)
-        ok, outcome = receipt_printer(printer)(d.printed[0].receipt)
-    finally:
-        printer.stop()
-        thread.stop()
-        peer.close()
+    ok, outcome, _ = print_on_pty(d.printed[0].receipt, paper=0x72)  # paper end sensor
     assert not ok and outcome == "paper_out"
     record = d.committed[0].record_id
     assert store.get(record).due == Money(750)  # the payment stands

@@ -106,7 +106,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_platform(tmp: Path, port: int, seed: Path | None) -> PlatformProc:
+def start_platform(tmp: Path, port: int, seed: Path | None, *extra: str) -> PlatformProc:
     cmd = [
         *CARE,
         "platform",
@@ -119,6 +119,7 @@ def start_platform(tmp: Path, port: int, seed: Path | None) -> PlatformProc:
     cmd += ["--district-pepper", str(tmp / "district-pepper"), "--print-url"]
     if seed is not None:
         cmd += ["--seed", str(seed)]
+    cmd += extra
     log = (tmp / "platform.log").open("a")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     log.close()
@@ -168,10 +169,8 @@ class Terminal:
             [*CARE, *args], env=self.env(slot), text=True, capture_output=True, timeout=120
         )
 
-    def pay_by_card(self, slot: str) -> dict[str, Any]:
-        r = self.run(
-            "pay", "--method", "card", "--card", VISITOR_CARD, "--yes", "--json", slot=slot
-        )
+    def pay_by_card(self, slot: str, card: str = VISITOR_CARD) -> dict[str, Any]:
+        r = self.run("pay", "--method", "card", "--card", card, "--yes", "--json", slot=slot)
         assert r.returncode == 0, (self.name, r.stderr[-2000:])
         return dict(json.loads(r.stdout))
 
@@ -190,20 +189,23 @@ def _install_pepper(path: Path) -> None:
         os.close(fd)
 
 
-@pytest.fixture
-def district(tmp_path: Path) -> Iterator[tuple[Path, PlatformProc, dict[str, Terminal]]]:
+def open_district(
+    tmp_path: Path, names: tuple[str, ...], *extra: str
+) -> tuple[PlatformProc, dict[str, Terminal]]:
+    """The platform (``extra``: more ``platform serve`` options) and the terminals
+    ``names``, each with the menu and the policy set and the datasets pulled."""
     _install_pepper(tmp_path / "district-pepper")
     pubs = {
         t: provision_device_key(tmp_path / t / "keys" / "device_ed25519.pem") for t in TERMINALS
     }
     seed = tmp_path / "seed.json"
     seed.write_text(json.dumps(_seed(pubs), ensure_ascii=False), encoding="utf-8")
-    platform = start_platform(tmp_path, _free_port(), seed)
+    platform = start_platform(tmp_path, _free_port(), seed, *extra)
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps(POLICY), encoding="utf-8")
     terminals: dict[str, Terminal] = {}
     try:
-        for t in TERMINALS:
+        for t in names:
             term = terminals[t] = Terminal(t, tmp_path / t, platform.url)
             _install_pepper(term.data / "keys" / "district-pepper")
             for args in (
@@ -221,6 +223,16 @@ def district(tmp_path: Path) -> Iterator[tuple[Path, PlatformProc, dict[str, Ter
                 assert r.returncode == 0, (t, args, r.stderr[-2000:])
             pulled = {p["kind"]: p["status"] for p in term.sync()["pulls"]}
             assert pulled["district_roster"] == "updated", pulled
+    except BaseException:
+        stop_platform(platform)
+        raise
+    return platform, terminals
+
+
+@pytest.fixture
+def district(tmp_path: Path) -> Iterator[tuple[Path, PlatformProc, dict[str, Terminal]]]:
+    platform, terminals = open_district(tmp_path, tuple(TERMINALS))
+    try:
         yield tmp_path, platform, terminals
     finally:
         stop_platform(platform)
@@ -323,6 +335,6 @@ def test_a_visitor_eats_once_per_slot_across_the_district_and_centres_settle(
             timeout=120,
         )
         rows = list(csv.reader(io.StringIO(r.stdout)))
-        assert rows[1][:2] + rows[1][4:] == ["centre-b", "centre-h", "2", "600", "6.00"]
+        assert rows[1][:2] + rows[1][4:7] == ["centre-b", "centre-h", "2", "600", "6.00"]
     finally:
         stop_platform(platform)

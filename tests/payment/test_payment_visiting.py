@@ -138,16 +138,16 @@ CASES = [
         None,
     ),
     (
-        "offline, home wallet needs the platform",
+        "offline, home wallet needs the platform: the roster's rules, paid in cash",
         ROSTER,
         0,
         PaymentSource.HOME_WALLET,
         OfflineUsage(),
         0,
-        False,
         True,
-        VisitRefusal.HOME_WALLET_OFFLINE,
+        True,
         None,
+        500,
     ),
 ]
 
@@ -183,7 +183,9 @@ def test_decide_visit(
         refusal,
         cap,
     )
-    assert d.payment_source is source
+    offline_wallet = status.source is Source.ROSTER and source is PaymentSource.HOME_WALLET
+    assert d.payment_source is (PaymentSource.CASH if offline_wallet else source)
+    assert d.wallet_note is (VisitRefusal.HOME_WALLET_OFFLINE if offline_wallet else None)
 
 
 def test_the_decision_feeds_the_ordinary_quote() -> None:

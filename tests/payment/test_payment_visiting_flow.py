@@ -201,14 +201,14 @@ CASES = [
         Source.ROSTER,
     ),
     (
-        "home wallet is the policy but the platform is down",
+        "home wallet is the policy but the platform is down: roster rules, cash",
         ctx(),
         card_then(ROSTER, source=PaymentSource.HOME_WALLET),
         Confirm,
-        0,
+        300,
         True,
         None,
-        VisitRefusal.HOME_WALLET_OFFLINE,
+        None,
         Source.ROSTER,
     ),
 ]

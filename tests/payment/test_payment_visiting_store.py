@@ -16,11 +16,13 @@ from payment.domain import MealSlot, Menu, SeniorCategory
 from payment.flow import (
     CardTapped,
     Charge,
+    Confirm,
     Done,
     FlowConfig,
     SlotClaimAnswered,
     Touch,
     VisitorAnswered,
+    VisitorClaiming,
 )
 from payment.headless import drive
 from payment.store import PaymentStore
@@ -32,6 +34,7 @@ from payment.visiting import (
     Source,
     VisitorPolicy,
     VisitorStatus,
+    VisitRefusal,
 )
 from terminal.core.clock import CHINA_TZ, FakeClock
 from terminal.core.money import Money
@@ -175,15 +178,26 @@ def test_offline_visitors_spend_the_budget_then_eat_without_subsidy(env) -> None
 
 def test_home_wallet_meal_is_owed_by_the_platform_not_a_wallet_here(env) -> None:  # type: ignore[no-untyped-def]
     store, clock, db = env
-    status = VisitorStatus("P-8", "centre-a", CATS, Source.ONLINE, subsidised_in_district=False)
+    status = VisitorStatus(
+        "P-8",
+        "centre-a",
+        CATS,
+        Source.ONLINE,
+        subsidised_in_district=False,
+        home_centre_name="东风社区照料中心",
+        wallet_balance_fen=2500,
+    )
     events: list[Any] = [
         CardTapped("0000009008"),
         VisitorAnswered(1, status, PaymentSource.HOME_WALLET),
-        SlotClaimAnswered(1, ClaimOutcome.GRANTED, RECORD, "CLAIM-8"),
-        Touch("confirm"),
+        Touch("confirm"),  # the claim and the district wallet's debit only now
+        SlotClaimAnswered(1, ClaimOutcome.GRANTED, RECORD, "CLAIM-8", 1500),
     ]
     d = drive(store.context(), store.charge, events, clock.now)
     assert isinstance(d.state, Done), d.state
+    assert d.state.payment.visit is not None
+    assert d.state.payment.visit.wallet_after_fen == 1500
+    assert d.state.receipt.resident_masked == "来访长者·东风社区照料中心"  # the name, not the id
     [meal] = payloads(db, "meal_transaction")
     assert (meal["payment_source"], meal["visit"]["payment_source"]) == ("cash", "home_wallet")
     entry = json.loads(_doc(db, RECORD))["entry"]
@@ -223,3 +237,104 @@ def test_staff_grant_beyond_the_offline_limits_is_kept_with_the_staff_id(env) ->
     assert json.loads(_doc(db, record))["overrides"] == [["visit_limit", "S-7"]]
     [meal] = payloads(db, "meal_transaction")
     assert (meal["subsidy_total_fen"], meal["visit"]["review"]) == (500, True)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "note"),
+    [
+        (ClaimOutcome.INSUFFICIENT, VisitRefusal.HOME_WALLET_SHORT),
+        (ClaimOutcome.UNAVAILABLE, VisitRefusal.HOME_WALLET_OFFLINE),
+    ],
+)
+def test_a_refused_or_unanswered_district_wallet_falls_to_cash_under_the_same_record(  # type: ignore[no-untyped-def]
+    env, outcome: ClaimOutcome, note: VisitRefusal
+) -> None:
+    store, clock, db = env
+    status = VisitorStatus(
+        "P-9",
+        "centre-a",
+        CATS,
+        Source.ONLINE,
+        subsidised_in_district=False,
+        wallet_balance_fen=5000,
+    )
+    events: list[Any] = [
+        CardTapped("0000009009"),
+        VisitorAnswered(1, status, PaymentSource.HOME_WALLET),
+        Touch("confirm"),
+        SlotClaimAnswered(1, outcome, RECORD),
+    ]
+    d = drive(store.context(), store.charge, events, clock.now)
+    if outcome is ClaimOutcome.INSUFFICIENT:  # refused whole: the cash meal claims the slot
+        assert isinstance(d.state, VisitorClaiming), d.state
+        granted = SlotClaimAnswered(1, ClaimOutcome.GRANTED, RECORD, "CLAIM-9")
+        d = drive(store.context(), store.charge, [granted], clock.now, state=d.state)
+    assert isinstance(d.state, Confirm), d.state  # asked again, now in cash, saying why
+    visit = d.state.payment.visit
+    assert visit is not None
+    assert (visit.payment_source, visit.wallet_note) == (PaymentSource.CASH, note)
+    d2 = drive(store.context(), store.charge, [Touch("confirm")], clock.now, state=d.state)
+    assert isinstance(d2.state, Done), d2.state
+    [meal] = payloads(db, "meal_transaction")
+    assert meal["visit"]["payment_source"] == "cash"
+    assert d2.state.record_id == RECORD  # a debit the platform made is released by it
+    assert store.verify().ok
+
+
+def test_a_district_wallet_holding_less_than_the_due_is_not_asked(env) -> None:  # type: ignore[no-untyped-def]
+    store, clock, _db = env
+    status = VisitorStatus(
+        "P-10", "centre-a", CATS, Source.ONLINE, subsidised_in_district=False, wallet_balance_fen=5
+    )
+    events: list[Any] = [
+        CardTapped("0000009010"),
+        VisitorAnswered(1, status, PaymentSource.HOME_WALLET),
+    ]
+    d = drive(store.context(), store.charge, events, clock.now)
+    assert isinstance(d.state, VisitorClaiming), d.state  # cash: the subsidy's claim first
+    d = drive(
+        store.context(),
+        store.charge,
+        [SlotClaimAnswered(1, ClaimOutcome.GRANTED, RECORD, "CLAIM-10")],
+        clock.now,
+        state=d.state,
+    )
+    assert isinstance(d.state, Confirm), d.state
+    visit = d.state.payment.visit
+    assert visit is not None
+    assert (visit.payment_source, visit.wallet_note) == (
+        PaymentSource.CASH,
+        VisitRefusal.HOME_WALLET_SHORT,
+    )
+
+
+def test_the_visitors_receipt_on_a_pty_names_the_home_centre(env) -> None:  # type: ignore[no-untyped-def]
+    """The receipt's bytes as a serial printer gets them: GB18030, the home
+    centre's name (from the district), not its id."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contracts"))
+    from test_receipt_on_pty import print_on_pty
+
+    store, clock, _db = env
+    status = VisitorStatus(
+        "P-11",
+        "centre-a",
+        CATS,
+        Source.ONLINE,
+        subsidised_in_district=False,
+        home_centre_name="东风社区照料中心",
+    )
+    events: list[Any] = [
+        CardTapped("0000009011"),
+        VisitorAnswered(1, status, PaymentSource.CASH),
+        SlotClaimAnswered(1, ClaimOutcome.GRANTED, RECORD, "CLAIM-11"),
+        Touch("confirm"),
+    ]
+    d = drive(store.context(), store.charge, events, clock.now)
+    assert isinstance(d.state, Done), d.state
+    ok, outcome, data = print_on_pty(d.printed[0].receipt)
+    assert ok, outcome
+    assert "来访长者·东风社区照料中心".encode("gb18030") in data
+    assert b"centre-a" not in data
+    assert RECORD.encode() in data

@@ -256,6 +256,21 @@ def visit_meal(
     }
 
 
+def void_of(meal_record_id: str, person: str) -> dict[str, Any]:
+    """A void of a visiting lunch from :func:`visit_meal` (9.00 paid, 3.00 subsidy)."""
+    return {
+        "original_record_id": meal_record_id,
+        "resident_id": person,
+        "reason_code": "customer_request",
+        "reason_text": None,
+        "staff_id": "S01",
+        "amount_returned_fen": 900,
+        "subsidy_reversed_fen": 300,
+        "wallet_before_fen": 0,
+        "wallet_after_fen": 0,
+    }
+
+
 class Stream:
     """A device's kiosk stream: version 2 envelopes, signed uploads."""
 
@@ -602,18 +617,7 @@ def test_settlement_lists_each_centres_subsidy_paid_for_another(district: Distri
     # a voided visiting meal is not settled
     breakfast = dict(visit_meal(person, source="roster", claim_id=None), slot="breakfast")
     v_rec = b2.record("meal_transaction", breakfast)
-    void = {
-        "original_record_id": v_rec["record_id"],
-        "resident_id": person,
-        "reason_code": "customer_request",
-        "reason_text": None,
-        "staff_id": "S01",
-        "amount_returned_fen": 900,
-        "subsidy_reversed_fen": 300,
-        "wallet_before_fen": 0,
-        "wallet_after_fen": 0,
-    }
-    results = b2.upload(v_rec, b2.record("meal_void", void))
+    results = b2.upload(v_rec, b2.record("meal_void", void_of(v_rec["record_id"], person)))
     assert [r["stored_as"] for r in results] == ["record", "record"]
 
     status, doc = signed_get(district, "dev-a1", "/v1/settlements?from=2026-01-01&to=2026-01-31")
@@ -650,7 +654,7 @@ def test_settlement_lists_each_centres_subsidy_paid_for_another(district: Distri
 
     # the district's whole report on the platform host
     out = settlement_command(district, "--csv")
-    assert out.splitlines()[1] == "centre-b,centre-a,2026-01-05,2026-01-05,2,600,6.00"
+    assert out.splitlines()[1] == "centre-b,centre-a,2026-01-05,2026-01-05,2,600,6.00,0,0,0.00"
     report = json.loads(settlement_command(district))
     assert report["centre_id"] is None and report["lines"][0]["subsidy_fen"] == 600
 
@@ -761,14 +765,15 @@ def test_a_new_district_pepper_rekeys_the_cards_not_the_persons(tmp_path: Path) 
         store.close()
 
 
-def test_home_wallet_policy_is_refused_until_the_platform_holds_wallets(tmp_path: Path) -> None:
+def test_every_visit_payment_policy_can_be_set_and_a_bad_one_is_refused(tmp_path: Path) -> None:
     store = PlatformStore(f"sqlite:///{tmp_path / 'platform.db'}")
     try:
-        with pytest.raises(PlatformStoreError, match="home_wallet is not available") as e:
-            store.set_district(datetime.now(UTC), payment_source="home_wallet")
-        assert e.value.code == "not_supported"
+        with pytest.raises(PlatformStoreError) as e:
+            store.set_district(datetime.now(UTC), payment_source="credit")
+        assert e.value.code == "bad_payment_source"
         assert store.visit_payment_source() == "cash"  # nothing changed
-        store.set_district(datetime.now(UTC), payment_source="visited_wallet")
-        assert store.visit_payment_source() == "visited_wallet"
+        for source in ("home_wallet", "visited_wallet", "cash"):
+            store.set_district(datetime.now(UTC), payment_source=source)
+            assert store.visit_payment_source() == source
     finally:
         store.engine.dispose()

@@ -113,7 +113,9 @@ def test_unknown_face_then_card_then_visitor_confirm_then_paid(
     [meal] = visit_meals(world)
     assert (meal.person_id, meal.home_centre_id, meal.subsidy_fen) == ("P-7", "centre-a", 400)
     assert district.claims[("P-7", DAY, SLOT)] == meal.record_id
-    assert world.printed[-1].resident_masked == "来访长者·centre-a"
+    assert (
+        world.printed[-1].resident_masked == "来访长者·东风社区照料中心"
+    )  # the home centre by name
 
 
 def test_subsidy_already_used_at_another_centre(

@@ -31,6 +31,7 @@ from payment.flow import (
     VisitorClaiming,
 )
 from payment.visiting import PaymentSource, Visit, VisitRefusal
+from terminal.core.money import Money
 from ui.i18n import Translator
 from ui.model import ChallengeView, IdleInfo
 
@@ -316,6 +317,9 @@ def present(
             elif cash:
                 due = state.payment.quote.due.yuan_str()
                 who = f"{_visitor_name(visit, tr)}  {tr('visitor.paid_cash', amount=due)}"
+            elif visit.wallet_after_fen is not None:  # paid from the district wallet
+                left = tr("visitor.wallet.left", amount=Money(visit.wallet_after_fen).yuan_str())
+                who = f"{_visitor_name(visit, tr)}  {left}"
             else:
                 who = f"{_visitor_name(visit, tr)}  {tr(f'visitor.source.{visit.payment_source}')}"
             vm5 = ResultVM(
@@ -406,9 +410,17 @@ def _visitor_confirm(state: Confirm, tr: Translator, now: datetime) -> ConfirmVM
         lines.append((tr("confirm.balance_after"), _yuan(tr, q.balance_after.yuan_str()), False))
     else:
         lines.append((tr("visitor.pay_from"), tr(f"visitor.source.{visit.payment_source}"), False))
-    # one note, the most important: why there is no subsidy, else that the
+    if visit.payment_source is PaymentSource.HOME_WALLET and visit.wallet_balance_fen is not None:
+        before = Money(visit.wallet_balance_fen)
+        lines.append((tr("visitor.wallet.balance"), _yuan(tr, before.yuan_str()), False))
+        after = Money(visit.wallet_balance_fen - q.due.fen)
+        lines.append((tr("visitor.wallet.after"), _yuan(tr, after.yuan_str()), False))
+    # the district wallet's refusal first (the senior must pay cash instead);
+    # then one note, the most important: why there is no subsidy, else that the
     # platform checks this meal later, else how a cash meal is paid
     notes = []
+    if visit.wallet_note is not None:
+        notes.append(tr(f"visitor.wallet.{visit.wallet_note}"))
     if visit.refusal is not None:
         notes.append(tr(f"visitor.refusal.{visit.refusal}"))
     elif visit.review:

@@ -66,6 +66,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("--amount", required=True, help="yuan, e.g. 50 or 50.00")
     t.add_argument("--staff", required=True)
     t.add_argument("--reason", default="")
+    t.add_argument(
+        "--district",
+        action="store_true",
+        help="top up the senior's district wallet, held by the platform (visit policy "
+        "home_wallet), not this centre's wallet; credited when the record is uploaded",
+    )
     t.add_argument("--json", action="store_true")
     t.set_defaults(handler=cmd_topup)
 
@@ -254,9 +260,13 @@ def cmd_pay(args: argparse.Namespace) -> int:
             d = drive(
                 ctx, store.charge, [SelectItems(_items(args.item))], svc.clock.now, state=d.state
             )
-        if isinstance(d.state, Confirm):
+        for _ in range(2):  # again when the district wallet refused: now in cash
+            if not isinstance(d.state, Confirm):
+                break
             _confirm_quote(d.state, args.yes)  # the same confirmation the touch screen asks
-            d = drive(ctx, store.charge, [Touch("confirm")], svc.clock.now, state=d.state)
+            d = drive_visiting(
+                ctx, store.charge, [Touch("confirm")], svc.clock.now, visitors, state=d.state
+            )
         if isinstance(d.state, SecondFactorEntry):
             if not args.phone_last4:
                 raise TerminalError("this payment needs a second factor: pass --phone-last4")
@@ -333,6 +343,10 @@ def _confirm_quote(state: Any, yes: bool) -> None:
     if p.visit is not None:
         v = p.visit
         why = f"; no subsidy: {v.refusal.value}" if v.refusal is not None else ""
+        if v.wallet_note is not None:
+            why += f"; not from the district wallet: {v.wallet_note.value}"
+        if v.wallet_balance_fen is not None:
+            why += f"; district wallet {Money(v.wallet_balance_fen).yuan_str()} yuan"
         lines.append(
             f"visitor of {v.home_centre_id} ({v.source.value}"
             f"{', for review' if v.review else ''}); pays by {v.payment_source.value}{why}"
@@ -357,6 +371,15 @@ def cmd_topup(args: argparse.Namespace) -> int:
             amount = Money.parse_yuan(args.amount)
         except ValueError as exc:
             raise TerminalError(str(exc)) from exc
+        if args.district:
+            rec = svc.payment.district_wallet.topup(args.resident, amount, args.staff)
+            emit(
+                args,
+                rec,
+                f"district wallet: {amount.yuan_str()} yuan queued for the platform; "
+                f"record {rec['record_id']}",
+            )
+            return 0
         tx = svc.payment.topup(args.resident, amount, args.staff, args.reason)
         emit(
             args,

@@ -111,6 +111,7 @@ def platform_settlement_rules() -> SettlementRules:
                     m.home_centre_id,
                     m.subsidy_fen,
                     m.voided,
+                    m.wallet_fen,
                 )
                 for m in meals
             ),
@@ -126,22 +127,29 @@ def platform_settlement_rules() -> SettlementRules:
                 "meals": x.meals,
                 "subsidy_fen": x.subsidy_fen,
                 "record_ids": list(x.record_ids),
+                "wallet_meals": x.wallet_meals,
+                "wallet_fen": x.wallet_fen,
             }
             for x in found
         ]
 
-    def to_csv(docs: Sequence[dict[str, Any]]) -> str:
+    def to_csv(docs: Sequence[dict[str, Any]], wallet: bool) -> str:
         return settlement_csv(
-            SettlementLine(
-                d["claimant_centre_id"],
-                d["debtor_centre_id"],
-                date.fromisoformat(d["period_from"]),
-                date.fromisoformat(d["period_to"]),
-                d["meals"],
-                d["subsidy_fen"],
-                tuple(d["record_ids"]),
-            )
-            for d in docs
+            [
+                SettlementLine(
+                    d["claimant_centre_id"],
+                    d["debtor_centre_id"],
+                    date.fromisoformat(d["period_from"]),
+                    date.fromisoformat(d["period_to"]),
+                    d["meals"],
+                    d["subsidy_fen"],
+                    tuple(d["record_ids"]),
+                    wallet_meals=d.get("wallet_meals", 0),
+                    wallet_fen=d.get("wallet_fen", 0),
+                )
+                for d in docs
+            ],
+            wallet=wallet,
         )
 
     return SettlementRules(settle=lines, to_csv=to_csv)

@@ -1,0 +1,250 @@
+"""The district wallet (spec 1.3, visit policy ``home_wallet``) at the platform:
+top-ups uploaded by the home centre credited once, debits made with the slot's
+claim in one transaction (never below zero, refused whole), voids credited back
+once, a debit whose meal arrived paid in cash released, and the settlement's
+wallet money; replies to a 1.2 terminal stay 1.2.
+
+A real ``care-terminal platform serve --visit-payment-source home_wallet``
+process on loopback with a real SQLite file, and the real terminal client."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_visits_compat import problems
+from test_visits_platform import (
+    DAY,
+    PEPPER,
+    District,
+    Stream,
+    settlement_command,
+    signed_get,
+    start_district,
+    stop,
+    visit_meal,
+    void_of,
+)
+
+from sync import schemas
+from sync.visits import InsufficientBalance, SlotClaimed, VisitsClient, WalletClaim, card_hmac
+from terminal.core.ids import new_ulid
+
+
+@pytest.fixture
+def district(tmp_path: Path) -> Iterator[District]:
+    d = start_district(tmp_path, "--visit-payment-source", "home_wallet")
+    try:
+        yield d
+    finally:
+        stop(d)
+
+
+def topup(resident: str = "A001", amount: int = 1000) -> dict[str, Any]:
+    return {"resident_id": resident, "amount_fen": amount, "method": "cash", "staff_id": "S01"}
+
+
+def ask(c: VisitsClient, *, wallet: bool = True, slot: str = "lunch") -> Any:
+    ans = c.eligibility(
+        centre_id="centre-b",
+        key_type="card",
+        key=card_hmac(PEPPER, "CA0001"),
+        day=DAY,
+        slot=slot,
+        wallet=wallet,
+    )
+    assert ans is not None
+    return ans
+
+
+def debit(
+    c: VisitsClient,
+    person: str,
+    record_id: str,
+    amount: int,
+    *,
+    slot: str = "lunch",
+    subsidised: bool = True,
+) -> WalletClaim:
+    """Claim ``slot`` of DAY at centre B for ``record_id`` and debit ``amount``."""
+    return c.claim_and_debit(
+        person_id=person,
+        day=DAY,
+        slot=slot,
+        record_id=record_id,
+        centre_id="centre-b",
+        debit_fen=amount,
+        subsidised=subsidised,
+    )
+
+
+def wallet_meal(person: str, *, claim_id: str, slot: str = "lunch", subsidy: int = 300) -> Any:
+    """A visiting meal paid from the district wallet, as a 1.3 terminal records it."""
+    p = dict(visit_meal(person, source="online", claim_id=claim_id, subsidy=subsidy), slot=slot)
+    p["visit"] = dict(p["visit"], payment_source="home_wallet")
+    return p
+
+
+def balance(d: District, person: str) -> int:
+    rows = d.sql("SELECT balance_fen FROM district_wallets WHERE person_id = ?", person)
+    return int(rows[0][0]) if rows else 0
+
+
+def test_a_top_up_at_the_home_centre_is_credited_once_and_paid_from_online(
+    district: District,
+) -> None:
+    a1, b1 = Stream(district, "dev-a1"), Stream(district, "dev-b1")
+    rec = a1.record("district_wallet_topup", topup(amount=2200))
+    assert a1.upload(rec)[0]["stored_as"] == "record"
+    again = a1.client.upload_batch("dev-a1", "centre-a", "kiosk", [rec], key_generation="x")
+    assert again["results"][0]["result"] == "duplicate"  # a replay is no second credit
+    with district.client("dev-b1") as c:
+        ans = ask(c)
+        person = ans.person_id
+        assert (ans.payment_source, ans.wallet_balance_fen) == ("home_wallet", 2200)
+        assert ask(c, wallet=False).wallet_balance_fen is None  # a 1.2 question, a 1.2 answer
+        lunch = new_ulid()
+        got = debit(c, person, lunch, 900)
+        assert (got.balance_before_fen, got.balance_after_fen) == (2200, 1300)
+        # a retry after a lost answer: the same claim, no second debit
+        assert debit(c, person, lunch, 900) == got
+        # a second portion without subsidy: the debit alone, no slot claimed
+        extra = debit(c, person, (second := new_ulid()), 1200, subsidised=False)
+        assert extra.balance_after_fen == 100
+        # too little left: refused whole, the dinner slot stays free
+        with pytest.raises(InsufficientBalance):
+            debit(c, person, new_ulid(), 900, slot="dinner")
+        assert ask(c, slot="dinner").subsidised_in_district is False
+    assert balance(district, person) == 100
+    results = b1.upload(
+        b1.record("meal_transaction", wallet_meal(person, claim_id=got.claim_id), lunch),
+        b1.record(
+            "meal_transaction",
+            wallet_meal(person, claim_id=extra.claim_id, subsidy=0),
+            second,
+        ),
+    )
+    assert [r["stored_as"] for r in results] == ["record", "record"]
+    assert district.sql(
+        "SELECT kind, amount_fen, balance_after_fen FROM district_wallet_entries ORDER BY id"
+    ) == [("topup", 2200, 2200), ("debit", 900, 1300), ("debit", 1200, 100)]
+
+
+def test_two_claims_racing_on_a_wallet_for_one_meal_debit_exactly_once(
+    district: District,
+) -> None:
+    a1 = Stream(district, "dev-a1")
+    assert a1.upload(a1.record("district_wallet_topup", topup(amount=900)))[0]["result"] == (
+        "accepted"
+    )
+    clients = [district.client("dev-b1"), district.client("dev-b2")]
+    try:
+        person = ask(clients[0]).person_id
+        for c in clients:  # connections open before the race
+            ask(c)
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def go(c: VisitsClient, slot: str) -> None:
+            barrier.wait()
+            try:
+                debit(c, person, new_ulid(), 900, slot=slot)
+                outcomes.append("debited")
+            except InsufficientBalance:
+                outcomes.append("insufficient")
+            except SlotClaimed:
+                outcomes.append("slot_claimed")
+
+        threads = [
+            threading.Thread(target=go, args=(c, s))
+            for c, s in zip(clients, ("lunch", "dinner"), strict=True)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        for c in clients:
+            c.close()
+    assert sorted(outcomes) == ["debited", "insufficient"]
+    assert balance(district, person) == 0
+    assert district.sql("SELECT count(*) FROM district_wallet_entries WHERE kind = 'debit'") == [
+        (1,)
+    ]
+    assert len(district.sql("SELECT * FROM visit_claims")) == 1  # the loser claimed nothing
+
+
+def test_a_void_credits_back_once_and_a_cash_meal_releases_its_debit(
+    district: District,
+) -> None:
+    a1, b1 = Stream(district, "dev-a1"), Stream(district, "dev-b1")
+    a1.upload(a1.record("district_wallet_topup", topup(amount=2000)))
+    with district.client("dev-b1") as c:
+        person = ask(c).person_id
+        lunch, dinner = new_ulid(), new_ulid()
+        got = debit(c, person, lunch, 900)
+        lost = debit(c, person, dinner, 900, slot="dinner")
+    assert balance(district, person) == 200
+    meal = b1.record("meal_transaction", wallet_meal(person, claim_id=got.claim_id), lunch)
+    void = b1.record("meal_void", void_of(lunch, person))
+    assert [r["stored_as"] for r in b1.upload(meal, void)] == ["record", "record"]
+    assert balance(district, person) == 1100
+    replay = b1.client.upload_batch("dev-b1", "centre-b", "kiosk", [meal, void], key_generation="r")
+    assert [r["result"] for r in replay["results"]] == ["duplicate", "duplicate"]
+    assert balance(district, person) == 1100  # credited back once
+    # the dinner's answer was lost: the terminal took cash under the same record id
+    cash = dict(
+        visit_meal(person, source="roster", claim_id=None, subsidy=300),
+        slot="dinner",
+    )
+    assert lost.claim_id
+    assert b1.upload(b1.record("meal_transaction", cash, dinner))[0]["stored_as"] == "record"
+    assert balance(district, person) == 2000
+    assert district.sql(
+        "SELECT kind, amount_fen FROM district_wallet_entries WHERE kind != 'topup' ORDER BY id"
+    ) == [("debit", 900), ("debit", 900), ("refund", 900), ("release", 900)]
+
+
+def test_the_settlement_lists_the_wallet_money_the_home_centre_owes(district: District) -> None:
+    a1, b1 = Stream(district, "dev-a1"), Stream(district, "dev-b1")
+    a1.upload(a1.record("district_wallet_topup", topup(amount=1000)))
+    with district.client("dev-b1") as c:
+        person = ask(c).person_id
+        got = debit(c, person, (lunch := new_ulid()), 900)
+    b1.upload(b1.record("meal_transaction", wallet_meal(person, claim_id=got.claim_id), lunch))
+    q = "/v1/settlements?from=2026-01-01&to=2026-01-31"
+    status, doc = signed_get(district, "dev-a1", q + "&wallet=true")
+    assert status == 200 and schemas.is_valid("SettlementReport", doc), doc
+    [line] = doc["lines"]
+    assert (line["claimant_centre_id"], line["debtor_centre_id"]) == ("centre-b", "centre-a")
+    assert (line["meals"], line["subsidy_fen"]) == (1, 300)
+    assert (line["wallet_meals"], line["wallet_fen"]) == (1, 900)
+    # a 1.2 terminal asks without wallet: a 1.2 report
+    status, old = signed_get(district, "dev-b1", q)
+    assert status == 200 and problems("1.2.0", "SettlementReport", old) == []
+    assert "wallet_fen" not in old["lines"][0]
+    status, text = signed_get(district, "dev-b1", q + "&wallet=true", accept="text/csv")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][-3:] == ["wallet_meals", "wallet_fen", "wallet_yuan"]
+    assert text.splitlines()[1] == "centre-b,centre-a,2026-01-01,2026-01-31,1,300,3.00,1,900,9.00"
+    out = settlement_command(district, "--csv")
+    assert out.splitlines()[1] == "centre-b,centre-a,2026-01-05,2026-01-05,1,300,3.00,1,900,9.00"
+    status, bad = signed_get(district, "dev-a1", q + "&wallet=yes")
+    assert status == 400 and bad["error"] == "malformed_request"
+
+
+def test_a_top_up_for_a_senior_the_district_does_not_know_is_quarantined(
+    district: District,
+) -> None:
+    a1 = Stream(district, "dev-a1")
+    [res] = a1.upload(a1.record("district_wallet_topup", topup(resident="A999")))
+    assert (res["stored_as"], res["quarantine_reason"]) == (
+        "quarantined",
+        "district_wallet_unknown_senior",
+    )
+    assert district.sql("SELECT count(*) FROM district_wallet_entries") == [(0,)]
