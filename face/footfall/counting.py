@@ -68,6 +68,18 @@ class Zone(IntEnum):
     IN = 1
 
 
+# How far beyond the line (in band half-widths) a change of side must get
+# before it counts; chosen on the tuning clips (docs/footfall.md). On a depth
+# line the inside is trusted only when the person leaves the picture there: a
+# head's width tells depth only to about +-25 % (people's heights differ), and
+# people who linger, pause or turn on the threshold reach 30 % wider heads.
+COMMIT_IMAGE = 3.0
+COMMIT_DEPTH_IN = math.inf
+COMMIT_DEPTH_OUT = 3.0
+LEAVE_MARGIN = 0.08  # a box this close to the frame border (fraction of the height) is leaving
+LEAVE_GUARD = 6.0  # band half-widths (see LineCounter._near_line)
+
+
 @dataclass(frozen=True, slots=True)
 class LineSpec:
     """A counting line in *normalised* frame coordinates (0..1), independent of
@@ -84,8 +96,27 @@ class LineSpec:
     # > 0: a *depth line* for a camera facing the door: a head crosses when its
     # width passes this many pixels (see :func:`depth_anchor`), whatever its row
     face_px: float = 0.0
+    # how far beyond the line (in band half-widths) a change of side must get
+    # before it counts, towards the inside and towards the outside; at most 1
+    # counts it at once, inf only when the track leaves the picture on that
+    # side; None: the default for the kind of line (COMMIT_*)
+    commit_in: float | None = None
+    commit_out: float | None = None
+    leave_margin: float = LEAVE_MARGIN  # fraction of the frame height
+
+    def commits(self) -> tuple[float, float]:
+        """``commit_in`` and ``commit_out`` with their defaults resolved."""
+        depth = self.face_px > 0
+        cin = self.commit_in
+        cout = self.commit_out
+        if cin is None:
+            cin = COMMIT_DEPTH_IN if depth else COMMIT_IMAGE
+        if cout is None:
+            cout = COMMIT_DEPTH_OUT if depth else COMMIT_IMAGE
+        return cin, cout
 
     def to_pixels(self, width: int, height: int) -> CountingLine:
+        cin, cout = self.commits()
         return CountingLine(
             ax=self.x1 * width,
             ay=self.y1 * height,
@@ -95,9 +126,12 @@ class LineSpec:
             hysteresis=self.hysteresis * height,
             edge_margin=self.edge_margin * height,
             extent_margin=self.extent_margin,
+            commit_in=cin * self.hysteresis * height,
+            commit_out=cout * self.hysteresis * height,
+            leave_margin=self.leave_margin * height,
         )
 
-    def as_dict(self) -> dict[str, float | str]:
+    def as_dict(self) -> dict[str, float | str | None]:
         return {
             "x1": self.x1,
             "y1": self.y1,
@@ -108,6 +142,9 @@ class LineSpec:
             "edge_margin": self.edge_margin,
             "extent_margin": self.extent_margin,
             "face_px": self.face_px,
+            "commit_in": self.commit_in,  # None: the default for the kind of line
+            "commit_out": self.commit_out,
+            "leave_margin": self.leave_margin,
         }
 
 
@@ -123,6 +160,11 @@ class CountingLine:
     hysteresis: float = 30.0
     edge_margin: float = 8.0
     extent_margin: float = 0.0
+    # px beyond the line a change of side must reach to count (see LineSpec);
+    # no more than hysteresis: at once
+    commit_in: float = 0.0
+    commit_out: float = 0.0
+    leave_margin: float = 8.0  # px from the frame border: a box there is leaving (border_side)
 
     @property
     def length(self) -> float:
@@ -197,6 +239,7 @@ def validate_line(line: CountingLine, width: int, height: int) -> None:
             )
 
 
+END_AFTER = 0.4  # seconds unseen after touching the border: the track left the picture
 DEPTH_SCALE = 300.0  # px of anchor shift per unit of log head width
 
 
@@ -251,6 +294,25 @@ def touches_inside_border(
     }[line.inside]
 
 
+def border_side(
+    box: Iterable[float], line: CountingLine, width: int, height: int, margin: float
+) -> Zone | None:
+    """The side of the line whose frame border the box touches: IN for the
+    border beyond the inside of the line (:func:`touches_inside_border`), OUT
+    for the opposite one, None for neither."""
+    b = [float(v) for v in box]
+    if touches_inside_border(b, line, width, height, margin):
+        return Zone.IN
+    x1, y1, x2, y2 = b
+    outside = {
+        "below": y1 <= margin,
+        "above": y2 >= height - 1 - margin,
+        "left": x2 >= width - 1 - margin,
+        "right": x1 <= margin,
+    }[line.inside]
+    return Zone.OUT if outside else None
+
+
 @dataclass(frozen=True, slots=True)
 class Crossing:
     """A counted crossing of one track."""
@@ -267,6 +329,17 @@ class TrackState:
     pending_count: int = 0
     last_t: float = 0.0
     crossings: int = 0
+    # a change of established side not yet counted (commit band > 0): the side
+    # the track went to; counted once the track is clearly across, or when it
+    # leaves the picture through that side's border; a return cancels it
+    unsettled: Zone | None = None
+    # the side whose frame border the track's last observation touched
+    border: Zone | None = None
+    # the zone of the last observation (BAND included) and since when the
+    # track has been in it: a crossing is dated when the track last went over
+    run_zone: Zone | None = None
+    run_t: float = 0.0
+    d: float = math.nan  # signed distance of the last observation from the line
     # motion, for stitching across occlusions (pixels, pixels per second)
     x: float = math.nan
     y: float = math.nan
@@ -296,6 +369,9 @@ class LineCounter:
 
     line: CountingLine
     confirm_frames: int = 2
+    # seconds without observations after which a track whose last observation
+    # touched the frame border has left the picture there (see settle)
+    end_after: float = END_AFTER
     track_ttl: float = 5.0  # seconds without observations before a track's state is dropped
     stitch_window: float = 2.0  # seconds a lost track may come back as a new id (0 = never)
     stitch_radius: float = 1.5  # gate around the predicted position, in box sizes
@@ -332,6 +408,7 @@ class LineCounter:
         at_edge: bool = False,
         size: float = 0.0,
         born_inside: bool = False,
+        border: Zone | None = None,
     ) -> Crossing | None:
         """One observation of a confirmed track: its anchor point, the time,
         whether its box touches the frame border and its size (box height, px;
@@ -339,36 +416,110 @@ class LineCounter:
         born at the frame border on the inside side (:func:`touches_inside_border`);
         on its first observation it then starts on the inside, so a person who
         comes out from under the camera and is confirmed only once already on
-        the line or beyond it is still counted leaving."""
+        the line or beyond it is still counted leaving. ``border``: the side
+        whose frame border the box touches (IN for the inside border), used
+        when the track ends with a change of side not yet counted."""
         state = self.tracks.get(track_id)
         if state is None:
-            state = self._stitch(track_id, x, y, t, at_edge, size)
+            # a track born at the inside border came from there, not from behind a pillar
+            state = None if born_inside else self._stitch(track_id, x, y, t, at_edge, size)
             if state is None:
                 state = TrackState(last_t=t, established=Zone.IN if born_inside else None)
             self.tracks[track_id] = state
         self._move(state, x, y, t, at_edge, size)
         state.last_t = t
+        state.border = border
         if at_edge:
             return None
         zone = self.zone_of(x, y)
-        if zone is None or zone is Zone.BAND:
+        if zone is None:
             return None
-        if state.pending is zone:
-            state.pending_count += 1
-        else:
-            state.pending, state.pending_count = zone, 1
-        if state.pending_count < self.confirm_frames or state.established is zone:
-            return None
-        previous = state.established
-        state.established = zone
-        if previous is None:
-            return None
+        state.d = self.line.signed_distance(x, y)
+        if zone is not state.run_zone:
+            state.run_zone, state.run_t = zone, t
+        if zone is not Zone.BAND:
+            if state.pending is zone:
+                state.pending_count += 1
+            else:
+                state.pending, state.pending_count = zone, 1
+            if state.pending_count >= self.confirm_frames and state.established is not zone:
+                previous = state.established
+                state.established = zone
+                if previous is not None:
+                    if not self.deferred:
+                        return self._count(state, track_id, zone, t)
+                    # a return to the side it came from cancels the change
+                    state.unsettled = None if state.unsettled is not None else zone
+        if state.unsettled is not None and self._clearly(state.unsettled, x, y):
+            return self._count(state, track_id, state.unsettled, t)
+        return None
+
+    def _near_line(self, s: TrackState) -> bool:
+        """Whether the track's last observation was within ``LEAVE_GUARD``
+        band half-widths of the line on its established side: a box that
+        leaves the picture far on that side is not a person walking over
+        the line (on a depth line: a small box at the bottom is a piece of
+        a body, not a near head)."""
+        d = s.d if s.established is Zone.IN else -s.d
+        return d < LEAVE_GUARD * self.line.hysteresis
+
+    @property
+    def deferred(self) -> bool:
+        """Whether changes of side wait for the commit band (or the track's exit)."""
+        return max(self.line.commit_in, self.line.commit_out) > self.line.hysteresis
+
+    def _clearly(self, zone: Zone, x: float, y: float, *, d: float | None = None) -> bool:
+        if d is None:
+            d = self.line.signed_distance(x, y)
+        if zone is Zone.IN:
+            return d >= max(self.line.commit_in, self.line.hysteresis)
+        return d <= -max(self.line.commit_out, self.line.hysteresis)
+
+    def _count(self, state: TrackState, track_id: int, zone: Zone, t: float) -> Crossing:
+        if self.deferred and state.run_zone is zone:
+            t = state.run_t  # counted now, dated when it went over the line
+        state.unsettled = None
         state.crossings += 1
         if zone is Zone.IN:
             self.count_in += 1
             return Crossing(track_id, "in", t)
         self.count_out += 1
         return Crossing(track_id, "out", t)
+
+    def settle(
+        self, now: float, alive: Iterable[int] = (), *, final: bool = False
+    ) -> list[Crossing]:
+        """Count the changes of side of tracks that left the picture through
+        the frame border of the side they went to: not observed for
+        ``end_after`` seconds (or at once, with ``final``, when the counter
+        stops) with their last observation touching that border. The
+        crossing's time is that observation's. Call once a frame with the
+        ids observed on it. With ``final`` every other change not yet counted
+        is dropped (the person stopped short of the commit band: lingering,
+        a turn on the line)."""
+        keep = set(alive)
+        out: list[Crossing] = []
+        for tid, s in self.tracks.items():
+            if not final and (tid in keep or now - s.last_t <= self.end_after):
+                continue
+            gone_to = s.border
+            if s.unsettled is not None and s.unsettled is gone_to:
+                out.append(self._count(s, tid, s.unsettled, s.last_t))
+            elif (
+                s.unsettled is None
+                and gone_to is not None
+                and s.established is not None
+                and s.established is not gone_to
+                and self._near_line(s)
+            ):
+                # left the picture beyond the line (a near head whose width
+                # was misread, a face lost at the bottom): that side it is
+                s.established = gone_to
+                out.append(self._count(s, tid, gone_to, s.last_t))
+            elif final:
+                s.unsettled = None
+            s.border = None  # settled once
+        return out
 
     @staticmethod
     def _move(state: TrackState, x: float, y: float, t: float, at_edge: bool, size: float) -> None:
@@ -416,6 +567,11 @@ class LineCounter:
             pending_count=old.pending_count,
             last_t=old.last_t,
             crossings=old.crossings,
+            unsettled=old.unsettled,
+            border=old.border,
+            run_zone=old.run_zone,
+            run_t=old.run_t,
+            d=old.d,
             x=old.x,
             y=old.y,
             vx=old.vx,

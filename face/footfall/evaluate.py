@@ -14,7 +14,9 @@ would let cancel out. ``line`` (when present) overrides the configured line,
 because the truth belongs to that line.
 
 For a technician the report lists every true crossing (``crossings``:
-matched or missed, with the frame and track it was counted at), every count
+matched or missed, with the frame and track it was counted at; a count is
+dated to the frame its track went over the line, though it is made once the
+person is clearly across or has left the picture), every count
 that matches no true crossing (``extra_counts``: frame, direction, track id),
 every count (``counts``) and the entries and exits apart (``directions``:
 true, counted, error, and matched, missed, extra when there are events).
@@ -48,7 +50,7 @@ from face.footfall.annotate import (
 )
 from face.footfall.config import FootfallConfig
 from face.footfall.counting import CountingConfigError, LineSpec
-from face.footfall.pipeline import FootfallPipeline
+from face.footfall.pipeline import FootfallEvent, FootfallPipeline
 from terminal.core.clock import CHINA_TZ
 from terminal.core.errors import TerminalError
 
@@ -207,6 +209,17 @@ def direction_totals(
     return out
 
 
+def _counted(events: list[FootfallEvent], t_start: datetime, fps: float) -> list[Counted]:
+    """The counted crossings of a frame, at the frame they were dated to
+    (a crossing counts once the track is clearly across or gone, and is dated
+    when it went over the line)."""
+    return [
+        Counted(round((ev.at - t_start).total_seconds() * fps), ev.direction, ev.track_id)
+        for ev in events
+        if ev.counted
+    ]
+
+
 PipelineFactory = Callable[[FootfallConfig, tuple[int, int]], FootfallPipeline]
 
 
@@ -268,12 +281,14 @@ def evaluate_video(
                 break
             ts = n / fps
             report = pipe.process(frame, ts, t_start + timedelta(seconds=ts))
-            for ev in report.events:
-                if ev.counted:
-                    counted.append(Counted(n, ev.direction, ev.track_id))
+            counted += _counted(report.events, t_start, fps)
             if recorder is not None and (seen := recorder.take()) is not None:
                 boxes[n] = seen
             n += 1
+        if n:
+            ts = (n - 1) / fps
+            counted += _counted(pipe.drain(t_start + timedelta(seconds=ts)).events, t_start, fps)
+            counted.sort(key=lambda c: c.frame)
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
     finally:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -30,6 +30,7 @@ from face.footfall.config import FootfallConfig
 from face.footfall.counting import (
     Crossing,
     LineCounter,
+    border_side,
     box_touches_edge,
     depth_anchor,
     touches_inside_border,
@@ -82,7 +83,7 @@ class FootfallEvent:
 
     direction: str  # "in" | "out"
     track_id: int
-    at: datetime
+    at: datetime  # when the track went over the line (counted at or after it)
     counted: bool  # False for staff
     new_visitor: bool = False
     attendance: AttendanceRecord | None = None
@@ -155,10 +156,12 @@ class FootfallPipeline:
         self._tracks: dict[int, _TrackInfo] = {}
         self._day: str | None = None
         self._frame_no = 0
+        self._last_ts = 0.0
 
     # ------------------------------------------------------------------ public
     def process(self, frame: np.ndarray, ts: float, now: datetime) -> FrameReport:
         report = FrameReport()
+        self._last_ts = ts
         report.closed_hours += self._roll_day(now)
         report.closed_hours += [b for b in self.hours.tick(now) if not b.empty]
         self._frame_no += 1
@@ -209,6 +212,7 @@ class FootfallPipeline:
                 at_edge=edge,
                 size=float(box[3] - box[1]),
                 born_inside=born_inside,
+                border=border_side(box, self.line, self.width, self.height, self.line.leave_margin),
             )
             for stitch in self.counter.pop_stitches():
                 old = self._tracks.pop(stitch.old_id, None)
@@ -235,11 +239,21 @@ class FootfallPipeline:
                     force=crossing is not None and not info.vectors,
                 )
             if crossing is not None:
-                ev = self._on_crossing(crossing, info, now)
-                report.events.append(ev)
-                if ev.attendance is not None:
-                    report.attendance.append(ev.attendance)
-        self._prune(ts, {tb.track_id for tb in tracked})
+                self._report(report, crossing, info, ts, now)
+        alive = {tb.track_id for tb in tracked}
+        for crossing in self.counter.settle(ts, alive):
+            self._report(report, crossing, self._tracks.get(crossing.track_id), ts, now)
+        self._prune(ts, alive)
+        return report
+
+    def drain(self, now: datetime) -> FrameReport:
+        """Count the crossings still waiting for their track to be clearly
+        across or gone (:meth:`LineCounter.settle`): at the end of a clip, or
+        before the service stops; ``now`` is the time of the last frame."""
+        report = FrameReport(detected=False)
+        ts = self._last_ts
+        for crossing in self.counter.settle(ts, final=True):
+            self._report(report, crossing, self._tracks.get(crossing.track_id), ts, now)
         return report
 
     def flush(self, now: datetime) -> list[HourBucket]:
@@ -362,11 +376,34 @@ class FootfallPipeline:
         info.decision, info.decided_with = decision, len(info.vectors)
         return decision
 
-    def _on_crossing(self, crossing: Crossing, info: _TrackInfo, now: datetime) -> FootfallEvent:
+    def _report(
+        self,
+        report: FrameReport,
+        crossing: Crossing,
+        info: _TrackInfo | None,
+        ts: float,
+        now: datetime,
+    ) -> None:
+        """Count a crossing; it is dated when the track went over the line,
+        which may be before this frame (a crossing counts once the person is
+        clearly across or has left the picture)."""
+        ev = self._on_crossing(
+            crossing,
+            info or _TrackInfo(last_ts=ts),
+            now,
+            now - timedelta(seconds=max(0.0, ts - crossing.t)),
+        )
+        report.events.append(ev)
+        if ev.attendance is not None:
+            report.attendance.append(ev.attendance)
+
+    def _on_crossing(
+        self, crossing: Crossing, info: _TrackInfo, now: datetime, at: datetime
+    ) -> FootfallEvent:
         decision = self._decide(info) if self.identities else Decision("anonymous")
         if decision.kind == "staff":
             self.stats.staff_crossings += 1
-            return FootfallEvent(crossing.direction, crossing.track_id, now, counted=False)
+            return FootfallEvent(crossing.direction, crossing.track_id, at, counted=False)
         new_visitor = False
         record: AttendanceRecord | None = None
         if crossing.direction == "in":
@@ -392,7 +429,7 @@ class FootfallPipeline:
         return FootfallEvent(
             crossing.direction,
             crossing.track_id,
-            now,
+            at,
             counted=True,
             new_visitor=new_visitor,
             attendance=record,

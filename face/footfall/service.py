@@ -424,9 +424,11 @@ class FootfallService:
             return
         try:
             now = self.clock.now()
+            # crossings still waiting for their track to be clearly across
+            drained = p.drain(now)
             hours = p.flush(now)
-            if hours:
-                self._write([], hours)
+            if hours or drained.attendance:
+                self._write(drained.attendance, hours)
             self._keep_visitors(p, now)  # before close() forgets them in memory
         except Exception as exc:
             log.error("footfall_flush_failed", error=type(exc).__name__)
