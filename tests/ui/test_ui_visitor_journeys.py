@@ -20,6 +20,7 @@ from test_ui_journeys import click, staff_login, swipe_card, wait_state
 from ui_support import STALL_LIMIT_S, StallDetector
 
 from payment.domain import SeniorCategory
+from payment.visiting import PaymentSource
 from terminal.kiosk.visitors import DistrictDirectory, DistrictSenior
 from ui.i18n import Translator
 from ui.views.window import KioskWindow
@@ -191,3 +192,51 @@ def test_offline_limit_spent_then_staff_grant_the_subsidy(
     wait_state(qtbot, win, "Done")
     [meal] = visit_meals(world)
     assert (meal.subsidy_fen, meal.review) == (400, True)
+
+
+def test_home_wallet_online_shows_the_district_wallet_and_debits_on_pay(
+    qtbot: QtBot,
+    world: World,
+    win: KioskWindow,
+    district: DistrictDirectory,
+) -> None:
+    """District policy home_wallet, online: the confirm screen shows the district
+    wallet before and after; the claim and the debit are made when the senior
+    presses pay, and the result says what is left."""
+    district.payment_source = PaymentSource.HOME_WALLET
+    district.wallets["P-7"] = 2000
+    swipe_card(qtbot, win, CARD)
+    wait_state(qtbot, win, "Confirm")
+    text = confirm_texts(win)
+    assert "登记中心账户余额" in text and "20.00 元" in text and "9.00 元" in text, text
+    assert district.wallets["P-7"] == 2000  # nothing debited before pay
+    assert ("P-7", DAY, SLOT) not in district.claims
+    click(qtbot, win.confirm.pay_btn)
+    wait_state(qtbot, win, "Done")
+    assert "登记中心账户余额 9.00 元" in win.result.lines.text()
+    assert district.wallets["P-7"] == 900
+    [meal] = visit_meals(world)
+    assert district.claims[("P-7", DAY, SLOT)] == meal.record_id
+
+
+def test_home_wallet_offline_asks_for_cash_kindly(
+    qtbot: QtBot,
+    world: World,
+    win: KioskWindow,
+    district: DistrictDirectory,
+) -> None:
+    """The same policy with the platform down: the roster decides, the meal is
+    paid in cash, and the screen says why."""
+    district.payment_source = PaymentSource.HOME_WALLET
+    district.wallets["P-7"] = 2000
+    district.online = False
+    swipe_card(qtbot, win, CARD)
+    wait_state(qtbot, win, "Confirm")
+    assert "登记中心账户今天用不了，请在柜台付现金" in win.confirm.note.text()
+    assert "现金" in confirm_texts(win)
+    click(qtbot, win.confirm.pay_btn)
+    wait_state(qtbot, win, "Done")
+    assert win.result.title.text() == "已登记，请付现金"
+    assert district.wallets["P-7"] == 2000  # the district wallet did not move
+    [meal] = visit_meals(world)
+    assert meal.review and meal.subsidy_fen == 400

@@ -406,15 +406,15 @@ def _visitor_confirm(state: Confirm, tr: Translator, now: datetime) -> ConfirmVM
         (tr("confirm.list"), _yuan(tr, q.list_total.yuan_str()), False),
         (tr("confirm.subsidy"), _yuan(tr, (-q.subsidy).yuan_str()), False),
     ]
+    home_wallet = visit.payment_source is PaymentSource.HOME_WALLET
     if visit.payment_source is PaymentSource.VISITED_WALLET:  # the wallet here
         lines.append((tr("confirm.balance_after"), _yuan(tr, q.balance_after.yuan_str()), False))
+    elif home_wallet and visit.wallet_balance_fen is not None:  # the district wallet
+        before = _yuan(tr, Money(visit.wallet_balance_fen).yuan_str())
+        after = _yuan(tr, Money(visit.wallet_balance_fen - q.due.fen).yuan_str())
+        lines.append((tr("visitor.wallet.balance"), f"{before} → {after}", False))
     else:
         lines.append((tr("visitor.pay_from"), tr(f"visitor.source.{visit.payment_source}"), False))
-    if visit.payment_source is PaymentSource.HOME_WALLET and visit.wallet_balance_fen is not None:
-        before = Money(visit.wallet_balance_fen)
-        lines.append((tr("visitor.wallet.balance"), _yuan(tr, before.yuan_str()), False))
-        after = Money(visit.wallet_balance_fen - q.due.fen)
-        lines.append((tr("visitor.wallet.after"), _yuan(tr, after.yuan_str()), False))
     # the district wallet's refusal first (the senior must pay cash instead);
     # then one note, the most important: why there is no subsidy, else that the
     # platform checks this meal later, else how a cash meal is paid
