@@ -338,3 +338,30 @@ def test_the_visitors_receipt_on_a_pty_names_the_home_centre(env) -> None:  # ty
     assert "来访长者·东风社区照料中心".encode("gb18030") in data
     assert b"centre-a" not in data
     assert RECORD.encode() in data
+
+
+def test_a_district_wallet_top_up_is_queued_and_moves_no_wallet_here(env) -> None:  # type: ignore[no-untyped-def]
+    from payment.errors import PaymentError
+    from sync import schemas
+
+    store, _clock, db = env
+    rec = store.district_wallet.topup("R1", Money(2000), "staff-1")
+    [payload] = payloads(db, "district_wallet_topup")
+    assert payload == {
+        "resident_id": "R1",
+        "amount_fen": 2000,
+        "method": "cash",
+        "staff_id": "staff-1",
+    }
+    schemas.validate("DistrictWalletTopup", payload, "district wallet top-up")  # the spec's shape
+    assert rec["record_id"] and store.balance("R1") == Money(5000)  # this centre's wallet: as was
+    for bad, code in (
+        (lambda: store.district_wallet.topup("R9", Money(100), "staff-1"), "resident_not_found"),
+        (lambda: store.district_wallet.topup("R1", Money(0), "staff-1"), "bad_amount"),
+        (lambda: store.district_wallet.topup("R1", Money(100), " "), "staff_required"),
+    ):
+        with pytest.raises(PaymentError) as refused:
+            bad()
+        assert refused.value.code == code
+    assert len(payloads(db, "district_wallet_topup")) == 1
+    assert store.verify().ok
