@@ -26,6 +26,7 @@ from terminal.core.log import get_logger
 from ui import theme
 from ui.i18n import Translator
 from ui.ports import KioskPort, StaffPort
+from ui.presenters.footfall import LineSnapshotPort
 from ui.views.sound import PromptPlayer
 from ui.views.widgets import setup_fonts
 from ui.views.window import KioskWindow
@@ -86,13 +87,16 @@ def run_kiosk(
     voice: bool = True,
     on_window: Callable[[KioskWindow], Any] | None = None,
     quit_after_s: float | None = None,
+    footfall: LineSnapshotPort | None = None,
 ) -> int:
     """Run the kiosk until the window closes or SIGTERM. ``kiosk`` must
     already be started. Returns the Qt exit code."""
     app = make_app()
     tr = Translator(language)
     player = PromptPlayer(lambda: tr.language, enabled=voice)
-    window = KioskWindow(kiosk, backend, tr, player=player, clock=clock, wedge_key=wedge_key)
+    window = KioskWindow(
+        kiosk, backend, tr, player=player, clock=clock, wedge_key=wedge_key, footfall=footfall
+    )
     restore = install_exception_hook(window)
     if fullscreen:
         from PyQt6.QtCore import Qt

@@ -41,6 +41,7 @@ from ui.model import (
     PreviewFrame,
 )
 from ui.ports import KioskPort, StaffPort
+from ui.presenters.footfall import LineSnapshotPort
 from ui.presenters.kiosk import Presented, present, present_out_of_service
 from ui.views.bridge import KioskBridge, TaskRunner
 from ui.views.manager import ManagerPage
@@ -55,6 +56,7 @@ from ui.views.senior import (
 from ui.views.sound import PromptPlayer
 from ui.views.staff.common import Page, StaffContext, error_text
 from ui.views.staff.enrol import EnrolPage
+from ui.views.staff.footfall import FootfallLinePage
 from ui.views.staff.home import StaffHome
 from ui.views.staff.lookup import LookupPage
 from ui.views.staff.menu import MenuPage
@@ -83,6 +85,7 @@ class KioskWindow(QWidget):
         wedge_key: Callable[[str], bool] | None = None,
         long_press_ms: int = 3000,
         staff_idle_ms: int = STAFF_IDLE_MS,
+        footfall: LineSnapshotPort | None = None,
     ) -> None:
         super().__init__()
         self.setObjectName("kioskRoot")
@@ -129,6 +132,7 @@ class KioskWindow(QWidget):
             on_pay_for=self.staff_pay_for,
             on_pay_visitor=self.staff_pay_visitor,
             preview=self.preview,
+            footfall=footfall,
         )
         self.pin = PinPage(tr)
         self.home = StaffHome(self.ctx)
@@ -139,6 +143,7 @@ class KioskWindow(QWidget):
             "lookup": LookupPage(self.ctx),
             "menu": MenuPage(self.ctx),
             "status": StatusPage(self.ctx),
+            "footfall": FootfallLinePage(self.ctx),
             "manager": ManagerPage(self.ctx),
         }
         for w in (

@@ -122,7 +122,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from face.footfall.annotate import grab_frame, snapshot, write_png
+    from face.footfall.annotate import write_png
+    from terminal.app.footfall_snapshot import line_picture
 
     s = load_settings()
     cfg = footfall_config(s.footfall)
@@ -132,16 +133,10 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     out: Path = args.out or Path.cwd() / (
         "footfall-snapshot-" + datetime.now().strftime("%Y%m%d-%H%M%S") + ".png"
     )
-    image, name = grab_frame(
-        spec,
-        width=s.camera.width,
-        height=s.camera.height,
-        fps=s.camera.fps,
-        timeout=args.timeout,
-    )
-    picture, problem = snapshot(image, cfg.line)
-    write_png(out, picture)
-    h, w = image.shape[:2]
+    got = line_picture(spec, cfg.line, s.camera, timeout=args.timeout)
+    name, problem = got.source, got.problem
+    write_png(out, got.picture)
+    w, h = got.size
     doc = {
         "path": str(out),
         "source": name,

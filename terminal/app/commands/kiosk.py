@@ -298,6 +298,7 @@ def install_test_wedge(runner: Any) -> None:
 
 
 def _run_qt(app: Any, args: argparse.Namespace, services: Any, notifier: Notifier) -> int:
+    from terminal.app.footfall_snapshot import FootfallLineSnapshots
     from ui.views.app import run_kiosk
 
     install_test_wedge(app.runner)
@@ -314,6 +315,7 @@ def _run_qt(app: Any, args: argparse.Namespace, services: Any, notifier: Notifie
         wedge_key=app.wedge_key,
         voice=not args.no_voice,
         quit_after_s=args.seconds,
+        footfall=FootfallLineSnapshots.from_settings(services.settings),
     )
 
 

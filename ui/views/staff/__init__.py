@@ -15,7 +15,9 @@ The pages:
 - ``topup``: :class:`TopupPage`, cash top-up of a resident's wallet;
 - ``lookup``: :class:`LookupPage`, staff lookup payment (pay for a resident without a face);
 - ``menu``: :class:`MenuPage`, today's canteen menu (prices, presets);
-- ``status``: :class:`StatusPage`, device status and "sync now".
+- ``status``: :class:`StatusPage`, device status and "sync now";
+- ``footfall``: :class:`FootfallLinePage`, the footfall camera's picture with the
+  configured counting line, to set the line on site.
 
 ``common`` holds what the pages share: :class:`StaffContext`, the :class:`Page`
 frame (title, message line, back button, back-end calls on the worker thread),

@@ -21,6 +21,7 @@ from ui import theme
 from ui.i18n import Translator
 from ui.model import PinResult, ResidentSummary
 from ui.ports import StaffPort
+from ui.presenters.footfall import LineSnapshotPort
 from ui.views.bridge import TaskRunner
 from ui.views.widgets import (
     Keypad,
@@ -61,6 +62,7 @@ class StaffContext:
     # a senior of another centre, looked up by name and phone last 4 (city-wide meals)
     on_pay_visitor: Callable[[str, str], None] | None = None
     preview: PreviewView | None = None
+    footfall: LineSnapshotPort | None = None  # the footfall camera's line snapshot
 
 
 class Page(QWidget):

@@ -18,6 +18,7 @@ HOME_ITEMS = (
     ("lookup", "staff.menu.lookup"),
     ("menu", "staff.menu.set_menu"),
     ("status", "staff.menu.status"),
+    ("footfall", "staff.menu.footfall"),
     ("manager", "staff.menu.manager"),
 )
 
