@@ -71,6 +71,25 @@ class ScriptedKiosk:
         return self.view
 
 
+def footfall_camera(tmp: Path) -> Any:
+    """The footfall line page's camera: a clip of the drawn entrance (the
+    footfall generator's empty scene) read through the real frame source,
+    with the line where the generator puts it."""
+    import cv2
+
+    from face.footfall.counting import LineSpec
+    from face.footfall.synth import _background
+    from terminal.app.footfall_snapshot import FootfallLineSnapshots
+
+    path = tmp / "footfall-camera.avi"
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 15.0, (640, 480))
+    for _ in range(3):
+        out.write(_background(640, 480, 0))
+    out.release()
+    camera = argparse.Namespace(width=640, height=480, fps=15.0)
+    return FootfallLineSnapshots(str(path), LineSpec(0.03, 0.5, 0.97, 0.5), camera)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
@@ -369,6 +388,9 @@ def main() -> int:
     shot("27-staff-menu")
     page("status")
     shot("28-staff-device-status")
+    win.ctx.footfall = footfall_camera(tmp)
+    page("footfall")
+    shot("33-staff-footfall-line")
     page("manager", wait=lambda: win.pages["manager"].report is not None)  # type: ignore[attr-defined]
     for _ in range(20):  # charts lay themselves out over a few event-loop turns
         app_.processEvents()
