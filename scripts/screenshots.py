@@ -330,6 +330,18 @@ def main() -> int:
     show(visiting(CardTapped("9003")))
     shot("32-visitor-offline-limit")
     store.config, district.online = visitors_on, True
+    # the district wallet (policy home_wallet): online the balance before and
+    # after this meal; with the platform down the meal is paid in cash, saying why
+    from payment.visiting import PaymentSource
+
+    district.payment_source = PaymentSource.HOME_WALLET
+    district.wallets["P-9a0c44d2"] = 2000
+    show(visiting(CardTapped("9003")))
+    shot("34-visitor-home-wallet")
+    district.online = False
+    show(visiting(CardTapped("9003")))
+    shot("35-visitor-home-wallet-offline")
+    district.payment_source, district.online = PaymentSource.CASH, True
 
     # English
     tr.set_language("en")

@@ -456,7 +456,7 @@ class PlatformCore:
             return Reply.error(
                 400, "malformed_request", f"Accept is longer than {MAX_ACCEPT} characters"
             )
-        wallet = parse_qs(req.query).get("wallet", ["false"])[0]
+        wallet = parse_qs(req.query, keep_blank_values=True).get("wallet", ["false"])[0]
         if wallet not in ("true", "false"):
             return Reply.error(400, "malformed_request", "wallet must be true or false")
         return self.settlement_reply(

@@ -471,6 +471,10 @@ function payloads(deviceId) {
         staff_id: null,
       },
     ],
+    [
+      "district_wallet_topup",
+      { resident_id: resident, amount_fen: 2000, method: "cash", staff_id: "S01" },
+    ],
   ];
   const agent = [
     [

@@ -121,6 +121,11 @@ def _make_valid(p: Platform, case: Any) -> None:
     if isinstance(body, dict) and case.path in _VISIT_SCHEMAS:
         # a visit request for this centre; every other one about a known senior
         body["centre_id"] = CENTRE
+        debit = body.get("wallet_debit_fen")
+        if isinstance(debit, float) and debit.is_integer():
+            # the spec's convention: an integer field holds digits only (1, never
+            # 1.0), which plain JSON Schema does not say (422 not_integer otherwise)
+            body["wallet_debit_fen"] = int(debit)
         if case.path == "/v1/visits/claims":
             body["person_id"] = _person(p)
         elif Seen.requests % 2 == 0:

@@ -248,3 +248,37 @@ def test_a_top_up_for_a_senior_the_district_does_not_know_is_quarantined(
         "district_wallet_unknown_senior",
     )
     assert district.sql("SELECT count(*) FROM district_wallet_entries") == [(0,)]
+
+
+def test_a_1_2_terminals_visit_replies_stay_1_2_on_the_home_wallet_policy(
+    district: District,
+) -> None:
+    a1 = Stream(district, "dev-a1")
+    a1.upload(a1.record("district_wallet_topup", topup(amount=1000)))
+    with district.client("dev-b1") as c:
+        ask_12 = {
+            "centre_id": "centre-b",
+            "key_type": "card",
+            "key": card_hmac(PEPPER, "CA0001"),
+            "day": DAY.isoformat(),
+            "slot": "lunch",
+        }
+        resp = c._post("/v1/visits/eligibility", ask_12)
+        assert (
+            resp.status_code == 200 and problems("1.2.0", "VisitorEligibility", resp.json()) == []
+        )
+        person = resp.json()["person_id"]
+        claim_12 = {
+            "person_id": person,
+            "day": DAY.isoformat(),
+            "slot": "lunch",
+            "record_id": new_ulid(),
+            "centre_id": "centre-b",
+        }
+        resp = c._post("/v1/visits/claims", claim_12)
+        assert resp.status_code == 200 and problems("1.2.0", "VisitClaim", resp.json()) == []
+        # the 1.3 answers are refused by the 1.2 schemas: that is why they are asked for
+        resp = c._post("/v1/visits/eligibility", {**ask_12, "wallet": True})
+        assert problems("1.2.0", "VisitorEligibility", resp.json()) != []
+        assert schemas.is_valid("VisitorEligibility", resp.json())
+    assert balance(district, person) == 1000  # a 1.2 claim debits nothing

@@ -208,7 +208,7 @@ def test_home_wallet_online_shows_the_district_wallet_and_debits_on_pay(
     swipe_card(qtbot, win, CARD)
     wait_state(qtbot, win, "Confirm")
     text = confirm_texts(win)
-    assert "登记中心账户余额" in text and "20.00 元" in text and "9.00 元" in text, text
+    assert "账户余额" in text and "20.00 元 → 9.00 元" in text, text
     assert district.wallets["P-7"] == 2000  # nothing debited before pay
     assert ("P-7", DAY, SLOT) not in district.claims
     click(qtbot, win.confirm.pay_btn)
@@ -232,7 +232,7 @@ def test_home_wallet_offline_asks_for_cash_kindly(
     district.online = False
     swipe_card(qtbot, win, CARD)
     wait_state(qtbot, win, "Confirm")
-    assert "登记中心账户今天用不了，请在柜台付现金" in win.confirm.note.text()
+    assert win.confirm.note.text() == "网络不通，登记中心账户用不了，请付现金。"
     assert "现金" in confirm_texts(win)
     click(qtbot, win.confirm.pay_btn)
     wait_state(qtbot, win, "Done")

@@ -415,18 +415,21 @@ def _visitor_confirm(state: Confirm, tr: Translator, now: datetime) -> ConfirmVM
         lines.append((tr("visitor.wallet.balance"), f"{before} → {after}", False))
     else:
         lines.append((tr("visitor.pay_from"), tr(f"visitor.source.{visit.payment_source}"), False))
-    # the district wallet's refusal first (the senior must pay cash instead);
-    # then one note, the most important: why there is no subsidy, else that the
-    # platform checks this meal later, else how a cash meal is paid
+    # one note, the most important: the offline limit (staff may grant), else
+    # why the district wallet is not paid from (pay cash), else why there is no
+    # subsidy, else that the platform checks this meal later, else how a cash
+    # meal is paid
     notes = []
-    if visit.wallet_note is not None:
+    if visit.wallet_note is not None and visit.refusal is not VisitRefusal.OFFLINE_LIMIT:
         notes.append(tr(f"visitor.wallet.{visit.wallet_note}"))
-    if visit.refusal is not None:
+    elif visit.refusal is not None:
         notes.append(tr(f"visitor.refusal.{visit.refusal}"))
     elif visit.review:
         notes.append(tr("visitor.review"))
     elif visit.payment_source is PaymentSource.CASH:
         notes.append(tr("visitor.cash_note"))
+    elif home_wallet:
+        notes.append(tr("visitor.wallet.pay_note"))
     items = _items_text(tuple((ln.name, ln.quantity) for ln in p.lines))
     category = tr("confirm.category", category=tr(p.category.i18n_key))
     return ConfirmVM(
