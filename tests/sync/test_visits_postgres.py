@@ -3,7 +3,9 @@ processes. A real throw-away PostgreSQL server (tests/sync/pg_server.py) and
 ``care-terminal platform serve --workers 2`` on loopback; two devices of two
 centres ask at the same moment, again and again: exactly one 200 each time,
 and two offline visiting meals of one slot uploaded at the same moment from
-the two centres: exactly one stored as a record, the other quarantined."""
+the two centres: exactly one stored as a record, the other quarantined; and
+on the home_wallet policy two debits of one district wallet that holds one
+meal, from two worker processes at one moment: exactly one debit."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from test_visits_platform import (
     visit_meal,
 )
 
-from sync.visits import SlotClaimed, VisitsClient, card_hmac
+from sync.visits import InsufficientBalance, SlotClaimed, VisitsClient, WalletClaim, card_hmac
 from terminal.core.ids import new_ulid
 
 
@@ -57,7 +59,7 @@ def _race(actions: list[Callable[[], Any]]) -> list[Any]:
         barrier.wait()
         try:
             out[i] = actions[i]()
-        except SlotClaimed as exc:
+        except (SlotClaimed, InsufficientBalance) as exc:
             out[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(actions))]
@@ -120,3 +122,53 @@ def test_offline_meals_of_one_slot_uploaded_at_one_moment_one_is_quarantined(
             ("quarantined", "citywide_duplicate_subsidy"),
             ("record", None),
         ], got
+
+
+def test_two_debits_racing_on_a_wallet_for_one_meal_debit_exactly_once(
+    tmp_path: Path, pg: PgServer
+) -> None:
+    db_url = pg.url(pg.create_database())
+    d = start_district(
+        tmp_path, "--workers", "2", "--visit-payment-source", "home_wallet", db_url=db_url
+    )
+    clients = [d.client("dev-b1"), d.client("dev-b2")]
+    try:
+        a1 = Stream(d, "dev-a1")
+        person = person_of(d).person_id
+        for c in clients:  # each keeps a warm connection for the race
+            c.eligibility(
+                centre_id="centre-b",
+                key_type="card",
+                key=card_hmac(PEPPER, "CA0001"),
+                day=date(2026, 5, 1),
+                slot="lunch",
+            )
+        for n in range(4):
+            topup = {"resident_id": "A001", "amount_fen": 900, "method": "cash", "staff_id": "S1"}
+            assert a1.upload(a1.record("district_wallet_topup", topup))[0]["stored_as"] == "record"
+            day = date(2026, 5, 1 + n)
+
+            def debit(c: VisitsClient, slot: str, day: date = day) -> WalletClaim:
+                return c.claim_and_debit(
+                    person_id=person,
+                    day=day,
+                    slot=slot,
+                    record_id=new_ulid(),
+                    centre_id="centre-b",
+                    debit_fen=900,
+                )
+
+            got = _race(
+                [
+                    lambda c=c, s=s: debit(c, s)
+                    for c, s in zip(clients, ("lunch", "dinner"), strict=True)
+                ]
+            )
+            debited = [g for g in got if isinstance(g, WalletClaim)]
+            refused = [g for g in got if isinstance(g, InsufficientBalance)]
+            assert (len(debited), len(refused)) == (1, 1), got
+            assert (debited[0].balance_before_fen, debited[0].balance_after_fen) == (900, 0)
+    finally:
+        for c in clients:
+            c.close()
+        stop(d)
