@@ -444,16 +444,20 @@ class VisitorMealRow:
     source: Source
     review: bool
     voided: bool = False
+    wallet_fen: int = 0  # paid from the district wallet (policy home_wallet)
 
 
 @dataclass(frozen=True, slots=True)
 class OwedLine:
-    """Subsidy this centre paid out today on behalf of one home centre."""
+    """Subsidy this centre paid out today on behalf of one home centre
+    (``meals`` subsidised meals), and what its seniors paid here from their
+    district wallet (``wallet_fen``: the home centre holds that cash)."""
 
     home_centre_id: str
     visitors: int
     meals: int
     subsidy_fen: int
+    wallet_fen: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,11 +467,15 @@ class VisitorsDay:
     visitors: int  # distinct seniors
     meals: int  # visiting meals, voided ones left out
     review: int  # meals decided offline (the platform re-checks them)
-    owed: tuple[OwedLine, ...]  # per home centre, subsidised meals only
+    owed: tuple[OwedLine, ...]  # per home centre: subsidised or district-wallet meals
 
     @property
     def owed_fen(self) -> int:
         return sum(o.subsidy_fen for o in self.owed)
+
+    @property
+    def wallet_owed_fen(self) -> int:
+        return sum(o.wallet_fen for o in self.owed)
 
 
 def visitors_day(rows: Iterable[VisitorMealRow]) -> VisitorsDay:
@@ -475,14 +483,15 @@ def visitors_day(rows: Iterable[VisitorMealRow]) -> VisitorsDay:
     live = [r for r in rows if not r.voided]
     per: dict[str, list[VisitorMealRow]] = {}
     for r in live:
-        if r.subsidy_fen > 0:
+        if r.subsidy_fen > 0 or r.wallet_fen > 0:
             per.setdefault(r.home_centre_id, []).append(r)
     owed = tuple(
         OwedLine(
             home,
             len({r.person_id for r in meals}),
-            len(meals),
+            sum(1 for r in meals if r.subsidy_fen > 0),
             sum(r.subsidy_fen for r in meals),
+            sum(r.wallet_fen for r in meals),
         )
         for home, meals in sorted(per.items())
     )

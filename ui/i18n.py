@@ -179,6 +179,7 @@ _ZH: dict[str, str] = {
     "manager.visitors": "外中心长者 {visitors} 人 {meals} 份",
     "manager.owed": "代垫补贴：{lines}",
     "manager.owed_line": "{centre} {meals} 份 {amount} 元",
+    "manager.owed_wallet": "（另账户付款 {amount} 元）",
     "manager.owed_none": "无",
     "manager.review": "{n} 份待核对",
     # ---- failed
@@ -492,6 +493,7 @@ _EN: dict[str, str] = {
     "manager.visitors": "Visitors {visitors}, meals {meals}",
     "manager.owed": "Subsidy owed to us: {lines}",
     "manager.owed_line": "{centre} {meals} meals ¥{amount}",
+    "manager.owed_wallet": " (+ home account ¥{amount})",
     "manager.owed_none": "none",
     "manager.review": "{n} to be checked",
     "done.title": "Paid",

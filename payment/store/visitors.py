@@ -100,6 +100,7 @@ class VisitorMeals:
                 source=Source(str(v["source"])),
                 review=bool(v["review"]),
                 voided=r.entry_id in voided,
+                wallet_fen=r.amount_fen if v.get("payment_source") == "home_wallet" else 0,
             )
             for r, v in visiting
         ]

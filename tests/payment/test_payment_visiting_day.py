@@ -53,6 +53,15 @@ DAY_CASES = [
         [row("1", "P-1", "centre-a", L, 0, ON)],
         VisitorsDay(1, 1, 0, ()),
     ),
+    (
+        "district wallet meals: the home centre owes what was paid from it too",
+        [
+            VisitorMealRow("1", "P-1", "centre-a", L, 300, ON, False, wallet_fen=1200),
+            VisitorMealRow("2", "P-1", "centre-a", D, 0, ON, False, wallet_fen=1500),
+            VisitorMealRow("3", "P-2", "centre-a", D, 0, ON, False, True, wallet_fen=1500),
+        ],
+        VisitorsDay(1, 2, 0, (OwedLine("centre-a", 1, 1, 300, 2700),)),
+    ),
 ]
 
 

@@ -198,6 +198,8 @@ def test_home_wallet_meal_is_owed_by_the_platform_not_a_wallet_here(env) -> None
     assert d.state.payment.visit is not None
     assert d.state.payment.visit.wallet_after_fen == 1500
     assert d.state.receipt.resident_masked == "来访长者·东风社区照料中心"  # the name, not the id
+    today = store.visitors.day(DAY)  # the manager screen: owed by the home centre
+    assert (today.owed_fen, today.wallet_owed_fen) == (500, 1000)
     [meal] = payloads(db, "meal_transaction")
     assert (meal["payment_source"], meal["visit"]["payment_source"]) == ("cash", "home_wallet")
     entry = json.loads(_doc(db, RECORD))["entry"]

@@ -240,3 +240,17 @@ def test_home_wallet_offline_asks_for_cash_kindly(
     assert district.wallets["P-7"] == 2000  # the district wallet did not move
     [meal] = visit_meals(world)
     assert meal.review and meal.subsidy_fen == 400
+
+
+def test_the_manager_line_says_what_the_home_centre_owes_from_the_district_wallet() -> None:
+    from payment.visiting import OwedLine, VisitorsDay
+    from ui.presenters.manager import _visitors_text
+
+    day = VisitorsDay(
+        2, 3, 0, (OwedLine("centre-a", 2, 2, 600, 1200), OwedLine("centre-c", 1, 1, 300))
+    )
+    text = _visitors_text(day, Translator("zh_CN"))
+    assert "centre-a 2 份 6.00 元（另账户付款 12.00 元）" in text
+    assert "centre-c 1 份 3.00 元" in text and text.count("账户付款") == 1
+    english = _visitors_text(day, Translator("en"))
+    assert "centre-a 2 meals ¥6.00 (+ home account ¥12.00)" in english

@@ -55,7 +55,8 @@ def present_manager(r: ManagerReport, tr: Translator) -> ManagerVM:
 
 
 def _visitors_text(v: VisitorsDay, tr: Translator) -> str:
-    """One line: today's visitors, then the subsidy owed per home centre."""
+    """One line: today's visitors, then the subsidy owed per home centre (and
+    what was paid from the district wallet, which the home centre owes too)."""
     owed = ", ".join(
         tr(
             "manager.owed_line",
@@ -63,6 +64,7 @@ def _visitors_text(v: VisitorsDay, tr: Translator) -> str:
             meals=o.meals,
             amount=Money(o.subsidy_fen).yuan_str(),
         )
+        + (tr("manager.owed_wallet", amount=Money(o.wallet_fen).yuan_str()) if o.wallet_fen else "")
         for o in v.owed
     )
     parts = [
