@@ -252,6 +252,12 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--to", dest="period_to", required=True, help="last day, YYYY-MM-DD")
     st.add_argument("--centre", help="only the lines of this centre (claimant or debtor)")
     st.add_argument("--csv", action="store_true", help="CSV instead of JSON")
+    w = sub.add_parser(
+        "wallets",
+        help="the district wallets (policy home_wallet): balances, and debits whose meal "
+        "has not arrived (an answer lost and no meal made, or a terminal still offline)",
+    )
+    w.add_argument("--db", default="sqlite:///platform.db", help="SQLAlchemy URL")
     return p
 
 
@@ -326,6 +332,13 @@ def main(
     rules the composition root wires in; ``worker_factory`` builds a worker
     process's application (with the same rules) when there are several."""
     args = _parser().parse_args(argv)
+    if args.cmd == "wallets":
+        store = PlatformStore(args.db)
+        try:
+            print(json.dumps(store.district_wallets_audit(), ensure_ascii=False, indent=2))
+        finally:
+            store.close()
+        return 0
     if args.cmd == "settlement":
         try:
             return _settlement(args, settlement)

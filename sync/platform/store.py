@@ -1763,6 +1763,42 @@ class PlatformStore:
         row = s.get(DistrictWalletRow, person_id)
         return 0 if row is None else int(row.balance_fen)
 
+    def district_wallets_audit(self) -> dict[str, Any]:
+        """Every district wallet's balance, and the debits whose meal record has
+        not arrived (still debited): the ``platform wallets`` command."""
+        with self.sessions() as s:
+            wallets = [
+                {"person_id": w.person_id, "balance_fen": int(w.balance_fen)}
+                for w in s.scalars(select(DistrictWalletRow).order_by(DistrictWalletRow.person_id))
+            ]
+            debits = s.scalars(
+                select(DistrictWalletEntryRow)
+                .where(DistrictWalletEntryRow.kind == "debit")
+                .order_by(DistrictWalletEntryRow.id)
+            ).all()
+            arrived = {
+                r
+                for chunk in _chunks(sorted({str(d.meal_record_id) for d in debits}))
+                for r in s.scalars(
+                    select(VisitMealRow.record_id).where(VisitMealRow.record_id.in_(chunk))
+                )
+            }
+            paid = self._wallet_paid(s, [str(d.meal_record_id) for d in debits])
+            pending = [
+                {
+                    "meal_record_id": d.meal_record_id,
+                    "person_id": d.person_id,
+                    "centre_id": d.centre_id,
+                    "device_id": d.device_id,
+                    "debit_fen": int(d.amount_fen),
+                    "still_debited_fen": paid.get((d.centre_id, str(d.meal_record_id)), 0),
+                    "at": d.at,
+                }
+                for d in debits
+                if d.meal_record_id not in arrived
+            ]
+        return {"wallets": wallets, "debits_without_meal": pending}
+
     def district_wallet(self, person_id: str) -> tuple[int, list[DistrictWalletEntryRow]]:
         """A senior's district wallet: the balance and its entries (audits, tests)."""
         with self.sessions() as s:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 from test_visits_compat import problems
 from test_visits_platform import (
+    CARE_TERMINAL,
     DAY,
     PEPPER,
     District,
@@ -88,6 +91,13 @@ def wallet_meal(person: str, *, claim_id: str, slot: str = "lunch", subsidy: int
     p = dict(visit_meal(person, source="online", claim_id=claim_id, subsidy=subsidy), slot=slot)
     p["visit"] = dict(p["visit"], payment_source="home_wallet")
     return p
+
+
+def wallets_command(d: District) -> dict[str, Any]:
+    """``care-terminal platform wallets`` on the platform host."""
+    cmd = [str(CARE_TERMINAL), "platform", "wallets", "--db", f"sqlite:///{d.db}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    return dict(json.loads(out))
 
 
 def balance(d: District, person: str) -> int:
@@ -190,6 +200,13 @@ def test_a_void_credits_back_once_and_a_cash_meal_releases_its_debit(
         got = debit(c, person, lunch, 900)
         lost = debit(c, person, dinner, 900, slot="dinner")
     assert balance(district, person) == 200
+    audit = wallets_command(district)  # debited, meals not arrived yet
+    assert [
+        (d["meal_record_id"], d["still_debited_fen"]) for d in audit["debits_without_meal"]
+    ] == [
+        (lunch, 900),
+        (dinner, 900),
+    ]
     meal = b1.record("meal_transaction", wallet_meal(person, claim_id=got.claim_id), lunch)
     void = b1.record("meal_void", void_of(lunch, person))
     assert [r["stored_as"] for r in b1.upload(meal, void)] == ["record", "record"]
@@ -208,6 +225,11 @@ def test_a_void_credits_back_once_and_a_cash_meal_releases_its_debit(
     assert district.sql(
         "SELECT kind, amount_fen FROM district_wallet_entries WHERE kind != 'topup' ORDER BY id"
     ) == [("debit", 900), ("debit", 900), ("refund", 900), ("release", 900)]
+    audit = wallets_command(district)
+    assert audit == {
+        "wallets": [{"person_id": person, "balance_fen": 2000}],
+        "debits_without_meal": [],
+    }
 
 
 def test_the_settlement_lists_the_wallet_money_the_home_centre_owes(district: District) -> None:

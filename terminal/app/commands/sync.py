@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "platform_args",
         nargs=argparse.REMAINDER,
         help="serve [--host H] [--port P] [--db URL] [--seed FILE] [fault switches] | "
-        "settlement --from D --to D [--csv]; see 'platform serve --help'",
+        "settlement --from D --to D [--csv] | wallets [--db URL]; "
+        "see 'platform serve --help'",
     )
     p.set_defaults(handler=cmd_platform)
 
