@@ -43,6 +43,7 @@ reported beside it.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -197,13 +198,42 @@ def side_sign(direction: Direction, *, mirrored: bool = False) -> float:
 # --------------------------------------------------------------------------- the judge
 
 
+Box = tuple[float, float, float, float]
+
+
+def inside_share(box: Box, paying: Box) -> float:
+    """The share of ``box``'s area that lies inside ``paying``."""
+    ix = max(0.0, min(box[2], paying[2]) - max(box[0], paying[0]))
+    iy = max(0.0, min(box[3], paying[3]) - max(box[1], paying[1]))
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return ix * iy / area if area > 0 else 0.0
+
+
+# A box lying at least this much inside the paying face's box is a part of
+# that face (the detector's second box on the mouth and chin), not a person:
+# another person's face cannot be seen inside the paying face.
+PART_OF_FACE_INSIDE = 0.9
+
+
+def is_second_face(
+    paying: Box, other: Box, *, min_ratio: float = 0.5, part_inside: float = PART_OF_FACE_INSIDE
+) -> bool:
+    """Does a face box ``other`` beside the paying face ``paying`` count as a
+    second face? It does when it is at least ``min_ratio`` as wide, unless it
+    lies (``part_inside`` of its area or more) inside the paying face's box."""
+    w = paying[2] - paying[0]
+    if w <= 0 or other[2] - other[0] < min_ratio * w:
+        return False
+    return inside_share(other, paying) < part_inside
+
+
 @dataclass(frozen=True, slots=True)
 class ChallengeFrame:
     """What one analysed frame says about the face answering the challenge."""
 
     t: float  # seconds (monotonic)
-    faces: int = 0  # faces at least ``second_face_ratio`` as wide as the largest
-    box: tuple[float, float, float, float] | None = None
+    faces: int = 0  # the paying face and the faces that count beside it (``is_second_face``)
+    box: Box | None = None
     landmarks68: np.ndarray | None = None
     reid: float | None = None  # cosine to the candidate's best template, when embedded
     passive: float | None = None  # passive model score, when run
@@ -229,6 +259,12 @@ class ChallengeParams:
     wrong_way_deg: float = 8.0
     turned_frames: int = 2
     max_missing: int = 1
+    # A second face fails the attempt when it is seen on ``second_face_frames``
+    # of ``second_face_window`` consecutive analysed frames: a person leaning
+    # in stays in view; the detector's one-frame false box on a painting or
+    # a wall does not
+    second_face_frames: int = 2
+    second_face_window: int = 3
     max_jump: float = 0.45  # box centre shift between frames / box width
     max_scale_step: float = 1.35  # box width ratio between frames
     max_rate: float = 1.2  # parallax per second between consecutive frames
@@ -283,7 +319,9 @@ class TurnChallenge:
         self._noise = 0.0
         self._yaw0 = 0.0
         self._missing = 0
-        self._last_box: tuple[float, float, float, float] | None = None
+        self._seconds: deque[bool] = deque(maxlen=max(1, self.p.second_face_window))
+        self._second_face_frames = 0
+        self._last_box: Box | None = None
         self._last: tuple[float, np.ndarray] | None = None
         self._reids: list[float] = []
         self._passive: list[float] = []
@@ -347,9 +385,12 @@ class TurnChallenge:
     def _bound(self, f: ChallengeFrame) -> bool:
         """The binding checks: one face, the same track, the same person."""
         p = self.p
+        self._seconds.append(f.faces > 1)
         if f.faces > 1:
-            self._fail("second_face")
-            return False
+            self._second_face_frames += 1
+            if sum(self._seconds) >= p.second_face_frames:
+                self._fail("second_face")
+                return False
         if f.box is None or f.faces == 0:
             self._missing += 1
             self._last = None
@@ -496,6 +537,7 @@ class TurnChallenge:
             "turn_max_rate": round(self._max_rate, 3),
             "reid_min": round(min(self._reids), 4) if self._reids else -1.0,
             "reid_frames": float(len(self._reids)),
+            "second_face_frames": float(self._second_face_frames),
         }
 
     def verdict(self, now: float | None = None) -> ChallengeVerdict:

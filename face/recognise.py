@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from face.challenge import ChallengeFrame
+from face.challenge import ChallengeFrame, is_second_face
 from face.gallery import Gallery, Match, decide, decide_with
 from face.packs.manifest import PackManifest
 from face.packs.verify import verify_pack
@@ -94,13 +94,17 @@ class IdentifyResult:
         }
 
 
+def _as_box(b: np.ndarray) -> Box:
+    return (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+
+
 @dataclass(frozen=True, slots=True)
 class ChallengeAsk:
     """Ask :meth:`Recogniser.observe` for the frame of an active liveness
     challenge (:class:`face.challenge.ChallengeFrame`): taken at ``t``
     (monotonic seconds), re-identified against ``resident_id``'s own templates;
     faces at least ``second_face_ratio`` as wide as the largest count as a
-    second face."""
+    second face, unless they lie inside its box (``face.challenge.is_second_face``)."""
 
     resident_id: str
     t: float
@@ -257,7 +261,11 @@ class Recogniser:
         face, vec = obs.face, obs.embedding
         if face is None:
             return ChallengeFrame(ask.t)
-        big = sum(1 for f in obs.faces if f.width >= ask.second_face_ratio * face.width)
+        paying = _as_box(face.box)
+        big = 1 + sum(
+            is_second_face(paying, _as_box(f.box), min_ratio=ask.second_face_ratio)
+            for f in obs.faces[1:]
+        )
         reid = None  # not embedded (the gate of require_quality refused the frame)
         if vec is not None:
             templates = self.gallery.templates_of(ask.resident_id)

@@ -19,6 +19,8 @@ from face.challenge import (
     fit_homography,
     head_parallax,
     homography_residual,
+    inside_share,
+    is_second_face,
     pose_yaw,
 )
 from face.liveness import PROMPTS, LivenessCheck
@@ -199,7 +201,12 @@ CASES = {
         "no_continuous_turn",
     ),
     "a second face": (
-        lambda: frames([head(y) for y in yaws_turn(LEFT)], faces=[1] * 8 + [2] + [1] * 12),
+        lambda: frames([head(y) for y in yaws_turn(LEFT)], faces=[1] * 8 + [2] * 2 + [1] * 11),
+        "left",
+        "second_face",
+    ),
+    "a second face the detector sees on every other frame": (
+        lambda: frames([head(y) for y in yaws_turn(LEFT)], faces=[1] * 7 + [2, 1, 2] + [1] * 11),
         "left",
         "second_face",
     ),
@@ -241,6 +248,53 @@ def test_what_is_not_a_live_turn_fails(case: str) -> None:
     make, direction, reason = CASES[case]
     v = judge(make(), direction)
     assert v.passed is False and v.reason == reason, (case, v)
+
+
+# (paying face box, other face box, counts as a second face?)
+SECOND_FACES = {
+    "a stranger leaning in beside the paying face": (
+        (200, 100, 360, 300),
+        (400, 120, 530, 290),
+        True,
+    ),
+    "a stranger as large, overlapping the paying face's edge": (
+        (200, 100, 360, 300),
+        (290, 110, 450, 310),
+        True,
+    ),
+    "a face half as wide, far away": ((200, 100, 360, 300), (540, 20, 620, 120), True),
+    "a small face in the background": ((200, 100, 360, 300), (540, 20, 600, 95), False),
+    "the mouth and chin boxed inside the paying face": (
+        (200, 100, 360, 300),
+        (230, 190, 330, 296),
+        False,
+    ),
+    "a box mostly but not wholly inside": ((200, 100, 360, 300), (250, 180, 350, 320), True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SECOND_FACES))
+def test_which_faces_beside_the_paying_face_count(case: str) -> None:
+    paying, other, counts = SECOND_FACES[case]
+    assert is_second_face(paying, other) is counts, (case, inside_share(other, paying))
+
+
+# faces per frame around a turn that passes on its own -> the verdict's reason ("" = passed)
+SECOND_FACE_FRAMES = {
+    "one face throughout": ([1] * 21, ""),
+    "a false box on one frame": ([1] * 8 + [2] + [1] * 12, ""),
+    "false boxes on two frames far apart": ([1] * 3 + [2] + [1] * 4 + [2] + [1] * 12, ""),
+    "a second face on two frames in a row": ([1] * 8 + [2, 2] + [1] * 11, "second_face"),
+    "a second face on two of three frames": ([1] * 8 + [2, 1, 2] + [1] * 10, "second_face"),
+    "a second face from the prompt on": ([1] * 6 + [2] * 15, "second_face"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SECOND_FACE_FRAMES))
+def test_a_second_face_must_stay_in_view_to_fail_the_attempt(case: str) -> None:
+    faces, reason = SECOND_FACE_FRAMES[case]
+    v = judge(frames([head(y) for y in yaws_turn(LEFT)], faces=faces), "left")
+    assert (v.passed, v.reason) == (reason == "", reason), (case, v)
 
 
 def test_a_nose_moved_in_2d_is_not_a_turn() -> None:
