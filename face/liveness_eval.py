@@ -214,6 +214,33 @@ def evaluate(
     return summarise(outcomes, seconds=time.monotonic() - t0)
 
 
+def upper95(failures: int, attempts: int) -> float:
+    """The one-sided 95 % upper confidence bound on a rate seen as
+    ``failures`` of ``attempts`` (exact, Clopper-Pearson): with none in
+    ``n`` it is ``1 - 0.05 ** (1 / n)``, about 3 / n."""
+    if attempts <= 0:
+        return 1.0
+    if failures >= attempts:
+        return 1.0
+
+    def at_most(p: float) -> float:  # P(X <= failures) for X ~ Binomial(attempts, p)
+        term = (1.0 - p) ** attempts
+        total = term
+        for i in range(failures):
+            term *= (attempts - i) / (i + 1) * p / (1.0 - p)
+            total += term
+        return total
+
+    lo, hi = failures / attempts, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if at_most(mid) > 0.05:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 def summarise(outcomes: list[Outcome], *, seconds: float = 0.0) -> dict[str, Any]:
     report: dict[str, Any] = {"halves": {}, "seconds": round(seconds, 1)}
     for half in ("tuning", "held_out"):
@@ -242,6 +269,9 @@ def summarise(outcomes: list[Outcome], *, seconds: float = 0.0) -> dict[str, Any
                 entry["failed_over_to_card"] = len(both)
                 entry["second_try_rate"] = round(len(first_fail) / len(ks), 4) if ks else math.nan
                 entry["card_rate"] = round(len(both) / len(ks), 4) if ks else math.nan
+                # what the attempts can show: the 95 % upper bounds on both rates
+                entry["second_try_rate_upper95"] = round(upper95(len(first_fail), len(ks)), 4)
+                entry["card_rate_upper95"] = round(upper95(len(both), len(ks)), 4)
             per[kind] = entry
         attacks = [o for o in rows if o.kind != "genuine"]
         report["halves"][half] = {
