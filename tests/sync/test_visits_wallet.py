@@ -304,3 +304,34 @@ def test_a_1_2_terminals_visit_replies_stay_1_2_on_the_home_wallet_policy(
         assert problems("1.2.0", "VisitorEligibility", resp.json()) != []
         assert schemas.is_valid("VisitorEligibility", resp.json())
     assert balance(district, person) == 1000  # a 1.2 claim debits nothing
+
+
+def test_a_part_refund_credits_the_wallet_and_the_settlement_nets_it(district: District) -> None:
+    a1, b1 = Stream(district, "dev-a1"), Stream(district, "dev-b1")
+    a1.upload(a1.record("district_wallet_topup", topup(amount=1000)))
+    with district.client("dev-b1") as c:
+        person = ask(c).person_id
+        got = debit(c, person, (lunch := new_ulid()), 900)
+    refund = {
+        "original_record_id": lunch,
+        "resident_id": person,
+        "amount_fen": 400,
+        "refund_to": "cash",
+        "reason_code": "meal_not_served",
+        "reason_text": None,
+        "staff_id": "S01",
+        "wallet_before_fen": 0,
+        "wallet_after_fen": 0,
+    }
+    meal = b1.record("meal_transaction", wallet_meal(person, claim_id=got.claim_id), lunch)
+    assert [r["stored_as"] for r in b1.upload(meal, b1.record("meal_refund", refund))] == [
+        "record",
+        "record",
+    ]
+    assert balance(district, person) == 500  # 1000 - 900 + 400
+    status, doc = signed_get(
+        district, "dev-b1", "/v1/settlements?from=2026-01-01&to=2026-01-31&wallet=true"
+    )
+    assert status == 200
+    [line] = doc["lines"]
+    assert (line["wallet_meals"], line["wallet_fen"]) == (1, 500)
