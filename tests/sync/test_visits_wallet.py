@@ -86,6 +86,17 @@ def debit(
     )
 
 
+def topped_up_and_debited(d: District) -> tuple[str, str, WalletClaim]:
+    """10.00 topped up at centre A, then a lunch's 9.00 debited at centre B:
+    the person, the lunch's record id and the claim."""
+    a1 = Stream(d, "dev-a1")
+    a1.upload(a1.record("district_wallet_topup", topup(amount=1000)))
+    with d.client("dev-b1") as c:
+        person = ask(c).person_id
+        lunch = new_ulid()
+        return person, lunch, debit(c, person, lunch, 900)
+
+
 def wallet_meal(person: str, *, claim_id: str, slot: str = "lunch", subsidy: int = 300) -> Any:
     """A visiting meal paid from the district wallet, as a 1.3 terminal records it."""
     p = dict(visit_meal(person, source="online", claim_id=claim_id, subsidy=subsidy), slot=slot)
@@ -233,11 +244,8 @@ def test_a_void_credits_back_once_and_a_cash_meal_releases_its_debit(
 
 
 def test_the_settlement_lists_the_wallet_money_the_home_centre_owes(district: District) -> None:
-    a1, b1 = Stream(district, "dev-a1"), Stream(district, "dev-b1")
-    a1.upload(a1.record("district_wallet_topup", topup(amount=1000)))
-    with district.client("dev-b1") as c:
-        person = ask(c).person_id
-        got = debit(c, person, (lunch := new_ulid()), 900)
+    b1 = Stream(district, "dev-b1")
+    person, lunch, got = topped_up_and_debited(district)
     b1.upload(b1.record("meal_transaction", wallet_meal(person, claim_id=got.claim_id), lunch))
     q = "/v1/settlements?from=2026-01-01&to=2026-01-31"
     status, doc = signed_get(district, "dev-a1", q + "&wallet=true")
@@ -307,11 +315,8 @@ def test_a_1_2_terminals_visit_replies_stay_1_2_on_the_home_wallet_policy(
 
 
 def test_a_part_refund_credits_the_wallet_and_the_settlement_nets_it(district: District) -> None:
-    a1, b1 = Stream(district, "dev-a1"), Stream(district, "dev-b1")
-    a1.upload(a1.record("district_wallet_topup", topup(amount=1000)))
-    with district.client("dev-b1") as c:
-        person = ask(c).person_id
-        got = debit(c, person, (lunch := new_ulid()), 900)
+    b1 = Stream(district, "dev-b1")
+    person, lunch, got = topped_up_and_debited(district)
     refund = {
         "original_record_id": lunch,
         "resident_id": person,
