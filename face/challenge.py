@@ -11,7 +11,9 @@ What the challenge asks and checks
 The senior is asked, after a random delay, to turn their head to a randomly
 drawn side and back. Every frame of the attempt must show
 
-* **one face** (a second face of comparable size fails the attempt),
+* **one face** (a second face of comparable size, seen on two of three
+  consecutive frames, fails the attempt; a box inside the paying face's own
+  box is part of that face),
 * **the same face**: its box moves continuously from frame to frame (no jumps,
   no gap longer than ``max_missing`` frames) and the face is **re-identified**
   against the candidate's own templates on every frame that can be embedded

@@ -13,8 +13,10 @@ Protocol (real mode, ``CARE_HW_INTERACTIVE=1 pytest hwtests -s -k liveness``):
    and tilting it as they like when asked to turn.
 
 The test prints and records the counts: genuine passed at the first try,
-needed a second try, failed both (the kiosk would offer the card); attacks
-passed (must be 0). Targets: <= 5 % second tries, <= 1 % to the card, 0 attacks.
+needed a second try (passed on it, or failed both: the kiosk would offer the
+card), with the 95 % upper bound of each rate; attacks passed (must be 0).
+Targets: <= 5 % second tries, <= 1 % to the card, 0 attacks. Only about 300
+attempts with no card failover can show 1 % (the bound for 0 of 20 is 14 %).
 
 In simulated mode (CI) the same protocol runs with a simulated senior (a 3-D
 head rendered from a test photo, following the prompts) and printed-photo
@@ -69,7 +71,9 @@ def _run_protocol(
     rec, grab_genuine, grab_attacks, settings, attempts: int, say, record, between=lambda: None
 ) -> None:  # type: ignore[no-untyped-def]
     """``between`` waits between attempts (the volunteer settles, faces the camera)."""
-    first = second = card = 0
+    from face.liveness_eval import upper95
+
+    first = second = card = 0  # passed first / passed on the second try / to the card
     reasons: list[str] = []
     for _ in range(attempts):
         between()
@@ -92,18 +96,23 @@ def _run_protocol(
             ok, _why = _attempt(rec, grab(), "volunteer", settings, say)
             n += int(ok)
         passed_attacks[name] = n
+    retried = second + card  # every failed first try needed a second one
     summary = {
         "genuine_attempts": attempts,
         "first_try": first,
-        "needed_second_try": second,
+        "needed_second_try": retried,
+        "passed_on_second_try": second,
         "to_the_card": card,
+        # what this many attempts can show (one-sided 95 % upper bounds)
+        "second_try_rate_upper95": round(upper95(retried, attempts), 4),
+        "card_rate_upper95": round(upper95(card, attempts), 4),
         "genuine_fail_reasons": sorted(set(reasons)),
         "attacks_passed": passed_attacks,
     }
     record("liveness_protocol", summary)
     print(f"\nliveness protocol: {summary}")
     assert sum(passed_attacks.values()) == 0, summary
-    assert second <= 0.05 * attempts + 1e-9, summary
+    assert retried <= 0.05 * attempts + 1e-9, summary
     assert card <= 0.01 * attempts + 1e-9 or (attempts < 100 and card == 0), summary
 
 
