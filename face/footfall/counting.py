@@ -78,6 +78,10 @@ COMMIT_DEPTH_IN = math.inf
 COMMIT_DEPTH_OUT = 3.0
 LEAVE_MARGIN = 0.08  # a box this close to the frame border (fraction of the height) is leaving
 LEAVE_GUARD = 6.0  # band half-widths (see LineCounter._near_line)
+# band half-widths: on a depth line, a box at the bottom border 30 % narrower
+# than a head on the line is a piece of a body, not a person coming from under
+# the camera (see LineCounter.observe)
+BORN_GUARD = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +376,12 @@ class LineCounter:
     # seconds without observations after which a track whose last observation
     # touched the frame border has left the picture there (see settle)
     end_after: float = END_AFTER
+    # a track born at the inside border where another left through it within
+    # end_after seconds continues that one (see _rejoin)
+    rejoin: bool = True
+    # band half-widths: a track born at the inside border whose first
+    # observation lies further than this outside did not come from inside
+    born_guard: float = BORN_GUARD
     track_ttl: float = 5.0  # seconds without observations before a track's state is dropped
     stitch_window: float = 2.0  # seconds a lost track may come back as a new id (0 = never)
     stitch_radius: float = 1.5  # gate around the predicted position, in box sizes
@@ -416,14 +426,23 @@ class LineCounter:
         born at the frame border on the inside side (:func:`touches_inside_border`);
         on its first observation it then starts on the inside, so a person who
         comes out from under the camera and is confirmed only once already on
-        the line or beyond it is still counted leaving. ``border``: the side
+        the line or beyond it is still counted leaving (unless that first
+        observation is more than ``born_guard`` band half-widths outside, or
+        it continues a track that just left there: :meth:`_rejoin`). ``border``: the side
         whose frame border the box touches (IN for the inside border), used
         when the track ends with a change of side not yet counted."""
         state = self.tracks.get(track_id)
         if state is None:
             # a track born at the inside border came from there, not from behind a pillar
-            state = None if born_inside else self._stitch(track_id, x, y, t, at_edge, size)
+            if born_inside:
+                state = self._rejoin(track_id, x, t, size) if self.rejoin else None
+            else:
+                state = self._stitch(track_id, x, y, t, at_edge, size)
             if state is None:
+                if born_inside and self.born_guard > 0 and not at_edge:
+                    # far outside on its first observation: not someone from inside
+                    d0 = self.line.signed_distance(x, y)
+                    born_inside = d0 > -self.born_guard * self.line.hysteresis
                 state = TrackState(last_t=t, established=Zone.IN if born_inside else None)
             self.tracks[track_id] = state
         self._move(state, x, y, t, at_edge, size)
@@ -579,6 +598,29 @@ class LineCounter:
             size=old.size,
             last_at_edge=old.last_at_edge,
         )
+
+    def _rejoin(self, new_id: int, x: float, t: float, size: float) -> TrackState | None:
+        """A track born at the inside border where another left through it
+        moments ago (within ``end_after``, so not yet settled; within 1.5
+        box sizes sideways) is that person found again: it continues that
+        track's state. Under a camera facing the door a person on the
+        threshold is at the bottom of the picture, where the tracker loses
+        and finds them again; as two tracks, one "left inside" and the
+        other "came from inside", a lingering person was counted in and
+        out."""
+        best: tuple[float, int] | None = None
+        for tid, s in self.tracks.items():
+            gap = t - s.last_t
+            if s.border is not Zone.IN or math.isnan(s.x) or not 0.0 < gap <= self.end_after:
+                continue
+            dx = abs(x - s.x)
+            if dx <= 1.5 * max(s.size, size, 1.0) and (best is None or dx < best[0]):
+                best = (dx, tid)
+        if best is None:
+            return None
+        old = self.tracks.pop(best[1])
+        self.stitches.append(Stitch(new_id, best[1], t))
+        return old
 
     def pop_stitches(self) -> list[Stitch]:
         out, self.stitches = self.stitches, []

@@ -156,3 +156,39 @@ def test_line_spec_defaults_by_kind_of_line() -> None:
 def test_border_side(box: tuple[int, int, int, int], side: Zone | None) -> None:
     line = CountingLine(**BASE)  # type: ignore[arg-type]
     assert border_side(box, line, 640, 480, 38.4) is side
+
+
+def test_a_track_found_again_at_the_bottom_continues_the_lost_one() -> None:
+    """A person lingering on the threshold at the bottom of the picture, lost
+    and found again there as a new track, then walking back out: nothing."""
+    counter = LineCounter(DEPTH, confirm_frames=2, end_after=0.4)
+    t = 0.0
+    for y in [100, 150, 200, 250, 280, 290]:  # walks to the line (a depth line reads widths)
+        assert counter.observe(1, 320.0, y, t, size=60) is None
+        t += 1 / FPS
+    assert counter.observe(1, 320.0, 285.0, t, size=60, border=Zone.IN) is None
+    lost_at = t
+    t += 0.2  # lost for 0.2 s at the bottom border, found again beside it
+    assert counter.settle(t, ()) == []
+    assert counter.observe(2, 330.0, 280.0, t, size=60, born_inside=True, border=Zone.IN) is None
+    assert [(s.new_id, s.old_id) for s in counter.pop_stitches()] == [(2, 1)]
+    for y in [250, 200, 150, 100]:  # and walks back out
+        t += 1 / FPS
+        assert counter.observe(2, 330.0, y, t, size=60) is None
+    assert counter.settle(t + 1.0, (), final=True) == []
+    assert (counter.count_in, counter.count_out) == (0, 0)
+    assert lost_at < t
+
+
+def test_born_at_the_bottom_far_outside_is_not_from_inside() -> None:
+    """A small box first seen at the bottom border far outside the line (a
+    piece of a body) does not start inside, so walking "out" is no exit; a
+    head on the line there does."""
+    counter = LineCounter(DEPTH, confirm_frames=2)
+    far = 240.0 - 9 * 30  # nine band half-widths outside
+    counter.observe(1, 320.0, far, 0.0, born_inside=True, border=Zone.IN)
+    for k, y in enumerate([far - 10, far - 20, far - 30]):
+        assert counter.observe(1, 320.0, y, (k + 1) / FPS) is None
+    counter.observe(2, 320.0, 250.0, 0.0, born_inside=True, border=Zone.IN)
+    got = [counter.observe(2, 320.0, y, (k + 1) / FPS) for k, y in enumerate([150, 120, 100, 90])]
+    assert [c.direction for c in got if c is not None] == ["out"]
