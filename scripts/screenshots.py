@@ -396,6 +396,16 @@ def main() -> int:
     for d in "50":
         topup.keypad.press(d)  # type: ignore[attr-defined]
     shot("26-staff-topup")
+    # the same page where the district pays visits from district wallets
+    # (the home_wallet policy of the pulled roster): which wallet to top up
+    kiosk_app.backend.d.district_wallet = lambda: True
+    page("topup")
+    topup.select(next(r for r in topup.picker.results if r.resident_id == "D010"))  # type: ignore[attr-defined]
+    topup.district_btn.setChecked(True)  # type: ignore[attr-defined]
+    for d in "50":
+        topup.keypad.press(d)  # type: ignore[attr-defined]
+    shot("36-staff-topup-district-wallet")
+    kiosk_app.backend.d.district_wallet = None
     page("menu")
     shot("27-staff-menu")
     page("status")

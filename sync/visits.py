@@ -63,6 +63,7 @@ __all__ = [
     "pepper_id",
     "pepper_matches",
     "roster_lookup",
+    "roster_payment_source",
 ]
 
 KEY_TYPES = ("card", "id_number", "lookup")
@@ -368,6 +369,20 @@ def _answer(hit: RosterHit) -> VisitorAnswer:
         active=hit.active,
         home_centre_name=hit.home_centre_name,
     )
+
+
+def roster_payment_source(sync_db_path: Path) -> str | None:
+    """The district's visit payment policy as the last pulled ``district_roster``
+    says (``home_wallet`` | ``cash`` | ``visited_wallet``); None when no roster
+    was pulled. Reads only."""
+    index = DistrictRosterIndex.open_readonly(sync_db_path)
+    if index is None:
+        return None
+    try:
+        meta = index.meta()
+    finally:
+        index.close()
+    return None if meta is None else meta.payment_source
 
 
 def roster_lookup(sync_db_path: Path, *, key_type: str, key: str) -> VisitorAnswer | None:

@@ -148,6 +148,10 @@ QPushButton[kind="danger"] {{ background: {p.danger}; color: {p.on_danger}; }}
 QPushButton[kind="big"] {{ font-size: {TITLE_PX}px; }}
 QPushButton[kind="key"] {{ background: {p.surface}; color: {p.text};
     border: 2px solid {p.secondary}; font-size: {TITLE_PX}px; }}
+QPushButton[kind="choice"] {{ background: {p.surface}; color: {p.text};
+    border: 2px solid {p.secondary}; }}
+QPushButton[kind="choice"]:checked {{ background: {p.primary}; color: {p.on_primary};
+    border: 2px solid {p.primary}; }}
 QPushButton:pressed {{ background: {p.text}; color: {p.surface}; }}
 QPushButton:disabled {{ background: {p.disabled_bg}; color: {p.disabled_text}; }}
 QLineEdit {{ min-height: {TOUCH_PX - 4}px; font-size: {TITLE_PX}px; padding: 0 16px;

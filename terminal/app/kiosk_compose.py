@@ -250,6 +250,9 @@ def build_kiosk(
         card_reader_status=card_status,
         sync_status=status_fn,
         sync_now=now_fn,
+        district_wallet=(
+            visitor_port.district_wallet if isinstance(visitor_port, PlatformVisitors) else None
+        ),
         model_pack=pack,
         version=software_version(),
         centre_name=s.centre.centre_name,

@@ -72,6 +72,8 @@ class BackendDeps:
     card_reader_status: Callable[[], str] | None = None
     sync_status: Callable[[], Any] | None = None  # -> sync.store.status.SyncStatus
     sync_now: Callable[[], dict[str, Any]] | None = None
+    # whether the district's policy pays visits from a district wallet (None: no pepper)
+    district_wallet: Callable[[], bool] | None = None
     model_pack: str = ""
     version: str = ""
     centre_name: str = ""
@@ -217,6 +219,30 @@ class KioskBackend:
             raise TerminalError("a cash top-up is 0.01 to 1000 yuan", code="bad_amount")
         view = self.d.payment.topup(resident_id, amount, staff_id, reason="cash at the kiosk")
         return view.balance_after
+
+    def district_topup_available(self) -> bool:
+        """True when the district pays visits from the district wallet (the
+        ``home_wallet`` policy of the pulled roster): staff may top it up here."""
+        if self.d.district_wallet is None:
+            return False
+        try:
+            return self.d.district_wallet()
+        except Exception:  # an unreadable sync.db: offer only this centre's wallet
+            log.warning("district_wallet_policy_unreadable", exc_info=True)
+            return False
+
+    def district_topup(self, resident_id: str, amount: Money, staff_id: str) -> None:
+        """Cash taken here for the senior's district wallet, held by the platform:
+        queued as a ``district_wallet_topup`` record and credited once when it is
+        uploaded (offline-first). This centre's own wallet does not move."""
+        if not self.district_topup_available():
+            raise TerminalError(
+                "the district does not pay visits from a district wallet",
+                code="district_wallet_off",
+            )
+        if amount.fen <= 0 or amount.fen > TOPUP_MAX.fen:
+            raise TerminalError("a cash top-up is 0.01 to 1000 yuan", code="bad_amount")
+        self.d.payment.district_wallet.topup(resident_id, amount, staff_id)
 
     # -- menu -------------------------------------------------------------------
     def menu_today(self) -> list[MenuLine]:

@@ -169,6 +169,13 @@ class PlatformVisitors:
             status = replace(status, subsidised_in_district=False)  # our own unused claim
         return VisitorAnswered(ask.session, status, _payment_source(got.payment_source))
 
+    def district_wallet(self) -> bool:
+        """Whether this centre's seniors have a district wallet to top up: the
+        district's policy (from the pulled roster) pays visits from it."""
+        from sync.visits import roster_payment_source
+
+        return roster_payment_source(self.sync_db_path) == PaymentSource.HOME_WALLET.value
+
     def _held(self, person_id: str, at: AskVisitor | ClaimSlot) -> str | None:
         return self.held.get((person_id, at.day.isoformat(), at.slot.value))
 

@@ -243,3 +243,66 @@ def test_manager_report_and_exports(world: World, backend: KioskBackend) -> None
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # BOM: spreadsheets read the Chinese
     assert "测试照料中心" in backend.export_report("html", "M01").read_text(encoding="utf-8")
     assert ("M01", "export_report", None) in audit_actions(world)
+
+
+# --------------------------------------------------------------------------- district wallet
+
+
+def _roster(path: Path, payment_source: str) -> Path:
+    """A pulled district roster (empty: only its policy matters here)."""
+    from sync.store.district import DistrictRosterIndex
+    from terminal.db.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{path}")
+    DistrictRosterIndex.for_writer(engine).replace(
+        1, {"pepper_id": "0a1b2c3d4e5f6071", "payment_source": payment_source, "entries": []}
+    )
+    engine.dispose()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("policy", "offered"),
+    [("home_wallet", True), ("cash", False), ("visited_wallet", False), (None, False)],
+)
+def test_district_wallet_top_up_is_offered_only_on_the_home_wallet_policy(
+    world: World, tmp_path: Path, policy: str | None, offered: bool
+) -> None:
+    from terminal.db.tables import OutboxRow
+    from terminal.kiosk.visitors import PlatformVisitors
+
+    sync_db = tmp_path / "sync.db"
+    if policy is not None:
+        _roster(sync_db, policy)
+    port = PlatformVisitors("centre-x", bytes(range(32)), sync_db)  # no client: roster only
+    app = build_kiosk(world.services, camera=False, sync=False, visitors=port)
+    world.app = app
+    backend = app.backend
+    assert backend.district_topup_available() is offered
+    before = world.balance("R-RL")
+
+    def queued() -> list[dict[str, object]]:
+        with world.services.db.sessions() as s:
+            rows = s.scalars(select(OutboxRow).where(OutboxRow.kind == "district_wallet_topup"))
+            return [json.loads(r.payload) for r in rows]
+
+    if not offered:
+        with pytest.raises(TerminalError) as refused:
+            backend.district_topup("R-RL", Money(2000), "S01")
+        assert refused.value.code == "district_wallet_off"
+        assert queued() == []
+        return
+    backend.district_topup("R-RL", Money(2000), "S01")
+    assert queued() == [
+        {"resident_id": "R-RL", "amount_fen": 2000, "method": "cash", "staff_id": "S01"}
+    ]
+    assert world.balance("R-RL") == before  # this centre's wallet does not move
+    assert any(a[:2] == ("S01", "district_wallet_topup") for a in audit_actions(world))
+    for amount in (Money(0), Money(100_001)):
+        with pytest.raises(TerminalError):
+            backend.district_topup("R-RL", amount, "S01")
+    assert len(queued()) == 1
+
+
+def test_no_district_wallet_without_the_district_pepper(backend: KioskBackend) -> None:
+    assert backend.district_topup_available() is False

@@ -553,3 +553,52 @@ def test_still_checking_and_another_portion_screens(
     assert w.confirm.pay_btn.text() == "Pay for another portion"
     w.confirm.pay_btn.click()
     assert isinstance(kiosk.posted[-1], Touch) and kiosk.posted[-1].action == "confirm"
+
+
+def _staff_page(qtbot: QtBot, w: KioskWindow, name: str) -> Any:
+    """Log in with the staff PIN and open page ``name``."""
+    w.open_pin("menu")
+    for d in "2468":
+        w.pin.keypad.press(d)
+    w.pin.ok_btn.click()
+    qtbot.waitUntil(lambda: w.staff_mode, timeout=3000)
+    w.show_page(name)
+    return w.pages[name]
+
+
+@pytest.mark.parametrize("district", [True, False])
+def test_top_up_page_offers_the_district_wallet_only_when_the_district_has_them(
+    qtbot: QtBot,
+    screens: tuple[KioskWindow, ScriptedKiosk, Translator, CannedBackend],
+    district: bool,
+) -> None:
+    from terminal.core.money import Money
+
+    w, _kiosk, _tr, backend = screens
+    backend.district_wallet = district
+    page = _staff_page(qtbot, w, "topup")
+    qtbot.waitUntil(lambda: w.tasks.busy == 0, timeout=3000)
+    page.select(backend.residents[1])  # type: ignore[attr-defined]
+    row = page.wallet_row  # type: ignore[attr-defined]
+    assert row.isVisibleTo(w) is district
+    assert page.local_btn.isChecked()  # type: ignore[attr-defined]
+    if district:
+        assert page.district_btn.text() == "全城账户（外出用餐）"  # type: ignore[attr-defined]
+        page.district_btn.click()  # type: ignore[attr-defined]
+        check_elder_rules(w, "topup-district")
+    for d in "20":
+        page.keypad.press(d)  # type: ignore[attr-defined]
+    page.ok_btn.click()  # type: ignore[attr-defined]
+    qtbot.waitUntil(lambda: w.tasks.busy == 0 and page.msg.isVisible(), timeout=3000)  # type: ignore[attr-defined]
+    if district:
+        assert backend.district_topups == [("D003", Money(2000), "S01")]
+        assert "topup" not in backend.calls
+        assert page.msg.text() == "已为全城账户充值 20.00 元，联网同步后到账"  # type: ignore[attr-defined]
+    else:
+        assert backend.district_topups == [] and "topup" in backend.calls
+        assert page.msg.text() == "已充值 20.00 元，余额 20.00 元"  # type: ignore[attr-defined]
+    # next time the page opens, this centre's wallet is chosen again
+    w.show_page("menu")
+    w.show_page("topup")
+    qtbot.waitUntil(lambda: w.tasks.busy == 0, timeout=3000)
+    assert page.local_btn.isChecked()  # type: ignore[attr-defined]

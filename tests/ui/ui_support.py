@@ -203,6 +203,8 @@ class CannedBackend:
             "footfall",
         )
         self.calls: list[str] = []
+        self.district_wallet = True  # the district pays visits from district wallets
+        self.district_topups: list[tuple[str, Any, str]] = []
 
     def check_pin(self, pin: str) -> Any:
         from ui.model import PinResult
@@ -226,7 +228,14 @@ class CannedBackend:
         return "printed"
 
     def topup(self, resident_id: str, amount: Any, staff_id: str) -> Any:
+        self.calls.append("topup")
         return amount
+
+    def district_topup_available(self) -> bool:
+        return self.district_wallet
+
+    def district_topup(self, resident_id: str, amount: Any, staff_id: str) -> None:
+        self.district_topups.append((resident_id, amount, staff_id))
 
     def menu_today(self) -> list[Any]:
         return list(self.menu)
