@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,12 @@ from sync.platform.core import (
     parse_json_body,
 )
 from sync.platform.faults import FAULT_KINDS, Faults
-from sync.platform.store import VISIT_PAYMENT_SOURCES, PlatformStore, PlatformStoreError
+from sync.platform.store import (
+    DEBIT_RELEASE_MIN_AGE,
+    VISIT_PAYMENT_SOURCES,
+    PlatformStore,
+    PlatformStoreError,
+)
 from terminal.core.atomic import atomic_write_bytes
 from terminal.core.log import get_logger
 from terminal.db.crypto import load_or_create_key
@@ -258,6 +263,20 @@ def _parser() -> argparse.ArgumentParser:
         "has not arrived (an answer lost and no meal made, or a terminal still offline)",
     )
     w.add_argument("--db", default="sqlite:///platform.db", help="SQLAlchemy URL")
+    fix = w.add_mutually_exclusive_group()
+    fix.add_argument(
+        "--release-meal",
+        metavar="RECORD_ID",
+        help="give back the debit of a meal that never arrived (older than --min-age-days)",
+    )
+    fix.add_argument(
+        "--reverse-topup",
+        metavar="RECORD_ID",
+        help="take back a mistaken top-up (the home centre returns the cash)",
+    )
+    w.add_argument("--staff", default="", help="district staff id (for a correction)")
+    w.add_argument("--reason", default="", help="why (for a correction)")
+    w.add_argument("--min-age-days", type=int, default=DEBIT_RELEASE_MIN_AGE.days)
     return p
 
 
@@ -314,6 +333,31 @@ def _settlement(args: argparse.Namespace, settlement: SettlementRules | None) ->
     return 0
 
 
+def _wallets(args: argparse.Namespace) -> int:
+    """``platform wallets``: the audit, or one hand correction by district staff."""
+    store = PlatformStore(args.db)
+    try:
+        if args.release_meal:
+            doc = store.release_district_debit(
+                args.release_meal,
+                args.staff,
+                args.reason,
+                _now(),
+                min_age=timedelta(days=args.min_age_days),
+            )
+        elif args.reverse_topup:
+            doc = store.reverse_district_topup(args.reverse_topup, args.staff, args.reason, _now())
+        else:
+            doc = store.district_wallets_audit()
+    except PlatformStoreError as exc:  # InsufficientBalance is one: the money is spent
+        print(f"error: {exc} ({exc.code})", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(json.dumps(doc, ensure_ascii=False, indent=2))
+    return 0
+
+
 def _announce(args: argparse.Namespace, url: str) -> None:
     if args.print_url:
         print(json.dumps({"url": url}), flush=True)
@@ -333,12 +377,7 @@ def main(
     process's application (with the same rules) when there are several."""
     args = _parser().parse_args(argv)
     if args.cmd == "wallets":
-        store = PlatformStore(args.db)
-        try:
-            print(json.dumps(store.district_wallets_audit(), ensure_ascii=False, indent=2))
-        finally:
-            store.close()
-        return 0
+        return _wallets(args)
     if args.cmd == "settlement":
         try:
             return _settlement(args, settlement)

@@ -28,9 +28,9 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -305,8 +305,12 @@ class DistrictWalletRow(PlatformBase):
 class DistrictWalletEntryRow(PlatformBase):
     """One movement of a district wallet: ``topup`` (ref = the top-up record),
     ``debit`` (ref = the meal record, with its claim), ``refund`` (ref = the void
-    or refund record) and ``release`` (ref = the meal record, when the meal
-    arrived paid otherwise). Unique per (kind, ref): a record moves money once."""
+    or refund record), ``release`` (ref = the meal record, when the meal arrived
+    paid otherwise, or district staff released a debit whose meal never came),
+    ``redebit`` (ref = the meal record: a released meal arrived paid from the
+    wallet after all) and ``reversal`` (ref = the top-up record, a mistaken
+    top-up taken back by district staff). Unique per (kind, ref): a record
+    moves money once. ``note``: who made a hand correction, and why."""
 
     __tablename__ = "district_wallet_entries"
     __table_args__ = (
@@ -325,6 +329,7 @@ class DistrictWalletEntryRow(PlatformBase):
     centre_id: Mapped[str] = mapped_column(String(64))
     device_id: Mapped[str] = mapped_column(String(64))
     at: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class PlatformStoreError(TerminalError):
@@ -372,7 +377,7 @@ class InsufficientBalance(PlatformStoreError):
     code = "insufficient_balance"
 
 
-WALLET_CREDITS = ("topup", "refund", "release")
+WALLET_CREDITS = ("topup", "refund", "release")  # the rest (debit, redebit, reversal) take out
 UNKNOWN_SENIOR = "district_wallet_unknown_senior"
 
 
@@ -388,18 +393,21 @@ def _wallet_move(
     at: str,
     meal_record_id: str | None = None,
     claim_id: str | None = None,
+    note: str | None = None,
+    allow_negative: bool = False,
 ) -> DistrictWalletEntryRow:
     """Move ``amount_fen`` in or out of a district wallet in ``s`` (the caller's
     transaction), with its entry. The wallet row is locked (PostgreSQL) or the
     whole database is (SQLite's BEGIN IMMEDIATE), so two debits of one wallet
-    never both read the same balance. Raises :class:`InsufficientBalance`."""
+    never both read the same balance. Raises :class:`InsufficientBalance`
+    unless ``allow_negative`` (a meal already eaten: the senior owes it)."""
     wallet = s.get(DistrictWalletRow, person_id, with_for_update=True)
     if wallet is None:
         wallet = DistrictWalletRow(person_id=person_id, balance_fen=0, updated_at=at)
         s.add(wallet)
     before = int(wallet.balance_fen)
     after = before + amount_fen if kind in WALLET_CREDITS else before - amount_fen
-    if after < 0:
+    if after < 0 and not allow_negative:
         raise InsufficientBalance(
             "the senior's district wallet holds less than this meal's amount due",
             code="insufficient_balance",
@@ -417,6 +425,7 @@ def _wallet_move(
         centre_id=centre_id,
         device_id=device_id,
         at=at,
+        note=note,
     )
     s.add(entry)
     s.flush()
@@ -442,8 +451,42 @@ def _meal_wallet_left(s: Session, meal_record_id: str) -> tuple[str, int] | None
     debit = next((r for r in rows if r.kind == "debit"), None)
     if debit is None:
         return None
-    back = sum(int(r.amount_fen) for r in rows if r.kind in ("refund", "release"))
-    return debit.person_id, int(debit.amount_fen) - back
+    return debit.person_id, _still_paid(rows)
+
+
+def _still_paid(entries: Iterable[DistrictWalletEntryRow]) -> int:
+    """What one meal's entries leave paid from the wallet: the debit and any
+    re-debit, less refunds and releases."""
+    paid = 0
+    for e in entries:
+        paid += int(e.amount_fen) * (-1 if e.kind in ("refund", "release") else 1)
+    return paid
+
+
+DEBIT_RELEASE_MIN_AGE = timedelta(days=3)  # a terminal offline longer is a review case
+_HAND = "district-staff"  # device_id of an entry district staff made by hand
+
+
+def _hand_note(staff_id: str, reason: str) -> str:
+    staff, why = staff_id.strip(), " ".join(reason.split())
+    if not staff or not why:
+        raise PlatformStoreError(
+            "a hand correction needs the staff id and a reason", code="staff_required"
+        )
+    return f"{staff}: {why}"[:200]
+
+
+def _entry_doc(e: DistrictWalletEntryRow) -> dict[str, Any]:
+    return {
+        "person_id": e.person_id,
+        "kind": e.kind,
+        "ref_id": e.ref_id,
+        "amount_fen": int(e.amount_fen),
+        "balance_before_fen": int(e.balance_before_fen),
+        "balance_after_fen": int(e.balance_after_fen),
+        "at": e.at,
+        "note": e.note,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -1213,11 +1256,30 @@ class _BatchContext:
         """A meal that arrived paid otherwise than from the district wallet (the
         terminal lost the claim's answer and took cash under the same record id)
         gives back what was debited for it."""
-        if visit.get("payment_source") == "home_wallet":
-            return
         held = _meal_wallet_left(self.s, rec["record_id"])
-        if held is not None and held[1] > 0:
-            self._move(held[0], "release", rec["record_id"], held[1], rec["record_id"])
+        if held is None:
+            return
+        person, left = held
+        if visit.get("payment_source") != "home_wallet":
+            if left > 0:
+                self._move(person, "release", rec["record_id"], left, rec["record_id"])
+            return
+        debit = _debit_of(self.s, rec["record_id"])
+        owed = 0 if debit is None else int(debit.amount_fen) - left
+        if owed > 0:  # district staff released it, and the meal came paid from the wallet
+            _wallet_move(
+                self.s,
+                person,
+                "redebit",
+                rec["record_id"],
+                owed,
+                centre_id=self.device.centre_id,
+                device_id=self.device.device_id,
+                at=self.stamp,
+                meal_record_id=rec["record_id"],
+                note="the released meal arrived paid from the district wallet",
+                allow_negative=True,
+            )
 
     def _wallet(self, resident: str) -> WalletRow | None:
         if resident not in self.wallets:
@@ -1799,6 +1861,98 @@ class PlatformStore:
             ]
         return {"wallets": wallets, "debits_without_meal": pending}
 
+    def release_district_debit(
+        self,
+        meal_record_id: str,
+        staff_id: str,
+        reason: str,
+        now: datetime,
+        *,
+        min_age: timedelta = DEBIT_RELEASE_MIN_AGE,
+    ) -> dict[str, Any]:
+        """District staff give back a debit whose meal never arrived (the answer
+        was lost and the senior walked away): refused while the meal may still be
+        on its way (younger than ``min_age``), when it arrived, or when nothing is
+        left debited. Should the meal arrive after all, paid from the wallet, it
+        is debited again at upload (the senior did eat it)."""
+        note = _hand_note(staff_id, reason)
+        with self.sessions.begin() as s:
+            debit = _debit_of(s, meal_record_id)
+            if debit is None:
+                raise PlatformStoreError(
+                    f"no district wallet debit for meal {meal_record_id}", code="not_found"
+                )
+            if s.get(VisitMealRow, (debit.centre_id, meal_record_id)) is not None:
+                raise PlatformStoreError(
+                    f"meal {meal_record_id} has arrived: void it at the terminal instead",
+                    code="meal_arrived",
+                )
+            if now - datetime.fromisoformat(debit.at) < min_age:
+                raise PlatformStoreError(
+                    f"the debit is younger than {min_age.days} days: its terminal may "
+                    "still be offline with the meal",
+                    code="too_recent",
+                )
+            held = _meal_wallet_left(s, meal_record_id)
+            left = 0 if held is None else held[1]
+            if left <= 0:
+                raise PlatformStoreError(
+                    f"nothing is left debited for meal {meal_record_id}", code="already_released"
+                )
+            e = _wallet_move(
+                s,
+                debit.person_id,
+                "release",
+                meal_record_id,
+                left,
+                centre_id=debit.centre_id,
+                device_id=_HAND,
+                at=rfc3339(now),
+                meal_record_id=meal_record_id,
+                note=note,
+            )
+            return _entry_doc(e)
+
+    def reverse_district_topup(
+        self, topup_record_id: str, staff_id: str, reason: str, now: datetime
+    ) -> dict[str, Any]:
+        """District staff take back a mistaken top-up (the home centre hands the
+        cash back): the whole amount, once, and only while the wallet holds it."""
+        note = _hand_note(staff_id, reason)
+        with self.sessions.begin() as s:
+            topup = s.scalars(
+                select(DistrictWalletEntryRow).where(
+                    DistrictWalletEntryRow.kind == "topup",
+                    DistrictWalletEntryRow.ref_id == topup_record_id,
+                )
+            ).first()
+            if topup is None:
+                raise PlatformStoreError(
+                    f"no district wallet top-up {topup_record_id}", code="not_found"
+                )
+            done = s.scalars(
+                select(DistrictWalletEntryRow).where(
+                    DistrictWalletEntryRow.kind == "reversal",
+                    DistrictWalletEntryRow.ref_id == topup_record_id,
+                )
+            ).first()
+            if done is not None:
+                raise PlatformStoreError(
+                    f"top-up {topup_record_id} was already reversed", code="already_reversed"
+                )
+            e = _wallet_move(
+                s,
+                topup.person_id,
+                "reversal",
+                topup_record_id,
+                int(topup.amount_fen),
+                centre_id=topup.centre_id,
+                device_id=_HAND,
+                at=rfc3339(now),
+                note=note,
+            )
+            return _entry_doc(e)
+
     def district_wallet(self, person_id: str) -> tuple[int, list[DistrictWalletEntryRow]]:
         """A senior's district wallet: the balance and its entries (audits, tests)."""
         with self.sessions() as s:
@@ -1971,8 +2125,8 @@ class PlatformStore:
     def _wallet_paid(s: Session, record_ids: list[str]) -> dict[tuple[str, str], int]:
         """(visited centre, meal record) -> what is still paid from a district
         wallet for it (the debit less refunds and releases)."""
-        debits: dict[str, tuple[str, int]] = {}
-        back: dict[str, int] = {}
+        centre: dict[str, str] = {}
+        entries: dict[str, list[DistrictWalletEntryRow]] = {}
         for chunk in _chunks(sorted(set(record_ids))):
             for e in s.scalars(
                 select(DistrictWalletEntryRow).where(
@@ -1980,11 +2134,10 @@ class PlatformStore:
                 )
             ):
                 meal = str(e.meal_record_id)
+                entries.setdefault(meal, []).append(e)
                 if e.kind == "debit":
-                    debits[meal] = (e.centre_id, int(e.amount_fen))
-                else:
-                    back[meal] = back.get(meal, 0) + int(e.amount_fen)
-        return {(c, m): max(0, a - back.get(m, 0)) for m, (c, a) in debits.items()}
+                    centre[meal] = e.centre_id
+        return {(c, m): max(0, _still_paid(entries[m])) for m, c in centre.items()}
 
     def visit_reviews(
         self, centre_id: str, period_from: date, period_to: date

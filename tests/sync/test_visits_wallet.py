@@ -340,3 +340,89 @@ def test_a_part_refund_credits_the_wallet_and_the_settlement_nets_it(district: D
     assert status == 200
     [line] = doc["lines"]
     assert (line["wallet_meals"], line["wallet_fen"]) == (1, 500)
+
+
+def wallets_fix(d: District, *args: str) -> tuple[int, dict[str, Any] | str]:
+    """``care-terminal platform wallets`` with a hand correction: (exit code,
+    the entry made or the error line)."""
+    cmd = [str(CARE_TERMINAL), "platform", "wallets", "--db", f"sqlite:///{d.db}", *args]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    return run.returncode, (json.loads(run.stdout) if run.returncode == 0 else run.stderr.strip())
+
+
+def test_district_staff_release_a_lost_debit_and_reverse_a_mistaken_top_up(
+    district: District,
+) -> None:
+    a1, b1 = Stream(district, "dev-a1"), Stream(district, "dev-b1")
+    first = a1.record("district_wallet_topup", topup(amount=1000))
+    a1.upload(first)
+    lunch = new_ulid()
+    with district.client("dev-b1") as c:
+        person = ask(c).person_id
+        got = debit(c, person, lunch, 900)  # the answer is lost: no meal is made
+    assert balance(district, person) == 100
+    staff = ("--staff", "D01", "--reason", "answer lost, senior paid nothing")
+    # the lunch's terminal may still be offline with the meal: too soon
+    code, err = wallets_fix(district, "--release-meal", lunch, *staff)
+    assert code == 2 and "(too_recent)" in str(err)
+    code, err = wallets_fix(district, "--release-meal", lunch, "--min-age-days", "0")
+    assert code == 2 and "(staff_required)" in str(err)  # who and why, always
+    code, entry = wallets_fix(district, "--release-meal", lunch, "--min-age-days", "0", *staff)
+    assert code == 0 and isinstance(entry, dict)
+    assert (entry["kind"], entry["amount_fen"], entry["balance_after_fen"]) == (
+        "release",
+        900,
+        1000,
+    )
+    assert entry["note"] == "D01: answer lost, senior paid nothing"
+    code, err = wallets_fix(district, "--release-meal", lunch, "--min-age-days", "0", *staff)
+    assert code == 2 and "(already_released)" in str(err)  # once
+    code, err = wallets_fix(district, "--release-meal", new_ulid(), "--min-age-days", "0", *staff)
+    assert code == 2 and "(not_found)" in str(err)
+    # a mistaken top-up of 50.00 (meant 5.00): taken back whole, once
+    wrong = a1.record("district_wallet_topup", topup(amount=5000))
+    a1.upload(wrong)
+    assert balance(district, person) == 6000
+    fix = ("--staff", "D01", "--reason", "typed 50 for 5")
+    code, entry = wallets_fix(district, "--reverse-topup", wrong["record_id"], *fix)
+    assert code == 0 and isinstance(entry, dict)
+    assert (entry["kind"], entry["amount_fen"], entry["balance_after_fen"]) == (
+        "reversal",
+        5000,
+        1000,
+    )
+    code, err = wallets_fix(district, "--reverse-topup", wrong["record_id"], *fix)
+    assert code == 2 and "(already_reversed)" in str(err)
+    # the senior spends the money again at B's dinner ...
+    with district.client("dev-b1") as c:
+        debit(c, person, new_ulid(), 700, slot="dinner")
+    assert balance(district, person) == 300
+    # ... and then the lunch arrives after all, paid from the wallet: the senior
+    # ate it, so it is debited again, even below zero (a debt, not a lost meal)
+    meal = b1.record("meal_transaction", wallet_meal(person, claim_id=got.claim_id), lunch)
+    assert b1.upload(meal)[0]["stored_as"] == "record"
+    assert balance(district, person) == -600
+    with district.client("dev-b1") as c, pytest.raises(InsufficientBalance):
+        debit(c, person, new_ulid(), 100, slot="breakfast")
+    status, doc = signed_get(
+        district, "dev-a1", "/v1/settlements?from=2026-01-01&to=2026-01-31&wallet=true"
+    )
+    assert status == 200
+    assert [(ln["wallet_meals"], ln["wallet_fen"]) for ln in doc["lines"]] == [(1, 900)]
+    code, err = wallets_fix(district, "--release-meal", lunch, "--min-age-days", "0", *staff)
+    assert code == 2 and "(meal_arrived)" in str(err)  # a meal that came is voided at the terminal
+    # the first top-up's money is spent: it cannot be taken back
+    code, err = wallets_fix(district, "--reverse-topup", first["record_id"], *fix)
+    assert code == 2 and "(insufficient_balance)" in str(err)
+    assert balance(district, person) == -600
+    assert district.sql(
+        "SELECT kind, amount_fen, note IS NOT NULL FROM district_wallet_entries ORDER BY id"
+    ) == [
+        ("topup", 1000, 0),
+        ("debit", 900, 0),
+        ("release", 900, 1),
+        ("topup", 5000, 0),
+        ("reversal", 5000, 1),
+        ("debit", 700, 0),
+        ("redebit", 900, 1),
+    ]

@@ -1,7 +1,10 @@
 """The district wallet (spec 1.3, visit policy ``home_wallet``): one wallet per
 senior of the district, held by the platform, and its entries (top-ups,
 debits with a meal's claim, refunds of voided meals, releases of debits whose
-meal arrived paid otherwise), each unique per (kind, record).
+meal arrived paid otherwise or that district staff released, re-debits of a
+released meal that arrived paid from the wallet after all, reversals of a
+mistaken top-up), each unique per (kind, record); ``note`` holds the staff id
+and reason of a hand-made correction.
 
 Revision ID: 0004
 Revises: 0003
@@ -43,6 +46,7 @@ def upgrade() -> None:
         sa.Column("centre_id", sa.String(64), nullable=False),
         sa.Column("device_id", sa.String(64), nullable=False),
         sa.Column("at", sa.String(40), nullable=False),
+        sa.Column("note", sa.String(200), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_district_wallet_entries"),
         sa.UniqueConstraint("kind", "ref_id", name="uq_district_wallet_entries_kind_ref_id"),
     )
