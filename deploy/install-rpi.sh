@@ -205,9 +205,12 @@ if [ "$SYSTEM" = 1 ]; then
     systemctl daemon-reload
     systemctl restart systemd-journald
     systemctl disable --now getty@tty1.service >/dev/null 2>&1 || true
+    # the footfall counter runs only where /dev/care-camera-door exists (its
+    # ConditionPathExists=), and starts when that camera is plugged in
     systemctl enable care-terminal-updater-boot.service care-terminal-updater.path \
-        care-terminal-agent.service care-terminal-kiosk.service
+        care-terminal-agent.service care-terminal-kiosk.service care-terminal-footfall.service
     timedatectl set-ntp true || true
-    systemctl start care-terminal-updater.path care-terminal-agent.service care-terminal-kiosk.service
+    systemctl start care-terminal-updater.path care-terminal-agent.service care-terminal-kiosk.service \
+        care-terminal-footfall.service
 fi
 say "installed care-terminal $VERSION for device $DEVICE (provisioned: $([ "$PROVISIONED" = 1 ] && echo yes || echo 'with problems'))"

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from face.gallery import Gallery
     from face.sources import FrameSource
+    from terminal.core.sdnotify import Notifier
 
 log = get_logger(__name__)
 
@@ -236,6 +237,10 @@ class FootfallService:
         self.vault = vault
         self._vault_day: str | None = None
         self._saved_version = -1
+        # called by every iteration of the counting loop (a frame, or at most
+        # every 0.5 s of a silent camera): the systemd watchdog's ping belongs
+        # there, so a wedged loop stops the pings
+        self.heartbeat: Callable[[FootfallService], None] | None = None
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
@@ -330,6 +335,8 @@ class FootfallService:
         next_consent = 0.0
         t_rate, n_rate = time.monotonic(), 0
         while not self._stop.is_set():
+            if self.heartbeat is not None:
+                self.heartbeat(self)
             frame = self._next_frame()
             if frame is None:
                 if not self._idle_since:
@@ -508,10 +515,45 @@ def _database_dir(sessions: Any) -> Path | None:
     return Path(database).resolve().parent
 
 
-def run_blocking(service: FootfallService, seconds: float | None = None) -> dict[str, Any]:
+def status_line(status: ServiceStatus) -> str:
+    """The one line ``systemctl status`` shows for the counter."""
+    unique = "" if status.unique_visitors is None else f", {status.unique_visitors} unique"
+    return (
+        f"footfall: camera {status.source_state}, in {status.visits_in} out "
+        f"{status.visits_out}{unique}, {status.fps:.1f} fps"
+    )
+
+
+def run_blocking(
+    service: FootfallService, seconds: float | None = None, *, notifier: Notifier | None = None
+) -> dict[str, Any]:
     """``footfall run`` in the foreground: start, run until ``seconds`` passed
-    (None: until Ctrl-C or the source ends), stop (writing the partial hour),
-    and return the final status."""
+    (None: until Ctrl-C, SIGTERM turned into KeyboardInterrupt by the caller,
+    or the source ends), stop (writing the partial hour), and return the final
+    status. With a ``notifier`` (under systemd): ``READY=1`` from the counting
+    loop once the pipeline is open (or the camera is missing), ``WATCHDOG=1`` and a ``STATUS=`` line from its
+    turns (at most every 2 s); the caller sends ``STOPPING=1``."""
+    if notifier is not None and notifier.enabled:
+        started = threading.Event()
+        last = [float("-inf")]
+
+        def beat(svc: FootfallService) -> None:
+            mono = time.monotonic()
+            text = status_line(svc.status()) if mono - last[0] >= 2.0 else None
+            if text is not None:
+                last[0] = mono
+            if not started.is_set():
+                # ready once the models are loaded (the first frame opened the
+                # pipeline), or at once when the camera is not there to wait for
+                waiting = svc.source.status().state.value == "connected"
+                if svc.pipeline is None and waiting:
+                    return
+                started.set()
+                notifier.ready(text or status_line(svc.status()))
+                return
+            notifier.alive(text)
+
+        service.heartbeat = beat
     try:
         service.run_for(seconds)
     except KeyboardInterrupt:

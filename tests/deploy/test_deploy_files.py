@@ -51,7 +51,11 @@ def test_units_pass_systemd_analyze_verify(tmp_path) -> None:
 
 
 def test_long_running_units_restart_have_watchdogs_and_hardening() -> None:
-    for name in ("care-terminal-kiosk.service", "care-terminal-agent.service"):
+    for name in (
+        "care-terminal-kiosk.service",
+        "care-terminal-agent.service",
+        "care-terminal-footfall.service",
+    ):
         s = unit(name)["Service"]
         assert s["Type"] == "notify" and s["Restart"] == "always" and int(s["WatchdogSec"]) > 0
         for key, value in (
@@ -81,6 +85,16 @@ def test_long_running_units_restart_have_watchdogs_and_hardening() -> None:
     )
     boot = unit("care-terminal-updater-boot.service")["Unit"]
     assert "care-terminal-kiosk.service" in boot["Before"]
+    # the footfall counter: only with an entrance camera, never the kiosk's, and
+    # the camera is all the hardware it may open
+    ff = unit("care-terminal-footfall.service")
+    assert ff["Unit"]["ConditionPathExists"] == "/dev/care-camera-door"
+    assert ff["Service"]["ExecStart"].endswith("footfall run --source /dev/care-camera-door")
+    assert ff["Service"]["DevicePolicy"] == "closed"
+    assert ff["Service"]["DeviceAllow"] == "char-video4linux rw"
+    assert ff["Service"]["KeyringMode"] == "shared"  # the visitor vault's key in @u
+    rules = (DEPLOY / "udev" / "99-care-terminal.rules").read_text()
+    assert 'ENV{SYSTEMD_WANTS}+="care-terminal-footfall.service"' in rules
 
 
 def test_udev_rules_are_well_formed_and_name_every_role() -> None:

@@ -59,6 +59,19 @@ def provision_root(root: Path, platform_url: str) -> dict[str, object]:
     return doc
 
 
+def provisioned_with_models(root: Path) -> Path:
+    """A device layout below ``root``, not registered, with the open model pack."""
+    provision_root(root, "http://127.0.0.1:9")
+    env = {
+        "CARE_DEVICE": "1",
+        "CARE_CONFIG": str(root / "etc/care-terminal/config.toml"),
+        "HOME": str(root),
+    }
+    r = care("models", "fetch", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    return root
+
+
 class SwitchableProxy:
     """A TCP forwarder on loopback in front of the platform. ``hole()`` makes
     it accept connections and never answer (a platform or middlebox that
@@ -232,15 +245,7 @@ def test_kiosk_unit_runs_the_session_script_and_pings_only_while_the_flow_loop_r
     unit = read_unit("care-terminal-kiosk.service")
     assert unit.one("Type") == "notify" and unit.one("NotifyAccess") == "all"
     assert unit.exec_start[0].endswith("/kiosk-session.sh")
-    root = tmp_path / "root"
-    provision_root(root, "http://127.0.0.1:9")
-    env = {
-        "CARE_DEVICE": "1",
-        "CARE_CONFIG": str(root / "etc/care-terminal/config.toml"),
-        "HOME": str(root),
-    }
-    r = care("models", "fetch", "--json", env=env)
-    assert r.returncode == 0, r.stderr
+    root = provisioned_with_models(tmp_path / "root")
     camera = tmp_path / "camera"
     camera.mkdir()
     first = sorted(p for p in faces_dir.iterdir() if p.suffix.lower() in (".jpg", ".png"))[0]
@@ -292,4 +297,42 @@ def test_kiosk_unit_runs_the_session_script_and_pings_only_while_the_flow_loop_r
         assert n.wait_for("STOPPING", "1", timeout=1)
     finally:
         kiosk.kill()
+        n.close()
+
+
+def test_footfall_unit_ready_watchdog_status_and_a_clean_stop(tmp_path: Path) -> None:
+    from face.footfall.synth import Scene, write_clip
+
+    unit = read_unit("care-terminal-footfall.service")
+    assert unit.one("Type") == "notify" and unit.watchdog_usec == 60_000_000
+    root = provisioned_with_models(tmp_path / "root")
+    # the entrance camera (/dev/care-camera-door below the root): a clip of the
+    # empty entrance, played in real time
+    clip, _truth = write_clip(Scene("door", 60.0, (), fps=10.0, seed=5), {}, tmp_path / "clip")
+    (root / "dev").mkdir()
+    (root / "dev/care-camera-door").symlink_to(clip)
+    watchdog_s = 4.0  # a frame of the counter can take a second on a loaded test machine
+    ff = start_service(
+        "care-terminal-footfall.service",
+        root,
+        tmp_path / "footfall",
+        extra_env={
+            "CARE_CONFIG": str(root / "etc/care-terminal/config.toml"),
+            "WATCHDOG_USEC": str(int(watchdog_s * 1_000_000)),
+        },
+    )
+    n = ff.notify
+    try:
+        ready = n.wait_for("READY", "1", timeout=120)
+        time.sleep(3 * watchdog_s)
+        pings = n.times("WATCHDOG", since=ready)
+        assert len(pings) >= 6 and max_gap([ready, *pings]) <= watchdog_s / 2, (pings, ff.output())
+        status = n.values("STATUS")
+        assert any(s.startswith("footfall: camera connected, in 0 out 0") for s in status), status
+        assert ff.terminate(timeout=30) == 0, ff.output()  # within TimeoutStopSec=30
+        assert n.wait_for("STOPPING", "1", timeout=1)
+        final = json.loads(ff.output())  # the counter's last status, after the stop
+        assert final["running"] is False and final["error"] is None and final["frames"] > 20
+    finally:
+        ff.kill()
         n.close()

@@ -38,6 +38,7 @@ DEVICE_DIRS = (
     "/var/lib/care-terminal",
     "/opt/care-terminal",
     "/run/care-terminal",
+    "/dev/care-camera-door",  # the entrance camera: a video file in a test
 )
 
 FAKE_CAGE = """#!{python}

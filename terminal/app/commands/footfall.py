@@ -12,6 +12,7 @@ from terminal.app.services import Services
 from terminal.config.footfall import FootfallSettings
 from terminal.config.settings import load_settings
 from terminal.core.errors import TerminalError
+from terminal.core.sdnotify import Notifier
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,9 +76,24 @@ def footfall_config(section: FootfallSettings) -> Any:
     return FootfallConfig.from_settings(section)
 
 
+def _interrupt_on_sigterm(notifier: Notifier) -> None:
+    """systemd stops the unit with SIGTERM: end like Ctrl-C, so the partial hour
+    is written and the embeddings are forgotten before the process exits."""
+    import signal
+
+    def interrupt(_sig: int, _frame: object) -> None:
+        notifier.stopping("footfall: stopping, writing the partial hour")
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from face.footfall.service import build_service, run_blocking
     from face.sources import open_source
+
+    notifier = Notifier()
+    _interrupt_on_sigterm(notifier)
 
     svc = Services()
     try:
@@ -99,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             vault_dir=s.data_dir,
             centre_id=s.centre.centre_id,
         )
-        emit(args, run_blocking(service, args.seconds))
+        emit(args, run_blocking(service, args.seconds, notifier=notifier))
         return 0
     finally:
         svc.close()
