@@ -32,6 +32,9 @@ def line_spec(line: FootfallLine) -> LineSpec:
         edge_margin=line.edge_margin,
         extent_margin=line.extent_margin,
         face_px=line.face_px,
+        commit_in=line.commit_in,
+        commit_out=line.commit_out,
+        leave_margin=line.leave_margin,
     )
 
 

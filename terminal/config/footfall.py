@@ -56,6 +56,16 @@ class FootfallLine(Section):
     # its row (a depth line; 0 = the line in the picture). Measure it with
     # `footfall snapshot` and a person on the threshold.
     face_px: float = Field(0.0, ge=0.0, le=1000.0)
+    # How far beyond the line, in band half-widths, a change of side must get
+    # before it is counted, towards the inside and towards the outside (<= 1:
+    # at once; inf: only when the person leaves the picture on that side).
+    # Empty: 3 both ways on a line in the picture; on a depth line inf inwards
+    # (head width reads depth to about +-25 %) and 3 outwards.
+    commit_in: float | None = Field(None, ge=0.0)
+    commit_out: float | None = Field(None, ge=0.0)
+    # A box this close to the frame border (fraction of the frame height) is
+    # leaving the picture on that side.
+    leave_margin: float = Field(0.08, ge=0.0, lt=0.5)
 
     @model_validator(mode="after")
     def _direction(self) -> FootfallLine:

@@ -10,6 +10,7 @@ import math
 import pytest
 
 from face.footfall.counting import (
+    LEAVE_MARGIN,
     CountingLine,
     LineCounter,
     LineSpec,
@@ -192,3 +193,30 @@ def test_born_at_the_bottom_far_outside_is_not_from_inside() -> None:
     counter.observe(2, 320.0, 250.0, 0.0, born_inside=True, border=Zone.IN)
     got = [counter.observe(2, 320.0, y, (k + 1) / FPS) for k, y in enumerate([150, 120, 100, 90])]
     assert [c.direction for c in got if c is not None] == ["out"]
+
+
+def test_commit_distances_come_from_the_config_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """[footfall.line] commit_in / commit_out / leave_margin, as a technician
+    writes them in config.toml (TOML's inf included), reach the counter."""
+    from face.footfall.config import FootfallConfig
+    from terminal.config.settings import load_settings
+    from terminal.core.errors import ConfigError
+
+    def config(line: str) -> FootfallConfig:
+        path = tmp_path / "config.toml"
+        path.write_text(
+            "[footfall.line]\nx1 = 0.03\ny1 = 0.7\nx2 = 0.97\ny2 = 0.7\n" + line, encoding="utf-8"
+        )
+        return FootfallConfig.from_settings(load_settings(config_file=path).footfall)
+
+    default = config("")
+    assert (default.line.commit_in, default.line.commit_out) == (None, None)
+    assert default.line.leave_margin == LEAVE_MARGIN  # the section's default is the counter's
+    cfg = config("commit_in = inf\ncommit_out = 1.5\nleave_margin = 0.05\n")
+    px = cfg.line.to_pixels(640, 480)
+    assert math.isinf(px.commit_in)
+    assert px.commit_out == pytest.approx(1.5 * px.hysteresis)
+    assert px.leave_margin == pytest.approx(0.05 * 480)
+    for bad in ("commit_in = -1\n", "leave_margin = 0.6\n"):
+        with pytest.raises(ConfigError):
+            config(bad)
