@@ -30,7 +30,13 @@ def test_bench_document(open_pack: Path, standard_clips: list[tuple[Path, Path]]
     p = doc["paced"]
     assert p["frames"] > 0 and 0 < p["fps"] <= 16 and 0 <= p["cpu_share_thread"] <= 1.5
     k = doc["kiosk"]
-    for key in ("identify_ms_alone", "identify_ms_with_footfall"):
+    for key in (
+        "identify_ms_alone",
+        "identify_ms_with_footfall",
+        "identify_ms_at_kiosk_rate_alone",
+        "identify_ms_at_kiosk_rate_with_footfall",
+    ):
         assert k[key]["median"] > 0 and k[key]["p95"] >= k[key]["median"] * 0.5
+    assert k["kiosk_rate_per_s"] == 8.0 and 0 < k["footfall_fps_meanwhile_at_kiosk_rate"] <= 16
     assert doc["rss_mb"]["peak"] >= doc["rss_mb"]["start"] > 0
     assert doc["footfall_threads"] == 1 and doc["detector"] == "face"

@@ -103,6 +103,7 @@ def cmd_footfall(args: argparse.Namespace) -> int:
     from face.footfall.bench import run_cli_bench
     from terminal.app.commands.footfall import footfall_config
     from terminal.config.settings import load_settings
+    from terminal.kiosk.runner import RunnerConfig
 
     s = load_settings()
     doc = run_cli_bench(
@@ -111,6 +112,7 @@ def cmd_footfall(args: argparse.Namespace) -> int:
         video=args.video,
         config=footfall_config(s.footfall),
         quick=args.quick,
+        kiosk_rate=RunnerConfig().analysis_fps,  # as the kiosk identifies a face in view
     )
     print(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
     return 0
