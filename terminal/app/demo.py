@@ -225,13 +225,32 @@ def demo_people(engine: Any) -> list[tuple[Any, Any]]:
     return [(image, faces[i].landmarks68) for i in order if faces[i].landmarks68 is not None]
 
 
-def answer_prompts(camera: Any) -> Any:
-    """A kiosk subscriber that makes the simulated person do what the kiosk asks."""
-    from ui.model import ChallengeView
+CONFIRM_TAP_AFTER_S = 2.0  # a senior reads the confirm screen, then taps 确认支付
+
+
+def answer_prompts(camera: Any, runner: Any = None) -> Any:
+    """A kiosk subscriber that makes the simulated person do what the kiosk asks:
+    turn their head when the challenge says so and, with ``runner``, tap 确认支付
+    on the confirm screen after :data:`CONFIRM_TAP_AFTER_S` (unless someone at
+    the screen answered first)."""
+    from payment.flow import Confirm, Touch
+    from ui.model import ChallengeView, FlowView
+
+    def tap_if_still(state: Any) -> None:
+        if runner.current().state is state:
+            runner.post(Touch("confirm"))
 
     def on_update(update: Any) -> None:
         if isinstance(update, ChallengeView) and update.prompt.startswith("face.liveness.turn_"):
             camera.respond(update.prompt.rsplit("_", 1)[1])
+        elif (
+            runner is not None
+            and isinstance(update, FlowView)
+            and isinstance(update.state, Confirm)
+        ):
+            timer = threading.Timer(CONFIRM_TAP_AFTER_S, tap_if_still, (update.state,))
+            timer.daemon = True
+            timer.start()
 
     return on_update
 

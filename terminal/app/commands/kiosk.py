@@ -183,7 +183,7 @@ def cmd_kiosk(args: argparse.Namespace) -> int:
                 sync_now=demo.sync_once,
                 printer=open_printer(demo_printer.path),
             )
-            app.runner.subscribe(answer_prompts(source))
+            app.runner.subscribe(answer_prompts(source, app.runner))
             demo.start_sync_loop()
             cards = ", ".join(f"{r.name} {r.card}" for r in DEMO_RESIDENTS[:3])
             print(
