@@ -1213,7 +1213,17 @@ class _BatchContext:
         return None
 
     # -- the district wallet (spec 1.3) ------------------------------------------------
-    def _move(self, person: str, kind: str, ref: str, amount: int, meal: str | None) -> None:
+    def _move(
+        self,
+        person: str,
+        kind: str,
+        ref: str,
+        amount: int,
+        meal: str | None,
+        *,
+        note: str | None = None,
+        allow_negative: bool = False,
+    ) -> None:
         _wallet_move(
             self.s,
             person,
@@ -1224,6 +1234,8 @@ class _BatchContext:
             device_id=self.device.device_id,
             at=self.stamp,
             meal_record_id=meal,
+            note=note,
+            allow_negative=allow_negative,
         )
 
     def _district_topup(self, rid: str, p: dict[str, Any]) -> tuple[str, str] | None:
@@ -1267,16 +1279,12 @@ class _BatchContext:
         debit = _debit_of(self.s, rec["record_id"])
         owed = 0 if debit is None else int(debit.amount_fen) - left
         if owed > 0:  # district staff released it, and the meal came paid from the wallet
-            _wallet_move(
-                self.s,
+            self._move(
                 person,
                 "redebit",
                 rec["record_id"],
                 owed,
-                centre_id=self.device.centre_id,
-                device_id=self.device.device_id,
-                at=self.stamp,
-                meal_record_id=rec["record_id"],
+                rec["record_id"],
                 note="the released meal arrived paid from the district wallet",
                 allow_negative=True,
             )
