@@ -36,6 +36,12 @@ And the motion must be a real 3-D turn:
 * **direction and continuity**: the yaw of an affine fit of the 3-D mean shape
   moves towards the asked side (never the other), passes through intermediate
   values on the way (two photos swapped do not), and comes back.
+* **a still surround**: a head turns in front of a room that stays where it
+  is; a held sheet or screen carries its own picture beside the face (the
+  photo's background, hair and edge) with it. Points tracked in a band beside
+  the face (``surround_motion``, on a small grey thumbnail the frame carries)
+  must not have moved, at their median, by more than ``max_surround_motion``
+  face widths since the prompt.
 
 How the thresholds were chosen is written in ``docs/liveness.md``: on the
 tuning half of :mod:`face.liveness_eval`'s clips only, with the held-out half
@@ -51,6 +57,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from face.meanshape import mean_shape_68
@@ -199,10 +206,104 @@ def side_sign(direction: Direction, *, mirrored: bool = False) -> float:
     return -s if mirrored else s
 
 
-# --------------------------------------------------------------------------- the judge
+# --------------------------------------------------------------------------- the surround
 
 
 Box = tuple[float, float, float, float]
+
+# The grey thumbnail a challenge frame carries for the surround check: this
+# wide (120 high at 4:3), about 0.3 ms to make from a 640x480 frame.
+THUMB_WIDTH = 160
+
+
+def surround_thumbnail(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """A grey ``THUMB_WIDTH``-wide copy of a frame (BGR or grey) and its scale
+    (thumbnail pixels per frame pixel)."""
+    img = np.asarray(image)
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+    h, w = gray.shape[:2]
+    scale = THUMB_WIDTH / float(w)
+    size = (THUMB_WIDTH, max(1, round(h * scale)))
+    small: np.ndarray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return small, scale
+
+
+def _outside(points: np.ndarray, box: Box, scale: float, factor: float) -> np.ndarray:
+    """Which ``points`` (thumbnail pixels) lie outside ``box`` (frame pixels)
+    grown ``factor`` times about its centre."""
+    cx, cy = (box[0] + box[2]) / 2 * scale, (box[1] + box[3]) / 2 * scale
+    hw, hh = (box[2] - box[0]) / 2 * scale * factor, (box[3] - box[1]) / 2 * scale * factor
+    inside = (np.abs(points[:, 0] - cx) < hw) & (np.abs(points[:, 1] - cy) < hh)
+    out: np.ndarray = ~inside
+    return out
+
+
+# The band the surround check tracks: beside the face, from SURROUND_INNER / 2
+# to SURROUND_OUTER / 2 face-box widths from its centre, at the face's own
+# height (the box grown SURROUND_ROWS of its height up and down). Beside a
+# senior's face is the room; above it is their hair and below it their neck
+# and clothes, which move with them, so those are left out.
+SURROUND_INNER = 1.6
+SURROUND_OUTER = 3.0
+SURROUND_ROWS = 0.1
+SURROUND_MIN_POINTS = 6
+
+
+def surround_points(thumb: np.ndarray, box: Box, scale: float) -> np.ndarray:
+    """(N, 1, 2) float32 corners to track in the band beside the face of a
+    thumbnail (at most 60, at least 4 pixels apart)."""
+    h, w = thumb.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w]
+    cx = (box[0] + box[2]) / 2 * scale
+    bw = (box[2] - box[0]) * scale
+    top, bottom = box[1] * scale, box[3] * scale
+    rows = SURROUND_ROWS * (bottom - top)
+    dx = np.abs(xs - cx) / max(bw, 1e-9)
+    band = (
+        (dx > SURROUND_INNER / 2)
+        & (dx < SURROUND_OUTER / 2)
+        & (ys > top - rows)
+        & (ys < bottom + rows)
+    )
+    pts = cv2.goodFeaturesToTrack(thumb, 60, 0.01, 4, mask=band.astype(np.uint8) * 255)
+    if pts is None:
+        return np.zeros((0, 1, 2), np.float32)
+    out: np.ndarray = pts.astype(np.float32).reshape(-1, 1, 2)
+    return out
+
+
+def surround_motion(
+    ref: np.ndarray,
+    points: np.ndarray,
+    cur: np.ndarray,
+    ref_box: Box,
+    cur_box: Box,
+    scale: float,
+) -> float | None:
+    """The median displacement, in face widths, of the band ``points`` of the
+    reference thumbnail ``ref`` tracked (pyramidal Lucas-Kanade) into ``cur``;
+    points now inside the face's current box grown ``SURROUND_INNER`` times (the
+    head moved over them) are left out. ``None`` when fewer than
+    ``SURROUND_MIN_POINTS`` points can be followed (a plain wall: no evidence
+    either way). A room stays at 0; a held sheet or screen moves its
+    surround with the face."""
+    if len(points) < SURROUND_MIN_POINTS or ref.shape != cur.shape:
+        return None
+    nxt, status, _err = cv2.calcOpticalFlowPyrLK(
+        ref, cur, points, points.copy(), winSize=(9, 9), maxLevel=2
+    )
+    p0 = points.reshape(-1, 2).astype(np.float64)
+    p1 = nxt.reshape(-1, 2).astype(np.float64)
+    keep = (status.ravel() == 1) & _outside(p0, cur_box, scale, SURROUND_INNER)
+    if int(keep.sum()) < SURROUND_MIN_POINTS:
+        return None
+    width = (ref_box[2] - ref_box[0]) * scale
+    if width <= 0:
+        return None
+    return float(np.median(np.linalg.norm(p1[keep] - p0[keep], axis=1)) / width)
+
+
+# --------------------------------------------------------------------------- the judge
 
 
 def inside_share(box: Box, paying: Box) -> float:
@@ -241,6 +342,11 @@ class ChallengeFrame:
     landmarks68: np.ndarray | None = None
     reid: float | None = None  # cosine to the candidate's best template, when embedded
     passive: float | None = None  # passive model score, when run
+    # A grey thumbnail of the whole frame (``surround_thumbnail``) and its scale
+    # (thumbnail pixels per frame pixel), for the surround check; made only
+    # for challenge frames
+    thumb: np.ndarray | None = None
+    thumb_scale: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +365,10 @@ class ChallengeParams:
     # warp or a curved sheet makes the landmark model report more parallax
     # than yaw
     max_parallax_excess: float = 1.42
+    # ``surround_motion``: the band around the face may have moved at most
+    # this many face widths since the prompt (a room stays still; a held
+    # sheet carries its surround with the face)
+    max_surround_motion: float = 0.04
     min_yaw_deg: float = 12.0
     wrong_way_deg: float = 8.0
     turned_frames: int = 2
@@ -344,6 +454,12 @@ class TurnChallenge:
         self._best_rigid_ratio = 1.0
         self._peak_excess = 0.0
         self._best_excess = 99.0
+        # the surround check: the reference thumbnail, its band points, the
+        # face box and the scale, taken at the prompt
+        self._frame: ChallengeFrame | None = None
+        self._ref_thumb: tuple[np.ndarray, np.ndarray, Box, float] | None = None
+        self._peak_surround = -1.0
+        self._best_surround = -1.0
         self._need = self.p.min_parallax
         self._verdict = ChallengeVerdict(None, "waiting")
         self.frames = 0
@@ -376,6 +492,7 @@ class TurnChallenge:
         if f.landmarks68 is None:
             return self._verdict
         lm = np.asarray(f.landmarks68, np.float64).reshape(68, 2)
+        self._frame = f
         if not self._speed_ok(f.t, lm):
             return self._verdict
         if self.prompted_at is None:
@@ -456,6 +573,21 @@ class TurnChallenge:
         if len(self._baseline) >= self.p.min_baseline_frames and t >= self.prompt_after:
             self._yaw0 = float(np.median([pose_yaw(b) for b in self._baseline]))
             self.prompted_at = t
+            f = self._frame
+            if f is not None and f.thumb is not None and f.box is not None and f.thumb_scale > 0:
+                pts = surround_points(f.thumb, f.box, f.thumb_scale)
+                self._ref_thumb = (f.thumb, pts, f.box, f.thumb_scale)
+
+    def _surround(self) -> float | None:
+        """How far the band around the face moved since the prompt
+        (``surround_motion``), or None without the thumbnails to tell."""
+        f, ref = self._frame, self._ref_thumb
+        if ref is None or f is None or f.thumb is None or f.box is None:
+            return None
+        thumb, pts, box, scale = ref
+        if abs(f.thumb_scale - scale) > 1e-9:
+            return None
+        return surround_motion(thumb, pts, f.thumb, box, f.box, scale)
 
     def _motion(self, lm: np.ndarray) -> None:
         p = self.p
@@ -482,6 +614,14 @@ class TurnChallenge:
             and par.rigid_ratio <= p.max_rigid_ratio
             and excess <= p.max_parallax_excess
         )
+        surround = None
+        if is_turned:
+            # tracked only on the frames every landmark check passes
+            surround = self._surround()
+            if surround is not None:
+                if self._best_surround < 0 or surround < self._best_surround:
+                    self._best_surround = surround
+                is_turned = surround <= p.max_surround_motion
         if dyaw <= -p.wrong_way_deg and par.residual >= need and corr <= -p.min_depth_corr:
             self._fail("wrong_direction")
             return
@@ -492,6 +632,7 @@ class TurnChallenge:
                 self._peak_res, self._peak_corr, self._peak_nose = par.residual, corr, nose
                 self._peak_rigid = par.rigid_ratio
                 self._peak_excess = excess
+                self._peak_surround = -1.0 if surround is None else surround
             self._peak_yaw = max(self._peak_yaw, dyaw)
             if not p.require_return and self._turned >= p.turned_frames:
                 self._finish()
@@ -531,6 +672,9 @@ class TurnChallenge:
             "turn_peak_rigid_ratio": round(self._peak_rigid, 3),
             "turn_peak_excess": round(self._peak_excess, 3),
             "turn_best_excess": round(self._best_excess, 3),
+            # -1: not measured (no thumbnail, or too few points in the band)
+            "turn_peak_surround": round(self._peak_surround, 4),
+            "turn_best_surround": round(self._best_surround, 4),
             "turn_need": round(self._need, 4),
             "turn_best_parallax": round(self._best["parallax"], 4),
             "turn_best_yaw": round(self._best["yaw"], 1),

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from face.challenge import ChallengeFrame, is_second_face
+from face.challenge import ChallengeFrame, is_second_face, surround_thumbnail
 from face.gallery import Gallery, Match, decide, decide_with
 from face.packs.manifest import PackManifest
 from face.packs.verify import verify_pack
@@ -213,7 +213,7 @@ class Recogniser:
         if identify and obs.embedding is not None:
             obs = self._identified(obs)
         if challenge is not None:
-            obs = replace(obs, challenge=self._challenge_frame(obs, challenge))
+            obs = replace(obs, challenge=self._challenge_frame(obs, challenge, image))
         return obs
 
     def _passive_decision(self, score: float | None) -> LivenessDecision:
@@ -257,10 +257,12 @@ class Recogniser:
         )
         return replace(obs, identification=ident, matches=tuple(top))
 
-    def _challenge_frame(self, obs: Observation, ask: ChallengeAsk) -> ChallengeFrame:
+    def _challenge_frame(self, obs: Observation, ask: ChallengeAsk, image: Image) -> ChallengeFrame:
         face, vec = obs.face, obs.embedding
         if face is None:
             return ChallengeFrame(ask.t)
+        # the surround check's thumbnail (face.challenge.surround_motion)
+        thumb, thumb_scale = surround_thumbnail(np.asarray(image))
         paying = _as_box(face.box)
         big = 1 + sum(
             is_second_face(paying, _as_box(f.box), min_ratio=ask.second_face_ratio)
@@ -277,6 +279,8 @@ class Recogniser:
             landmarks68=face.landmarks68,
             reid=reid,
             passive=obs.passive_liveness,
+            thumb=thumb,
+            thumb_scale=thumb_scale,
         )
 
     # -- convenience (each one observe() call) ---------------------------------------

@@ -22,6 +22,9 @@ from face.challenge import (
     inside_share,
     is_second_face,
     pose_yaw,
+    surround_motion,
+    surround_points,
+    surround_thumbnail,
 )
 from face.liveness import PROMPTS, LivenessCheck
 from face.meanshape import mean_shape_68
@@ -543,3 +546,106 @@ def test_a_liquify_whose_yaw_lags_its_parallax_is_not_a_turn() -> None:
     v = _run_liquify(ChallengeParams())
     assert v.passed is False, v
     assert v.detail["turn_best_excess"] > ChallengeParams().max_parallax_excess
+
+
+# --------------------------------------------------------------------------- the surround
+
+
+def room(seed: int = 5) -> np.ndarray:
+    """A 640x480 grey scene with texture everywhere (a room, or a photo's background)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 255, (480, 640)).astype(np.float32)
+    img = cv2.GaussianBlur(noise, (0, 0), 3.0)
+    img = (img - img.min()) / (np.ptp(img) or 1.0) * 200 + 25
+    return img.astype(np.uint8)
+
+
+FACE_BOX = (250.0, 150.0, 400.0, 330.0)
+
+
+def with_face(scene: np.ndarray, shift: float) -> np.ndarray:
+    """``scene`` with its face box's content slid sideways by ``shift`` pixels
+    (what a head turning does inside its box)."""
+    out = scene.copy()
+    x0, y0, x1, y1 = (int(v) for v in FACE_BOX)
+    out[y0:y1, x0:x1] = np.roll(scene[y0:y1, x0:x1], int(shift), axis=1)
+    return out
+
+
+def sheet_turned(scene: np.ndarray, deg: float, shift: float = 0.0) -> np.ndarray:
+    """The whole picture on a sheet turned ``deg`` about a vertical axis through
+    the face (foreshortened sideways), and moved ``shift`` pixels."""
+    import cv2
+
+    cx = (FACE_BOX[0] + FACE_BOX[2]) / 2
+    c = math.cos(math.radians(deg))
+    m = np.array([[c, 0.0, cx * (1 - c) + shift], [0.0, 1.0, 0.0]])
+    return cv2.warpAffine(scene, m, (scene.shape[1], scene.shape[0]), borderValue=128)
+
+
+def motion_between(a: np.ndarray, b: np.ndarray) -> float | None:
+    ta, scale = surround_thumbnail(a)
+    tb, _ = surround_thumbnail(b)
+    pts = surround_points(ta, FACE_BOX, scale)
+    return surround_motion(ta, pts, tb, FACE_BOX, FACE_BOX, scale)
+
+
+def test_a_room_stays_still_around_a_turning_head() -> None:
+    scene = room()
+    got = motion_between(scene, with_face(scene, 25))
+    assert got is not None
+    assert got < 0.01
+
+
+@pytest.mark.parametrize(("deg", "shift"), [(20.0, 0.0), (25.0, 4.0), (30.0, -6.0)])
+def test_a_held_sheet_carries_its_surround_with_the_face(deg: float, shift: float) -> None:
+    scene = room()
+    got = motion_between(scene, sheet_turned(scene, deg, shift))
+    assert got is not None
+    assert got > ChallengeParams().max_surround_motion
+
+
+def test_a_plain_wall_gives_no_evidence_either_way() -> None:
+    wall = np.full((480, 640), 120, np.uint8)
+    assert motion_between(wall, with_face(wall, 25)) is None
+
+
+def test_the_thumbnail_is_small_and_grey() -> None:
+    thumb, scale = surround_thumbnail(np.zeros((480, 640, 3), np.uint8))
+    assert thumb.shape == (120, 160)
+    assert scale == pytest.approx(0.25)
+
+
+def _liquify_with_surround(sheet_deg: float) -> ChallengeVerdict:
+    """The liquified picture of ``_run_liquify`` (excess check off), its frames
+    carrying thumbnails of a picture whose surround turns ``sheet_deg`` with it."""
+    ref = flat(0)
+    scene = room(9)
+    ch = TurnChallenge(
+        "left", prompt_after=0.0, window_s=3.0, params=ChallengeParams(max_parallax_excess=99.0)
+    )
+    thumb0, scale = surround_thumbnail(scene)
+    for i in range(4):
+        ch.add(ChallengeFrame(i / FPS, 1, FACE_BOX, ref, 0.9, 0.99, thumb0, scale))
+    t = 4 / FPS
+    for k in range(14):
+        step = min(1.0, k / 4) if k <= 9 else 0.0
+        img = sheet_turned(scene, sheet_deg * step) if sheet_deg else with_face(scene, 20 * step)
+        thumb, _ = surround_thumbnail(img)
+        lm = liquify(ref, 80.0 * step)
+        ch.add(ChallengeFrame(t + k / FPS, 1, FACE_BOX, lm, 0.9, 0.99, thumb, scale))
+    return ch.verdict(t + 10.0)
+
+
+def test_a_warp_on_a_turning_sheet_is_refused_by_its_moving_surround() -> None:
+    """Landmarks that pass every landmark check (a liquify, excess check off):
+    in front of a still room they pass; on a sheet that turns, carrying the
+    photo's own background with it, they do not."""
+    still = _liquify_with_surround(0.0)
+    assert still.passed is True, still
+    assert 0.0 <= still.detail["turn_best_surround"] < 0.01
+    moving = _liquify_with_surround(25.0)
+    assert moving.passed is False, moving
+    assert moving.detail["turn_best_surround"] > ChallengeParams().max_surround_motion

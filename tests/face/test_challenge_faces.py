@@ -50,3 +50,17 @@ def test_a_challenge_frame_counts_the_faces_that_matter(recogniser: Recogniser, 
     if width == 70:
         assert obs.faces_found == 2, "the detector sees the small face too"
     assert obs.challenge.faces == faces, (case, [f.box for f in obs.faces])
+
+
+def test_a_challenge_frame_carries_the_surround_thumbnail(recogniser: Recogniser) -> None:
+    """The surround check's grey thumbnail comes with every challenge frame
+    that found the face, and with no other observation."""
+    frame = scene(0)
+    obs = recogniser.observe(frame, challenge=ChallengeAsk("R-OB", 1.0))
+    assert obs.challenge is not None and obs.challenge.thumb is not None
+    assert obs.challenge.thumb.shape == (120, 160)
+    assert obs.challenge.thumb_scale == pytest.approx(0.25)
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    expected = cv2.resize(grey, (160, 120), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(obs.challenge.thumb, expected)
+    assert recogniser.observe(frame).challenge is None
