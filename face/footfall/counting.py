@@ -82,6 +82,10 @@ LEAVE_GUARD = 6.0  # band half-widths (see LineCounter._near_line)
 # than a head on the line is a piece of a body, not a person coming from under
 # the camera (see LineCounter.observe)
 BORN_GUARD = 8.0
+# seconds: a track that showed a face, lost where its box would touch a
+# frame border this much later at its speed, left the picture there
+# (heading_border); chosen on the tuning clips (docs/footfall.md)
+LEAVE_AHEAD = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +319,28 @@ def border_side(
         "right": x1 <= margin,
     }[line.inside]
     return Zone.OUT if outside else None
+
+
+def heading_border(
+    box: Iterable[float],
+    velocity: tuple[float, float],
+    ahead: float,
+    line: CountingLine,
+    width: int,
+    height: int,
+    margin: float,
+) -> Zone | None:
+    """The side whose frame border the box touches (:func:`border_side`),
+    or else the one it would touch ``ahead`` seconds on at ``velocity``
+    (px/s): a track lost that close to the border on its way there left the
+    picture by it (a face blurred by its own motion near the camera is lost
+    a few frames before its box reaches the bottom)."""
+    b = tuple(float(v) for v in box)
+    side = border_side(b, line, width, height, margin)
+    if side is not None or ahead <= 0:
+        return side
+    dx, dy = velocity[0] * ahead, velocity[1] * ahead
+    return border_side((b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy), line, width, height, margin)
 
 
 @dataclass(frozen=True, slots=True)

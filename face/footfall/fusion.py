@@ -287,6 +287,12 @@ class TrackerParams:
     new_score: float = 0.5  # a candidate below this score never starts a track
     smoothing: float = 0.5  # velocity smoothing (0 = keep the old, 1 = the new)
     face_hold: float = 1.0  # s without a face after which a face track's size follows its body
+    # s: a face-less candidate that no track took starts no track when it lies
+    # under a track seen this recently (a piece of that person's blob, see
+    # FusedTracker._piece); 0 = off. Chosen on the tuning clips (docs/footfall.md)
+    claim_recent: float = 0.2
+    claim_span: float = 2.0  # ... within this many head widths sideways of a face track
+    claim_span_body: float = 0.8  # ... of a track that never showed a face (0 = never)
 
 
 @dataclass
@@ -373,7 +379,7 @@ class FusedTracker:
         for a, c in enumerate(cands):
             got = assigned.get(a)
             if got is None:
-                if c.score < p.new_score:
+                if c.score < p.new_score or self._piece(c, ts, set(assigned.values())):
                     continue
                 tid = self.next_id
                 self.next_id += 1
@@ -411,3 +417,29 @@ class FusedTracker:
                 box = (c.cx - half, c.cy - half, c.cx + half, c.cy + half)
                 out.append(Match(tid, a, box, tr.first))
         return out
+
+    def _piece(self, c: Candidate, ts: float, matched: set[int]) -> bool:
+        """Whether an unmatched face-less candidate is a piece of a person
+        already tracked: a confirmed track seen within ``claim_recent``
+        seconds (or on this frame) has it under its head: its centre within
+        ``claim_span`` head widths of the track's predicted centre sideways
+        (``claim_span_body`` for a track that never showed a face: the back
+        of a head, whose width is itself measured on a blob), its top at
+        most one head width above the head's top. Near the camera a face
+        blurs or leaves the picture at the bottom while the body's blob
+        breaks into pieces beside and below the head (and a person walking
+        out from under the camera shows as a head and two shoulders); each
+        piece would otherwise become a face-less track of its own and be
+        counted as a second person."""
+        p = self.params
+        if c.face >= 0 or p.claim_recent <= 0:
+            return False
+        for tid, tr in self.tracks.items():
+            recent = tid in matched or ts - tr.last_ts <= p.claim_recent
+            span = p.claim_span if tr.face_seen else p.claim_span_body
+            if not (tr.confirmed and recent and span > 0):
+                continue
+            px, py = tr.predict(ts)
+            if abs(c.cx - px) <= span * tr.w and c.box[1] >= py - 1.5 * tr.w:
+                return True
+        return False

@@ -28,11 +28,12 @@ import numpy as np
 from face.footfall.aggregate import HourBucket, HourlyAggregator
 from face.footfall.config import FootfallConfig
 from face.footfall.counting import (
+    LEAVE_AHEAD,
     Crossing,
     LineCounter,
-    border_side,
     box_touches_edge,
     depth_anchor,
+    heading_border,
     touches_inside_border,
     validate_line,
 )
@@ -65,6 +66,22 @@ class _TrackInfo:
     decision: Decision | None = None
     decided_with: int = 0  # number of vectors the decision was made with
     visitor: int | None = None
+    # the head box's last position and its smoothed velocity (px/s), to tell
+    # which frame border a track lost on its way there was about to leave by
+    box: tuple[float, float, float, float] | None = None
+    vx: float = 0.0
+    vy: float = 0.0
+    face: bool = False  # a face was seen on it
+
+    def follow(self, box: tuple[float, float, float, float], ts: float) -> None:
+        """The box's new position; its velocity (the centre sideways, the
+        bottom edge down) smoothed by half."""
+        if self.box is not None and ts > self.last_ts:
+            dt = ts - self.last_ts
+            vx = ((box[0] + box[2]) - (self.box[0] + self.box[2])) / (2 * dt)
+            self.vx = 0.5 * self.vx + 0.5 * vx
+            self.vy = 0.5 * self.vy + 0.5 * (box[3] - self.box[3]) / dt
+        self.box = box
 
     def descriptor(self) -> np.ndarray | None:
         if not self.vectors:
@@ -157,6 +174,9 @@ class FootfallPipeline:
         self._day: str | None = None
         self._frame_no = 0
         self._last_ts = 0.0
+        # a face track lost where its box, moved on at its speed for this many
+        # seconds, would touch a frame border left the picture there
+        self.leave_ahead = LEAVE_AHEAD
 
     # ------------------------------------------------------------------ public
     def process(self, frame: np.ndarray, ts: float, now: datetime) -> FrameReport:
@@ -204,6 +224,18 @@ class FootfallPipeline:
             born_inside = tb.first_box is not None and touches_inside_border(
                 tb.first_box, self.line, self.width, self.height, self.line.edge_margin
             )
+            bx = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+            prev = self._tracks.get(tb.track_id)
+            face_track = prev is not None and prev.face
+            border = heading_border(
+                bx,
+                (prev.vx, prev.vy) if prev is not None else (0.0, 0.0),
+                self.leave_ahead if face_track else 0.0,
+                self.line,
+                self.width,
+                self.height,
+                self.line.leave_margin,
+            )
             crossing = self.counter.observe(
                 tb.track_id,
                 cx,
@@ -212,7 +244,7 @@ class FootfallPipeline:
                 at_edge=edge,
                 size=float(box[3] - box[1]),
                 born_inside=born_inside,
-                border=border_side(box, self.line, self.width, self.height, self.line.leave_margin),
+                border=border,
             )
             for stitch in self.counter.pop_stitches():
                 old = self._tracks.pop(stitch.old_id, None)
@@ -222,6 +254,8 @@ class FootfallPipeline:
             info = self._tracks.get(tb.track_id)
             if info is None:
                 info = self._tracks[tb.track_id] = _TrackInfo(last_ts=ts)
+            info.follow(bx, ts)
+            info.face |= dets.is_face(tb.det_index)
             info.last_ts = ts
             st["count"] += (time.perf_counter() - tc) * 1000
             if (

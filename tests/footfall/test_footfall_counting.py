@@ -9,7 +9,9 @@ from face.footfall.counting import (
     CountingLine,
     LineCounter,
     LineSpec,
+    Zone,
     box_touches_edge,
+    heading_border,
     touches_inside_border,
     validate_line,
 )
@@ -325,3 +327,27 @@ def test_born_inside(born: bool, ys: list[float], expected: list[str]) -> None:
         if ev is not None:
             out.append(ev.direction)
     assert out == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "box", "velocity", "ahead", "expected"),
+    [
+        ("at the bottom border", (300, 420, 360, 475), (0, 0), 0.0, Zone.IN),
+        ("at the top border", (300, 2, 360, 60), (0, 0), 0.2, Zone.OUT),
+        ("nowhere near", (300, 200, 360, 260), (0, 300), 0.2, None),
+        # 30 px above the bottom margin, going down 225 px/s: there in 0.13 s
+        ("on its way down, 0.2 s ahead", (300, 350, 360, 410), (0, 225), 0.2, Zone.IN),
+        ("on its way down, looking 0.1 s ahead", (300, 350, 360, 410), (0, 225), 0.1, None),
+        ("going up, away from the bottom", (300, 350, 360, 410), (0, -225), 0.2, None),
+        ("the rule off", (300, 350, 360, 410), (0, 225), 0.0, None),
+    ],
+)
+def test_heading_border(
+    name: str,
+    box: tuple[float, float, float, float],
+    velocity: tuple[float, float],
+    ahead: float,
+    expected: Zone | None,
+) -> None:
+    # leave margin 38 px (8 % of 480): the bottom border starts at y2 >= 441
+    assert heading_border(box, velocity, ahead, LINE, W, H, 38.0) is expected, name

@@ -384,3 +384,82 @@ def test_a_face_track_follows_its_body_size_once_the_face_is_gone_for_a_while() 
         sizes.append(out[0].box[2] - out[0].box[0])
     assert sizes[5] == pytest.approx(90.0)  # within face_hold the face's size holds
     assert sizes[-1] == pytest.approx(40.0, abs=1.0)  # then the body's is followed
+
+
+# ------------------------------------------------- pieces of a tracked person
+
+
+def face_track_then(extra: list[Candidate], gap: int = 0) -> list[list[int]]:
+    """A face walks down for 6 frames; then (after ``gap`` empty frames) its
+    face shows again together with the ``extra`` face-less candidates, for 8
+    frames."""
+    frames = [[cand(300, 200 + 8 * i, w=40)] for i in range(6)]
+    frames += [[] for _ in range(gap)]
+    frames += [[cand(300, 248 + 8 * i, w=40), *extra] for i in range(8)]
+    return walk(frames, TrackerParams(claim_recent=0.2, claim_span=2.0))
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "gap", "new_track"),
+    [
+        # under the head, beside it within claim_span head widths: a piece of the blob
+        ("a shoulder beside the head", [cand(340, 300, w=30, face=-1)], 0, False),
+        ("the torso below the head", [cand(300, 330, w=50, face=-1)], 0, False),
+        # beyond claim_span head widths a blob is someone else
+        ("someone beside", [cand(390, 300, w=40, face=-1)], 0, True),
+        # a head more than 1.5 head widths above the track's is someone behind
+        ("someone taller behind", [cand(310, 180, w=36, face=-1)], 0, True),
+        # a face is a person of its own, never a piece
+        ("a second face", [cand(345, 300, w=36)], 0, True),
+    ],
+)
+def test_a_face_less_candidate_under_a_face_track_starts_no_track(
+    name: str, extra: list[Candidate], gap: int, new_track: bool
+) -> None:
+    ids = face_track_then(extra, gap)
+    assert (max(t for x in ids for t in x) > 1) is new_track, name
+
+
+def test_a_face_track_claims_pieces_only_while_recently_seen() -> None:
+    # the face (8 px a frame down) is lost; a piece shows 50 px beside and 70 px
+    # below where it should be, too far to be taken for the head itself
+    tr = FusedTracker(TrackerParams(claim_recent=0.2, claim_span=2.0))
+    for i in range(6):
+        tr.update([cand(300, 200 + 8 * i, w=40)], i / 15)
+    births = []
+    for k in range(1, 6):
+        tr.update([cand(350, 200 + 8 * (5 + k) + 70, w=30, face=-1)], (5 + k) / 15)
+        births.append(len(tr.tracks) - 1)
+    # claimed while the track was seen within 0.2 s (3 frames), then a track
+    assert births[:3] == [0, 0, 0] and births[3] == 1
+
+
+def test_pieces_start_tracks_when_the_rule_is_off() -> None:
+    frames = [[cand(300, 200 + 8 * i, w=40)] for i in range(6)]
+    frames += [[cand(300, 248 + 8 * i, w=40), cand(340, 300, w=30, face=-1)] for i in range(8)]
+    ids = walk(frames, TrackerParams(claim_recent=0.0))
+    assert {t for x in ids for t in x} == {1, 2}
+
+
+@pytest.mark.parametrize(("dx", "new_track"), [(24, False), (40, True)])
+def test_a_body_only_track_claims_only_pieces_close_beside_it(dx: float, new_track: bool) -> None:
+    # the back of a head (never a face), 40 px, walking up the picture: a blob
+    # piece within 0.8 head widths sideways is a piece of it (a shoulder); one
+    # a head width away may be someone walking out beside it
+    frames = [[cand(300, 400 - 8 * i, w=40, face=-1)] for i in range(8)]
+    frames += [
+        [cand(300, 336 - 8 * i, w=40, face=-1), cand(300 + dx, 370 - 8 * i, w=30, face=-1)]
+        for i in range(8)
+    ]
+    ids = walk(frames, TrackerParams(claim_recent=0.2, claim_span_body=0.8))
+    assert ({t for x in ids for t in x} == {1, 2}) is new_track
+
+
+def test_body_only_tracks_claim_nothing_when_their_span_is_zero() -> None:
+    frames = [[cand(300, 400 - 8 * i, w=40, face=-1)] for i in range(8)]
+    frames += [
+        [cand(300, 336 - 8 * i, w=40, face=-1), cand(324, 370 - 8 * i, w=30, face=-1)]
+        for i in range(8)
+    ]
+    ids = walk(frames, TrackerParams(claim_recent=0.2, claim_span_body=0.0))
+    assert {t for x in ids for t in x} == {1, 2}
