@@ -8,7 +8,13 @@ Protocol (real mode, ``CARE_HW_INTERACTIVE=1 pytest hwtests -s -k liveness``):
 2. Genuine: ``CARE_HW_LIVENESS_ATTEMPTS`` attempts (default 20). For each, the
    terminal prints what the kiosk would say ("请向左转头，再转回来" ...); the
    volunteer follows it. A failed attempt is tried once more, as the kiosk does.
-3. Attacks: the operator holds a printed photo, then a phone showing a photo,
+3. Busy background (``CARE_HW_LIVENESS_BUSY=1``): the genuine attempts are
+   repeated while a second person walks slowly to and fro 1-2 m behind the
+   volunteer, as a canteen queue does. The challenge checks that the picture
+   beside the face stays still while the head turns (a held sheet carries its
+   own background with it), so a moving room behind a real senior is the case
+   that check could wrongly refuse; it is counted apart.
+4. Attacks: the operator holds a printed photo, then a phone showing a photo,
    of the volunteer to the camera for the same number of attempts each, moving
    and tilting it as they like when asked to turn.
 
@@ -60,17 +66,21 @@ def _attempt(rec, grab: Callable[[float], np.ndarray], rid: str, settings, say) 
             sig = d.signals
             got = ", ".join(
                 f"{k.removeprefix('turn_')} {sig[k]:g}"
-                for k in ("turn_best_parallax", "turn_need", "turn_best_yaw", "turn_best_nose")
+                for k in (
+                    "turn_best_parallax",
+                    "turn_need",
+                    "turn_best_yaw",
+                    "turn_best_nose",
+                    "turn_best_surround",
+                )
                 if k in sig
             )
             return False, f"{d.reason} ({got})" if got else d.reason
         time.sleep(max(0.0, 0.125 - (time.monotonic() - now)))  # ~8 analysed frames/s
 
 
-def _run_protocol(
-    rec, grab_genuine, grab_attacks, settings, attempts: int, say, record, between=lambda: None
-) -> None:  # type: ignore[no-untyped-def]
-    """``between`` waits between attempts (the volunteer settles, faces the camera)."""
+def _genuine_phase(rec, grab_genuine, settings, attempts: int, say, between) -> dict:  # type: ignore[no-untyped-def]
+    """``attempts`` genuine first tries, each failed one tried once more."""
     from face.liveness_eval import upper95
 
     first = second = card = 0  # passed first / passed on the second try / to the card
@@ -89,15 +99,8 @@ def _run_protocol(
         else:
             card += 1
             reasons.append(why2)
-    passed_attacks: dict[str, int] = {}
-    for name, grab in grab_attacks.items():
-        n = 0
-        for _ in range(attempts):
-            ok, _why = _attempt(rec, grab(), "volunteer", settings, say)
-            n += int(ok)
-        passed_attacks[name] = n
     retried = second + card  # every failed first try needed a second one
-    summary = {
+    return {
         "genuine_attempts": attempts,
         "first_try": first,
         "needed_second_try": retried,
@@ -107,13 +110,49 @@ def _run_protocol(
         "second_try_rate_upper95": round(upper95(retried, attempts), 4),
         "card_rate_upper95": round(upper95(card, attempts), 4),
         "genuine_fail_reasons": sorted(set(reasons)),
+    }
+
+
+def _run_protocol(
+    rec, genuine_phases, grab_attacks, settings, attempts: int, say, record, between=lambda: None
+) -> None:  # type: ignore[no-untyped-def]
+    """``genuine_phases``: name -> (grab factory, announcement or ""), run in
+    order; ``between`` waits between attempts (the volunteer settles, faces
+    the camera)."""
+    from face.liveness_eval import upper95
+
+    phases: dict[str, dict] = {}  # type: ignore[type-arg]
+    for name, (grab_genuine, announce) in genuine_phases.items():
+        if announce:
+            print(f"operator: {announce}", flush=True)
+        phases[name] = _genuine_phase(rec, grab_genuine, settings, attempts, say, between)
+    passed_attacks: dict[str, int] = {}
+    for name, grab in grab_attacks.items():
+        n = 0
+        for _ in range(attempts):
+            ok, _why = _attempt(rec, grab(), "volunteer", settings, say)
+            n += int(ok)
+        passed_attacks[name] = n
+    total = len(phases) * attempts
+    retried = sum(p["needed_second_try"] for p in phases.values())
+    card = sum(p["to_the_card"] for p in phases.values())
+    summary = {
+        "genuine_attempts": total,
+        "needed_second_try": retried,
+        "to_the_card": card,
+        "second_try_rate_upper95": round(upper95(retried, total), 4),
+        "card_rate_upper95": round(upper95(card, total), 4),
+        "phases": phases,
         "attacks_passed": passed_attacks,
     }
     record("liveness_protocol", summary)
     print(f"\nliveness protocol: {summary}")
     assert sum(passed_attacks.values()) == 0, summary
-    assert retried <= 0.05 * attempts + 1e-9, summary
-    assert card <= 0.01 * attempts + 1e-9 or (attempts < 100 and card == 0), summary
+    for name, p in phases.items():  # each phase meets the targets on its own
+        assert p["needed_second_try"] <= 0.05 * attempts + 1e-9, (name, summary)
+        assert p["to_the_card"] <= 0.01 * attempts + 1e-9 or (
+            attempts < 100 and p["to_the_card"] == 0
+        ), (name, summary)
 
 
 def test_liveness_protocol(hw_mode, record_property, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -155,7 +194,14 @@ def test_liveness_protocol(hw_mode, record_property, tmp_path) -> None:  # type:
             attacks = {"printed photo": live, "phone screen": live}
             for name in attacks:
                 print(f"operator: the next attempts use a {name}", flush=True)
-            _run_protocol(rec, live, attacks, settings.face, attempts, say, record_property)
+            phases = {"still background": (live, "")}
+            if os.environ.get("CARE_HW_LIVENESS_BUSY") == "1":
+                phases["busy background"] = (
+                    live,
+                    "a second person now walks slowly to and fro 1-2 m behind the volunteer "
+                    "during every attempt",
+                )
+            _run_protocol(rec, phases, attacks, settings.face, attempts, say, record_property)
         finally:
             cam.stop()
         return
@@ -192,7 +238,7 @@ def test_liveness_protocol(hw_mode, record_property, tmp_path) -> None:  # type:
 
     _run_protocol(
         rec,
-        genuine,
+        {"still background": (genuine, "")},
         {"printed photo": printed},
         settings.face,
         min(attempts, 3),
