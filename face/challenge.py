@@ -199,6 +199,33 @@ def head_parallax(yaw_deg: float) -> float:
     return _head_parallax_half_deg(round(min(max(abs(yaw_deg), 1.0), 80.0) * 2))
 
 
+def fit_pose(lm68: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """A rigid, scaled-orthographic fit of the 3-D mean shape to 68 landmarks:
+    the rotation ``R`` (3x3), the scale and the translation with
+    ``lm68 ~ scale * mean_shape @ R[:2].T + t``. The affine fit of
+    ``pose_yaw``, made the nearest scaled rotation (its two rows orthonormal)."""
+    ms = mean_shape_68()
+    x = np.column_stack([ms, np.ones(68)])
+    a, *_ = np.linalg.lstsq(x, np.asarray(lm68, np.float64).reshape(68, 2), rcond=None)
+    u, sv, vt = np.linalg.svd(a[:3].T, full_matrices=False)
+    rows = u @ vt
+    r = np.vstack([rows, np.cross(rows[0], rows[1])])
+    return r, float(sv.mean()), a[3]
+
+
+def fitted_parallax(ref: np.ndarray, lm68: np.ndarray) -> float:
+    """The parallax (``Parallax.residual``) of the 3-D mean face moved from the
+    pose ``fit_pose`` finds in ``ref`` to the pose it finds in ``lm68``: what a
+    rigid head in those two poses shows, whatever its yaw, pitch and roll."""
+    ms = mean_shape_68()
+    pts = []
+    for lm in (ref, lm68):
+        r, scale, t = fit_pose(lm)
+        pts.append(scale * ms @ r[:2].T + t)
+    res = homography_residual(pts[0], pts[1])
+    return float(np.sqrt((res**2).sum(1).mean()) / (inter_ocular(pts[1]) or 1.0))
+
+
 def side_sign(direction: Direction, *, mirrored: bool = False) -> float:
     """+1 when turning to the senior's ``direction`` moves the nose towards the
     image's right (an unmirrored camera and a turn to the senior's left)."""
@@ -353,18 +380,18 @@ class ChallengeFrame:
 class ChallengeParams:
     """Thresholds; see docs/liveness.md for how each was chosen."""
 
-    min_parallax: float = 0.120
+    min_parallax: float = 0.110
     noise_factor: float = 2.5
     min_depth_corr: float = 0.30
     min_nose: float = 0.10  # the nose tip's own parallax (Parallax.nose, signed), in IOD
     # Parallax.rigid_ratio: the share of the parallax a rigid 3-D turn of the
     # face does not explain (a 2-D warp, a bent sheet) must stay below this
     max_rigid_ratio: float = 1.0
-    # The parallax over what the 3-D mean face shows at the measured yaw
-    # change (``head_parallax``): a head's parallax comes with its yaw; a 2-D
-    # warp or a curved sheet makes the landmark model report more parallax
-    # than yaw
-    max_parallax_excess: float = 1.42
+    # The parallax over what the 3-D mean face shows moved between the poses
+    # fitted to the reference and the frame (``fitted_parallax``): a head's
+    # parallax comes with its pose; a 2-D warp or a curved sheet makes the
+    # landmark model report more parallax than pose
+    max_parallax_excess: float = 1.50
     # ``surround_motion``: the band around the face may have moved at most
     # this many face widths since the prompt (a room stays still; a held
     # sheet carries its surround with the face)
@@ -596,7 +623,7 @@ class TurnChallenge:
         dyaw = (pose_yaw(lm) - self._yaw0) * self.sign
         corr = -par.depth_corr * self.sign  # a turn to the nose's image-right gives corr < 0
         nose = -par.nose * self.sign
-        excess = par.residual / head_parallax(max(dyaw, 1.0))
+        excess = par.residual / max(fitted_parallax(self._ref, lm), head_parallax(1.0))
         need = max(p.min_parallax, p.noise_factor * self._noise)
         self._need = need
         b = self._best

@@ -17,6 +17,8 @@ from face.challenge import (
     Parallax,
     TurnChallenge,
     fit_homography,
+    fit_pose,
+    fitted_parallax,
     head_parallax,
     homography_residual,
     inside_share,
@@ -288,7 +290,7 @@ SECOND_FACE_FRAMES = {
     "a false box on one frame": ([1] * 8 + [2] + [1] * 12, ""),
     "false boxes on two frames far apart": ([1] * 3 + [2] + [1] * 4 + [2] + [1] * 12, ""),
     "a second face on two frames in a row": ([1] * 8 + [2, 2] + [1] * 11, "second_face"),
-    "a second face on two of three frames": ([1] * 8 + [2, 1, 2] + [1] * 10, "second_face"),
+    "a second face on two of three frames": ([1] * 7 + [2, 1, 2] + [1] * 11, "second_face"),
     "a second face from the prompt on": ([1] * 6 + [2] * 15, "second_face"),
 }
 
@@ -500,9 +502,11 @@ def test_a_refused_attempt_says_how_far_each_signal_got() -> None:
 
 
 def excess(ref: np.ndarray, moved: np.ndarray) -> float:
-    """The turn judge's ``excess``: parallax over the mean face's at the measured yaw."""
-    dyaw = abs(pose_yaw(moved) - pose_yaw(ref))
-    return Parallax.between(ref, moved).residual / head_parallax(max(dyaw, 1.0))
+    """The turn judge's ``excess``: parallax over the mean face's between the
+    fitted poses."""
+    return Parallax.between(ref, moved).residual / max(
+        fitted_parallax(ref, moved), head_parallax(1.0)
+    )
 
 
 def test_head_parallax_is_the_mean_face_turned() -> None:
@@ -513,10 +517,20 @@ def test_head_parallax_is_the_mean_face_turned() -> None:
 
 
 @pytest.mark.parametrize("yaw", [15.0, 25.0, -30.0, 40.0])
-def test_a_head_shows_the_parallax_its_yaw_explains(yaw: float) -> None:
-    """Seen in perspective, a head's parallax is what its yaw predicts (the
-    landmark model damps both alike: 0.86-1.20 on the rendered genuine heads)."""
-    assert 0.8 <= excess(head(0), head(yaw)) <= 1.2
+@pytest.mark.parametrize(("pitch", "roll"), [(0.0, 0.0), (12.0, 0.0), (-8.0, 6.0)])
+def test_a_head_shows_the_parallax_its_pose_explains(yaw: float, pitch: float, roll: float) -> None:
+    """Seen in perspective, a head's parallax is what its fitted pose predicts,
+    also when it nods or tilts while turning (the landmark model damps both
+    alike: 0.83-1.07 on the rendered genuine heads of the tuning half)."""
+    assert 0.9 <= excess(head(0), head(yaw, pitch, roll)) <= 1.1
+
+
+@pytest.mark.parametrize("yaw", [-35.0, -10.0, 20.0, 40.0])
+def test_the_fitted_pose_is_the_heads(yaw: float) -> None:
+    r, scale, _t = fit_pose(head(yaw, 5.0, 0.0))
+    assert math.degrees(math.atan2(r[0, 2], r[0, 0])) == pytest.approx(yaw, abs=2.5)
+    assert np.allclose(r @ r.T, np.eye(3), atol=1e-9)
+    assert scale == pytest.approx(150.0, rel=0.1)
 
 
 @pytest.mark.parametrize("dx", [20.0, 30.0, 40.0])
