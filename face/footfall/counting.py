@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Literal
 
@@ -86,6 +86,12 @@ BORN_GUARD = 8.0
 # frame border this much later at its speed, left the picture there
 # (heading_border); chosen on the tuning clips (docs/footfall.md)
 LEAVE_AHEAD = 0.2
+# a back of a head first seen above a track standing on the inside, within
+# this many of that track's head widths sideways and this many seconds of its
+# last observation, came out of that track's blob (see LineCounter.hand_over);
+# chosen on the tuning clips (docs/footfall.md); 0 = off
+HANDOVER_SPAN = 1.0
+HANDOVER_RECENT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +349,22 @@ def heading_border(
     return border_side((b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy), line, width, height, margin)
 
 
+def came_out_of(
+    head: tuple[float, float, float, float],
+    below: tuple[float, float, float, float],
+    span: float,
+) -> float | None:
+    """Whether a new head box came out of the blob of the head box ``below``
+    (see :meth:`LineCounter.hand_over`): its centre higher in the picture
+    than that box's centre, and within ``span`` of that box's widths of it
+    sideways. Returns the sideways distance, or None."""
+    bw = max(1.0, below[2] - below[0])
+    dx = abs((head[0] + head[2]) / 2 - (below[0] + below[2]) / 2)
+    if span <= 0 or dx > span * bw or (head[1] + head[3]) / 2 >= (below[1] + below[3]) / 2:
+        return None
+    return dx
+
+
 @dataclass(frozen=True, slots=True)
 class Crossing:
     """A counted crossing of one track."""
@@ -377,6 +399,9 @@ class TrackState:
     vy: float = 0.0
     size: float = 0.0
     last_at_edge: bool = True
+    # its side went to a head that came out of its blob (LineCounter.hand_over):
+    # it never takes a side again, nor do tracks that continue it
+    spent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,7 +499,7 @@ class LineCounter:
         self._move(state, x, y, t, at_edge, size)
         state.last_t = t
         state.border = border
-        if at_edge:
+        if at_edge or state.spent:
             return None
         zone = self.zone_of(x, y)
         if zone is None:
@@ -623,6 +648,7 @@ class LineCounter:
             vy=old.vy,
             size=old.size,
             last_at_edge=old.last_at_edge,
+            spent=old.spent,
         )
 
     def _rejoin(self, new_id: int, x: float, t: float, size: float) -> TrackState | None:
@@ -647,6 +673,35 @@ class LineCounter:
         old = self.tracks.pop(best[1])
         self.stitches.append(Stitch(new_id, best[1], t))
         return old
+
+    def hand_over(self, new_id: int, old_id: int) -> bool:
+        """A new track takes over the state of a track established on the
+        inside (the caller found it came out of that track's blob: a back of
+        a head first seen just above a person at the bottom of the picture).
+        Under a camera facing the door a person walking out from under it
+        is first a blob cut by the bottom border (on the inside); their head
+        comes out of it as a track of its own, already narrower than a face
+        on the line, so on its own it would never change side. The old
+        track's state goes to the new one (the old one, if seen again,
+        starts afresh), so one walk out is counted once. Returns whether it
+        was taken over."""
+        old = self.tracks.get(old_id)
+        if new_id in self.tracks or old is None or old.established is not Zone.IN:
+            return False
+        # the old track keeps a state of its own with no side: were it
+        # dropped, its next observation would make it born inside again
+        self.tracks[old_id] = TrackState(
+            last_t=old.last_t, x=old.x, y=old.y, size=old.size, spent=True
+        )
+        self.tracks[new_id] = replace(
+            old, x=math.nan, y=math.nan, vx=0.0, vy=0.0, border=None, last_at_edge=True
+        )
+        return True
+
+    def established(self, track_id: int) -> Zone | None:
+        """The side a track is established on (None: not yet, or unknown)."""
+        s = self.tracks.get(track_id)
+        return s.established if s is not None else None
 
     def pop_stitches(self) -> list[Stitch]:
         out, self.stitches = self.stitches, []

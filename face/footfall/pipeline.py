@@ -28,10 +28,14 @@ import numpy as np
 from face.footfall.aggregate import HourBucket, HourlyAggregator
 from face.footfall.config import FootfallConfig
 from face.footfall.counting import (
+    HANDOVER_RECENT,
+    HANDOVER_SPAN,
     LEAVE_AHEAD,
     Crossing,
     LineCounter,
+    Zone,
     box_touches_edge,
+    came_out_of,
     depth_anchor,
     heading_border,
     touches_inside_border,
@@ -177,6 +181,11 @@ class FootfallPipeline:
         # a face track lost where its box, moved on at its speed for this many
         # seconds, would touch a frame border left the picture there
         self.leave_ahead = LEAVE_AHEAD
+        # a back of a head first seen above a track on the inside takes over
+        # its side (LineCounter.hand_over): sideways span in that track's
+        # head widths, and how recently it must have been seen
+        self.handover_span = HANDOVER_SPAN
+        self.handover_recent = HANDOVER_RECENT
 
     # ------------------------------------------------------------------ public
     def process(self, frame: np.ndarray, ts: float, now: datetime) -> FrameReport:
@@ -236,6 +245,10 @@ class FootfallPipeline:
                 self.height,
                 self.line.leave_margin,
             )
+            if prev is None and not born_inside and not dets.is_face(tb.det_index):
+                donor = self._donor(bx, ts)
+                if donor is not None:
+                    self.counter.hand_over(tb.track_id, donor)
             crossing = self.counter.observe(
                 tb.track_id,
                 cx,
@@ -323,6 +336,25 @@ class FootfallPipeline:
         }
 
     # ----------------------------------------------------------------- internals
+    def _donor(self, box: tuple[float, float, float, float], ts: float) -> int | None:
+        """The track a new face-less head came out of (on a depth line
+        only): a track seen within ``handover_recent`` seconds, established
+        on the inside, with the new head above its head box's centre and
+        within ``handover_span`` of its widths sideways
+        (:func:`came_out_of`); the nearest sideways, or None."""
+        if self.handover_span <= 0 or self.config.line.face_px <= 0:
+            return None  # off, or not a depth line (a camera above the door)
+        best: tuple[float, int] | None = None
+        for tid, info in self._tracks.items():
+            if info.box is None or ts - info.last_ts > self.handover_recent:
+                continue
+            if self.counter.established(tid) is not Zone.IN:
+                continue
+            dx = came_out_of(box, info.box, self.handover_span)
+            if dx is not None and (best is None or dx < best[0]):
+                best = (dx, tid)
+        return best[1] if best is not None else None
+
     def _roll_day(self, now: datetime) -> list[HourBucket]:
         day = now.date().isoformat()
         if self._day is None:
