@@ -621,6 +621,16 @@ def test_a_held_sheet_carries_its_surround_with_the_face(deg: float, shift: floa
     assert got > ChallengeParams().max_surround_motion
 
 
+def test_something_moving_behind_one_part_of_the_band_is_outvoted() -> None:
+    """Someone passing behind the senior moves a part of the band, not most of it."""
+    scene = room()
+    moved = with_face(scene, 25)
+    moved[150:215, 450:560] = np.roll(scene[150:215, 450:560], 30, axis=1)
+    got = motion_between(scene, moved)
+    assert got is not None
+    assert got < ChallengeParams().max_surround_motion
+
+
 def test_a_plain_wall_gives_no_evidence_either_way() -> None:
     wall = np.full((480, 640), 120, np.uint8)
     assert motion_between(wall, with_face(wall, 25)) is None
