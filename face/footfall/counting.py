@@ -92,6 +92,10 @@ LEAVE_AHEAD = 0.2
 # chosen on the tuning clips (docs/footfall.md); 0 = off
 HANDOVER_SPAN = 1.0
 HANDOVER_RECENT = 0.1
+# a track whose head box is at least this many times the line's face width is
+# two people in one blob: it gives a copy of its side to the first head that
+# comes out of it and the side itself to the next (LineCounter.hand_over)
+HANDOVER_PAIR = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +406,7 @@ class TrackState:
     # its side went to a head that came out of its blob (LineCounter.hand_over):
     # it never takes a side again, nor do tracks that continue it
     spent: bool = False
+    shared: bool = False  # it gave a copy of its side to one head already
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,7 +679,7 @@ class LineCounter:
         self.stitches.append(Stitch(new_id, best[1], t))
         return old
 
-    def hand_over(self, new_id: int, old_id: int) -> bool:
+    def hand_over(self, new_id: int, old_id: int, share: bool = False) -> bool:
         """A new track takes over the state of a track established on the
         inside (the caller found it came out of that track's blob: a back of
         a head first seen just above a person at the bottom of the picture).
@@ -683,11 +688,20 @@ class LineCounter:
         comes out of it as a track of its own, already narrower than a face
         on the line, so on its own it would never change side. The old
         track's state goes to the new one (the old one, if seen again,
-        starts afresh), so one walk out is counted once. Returns whether it
-        was taken over."""
+        starts afresh), so one walk out is counted once. With ``share`` (the
+        old track's head is two heads wide: two people leaving in one blob)
+        the first head to come out gets a copy of the state and the old
+        track keeps its side for the next one. Returns whether it was taken
+        over."""
         old = self.tracks.get(old_id)
         if new_id in self.tracks or old is None or old.established is not Zone.IN:
             return False
+        if share and not old.shared:
+            old.shared = True
+            self.tracks[new_id] = replace(
+                old, x=math.nan, y=math.nan, vx=0.0, vy=0.0, border=None, last_at_edge=True
+            )
+            return True
         # the old track keeps a state of its own with no side: were it
         # dropped, its next observation would make it born inside again
         self.tracks[old_id] = TrackState(

@@ -28,6 +28,7 @@ import numpy as np
 from face.footfall.aggregate import HourBucket, HourlyAggregator
 from face.footfall.config import FootfallConfig
 from face.footfall.counting import (
+    HANDOVER_PAIR,
     HANDOVER_RECENT,
     HANDOVER_SPAN,
     LEAVE_AHEAD,
@@ -186,6 +187,8 @@ class FootfallPipeline:
         # head widths, and how recently it must have been seen
         self.handover_span = HANDOVER_SPAN
         self.handover_recent = HANDOVER_RECENT
+        # ... and a track this many face widths wide (two people) shares it once
+        self.handover_pair = HANDOVER_PAIR
 
     # ------------------------------------------------------------------ public
     def process(self, frame: np.ndarray, ts: float, now: datetime) -> FrameReport:
@@ -248,7 +251,10 @@ class FootfallPipeline:
             if prev is None and not born_inside and not dets.is_face(tb.det_index):
                 donor = self._donor(bx, ts)
                 if donor is not None:
-                    self.counter.hand_over(tb.track_id, donor)
+                    dbox = self._tracks[donor].box
+                    pair = self.handover_pair * self.config.line.face_px
+                    wide = dbox is not None and dbox[2] - dbox[0] >= pair
+                    self.counter.hand_over(tb.track_id, donor, share=wide)
             crossing = self.counter.observe(
                 tb.track_id,
                 cx,

@@ -41,6 +41,20 @@ def test_came_out_of(name: str) -> None:
 Frame = tuple[list[tuple[int, float, bool]], tuple[int, int] | None]
 
 
+def step(
+    counter: LineCounter, obs: list[tuple[int, float, bool]], t: float, i: int
+) -> list[tuple[str, int, int]]:
+    """One frame's observations, then settling: (direction, track id, i) of the counts."""
+    out: list[tuple[str, int, int]] = []
+    for tid, y, bottom in obs:
+        ev = counter.observe(
+            tid, 320.0, y, t, born_inside=bottom, border=Zone.IN if bottom else None
+        )
+        if ev is not None:
+            out.append((ev.direction, ev.track_id, i))
+    return out + [(c.direction, c.track_id, i) for c in counter.settle(t, {o[0] for o in obs})]
+
+
 def play(frames: list[Frame]) -> tuple[list[tuple[str, int, int]], list[bool]]:
     """Feed the frames through a counter; returns (direction, track id,
     frame) of every count and the result of every hand-over asked for."""
@@ -52,13 +66,7 @@ def play(frames: list[Frame]) -> tuple[list[tuple[str, int, int]], list[bool]]:
         t = i / FPS
         if hand is not None:
             handed.append(counter.hand_over(*hand))
-        for tid, y, bottom in obs:
-            ev = counter.observe(
-                tid, 320.0, y, t, born_inside=bottom, border=Zone.IN if bottom else None
-            )
-            if ev is not None:
-                out.append((ev.direction, ev.track_id, i))
-        out += [(c.direction, c.track_id, i) for c in counter.settle(t, {o[0] for o in obs})]
+        out += step(counter, obs, t, i)
     out += [(c.direction, c.track_id, len(frames)) for c in counter.settle(t, final=True)]
     return out, handed
 
@@ -102,6 +110,44 @@ def test_hand_over(name: str) -> None:
     got, did = play(frames)
     assert got == want
     assert did == handed
+
+
+def two_heads(share: bool) -> list[tuple[str, int, int]]:
+    """Track 1, a blob two heads wide at the bottom; heads 2 and then 3 come
+    out of it (each handed over, ``share`` for a blob two heads wide) and walk
+    out; the blob is seen at the bottom until head 3 comes out."""
+    counter = LineCounter(DEPTH, confirm_frames=2, end_after=0.4)
+    out: list[tuple[str, int, int]] = []
+    t = 0.0
+    for i in range(14):
+        t = i / FPS
+        obs: list[tuple[int, float, bool]] = []
+        if i < 7:
+            obs.append((1, 420.0, True))
+        if i == 2:
+            counter.hand_over(2, 1, share=share)
+        if i == 6:
+            counter.hand_over(3, 1, share=share)
+        if 2 <= i < 8:
+            obs.append((2, 200.0 - 20 * (i - 2), False))
+        if i >= 6:
+            obs.append((3, 200.0 - 20 * (i - 6), False))
+        out += step(counter, obs, t, i)
+    out += [(c.direction, c.track_id, 14) for c in counter.settle(t, final=True)]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("share", "want"),
+    [
+        (False, [("out", 2, 5)]),  # one head takes the side, the other has none
+        (True, [("out", 2, 5), ("out", 3, 9)]),  # two people in the blob: both counted
+    ],
+)
+def test_a_blob_two_heads_wide_shares_its_side_once(
+    share: bool, want: list[tuple[str, int, int]]
+) -> None:
+    assert two_heads(share) == want
 
 
 def test_hand_over_refused_for_a_track_already_known() -> None:
