@@ -274,6 +274,10 @@ SURROUND_INNER = 1.6
 SURROUND_OUTER = 3.0
 SURROUND_ROWS = 0.1
 SURROUND_MIN_POINTS = 6
+# A corner must be this strong (cv2.cornerMinEigenVal, 3x3 block) to be
+# tracked: camera noise on a plain backdrop makes corners of about 3e-5 that
+# track as still whatever the sheet does; a room's texture starts near 1e-4
+SURROUND_MIN_CORNER = 1e-4
 
 
 def surround_points(thumb: np.ndarray, box: Box, scale: float) -> np.ndarray:
@@ -295,8 +299,12 @@ def surround_points(thumb: np.ndarray, box: Box, scale: float) -> np.ndarray:
     pts = cv2.goodFeaturesToTrack(thumb, 60, 0.01, 4, mask=band.astype(np.uint8) * 255)
     if pts is None:
         return np.zeros((0, 1, 2), np.float32)
-    out: np.ndarray = pts.astype(np.float32).reshape(-1, 1, 2)
-    return out
+    xy = pts.reshape(-1, 2)
+    strength = cv2.cornerMinEigenVal(thumb, 3)
+    ix = np.clip(np.rint(xy[:, 0]).astype(int), 0, w - 1)
+    iy = np.clip(np.rint(xy[:, 1]).astype(int), 0, h - 1)
+    out: np.ndarray = xy[strength[iy, ix] >= SURROUND_MIN_CORNER].astype(np.float32)
+    return out.reshape(-1, 1, 2)
 
 
 def surround_motion(
@@ -396,6 +404,12 @@ class ChallengeParams:
     # this many face widths since the prompt (a room stays still; a held
     # sheet carries its surround with the face)
     max_surround_motion: float = 0.04
+    # When the surround gives no evidence (a plain backdrop beside the face:
+    # too few corners to track), the frame must also pass the night's
+    # landmark rules: this parallax floor, and the parallax over the mean
+    # face at the measured yaw change (``head_parallax``) at most this
+    blank_surround_min_parallax: float = 0.12
+    blank_surround_max_yaw_excess: float = 1.42
     min_yaw_deg: float = 12.0
     wrong_way_deg: float = 8.0
     turned_frames: int = 2
@@ -649,6 +663,12 @@ class TurnChallenge:
                 if self._best_surround < 0 or surround < self._best_surround:
                     self._best_surround = surround
                 is_turned = surround <= p.max_surround_motion
+            else:
+                yaw_excess = par.residual / head_parallax(max(dyaw, 1.0))
+                is_turned = (
+                    par.residual >= p.blank_surround_min_parallax
+                    and yaw_excess <= p.blank_surround_max_yaw_excess
+                )
         if dyaw <= -p.wrong_way_deg and par.residual >= need and corr <= -p.min_depth_corr:
             self._fail("wrong_direction")
             return

@@ -555,7 +555,9 @@ def test_a_liquify_whose_yaw_lags_its_parallax_is_not_a_turn() -> None:
     """A picture liquified towards the asked side far enough that parallax,
     depth correlation, nose and yaw all pass (as the tuning half's
     ``photo_warp`` that passed did) is refused on its excess alone."""
-    off = _run_liquify(ChallengeParams(max_parallax_excess=99.0))
+    off = _run_liquify(
+        ChallengeParams(max_parallax_excess=99.0, blank_surround_max_yaw_excess=99.0)
+    )
     assert off.passed is True, off
     v = _run_liquify(ChallengeParams())
     assert v.passed is False, v
@@ -642,14 +644,17 @@ def test_the_thumbnail_is_small_and_grey() -> None:
     assert scale == pytest.approx(0.25)
 
 
-def _liquify_with_surround(sheet_deg: float) -> ChallengeVerdict:
-    """The liquified picture of ``_run_liquify`` (excess check off), its frames
-    carrying thumbnails of a picture whose surround turns ``sheet_deg`` with it."""
+def _liquify_with_surround(
+    sheet_deg: float, scene: np.ndarray | None = None, params: ChallengeParams | None = None
+) -> ChallengeVerdict:
+    """The liquified picture of ``_run_liquify`` (excess checks off unless
+    ``params``), its frames carrying thumbnails of ``scene`` (a room) whose
+    surround turns ``sheet_deg`` with it."""
     ref = flat(0)
-    scene = room(9)
-    ch = TurnChallenge(
-        "left", prompt_after=0.0, window_s=3.0, params=ChallengeParams(max_parallax_excess=99.0)
-    )
+    scene = room(9) if scene is None else scene
+    if params is None:
+        params = ChallengeParams(max_parallax_excess=99.0, blank_surround_max_yaw_excess=99.0)
+    ch = TurnChallenge("left", prompt_after=0.0, window_s=3.0, params=params)
     thumb0, scale = surround_thumbnail(scene)
     for i in range(4):
         ch.add(ChallengeFrame(i / FPS, 1, FACE_BOX, ref, 0.9, 0.99, thumb0, scale))
@@ -673,3 +678,15 @@ def test_a_warp_on_a_turning_sheet_is_refused_by_its_moving_surround() -> None:
     moving = _liquify_with_surround(25.0)
     assert moving.passed is False, moving
     assert moving.detail["turn_best_surround"] > ChallengeParams().max_surround_motion
+
+
+def test_with_nothing_to_track_beside_the_face_the_night_landmark_rules_decide() -> None:
+    """A plain backdrop gives the surround check no evidence: the frame must
+    then also pass the parallax floor and the yaw-table excess of before,
+    which this liquify does not (it passes with a still room beside it)."""
+    wall = np.full((480, 640), 120, np.uint8)
+    lenient = ChallengeParams(max_parallax_excess=99.0)
+    assert _liquify_with_surround(0.0, room(9), lenient).passed is True
+    v = _liquify_with_surround(0.0, wall, lenient)
+    assert v.passed is False, v
+    assert v.detail["turn_best_surround"] == -1.0
