@@ -40,8 +40,9 @@ And the motion must be a real 3-D turn:
   is; a held sheet or screen carries its own picture beside the face (the
   photo's background, hair and edge) with it. Points tracked in a band beside
   the face (``surround_motion``, on a small grey thumbnail the frame carries)
-  must not have moved, at their median, by more than ``max_surround_motion``
-  face widths since the prompt.
+  must not have moved, at the fifth of them that moved least
+  (``surround_quantile``), by more than ``max_surround_motion`` face widths
+  since the prompt.
 
 How the thresholds were chosen is written in ``docs/liveness.md``: on the
 tuning half of :mod:`face.liveness_eval`'s clips only, with the held-out half
@@ -314,14 +315,17 @@ def surround_motion(
     ref_box: Box,
     cur_box: Box,
     scale: float,
+    quantile: float = 0.5,
 ) -> float | None:
-    """The median displacement, in face widths, of the band ``points`` of the
-    reference thumbnail ``ref`` tracked (pyramidal Lucas-Kanade) into ``cur``;
-    points now inside the face's current box grown ``SURROUND_INNER`` times (the
-    head moved over them) are left out. ``None`` when fewer than
-    ``SURROUND_MIN_POINTS`` points can be followed (a plain wall: no evidence
-    either way). A room stays at 0; a held sheet or screen moves its
-    surround with the face."""
+    """The ``quantile`` (0.5: the median) of the displacements, in face
+    widths, of the band ``points`` of the reference thumbnail ``ref`` tracked
+    (pyramidal Lucas-Kanade) into ``cur``; points now inside the face's
+    current box grown ``SURROUND_INNER`` times (the head moved over them) are
+    left out. ``None`` when fewer than ``SURROUND_MIN_POINTS`` points can be
+    followed (a plain wall: no evidence either way). A room stays at 0; a held
+    sheet or screen moves its surround with the face; someone walking behind
+    a senior moves only the part of the band they cover, so a low quantile
+    asks only that some of the room stays still."""
     if len(points) < SURROUND_MIN_POINTS or ref.shape != cur.shape:
         return None
     nxt, status, _err = cv2.calcOpticalFlowPyrLK(
@@ -335,7 +339,8 @@ def surround_motion(
     width = (ref_box[2] - ref_box[0]) * scale
     if width <= 0:
         return None
-    return float(np.median(np.linalg.norm(p1[keep] - p0[keep], axis=1)) / width)
+    moved = np.linalg.norm(p1[keep] - p0[keep], axis=1)
+    return float(np.quantile(moved, quantile) / width)
 
 
 # --------------------------------------------------------------------------- the judge
@@ -402,8 +407,12 @@ class ChallengeParams:
     max_parallax_excess: float = 1.50
     # ``surround_motion``: the band around the face may have moved at most
     # this many face widths since the prompt (a room stays still; a held
-    # sheet carries its surround with the face)
+    # sheet carries its surround with the face), read at this quantile of
+    # the band's points: at least a fifth of the band must stay still, so
+    # that someone walking behind a senior (who covers part of the band) does
+    # not refuse them, and never a single point decides
     max_surround_motion: float = 0.04
+    surround_quantile: float = 0.2
     # When the surround gives no evidence (a plain backdrop beside the face:
     # too few corners to track), the frame must also pass the night's
     # landmark rules: this parallax floor, and the parallax over the mean
@@ -628,7 +637,9 @@ class TurnChallenge:
         thumb, pts, box, scale = ref
         if abs(f.thumb_scale - scale) > 1e-9:
             return None
-        return surround_motion(thumb, pts, f.thumb, box, f.box, scale)
+        return surround_motion(
+            thumb, pts, f.thumb, box, f.box, scale, quantile=self.p.surround_quantile
+        )
 
     def _motion(self, lm: np.ndarray) -> None:
         p = self.p

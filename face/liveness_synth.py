@@ -479,6 +479,31 @@ def yaw_sign(direction: str, mirrored: bool = False) -> float:
 Landmarker = Callable[[np.ndarray], np.ndarray | None]
 
 
+def _walking_past(
+    passer: np.ndarray, bg: np.ndarray, lm68: np.ndarray, seed: int
+) -> Callable[[int], np.ndarray]:
+    """Backgrounds with ``passer`` (resized to a body 1.1 x 2.5 face widths)
+    walking past at head height, left to right on even seeds."""
+    h, w = bg.shape[:2]
+    face_w = float(np.ptp(lm68[:17, 0])) or 100.0
+    pw, ph = int(face_w * 1.1), int(face_w * 2.5)
+    body = cv2.resize(passer, (pw, ph))
+    speed = (1 if seed % 2 == 0 else -1) * face_w * 1.5 / FPS
+    start = w / 2 - face_w * 2.2 if speed > 0 else w / 2 + face_w * 2.2 - pw
+    top = int(float(lm68[:, 1].mean()) - face_w)
+
+    def at(i: int) -> np.ndarray:
+        x = int(start + speed * i)
+        x0, x1, y0, y1 = max(0, x), min(w, x + pw), max(0, top), min(h, top + ph)
+        if x1 <= x0 or y1 <= y0:
+            return bg
+        out = bg.copy()
+        out[y0:y1, x0:x1] = body[y0 - top : y1 - top, x0 - x : x1 - x]
+        return out
+
+    return at
+
+
 def genuine_clip(
     photo: np.ndarray,
     lm68: np.ndarray,
@@ -488,8 +513,13 @@ def genuine_clip(
     identity: str = "",
     window_s: float = WINDOW_S,
     blink_rate: float = 0.25,
+    passer: np.ndarray | None = None,
 ) -> Clip:
     """A real-looking head answering a turn challenge.
+
+    With ``passer`` (a picture of someone else), that person walks past
+    behind the senior at head height, 1.5 face widths a second, through the
+    picture beside the face at about the time of the prompt: a canteen queue.
 
     Each seed draws a different person and attempt: the head's depth and nose
     (real heads are not the mean shape), the pose at rest (looking at the
@@ -531,12 +561,13 @@ def genuine_clip(
     blink_at = {int(i) for i in np.nonzero(rng.random(n) < blink_rate / FPS)[0]}
     frames = []
     again = np.random.default_rng([seed, 2])
+    behind = _walking_past(passer, bg, np.asarray(lm68), seed) if passer is not None else None
     for i, yaw in enumerate(turn_profile(rng, n, prompt, peak, again=again)):
         wob = math.sin(i / FPS * 2.1 + seed)
         frame = render_head(
             photo,
             mesh,
-            bg,
+            bg if behind is None else behind(i),
             yaw_deg=rest + yaw + float(rng.normal(0, 0.8)),
             pitch_deg=pitch0 + 2.0 * wob + float(rng.normal(0, 0.5)),
             roll_deg=roll0 + 1.5 * wob,

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from pack_helpers import build_open_pack, default_settings, faces_dir
 
-from face.challenge import pose_yaw
-from face.liveness_eval import _prepared, evaluate, subjects_from
+from face.challenge import ChallengeParams, pose_yaw
+from face.liveness_eval import _prepared, evaluate, judge_clip, subjects_from
 from face.liveness_synth import ATTACKS, genuine_clip
+from face.pipeline import load_image
 from face.recognise import Recogniser
 
 
@@ -77,6 +78,35 @@ def test_a_rendered_head_at_rest_looks_like_its_photo(recogniser: Recogniser) ->
     assert scores and min(scores) >= 0.9, scores
     yaws = [pose_yaw(f.landmarks68) for f in rest if f.landmarks68 is not None]
     assert yaws and max(abs(y) for y in yaws) < 10, yaws  # looking at the screen
+
+
+def test_someone_walking_past_behind_does_not_refuse_a_senior(recogniser: Recogniser) -> None:
+    """A canteen queue: someone walks past behind the senior, through the
+    picture beside the face, while they turn. The still-surround check asks
+    only that a fifth of that picture stays still, so the senior passes; read
+    at the median (half of it still), the same frames are refused, which
+    shows the passer does cover the band."""
+    subjects, photos = subjects_from(faces_dir())
+    si, subject = next((i, s) for i, s in enumerate(subjects) if s.identity == "fr_obama")
+    prepared = _prepared(recogniser, subject.photos[4 % len(subject.photos)])
+    assert prepared is not None
+    gallery_photo = load_image(subject.enrol)
+    recogniser.gallery.clear()
+    recogniser.gallery.add(
+        subject.identity, recogniser.embed_primary(gallery_photo).embedding[None, :]
+    )
+    passer = load_image(photos[(4 * 5 + si * 3) % len(photos)])
+    clip = genuine_clip(*prepared, seed=1000 * si + 4, direction="right", passer=passer)
+    ok, reason, detail, frames = judge_clip(recogniser, clip, subject.identity)
+    assert ok, (reason, detail)
+    median, _why, _d, _f = judge_clip(
+        recogniser,
+        clip,
+        subject.identity,
+        params=ChallengeParams(surround_quantile=0.5),
+        frames_cache=frames,
+    )
+    assert not median, "the passer never reached the band: the test shows nothing"
 
 
 @pytest.mark.slow
