@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from face.challenge import ChallengeFrame, ChallengeParams, Direction, TurnChallenge
+from face.surround import OpticalFlowSurround
 from terminal.core.identification import LivenessDecision
 
 if TYPE_CHECKING:
@@ -311,6 +312,7 @@ class LivenessCheck:
             window_s=settings.liveness_challenge_seconds,
             params=params,
             mirrored=mirrored,
+            surround=OpticalFlowSurround(),
         )
         self.blink = BlinkChallenge() if settings.liveness_challenge == "turn_and_blink" else None
         self.passive = (

@@ -32,6 +32,7 @@ from face import liveness_synth as synth
 from face.challenge import ChallengeFrame, ChallengeParams, TurnChallenge
 from face.pipeline import load_image
 from face.recognise import Recogniser
+from face.surround import OpticalFlowSurround
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def judge_clip(
         prompt_after=clip.prompt_index / fps,
         window_s=end - clip.prompt_index / fps + 1e-6,
         params=params,
+        surround=OpticalFlowSurround(),
     )
     for f in frames:
         ch.add(f)

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from face.challenge import ChallengeFrame, is_second_face, surround_thumbnail
+from face.challenge import ChallengeFrame, is_second_face
 from face.gallery import Gallery, Match, decide, decide_with
 from face.packs.manifest import PackManifest
 from face.packs.verify import verify_pack
 from face.pipeline import Box, FaceEngine, Image, Observation, PrimaryFace, Vector
 from face.store import StoredTemplate
+from face.surround import surround_thumbnail
 from terminal.config.settings import FaceSettings
 from terminal.core.errors import ImageError, NoFaceError, TerminalError
 from terminal.core.identification import Identification, LivenessDecision
@@ -261,7 +262,7 @@ class Recogniser:
         face, vec = obs.face, obs.embedding
         if face is None:
             return ChallengeFrame(ask.t)
-        # the surround check's thumbnail (face.challenge.surround_motion)
+        # the surround check's thumbnail (face.surround.surround_motion)
         thumb, thumb_scale = surround_thumbnail(np.asarray(image))
         paying = _as_box(face.box)
         big = 1 + sum(

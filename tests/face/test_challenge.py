@@ -24,12 +24,10 @@ from face.challenge import (
     inside_share,
     is_second_face,
     pose_yaw,
-    surround_motion,
-    surround_points,
-    surround_thumbnail,
 )
 from face.liveness import PROMPTS, LivenessCheck
 from face.meanshape import mean_shape_68
+from face.surround import OpticalFlowSurround, surround_motion, surround_points, surround_thumbnail
 
 FPS = 8.0
 MS = mean_shape_68()
@@ -654,7 +652,9 @@ def _liquify_with_surround(
     scene = room(9) if scene is None else scene
     if params is None:
         params = ChallengeParams(max_parallax_excess=99.0, blank_surround_max_yaw_excess=99.0)
-    ch = TurnChallenge("left", prompt_after=0.0, window_s=3.0, params=params)
+    ch = TurnChallenge(
+        "left", prompt_after=0.0, window_s=3.0, params=params, surround=OpticalFlowSurround()
+    )
     thumb0, scale = surround_thumbnail(scene)
     for i in range(4):
         ch.add(ChallengeFrame(i / FPS, 1, FACE_BOX, ref, 0.9, 0.99, thumb0, scale))
