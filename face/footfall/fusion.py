@@ -293,6 +293,11 @@ class TrackerParams:
     claim_recent: float = 0.2
     claim_span: float = 2.0  # ... within this many head widths sideways of a face track
     claim_span_body: float = 0.8  # ... of a track that never showed a face (0 = never)
+    # head widths: a track last matched by a face takes no candidate lying
+    # more than this far behind its last position along its way (see
+    # FusedTracker._behind); 0 = off. Chosen on the tuning clips (docs/footfall.md)
+    back_gate: float = 0.5
+    back_speed: float = 1.0  # ... when it moves at least this many head widths a second
 
 
 @dataclass
@@ -368,6 +373,8 @@ class FusedTracker:
                     d = math.hypot(c.cx - px, c.cy - py)
                     if d > p.gate * scale + p.gate_speed * moved:
                         continue
+                    if self._behind(tr, c):
+                        continue
                     cost[a, b] = d / scale
             from scipy.optimize import linear_sum_assignment
 
@@ -417,6 +424,26 @@ class FusedTracker:
                 box = (c.cx - half, c.cy - half, c.cx + half, c.cy + half)
                 out.append(Match(tid, a, box, tr.first))
         return out
+
+    def _behind(self, tr: FusedTrack, c: Candidate) -> bool:
+        """Whether a candidate lies more than ``back_gate`` head widths behind
+        a track's last position, measured along the way the track moves (a
+        track last matched by a face, moving at least ``back_speed`` head
+        widths a second). Two people walking in one behind the other under a
+        camera facing the door: the leader's face, large and fast near the
+        bottom of the picture, is lost for a few frames before it leaves
+        through the bottom border, and the wide gate of a fast track then
+        reaches back to the follower's face or blob; taking it would swap the
+        two (the leader, never seen leaving, is not counted). No one walks
+        backwards a head width between two frames at that speed."""
+        p = self.params
+        if p.back_gate <= 0 or not tr.last_face:
+            return False
+        speed = math.hypot(tr.vx, tr.vy)
+        if speed < p.back_speed * tr.w:
+            return False
+        along = ((c.cx - tr.cx) * tr.vx + (c.cy - tr.cy) * tr.vy) / speed
+        return along < -p.back_gate * tr.w
 
     def _piece(self, c: Candidate, ts: float, matched: set[int]) -> bool:
         """Whether an unmatched face-less candidate is a piece of a person

@@ -463,3 +463,41 @@ def test_body_only_tracks_claim_nothing_when_their_span_is_zero() -> None:
     ]
     ids = walk(frames, TrackerParams(claim_recent=0.2, claim_span_body=0.0))
     assert {t for x in ids for t in x} == {1, 2}
+
+
+# --------------------------------------------- no step back along the way
+
+
+def leader_then(vy: float, back: float, params: TrackerParams) -> bool:
+    """A leader's face (100 px) walks down ``vy`` px a frame with a follower's
+    face (60 px) behind it; the leader is lost for three frames (near the
+    bottom of the picture), then a face-less blob head shows ``back`` leader
+    head widths behind the leader's last position. Returns whether the
+    leader's track took it."""
+    tr = FusedTracker(params)
+    for i in range(8):
+        tr.update([cand(260, 200 + vy * i, w=100), cand(310, 180 + 6 * i, w=60)], i / 15)
+    last = 200 + vy * 7
+    for i in range(8, 11):
+        tr.update([cand(310, 180 + 6 * i, w=60)], i / 15)
+    blob = cand(265, last - 100 * back, w=50, face=-1)
+    seen = tr.update([cand(310, 180 + 6 * 11, w=60), blob], 11 / 15)
+    return any(m.track_id == 1 and m.candidate == 1 for m in seen)
+
+
+@pytest.mark.parametrize(
+    ("name", "vy", "back", "params", "taken"),
+    [
+        # 300 px/s = 3 head widths a second: a head width behind is the follower's blob
+        ("fast, a head width behind", 20, 1.0, TrackerParams(back_gate=0.5), False),
+        ("the rule off", 20, 1.0, TrackerParams(back_gate=0.0), True),
+        # within back_gate: the head's own jitter
+        ("fast, a third of a head behind", 20, 0.3, TrackerParams(back_gate=0.5), True),
+        # 75 px/s, under back_speed: a slow track's velocity says little of its way
+        ("slow, a head width behind", 5, 1.0, TrackerParams(back_gate=0.5), True),
+    ],
+)
+def test_a_fast_face_track_takes_no_candidate_behind_it(
+    name: str, vy: float, back: float, params: TrackerParams, taken: bool
+) -> None:
+    assert leader_then(vy, back, params) is taken, name
