@@ -696,20 +696,17 @@ class LineCounter:
         old = self.tracks.get(old_id)
         if new_id in self.tracks or old is None or old.established is not Zone.IN:
             return False
+        # the new track takes the old one's side, but none of its motion
+        taken = replace(old, x=math.nan, y=math.nan, vx=0.0, vy=0.0, border=None, last_at_edge=True)
         if share and not old.shared:
-            old.shared = True
-            self.tracks[new_id] = replace(
-                old, x=math.nan, y=math.nan, vx=0.0, vy=0.0, border=None, last_at_edge=True
+            old.shared = taken.shared = True
+        else:
+            # the old track keeps a state of its own with no side: were it
+            # dropped, its next observation would make it born inside again
+            self.tracks[old_id] = TrackState(
+                last_t=old.last_t, x=old.x, y=old.y, size=old.size, spent=True
             )
-            return True
-        # the old track keeps a state of its own with no side: were it
-        # dropped, its next observation would make it born inside again
-        self.tracks[old_id] = TrackState(
-            last_t=old.last_t, x=old.x, y=old.y, size=old.size, spent=True
-        )
-        self.tracks[new_id] = replace(
-            old, x=math.nan, y=math.nan, vx=0.0, vy=0.0, border=None, last_at_edge=True
-        )
+        self.tracks[new_id] = taken
         return True
 
     def established(self, track_id: int) -> Zone | None:
