@@ -86,6 +86,10 @@ BORN_GUARD = 8.0
 # frame border this much later at its speed, left the picture there
 # (heading_border); chosen on the tuning clips (docs/footfall.md)
 LEAVE_AHEAD = 0.2
+# a head box cut by the frame border so that less than this share of its
+# width shows across the border is going out of the picture there
+# (:func:`cut_by_border`); chosen on the tuning clips (docs/footfall.md)
+GONE_CUT = 0.55
 # a back of a head first seen above a track standing on the inside, within
 # this many of that track's head widths sideways and this many seconds of its
 # last observation, came out of that track's blob (see LineCounter.hand_over);
@@ -353,6 +357,26 @@ def heading_border(
     return border_side((b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy), line, width, height, margin)
 
 
+def cut_by_border(
+    box: Iterable[float], line: CountingLine, width: int, height: int, margin: float, cut: float
+) -> Zone | None:
+    """The side whose frame border cuts the head box so that less than
+    ``cut`` of the head's width shows across it (:func:`border_side`), or
+    None. A person who walks on under a camera facing the door shows only
+    the top of their head at the bottom of the picture before it goes: they
+    are leaving there even while that sliver stays in view (someone who
+    goes under the camera and comes back out is counted in and out, not
+    taken for a U-turn on the line)."""
+    b = [float(v) for v in box]
+    side = border_side(b, line, width, height, margin)
+    if side is None or cut <= 0:
+        return None
+    x1, y1 = max(0.0, b[0]), max(0.0, b[1])
+    x2, y2 = min(float(width), b[2]), min(float(height), b[3])
+    across, along = (x2 - x1, y2 - y1) if line.inside in ("left", "right") else (y2 - y1, x2 - x1)
+    return side if across < cut * along else None
+
+
 def came_out_of(
     head: tuple[float, float, float, float],
     below: tuple[float, float, float, float],
@@ -475,6 +499,7 @@ class LineCounter:
         size: float = 0.0,
         born_inside: bool = False,
         border: Zone | None = None,
+        gone: Zone | None = None,
     ) -> Crossing | None:
         """One observation of a confirmed track: its anchor point, the time,
         whether its box touches the frame border and its size (box height, px;
@@ -486,7 +511,10 @@ class LineCounter:
         observation is more than ``born_guard`` band half-widths outside, or
         it continues a track that just left there: :meth:`_rejoin`). ``border``: the side
         whose frame border the box touches (IN for the inside border), used
-        when the track ends with a change of side not yet counted."""
+        when the track ends with a change of side not yet counted. ``gone``:
+        the side whose border cuts the head so that most of it is out of the
+        picture (:func:`cut_by_border`): a change of side to it not yet
+        counted is counted now, as if the track had left."""
         state = self.tracks.get(track_id)
         if state is None:
             # a track born at the inside border came from there, not from behind a pillar
@@ -504,6 +532,8 @@ class LineCounter:
         self._move(state, x, y, t, at_edge, size)
         state.last_t = t
         state.border = border
+        if gone is not None and state.unsettled is gone and not state.spent:
+            return self._count(state, track_id, gone, t)
         if at_edge or state.spent:
             return None
         zone = self.zone_of(x, y)

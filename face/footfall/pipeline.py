@@ -28,6 +28,7 @@ import numpy as np
 from face.footfall.aggregate import HourBucket, HourlyAggregator
 from face.footfall.config import FootfallConfig
 from face.footfall.counting import (
+    GONE_CUT,
     HANDOVER_PAIR,
     HANDOVER_RECENT,
     HANDOVER_SPAN,
@@ -37,6 +38,7 @@ from face.footfall.counting import (
     Zone,
     box_touches_edge,
     came_out_of,
+    cut_by_border,
     depth_anchor,
     heading_border,
     touches_inside_border,
@@ -189,6 +191,8 @@ class FootfallPipeline:
         self.handover_recent = HANDOVER_RECENT
         # ... and a track this many face widths wide (two people) shares it once
         self.handover_pair = HANDOVER_PAIR
+        # a head cut by a border with less than this share of it in view is going out there
+        self.gone_cut = GONE_CUT
 
     # ------------------------------------------------------------------ public
     def process(self, frame: np.ndarray, ts: float, now: datetime) -> FrameReport:
@@ -264,6 +268,16 @@ class FootfallPipeline:
                 size=float(box[3] - box[1]),
                 born_inside=born_inside,
                 border=border,
+                gone=cut_by_border(
+                    dets.boxes[tb.det_index],
+                    self.line,
+                    self.width,
+                    self.height,
+                    self.line.edge_margin,
+                    self.gone_cut,
+                )
+                if 0 <= tb.det_index < len(dets)
+                else None,
             )
             for stitch in self.counter.pop_stitches():
                 old = self._tracks.pop(stitch.old_id, None)

@@ -16,6 +16,7 @@ from face.footfall.counting import (
     LineSpec,
     Zone,
     border_side,
+    cut_by_border,
 )
 
 FPS = 15.0
@@ -27,8 +28,9 @@ IMAGE = CountingLine(**BASE, commit_in=90, commit_out=90)  # type: ignore[arg-ty
 DEPTH = CountingLine(**BASE, commit_in=math.inf, commit_out=90)  # type: ignore[arg-type]
 
 # One observation a frame: a y position, "B<y>" for a box touching the
-# bottom (inside) border, "T<y>" the top (outside) border, or None when the
-# track is not seen on that frame.
+# bottom (inside) border, "G<y>" for one cut by it with most of the head out
+# of the picture (gone under the camera), "T<y>" the top (outside) border, or
+# None when the track is not seen on that frame.
 Obs = float | str | None
 
 
@@ -44,11 +46,12 @@ def run(line: CountingLine, frames: list[Obs]) -> list[tuple[str, int]]:
         if ob is not None:
             border = None
             if isinstance(ob, str):
-                border = Zone.IN if ob[0] == "B" else Zone.OUT
+                border = Zone.IN if ob[0] in "BG" else Zone.OUT
                 y = float(ob[1:])
             else:
                 y = float(ob)
-            ev = counter.observe(7, 320.0, y, t, border=border)
+            gone = Zone.IN if isinstance(ob, str) and ob[0] == "G" else None
+            ev = counter.observe(7, 320.0, y, t, border=border, gone=gone)
             alive.add(7)
             if ev is not None:
                 out.append((ev.direction, round(ev.t * FPS)))
@@ -78,6 +81,8 @@ FACE_LOST = [*ramp(100, 230, 6), "B235", *GONE]
 PIECE = [100, 90, 80, "B40", *GONE]
 BACK_AND_OUT = [*WALK_IN, "B330", *GONE, "B330", *WALK_OUT]
 OUT_FROM_BORDER = ["B330", "B320", *ramp(300, 100, 8)]
+UNDER_AND_BACK = [*WALK_IN, "B330", "G340", "G345", "G340", "B330", *WALK_OUT]
+SLIVER_OUT = ["G340", "G335", "B330", *ramp(300, 100, 8)]
 
 # name: line, one observation a frame, expected (direction, dated frame)
 CASES: dict[str, tuple[CountingLine, list[Obs], list[tuple[str, int]]]] = {
@@ -103,6 +108,14 @@ CASES: dict[str, tuple[CountingLine, list[Obs], list[tuple[str, int]]]] = {
         [("in", 5), ("out", 21)],
     ),
     "walk out past the commit band": (DEPTH, OUT_FROM_BORDER, [("out", 6)]),
+    # the head goes under the camera (mostly out of the picture) and comes
+    # back: in and out, not a U-turn, although the track never left
+    "goes under the camera and comes back out": (
+        DEPTH,
+        UNDER_AND_BACK,
+        [("in", 5), ("out", 14)],
+    ),
+    "a sliver of a head at the bottom that walks out: one exit": (DEPTH, SLIVER_OUT, [("out", 7)]),
 }
 
 
@@ -143,6 +156,22 @@ def test_line_spec_defaults_by_kind_of_line() -> None:
     explicit = LineSpec(0.03, 0.5, 0.97, 0.5, commit_in=1.0, commit_out=1.0)
     assert not LineCounter(explicit.to_pixels(640, 480)).deferred
     assert LineSpec(**explicit.as_dict()) == explicit  # round-trips through a truth file
+
+
+@pytest.mark.parametrize(
+    ("box", "cut", "side"),
+    [
+        ((300, 440, 380, 479), 0.55, Zone.IN),  # 80 wide, 39 in view at the bottom
+        ((300, 400, 380, 479), 0.55, None),  # 79 of 80 in view: a whole head
+        ((300, 420, 380, 520), 0.55, None),  # a face box past the border: 59 in view
+        ((300, 440, 380, 479), 0.0, None),  # the rule off
+        ((300, 200, 380, 240), 0.55, None),  # mid-picture
+        ((300, 0, 380, 30), 0.55, Zone.OUT),  # the top border: the outside
+    ],
+)
+def test_cut_by_border(box: tuple[int, int, int, int], cut: float, side: Zone | None) -> None:
+    line = CountingLine(**BASE)  # type: ignore[arg-type]
+    assert cut_by_border(box, line, 640, 480, 2.0, cut) is side
 
 
 @pytest.mark.parametrize(
