@@ -93,8 +93,10 @@ GONE_CUT = 0.55
 # a back of a head first seen above a track standing on the inside, within
 # this many of that track's head widths sideways and this many seconds of its
 # last observation, came out of that track's blob (see LineCounter.hand_over);
-# chosen on the tuning clips (docs/footfall.md); 0 = off
-HANDOVER_SPAN = 1.0
+# 0 = off. Off since round 6: with the colour mask a back of a head no longer
+# breaks out of the blob of the person in front, and the rule only took
+# entries away on the tuning clips (docs/footfall.md, round 6)
+HANDOVER_SPAN = 0.0
 HANDOVER_RECENT = 0.1
 # a track whose head box is at least this many times the line's face width is
 # two people in one blob: it gives a copy of its side to the first head that
