@@ -16,10 +16,10 @@ rules are in the pure :mod:`face.footfall.fusion`).
   pieces (a head missing above its shoulders); in colour the silhouette stays
   whole. The head and shoulders of every face that shows are taken out of the
   mask (``EXCLUDE_*``), so a person facing the camera is not also a face-less
-  blob beside or under their face. Blobs count as body boxes in the fusion; a body box of the SSDLite
-  detector that overlaps a blob replaces it. A blob whose top has two
-  peaks (two heads side by side) is split between them
-  (:func:`face.footfall.fusion.split_columns`).
+  blob beside or under their face. Blobs count as body boxes in the fusion;
+  a body box of the SSDLite detector that overlaps a blob replaces it. A
+  blob whose top has two peaks (two heads side by side) is split between
+  them (:func:`face.footfall.fusion.split_columns`).
 * :class:`FusedTrackerAdapter` tracks those head boxes with
   :class:`face.footfall.fusion.FusedTracker`.
 """
